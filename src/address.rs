@@ -1,0 +1,173 @@
+//! Validated e-mail addresses and mailboxes. Nothing reaches a header or an SMTP command
+//! before it has been through here: CR, LF and every other control character are refused.
+
+use std::fmt;
+
+/// An ASCII `local@domain` address (RFC 5321 §4.1.2 dot-atom local part, host-name domain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailAddress(String);
+
+/// Why an address or a name was refused; the text goes into a `validation_failed` answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidAddress(pub String);
+
+impl fmt::Display for InvalidAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const LOCAL_SPECIALS: &[u8] = b"!#$%&'*+-/=?^_`{|}~.";
+
+impl EmailAddress {
+    pub fn parse(input: &str) -> Result<Self, InvalidAddress> {
+        let invalid = |why: &str| Err(InvalidAddress(why.to_string()));
+        if input.chars().any(char::is_control) {
+            return invalid("contains control characters (CR, LF, NUL, …)");
+        }
+        if !input.is_ascii() {
+            return invalid("non-ASCII addresses are not supported yet");
+        }
+        if input.len() > 254 {
+            return invalid("longer than 254 characters");
+        }
+        let Some((local, domain)) = input.rsplit_once('@') else {
+            return invalid("has no @");
+        };
+        if local.is_empty() || local.len() > 64 {
+            return invalid("local part is empty or longer than 64 characters");
+        }
+        if !local.bytes().all(|b| b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b))
+            || local.starts_with('.')
+            || local.ends_with('.')
+            || local.contains("..")
+        {
+            return invalid("local part has characters an address cannot have");
+        }
+        if !is_host_name(domain) {
+            return invalid("domain is not a valid host name");
+        }
+        Ok(EmailAddress(input.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A dotted host name of letters, digits and hyphens, with at least two labels.
+pub fn is_host_name(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        && !labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An address with an optional display name, as in `Name <a@b.c>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub email: EmailAddress,
+}
+
+impl Mailbox {
+    /// Parses `a@b.c`, `<a@b.c>`, `Name <a@b.c>` or `"Last, First" <a@b.c>`.
+    pub fn parse(input: &str) -> Result<Self, InvalidAddress> {
+        let input = input.trim();
+        match input.strip_suffix('>').and_then(|s| s.rsplit_once('<')) {
+            Some((name, email)) => Mailbox::new(Some(unquote(name.trim())), email.trim()),
+            None => Mailbox::new(None, input),
+        }
+    }
+
+    /// A mailbox from separate parts, as in `{"name": …, "email": …}`.
+    pub fn new(name: Option<&str>, email: &str) -> Result<Self, InvalidAddress> {
+        let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
+            None => None,
+            Some(n) if n.chars().any(char::is_control) => {
+                return Err(InvalidAddress("display name contains control characters".into()))
+            }
+            Some(n) if n.chars().count() > 200 => {
+                return Err(InvalidAddress("display name is longer than 200 characters".into()))
+            }
+            Some(n) => Some(n.to_string()),
+        };
+        Ok(Mailbox { name, email: EmailAddress::parse(email)? })
+    }
+}
+
+fn unquote(name: &str) -> &str {
+    name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_addresses() {
+        for ok in ["a@example.com", "first.last+tag@sub.example.co.uk", "o'neil@example.org", "x_y-z@a-b.example"] {
+            assert_eq!(EmailAddress::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_injection_and_nonsense() {
+        for bad in [
+            "b@x.com\r\nBcc: y@evil.com",
+            "b@x.com\n",
+            "b@x.com\0",
+            "a@b",
+            "@example.com",
+            "a@",
+            "a b@example.com",
+            "a@exa mple.com",
+            "<a@example.com>",
+            "a..b@example.com",
+            ".a@example.com",
+            "a@-example.com",
+            "a@127.0.0.1",
+            "a@[127.0.0.1]",
+            "a,b@example.com",
+            "a@example.com>",
+        ] {
+            assert!(EmailAddress::parse(bad).is_err(), "accepted {bad:?}");
+        }
+    }
+
+    #[test]
+    fn mailbox_forms() {
+        let m = Mailbox::parse("Ada Lovelace <ada@example.com>").unwrap();
+        assert_eq!((m.name.as_deref(), m.email.as_str()), (Some("Ada Lovelace"), "ada@example.com"));
+        let m = Mailbox::parse("\"Lovelace, Ada\" <ada@example.com>").unwrap();
+        assert_eq!(m.name.as_deref(), Some("Lovelace, Ada"));
+        let m = Mailbox::parse("<ada@example.com>").unwrap();
+        assert_eq!(m.name, None);
+        let m = Mailbox::parse("ada@example.com").unwrap();
+        assert_eq!(m.name, None);
+        assert_eq!(m.email.domain(), "example.com");
+    }
+
+    #[test]
+    fn mailbox_name_with_newline_is_refused() {
+        assert!(Mailbox::parse("Eve\r\nBcc: x@evil.com <eve@example.com>").is_err());
+        assert!(Mailbox::new(Some("Eve\u{85}Bcc"), "eve@example.com").is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! Routing and the HTTP answers, with no Workers types: the platform layer converts its
+//! request into an [`HttpRequest`], calls [`handle`], and sends the [`HttpResponse`] back.
+
+use std::future::Future;
+
+use crate::config::{Config, Security};
+use crate::error::{self, ApiError, ErrorCode};
+use crate::message::{self, Stamp};
+use crate::smtp::client::{Network, RelaySettings, SecurityMode, Session, Timeouts};
+
+/// Largest request body accepted (before any parsing).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        HttpResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json; charset=utf-8".into())],
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    pub fn error(error: &ApiError) -> Self {
+        let mut response = HttpResponse::json(error.code.status(), &error.to_json());
+        if let Some(seconds) = error.retry_after {
+            response.headers.push(("retry-after".into(), seconds.to_string()));
+        }
+        response
+    }
+}
+
+/// What the Worker's runtime offers the handler, beyond the network.
+pub trait Environment: Network + Clone {
+    /// A configuration variable or secret by name.
+    fn var(&self, name: &str) -> Option<String>;
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+}
+
+/// An answer, and the open SMTP session to close once the answer has gone out.
+pub struct Handled<E: Network> {
+    pub response: HttpResponse,
+    pub after: Option<Session<E>>,
+}
+
+impl<E: Network> From<HttpResponse> for Handled<E> {
+    fn from(response: HttpResponse) -> Self {
+        Handled { response, after: None }
+    }
+}
+
+pub async fn handle<E: Environment>(env: E, request: HttpRequest) -> Handled<E> {
+    let method = request.method.as_str();
+    match request.path.as_str() {
+        "/v1/health" => only(method, "GET", health).into(),
+        "/v1/errors" => only(method, "GET", || HttpResponse::json(200, &error::table_json())).into(),
+        "/v1/send" if method == "POST" => match send(env, &request).await {
+            Ok(handled) => handled,
+            Err(error) => HttpResponse::error(&error).into(),
+        },
+        "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
+        path => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, format!("no route {path}"))).into(),
+    }
+}
+
+fn only(method: &str, allowed: &str, respond: impl FnOnce() -> HttpResponse) -> HttpResponse {
+    if method == allowed {
+        respond()
+    } else {
+        HttpResponse::error(&method_not_allowed(allowed))
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("use {allowed}"))
+}
+
+fn health() -> HttpResponse {
+    HttpResponse::json(200, &serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+fn authorize(config: &Config, request: &HttpRequest) -> Result<(), ApiError> {
+    if config.api_keys.is_empty() {
+        return Err(ApiError::new(ErrorCode::Misconfigured, "API_KEYS is not set"));
+    }
+    let presented = request
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    // Check every key, so timing does not reveal which one matched.
+    let matched = presented.is_some_and(|key| config.api_keys.iter().fold(false, |hit, k| k.matches(key) | hit));
+    if matched {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::Unauthorized, "a valid API key is required: Authorization: Bearer <key>"))
+    }
+}
+
+pub fn relay_settings(config: &Config) -> RelaySettings {
+    RelaySettings {
+        host: config.smtp_host.clone(),
+        port: config.smtp_port,
+        security: match config.security {
+            Security::StartTls => SecurityMode::StartTls,
+            Security::Tls => SecurityMode::ImplicitTls,
+            Security::None => SecurityMode::None,
+        },
+        ehlo_name: config.ehlo_name.clone(),
+        credentials: config.credentials.clone(),
+        timeouts: Timeouts::default(),
+    }
+}
+
+async fn send<E: Environment>(env: E, request: &HttpRequest) -> Result<Handled<E>, ApiError> {
+    let config = Config::from_lookup(|name| env.var(name))?;
+    authorize(&config, request)?;
+    if request.body.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is over {MAX_REQUEST_BYTES} bytes")));
+    }
+    let content = crate::api::send::parse(&request.body, &config)?;
+
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)
+        .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the Message-ID"))?;
+    let stamp = Stamp::new(random, &config.message_id_domain, env.now_millis().div_euclid(1000));
+    let bytes = message::render(&content, &stamp);
+    let recipients = content.envelope_recipients();
+
+    let with_id = |mut error: ApiError| {
+        if error.code == ErrorCode::DeliveryUnknown {
+            error.message_id = Some(stamp.header_message_id());
+        }
+        error
+    };
+    let mut session = Session::open(env.clone(), &relay_settings(&config)).await?;
+    let delivery = match session.send(&content.from.email, &recipients, &bytes).await {
+        Ok(delivery) => delivery,
+        Err(error) => return Ok(Handled { response: HttpResponse::error(&with_id(error)), after: Some(session) }),
+    };
+    let body = serde_json::json!({
+        "ok": true,
+        "message_id": stamp.header_message_id(),
+        "accepted": delivery.accepted,
+        "rejected": delivery.rejected,
+        "smtp": delivery.reply,
+    });
+    Ok(Handled { response: HttpResponse::json(200, &body), after: Some(session) })
+}
+
+/// Work that must not delay the answer: the polite end of the SMTP session.
+pub fn after_response<E: Network>(after: Option<Session<E>>) -> Option<impl Future<Output = ()>> {
+    after.map(Session::quit)
+}

@@ -1,0 +1,4 @@
+//! The HTTP API, independent of the Workers runtime: requests in, responses out.
+
+pub mod http;
+pub mod send;

@@ -1,0 +1,223 @@
+//! `POST /v1/send`: the JSON body → validated [`Content`].
+
+use serde::Deserialize;
+
+use crate::address::Mailbox;
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::message::Content;
+
+/// Most envelope recipients (to + cc + bcc) one request may name.
+pub const MAX_RECIPIENTS: usize = 50;
+
+/// `"a@b.c"`, `"Name <a@b.c>"` or `{"name": …, "email": …}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AddressInput {
+    Text(String),
+    Object {
+        #[serde(default)]
+        name: Option<String>,
+        email: String,
+    },
+}
+
+/// One address or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AddressField {
+    One(AddressInput),
+    Many(Vec<AddressInput>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    from: Option<AddressInput>,
+    to: Option<AddressField>,
+    cc: Option<AddressField>,
+    bcc: Option<AddressField>,
+    reply_to: Option<AddressField>,
+    subject: Option<String>,
+    text: Option<String>,
+    html: Option<String>,
+}
+
+/// Collects every problem before answering, so a caller fixes them all at once.
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push((field.into(), message.into()));
+    }
+
+    fn mailbox(&mut self, field: String, input: &AddressInput) -> Option<Mailbox> {
+        let parsed = match input {
+            AddressInput::Text(text) => Mailbox::parse(text),
+            AddressInput::Object { name, email } => Mailbox::new(name.as_deref(), email),
+        };
+        parsed.map_err(|why| self.add(field, why.to_string())).ok()
+    }
+
+    fn mailboxes(&mut self, field: &str, input: Option<&AddressField>) -> Vec<Mailbox> {
+        match input {
+            None => Vec::new(),
+            Some(AddressField::One(one)) => self.mailbox(field.to_string(), one).into_iter().collect(),
+            Some(AddressField::Many(many)) => {
+                many.iter().enumerate().filter_map(|(i, a)| self.mailbox(format!("{field}[{i}]"), a)).collect()
+            }
+        }
+    }
+}
+
+/// Parses and validates a send request. Policy (allowed senders and recipients) is checked
+/// here too, so nothing unvalidated leaves this function.
+pub fn parse(body: &[u8], config: &Config) -> Result<Content, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"));
+    }
+    let body: SendBody = serde_json::from_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}")))?;
+
+    let mut problems = Problems::default();
+    let from = match &body.from {
+        None => Some(config.mail_from.clone()),
+        Some(input) => problems.mailbox("from".into(), input),
+    };
+    let to = problems.mailboxes("to", body.to.as_ref());
+    let cc = problems.mailboxes("cc", body.cc.as_ref());
+    let bcc = problems.mailboxes("bcc", body.bcc.as_ref());
+    let reply_to = problems.mailboxes("reply_to", body.reply_to.as_ref());
+
+    let subject = body.subject.unwrap_or_default();
+    if subject.trim().is_empty() {
+        problems.add("subject", "is required");
+    } else if subject.chars().any(char::is_control) {
+        problems.add("subject", "contains control characters (CR, LF, NUL, …)");
+    } else if subject.chars().count() > 998 {
+        problems.add("subject", "is longer than 998 characters");
+    }
+    if body.text.is_none() && body.html.is_none() {
+        problems.add("text", "text or html is required");
+    }
+    for (field, part) in [("text", &body.text), ("html", &body.html)] {
+        if part.as_deref().is_some_and(|p| p.contains('\0')) {
+            problems.add(field, "contains a NUL character");
+        }
+    }
+    if body.to.is_none() && body.cc.is_none() && body.bcc.is_none() {
+        problems.add("to", "at least one recipient is required");
+    }
+    let count = to.len() + cc.len() + bcc.len();
+    if count > MAX_RECIPIENTS {
+        problems.add("to", format!("{count} recipients; at most {MAX_RECIPIENTS} are allowed"));
+    }
+    if !problems.0.is_empty() {
+        let summary = problems.0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ");
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, summary);
+        error.details = problems.0;
+        return Err(error);
+    }
+    let from = from.unwrap_or_else(|| config.mail_from.clone());
+
+    if !config.sender_allowed(&from.email) {
+        return Err(ApiError::new(ErrorCode::SenderNotAllowed, format!("{} is not an allowed sender", from.email)));
+    }
+    if let Some(refused) = to.iter().chain(&cc).chain(&bcc).find(|m| !config.recipient_allowed(&m.email)) {
+        return Err(ApiError::new(
+            ErrorCode::RecipientNotAllowed,
+            format!("{} is not an allowed recipient", refused.email),
+        ));
+    }
+    Ok(Content { from, to, cc, bcc, reply_to, subject, text: body.text, html: body.html })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::from_lookup(|name| match name {
+            "SMTP_HOST" => Some("smtp.example.com".into()),
+            "MAIL_FROM" => Some("Site <noreply@example.com>".into()),
+            "ALLOWED_FROM" => Some("*@example.com".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    fn parse_json(json: serde_json::Value) -> Result<Content, ApiError> {
+        parse(json.to_string().as_bytes(), &config())
+    }
+
+    #[test]
+    fn accepts_every_address_form() {
+        let content = parse_json(serde_json::json!({
+            "to": ["a@example.org", "Bee <b@example.org>", {"name": "Cee", "email": "c@example.org"}],
+            "cc": "d@example.org",
+            "bcc": {"email": "e@example.org"},
+            "subject": "Hi", "text": "Hello"
+        }))
+        .unwrap();
+        assert_eq!(content.to.len(), 3);
+        assert_eq!(content.to[2].name.as_deref(), Some("Cee"));
+        assert_eq!(content.cc[0].email.as_str(), "d@example.org");
+        assert_eq!(content.bcc[0].email.as_str(), "e@example.org");
+        assert_eq!(content.from.email.as_str(), "noreply@example.com");
+    }
+
+    #[test]
+    fn not_json_is_invalid_request() {
+        assert_eq!(parse(b"{nope", &config()).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(parse(b"[1]", &config()).unwrap_err().code, ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn header_injection_in_addresses_and_subject_is_422_with_every_field_listed() {
+        let error = parse_json(serde_json::json!({
+            "to": ["ok@example.org", "x@example.org\r\nBcc: victim@example.net"],
+            "reply_to": "Eve\nBcc: y@evil.example <eve@example.org>",
+            "subject": "Hi\r\nBcc: z@evil.example",
+            "text": "body"
+        }))
+        .unwrap_err();
+        assert_eq!(error.code, ErrorCode::ValidationFailed);
+        let fields: Vec<&str> = error.details.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, vec!["to[1]", "reply_to", "subject"]);
+    }
+
+    #[test]
+    fn missing_body_and_recipients_and_unknown_fields() {
+        let error = parse_json(serde_json::json!({"subject": "x"})).unwrap_err();
+        let fields: Vec<&str> = error.details.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, vec!["text", "to"]);
+        let error =
+            parse_json(serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y", "attachments": []}))
+                .unwrap_err();
+        assert_eq!(error.code, ErrorCode::ValidationFailed);
+        assert!(error.message.contains("attachments"), "{}", error.message);
+    }
+
+    #[test]
+    fn too_many_recipients() {
+        let to: Vec<String> = (0..=MAX_RECIPIENTS).map(|i| format!("r{i}@example.org")).collect();
+        let error = parse_json(serde_json::json!({"to": to, "subject": "x", "text": "y"})).unwrap_err();
+        assert_eq!(error.code, ErrorCode::ValidationFailed);
+    }
+
+    #[test]
+    fn sender_policy() {
+        let ok = parse_json(
+            serde_json::json!({"from": "Team <team@example.com>", "to": "a@example.org", "subject": "x", "text": "y"}),
+        );
+        assert_eq!(ok.unwrap().from.name.as_deref(), Some("Team"));
+        let error = parse_json(
+            serde_json::json!({"from": "ceo@bank.example", "to": "a@example.org", "subject": "x", "text": "y"}),
+        )
+        .unwrap_err();
+        assert_eq!(error.code, ErrorCode::SenderNotAllowed);
+    }
+}

@@ -1,0 +1,288 @@
+//! Settings, read through a lookup function so tests need no Worker environment.
+//!
+//! Errors name the variable and never echo its value. Secrets are only held in types whose
+//! `Debug` hides them.
+
+use std::fmt;
+
+use crate::address::{is_host_name, EmailAddress, Mailbox};
+use crate::error::{ApiError, ErrorCode};
+use crate::smtp::auth::Credentials;
+
+/// How the connection to the relay is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// Plain TCP, upgraded with STARTTLS before anything else (default; port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all. Explicit opt-in only, and never with AUTH.
+    None,
+}
+
+impl Security {
+    fn default_port(self) -> u16 {
+        match self {
+            Security::StartTls | Security::None => 587,
+            Security::Tls => 465,
+        }
+    }
+}
+
+/// A pattern of `ALLOWED_FROM` / `ALLOWED_RECIPIENTS`: an address or `*@domain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressPattern {
+    Exact(String),
+    Domain(String),
+}
+
+impl AddressPattern {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw.strip_prefix("*@") {
+            Some(domain) if is_host_name(domain) => Some(AddressPattern::Domain(domain.to_ascii_lowercase())),
+            Some(_) => None,
+            None => EmailAddress::parse(raw).ok().map(|a| AddressPattern::Exact(a.as_str().to_ascii_lowercase())),
+        }
+    }
+
+    pub fn matches(&self, address: &EmailAddress) -> bool {
+        match self {
+            AddressPattern::Exact(exact) => address.as_str().eq_ignore_ascii_case(exact),
+            AddressPattern::Domain(domain) => address.domain().eq_ignore_ascii_case(domain),
+        }
+    }
+}
+
+/// An API key; compared in constant time and never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Constant-time comparison: the time taken does not depend on where the first difference is.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        let mut diff = u8::from(a.len() != b.len());
+        for (i, byte) in a.iter().enumerate() {
+            diff |= byte ^ b.get(i).copied().unwrap_or(0);
+        }
+        diff == 0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// Everything the Worker needs to send, validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub security: Security,
+    pub credentials: Option<Credentials>,
+    pub ehlo_name: String,
+    pub mail_from: Mailbox,
+    pub allowed_from: Vec<AddressPattern>,
+    pub allowed_recipients: Option<Vec<AddressPattern>>,
+    pub api_keys: Vec<ApiKey>,
+    /// `MESSAGE_ID_DOMAIN`, defaulting to the domain of `MAIL_FROM`.
+    pub message_id_domain: String,
+}
+
+fn misconfigured(variable: &str, why: &str) -> ApiError {
+    ApiError::new(ErrorCode::Misconfigured, format!("{variable} {why}"))
+}
+
+impl Config {
+    /// Reads and validates every setting. `lookup` answers a variable (plain or secret) by name.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ApiError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+
+        let smtp_host = get("SMTP_HOST").ok_or_else(|| misconfigured("SMTP_HOST", "is not set"))?;
+        if smtp_host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(misconfigured("SMTP_HOST", "is not a host name"));
+        }
+        let security = match get("SMTP_SECURITY").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("starttls") => Security::StartTls,
+            Some("tls") => Security::Tls,
+            Some("none") => Security::None,
+            Some(_) => return Err(misconfigured("SMTP_SECURITY", "must be starttls, tls or none")),
+        };
+        let smtp_port = match get("SMTP_PORT") {
+            None => security.default_port(),
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| misconfigured("SMTP_PORT", "is not a port number"))?,
+        };
+        if smtp_port == 25 {
+            return Err(misconfigured(
+                "SMTP_PORT",
+                "is 25, which Cloudflare blocks for Workers; use 587 (starttls) or 465 (tls)",
+            ));
+        }
+        let credentials = match get("SMTP_USERNAME") {
+            None => None,
+            Some(username) => {
+                let password = get("SMTP_PASSWORD")
+                    .ok_or_else(|| misconfigured("SMTP_PASSWORD", "is not set but SMTP_USERNAME is"))?;
+                Some(Credentials::new(username, password))
+            }
+        };
+        if security == Security::None && credentials.is_some() {
+            return Err(misconfigured(
+                "SMTP_SECURITY",
+                "is none, which never sends credentials in clear; unset SMTP_USERNAME or use starttls/tls",
+            ));
+        }
+        let mail_from = get("MAIL_FROM")
+            .ok_or_else(|| misconfigured("MAIL_FROM", "is not set"))
+            .and_then(|v| Mailbox::parse(&v).map_err(|_| misconfigured("MAIL_FROM", "is not a valid mailbox")))?;
+        let ehlo_name = match get("SMTP_EHLO_NAME") {
+            None => mail_from.email.domain().to_string(),
+            Some(name) if is_host_name(&name) => name,
+            Some(_) => return Err(misconfigured("SMTP_EHLO_NAME", "is not a host name")),
+        };
+        let message_id_domain = match get("MESSAGE_ID_DOMAIN") {
+            None => mail_from.email.domain().to_string(),
+            Some(domain) if is_host_name(&domain) => domain,
+            Some(_) => return Err(misconfigured("MESSAGE_ID_DOMAIN", "is not a host name")),
+        };
+        let allowed_from = patterns(&get, "ALLOWED_FROM")?.unwrap_or_default();
+        let allowed_recipients = patterns(&get, "ALLOWED_RECIPIENTS")?;
+        let api_keys = get("API_KEYS")
+            .map(|keys| {
+                keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(|k| ApiKey(k.to_string())).collect()
+            })
+            .unwrap_or_default();
+
+        Ok(Config {
+            smtp_host,
+            smtp_port,
+            security,
+            credentials,
+            ehlo_name,
+            mail_from,
+            allowed_from,
+            allowed_recipients,
+            api_keys,
+            message_id_domain,
+        })
+    }
+
+    /// May a `/v1/send` caller use this `From`? `MAIL_FROM` itself always may.
+    pub fn sender_allowed(&self, address: &EmailAddress) -> bool {
+        address.as_str().eq_ignore_ascii_case(self.mail_from.email.as_str())
+            || self.allowed_from.iter().any(|p| p.matches(address))
+    }
+
+    /// May `/v1/send` deliver to this recipient? Everyone, unless `ALLOWED_RECIPIENTS` is set.
+    pub fn recipient_allowed(&self, address: &EmailAddress) -> bool {
+        self.allowed_recipients.as_ref().is_none_or(|patterns| patterns.iter().any(|p| p.matches(address)))
+    }
+}
+
+fn patterns(get: &impl Fn(&str) -> Option<String>, variable: &str) -> Result<Option<Vec<AddressPattern>>, ApiError> {
+    let Some(raw) = get(variable) else { return Ok(None) };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            AddressPattern::parse(p)
+                .ok_or_else(|| misconfigured(variable, "has an entry that is neither an address nor *@domain"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ApiError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const BASE: &[(&str, &str)] = &[("SMTP_HOST", "smtp.example.com"), ("MAIL_FROM", "Site <noreply@example.com>")];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, ApiError> {
+        let mut pairs = BASE.to_vec();
+        pairs.extend_from_slice(extra);
+        config(&pairs)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]).unwrap();
+        assert_eq!((c.smtp_port, c.security), (587, Security::StartTls));
+        assert_eq!(c.ehlo_name, "example.com");
+        assert_eq!(c.message_id_domain, "example.com");
+        assert!(c.credentials.is_none() && c.api_keys.is_empty());
+        assert_eq!(with(&[("SMTP_SECURITY", "tls")]).unwrap().smtp_port, 465);
+    }
+
+    #[test]
+    fn errors_name_the_variable_never_the_value() {
+        let cases: &[(&[(&str, &str)], &str)] =
+            &[(&[("MAIL_FROM", "x@example.com")], "SMTP_HOST"), (&[("SMTP_HOST", "h.example.com")], "MAIL_FROM")];
+        for (pairs, variable) in cases {
+            let error = config(pairs).unwrap_err();
+            assert_eq!(error.code, ErrorCode::Misconfigured);
+            assert!(error.message.starts_with(variable), "{}", error.message);
+        }
+        let error = with(&[("SMTP_USERNAME", "dev")]).unwrap_err();
+        assert!(error.message.starts_with("SMTP_PASSWORD"));
+        let error = with(&[("SMTP_PORT", "secret-looking-value")]).unwrap_err();
+        assert!(error.message.starts_with("SMTP_PORT") && !error.message.contains("secret-looking-value"));
+    }
+
+    #[test]
+    fn port_25_is_refused_with_a_reason() {
+        let error = with(&[("SMTP_PORT", "25")]).unwrap_err();
+        assert!(error.message.contains("blocks"), "{}", error.message);
+    }
+
+    #[test]
+    fn plaintext_mode_never_with_auth() {
+        assert!(with(&[("SMTP_SECURITY", "none")]).is_ok());
+        let error = with(&[("SMTP_SECURITY", "none"), ("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "p")]).unwrap_err();
+        assert!(error.message.starts_with("SMTP_SECURITY"));
+        assert!(with(&[("SMTP_SECURITY", "ssl")]).is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let c = with(&[("SMTP_USERNAME", "dev"), ("SMTP_PASSWORD", "pw-123456"), ("API_KEYS", "key-abcdef, key-2")])
+            .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("pw-123456") && !shown.contains("key-abcdef"));
+        assert_eq!(c.api_keys.len(), 2);
+    }
+
+    #[test]
+    fn api_keys_match_exactly() {
+        let c = with(&[("API_KEYS", "alpha,beta")]).unwrap();
+        let ok = |k: &str| c.api_keys.iter().any(|key| key.matches(k));
+        assert!(ok("alpha") && ok("beta"));
+        assert!(!ok("alph") && !ok("alphaa") && !ok("") && !ok("ALPHA"));
+    }
+
+    #[test]
+    fn sender_and_recipient_policy() {
+        let c = with(&[("ALLOWED_FROM", "*@example.org, team@example.net"), ("ALLOWED_RECIPIENTS", "*@example.com")])
+            .unwrap();
+        let a = |s: &str| EmailAddress::parse(s).unwrap();
+        assert!(c.sender_allowed(&a("noreply@example.com")));
+        assert!(c.sender_allowed(&a("anyone@EXAMPLE.org")));
+        assert!(c.sender_allowed(&a("team@example.net")));
+        assert!(!c.sender_allowed(&a("other@example.net")));
+        assert!(c.recipient_allowed(&a("x@example.com")));
+        assert!(!c.recipient_allowed(&a("x@example.org")));
+        assert!(with(&[("ALLOWED_FROM", "*@")]).is_err());
+    }
+}

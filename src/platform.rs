@@ -1,0 +1,102 @@
+//! The only code that touches the Workers runtime: the fetch event, the environment, TCP
+//! sockets and timers. Everything it calls is runtime-independent and tested natively.
+
+use std::io;
+use std::time::Duration;
+
+use worker::{event, Context, Delay, Env, Request, Response, SecureTransport, Socket};
+
+use crate::api::http::{self, Environment, HttpRequest, HttpResponse, MAX_REQUEST_BYTES};
+use crate::error::{ApiError, ErrorCode};
+use crate::smtp::client::{Network, Transport};
+
+#[derive(Clone)]
+struct Workers {
+    env: Env,
+}
+
+fn io_error(error: worker::Error) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+impl Network for Workers {
+    type Conn = Socket;
+
+    async fn connect(&self, host: &str, port: u16, transport: Transport) -> io::Result<Socket> {
+        let secure = match transport {
+            Transport::Tls => SecureTransport::On,
+            Transport::Plain { upgradable: true } => SecureTransport::StartTls,
+            Transport::Plain { upgradable: false } => SecureTransport::Off,
+        };
+        let socket = Socket::builder().secure_transport(secure).connect(host, port).map_err(io_error)?;
+        socket.opened().await.map_err(io_error)?;
+        Ok(socket)
+    }
+
+    async fn start_tls(&self, conn: Socket) -> io::Result<Socket> {
+        let upgraded = conn.start_tls();
+        upgraded.opened().await.map_err(io_error)?;
+        Ok(upgraded)
+    }
+
+    async fn sleep(&self, millis: u64) {
+        Delay::from(Duration::from_millis(millis)).await
+    }
+}
+
+impl Environment for Workers {
+    fn var(&self, name: &str) -> Option<String> {
+        // Plain vars and secrets are both strings here; either may hold a setting.
+        self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
+    }
+
+    fn now_millis(&self) -> i64 {
+        worker::Date::now().as_millis() as i64
+    }
+}
+
+fn to_response(response: HttpResponse) -> worker::Result<Response> {
+    let mut out = Response::from_bytes(response.body)?.with_status(response.status);
+    for (name, value) in &response.headers {
+        out.headers_mut().set(name, value)?;
+    }
+    Ok(out)
+}
+
+async fn to_request(mut request: Request) -> Result<HttpRequest, ApiError> {
+    let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is over {MAX_REQUEST_BYTES} bytes"));
+    let headers: Vec<(String, String)> = request.headers().entries().collect();
+    let declared = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
+        return Err(too_large());
+    }
+    let body =
+        request.bytes().await.map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the body could not be read"))?;
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(too_large());
+    }
+    let path = request.path();
+    Ok(HttpRequest { method: request.method().to_string(), path, headers, body })
+}
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let request = match to_request(request).await {
+        Ok(request) => request,
+        Err(error) => return to_response(HttpResponse::error(&error)),
+    };
+    let (method, path) = (request.method.clone(), request.path.clone());
+    let handled = http::handle(Workers { env }, request).await;
+    if handled.response.status >= 400 {
+        // Error bodies never carry secrets (see error.rs and smtp/outcome.rs).
+        let body = String::from_utf8_lossy(&handled.response.body);
+        worker::console_log!("{method} {path} -> {} {body}", handled.response.status);
+    }
+    if let Some(quit) = http::after_response(handled.after) {
+        ctx.wait_until(quit);
+    }
+    to_response(handled.response)
+}

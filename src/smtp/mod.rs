@@ -1,0 +1,13 @@
+//! The SMTP submission client.
+//!
+//! Everything but `client.rs` is free of I/O: replies are parsed from bytes, commands render
+//! to bytes, capabilities and errors are plain data. `client.rs` is the one async driver that
+//! moves those bytes over a [`client::Network`] connection.
+
+pub mod auth;
+pub mod capabilities;
+pub mod client;
+pub mod command;
+pub mod data;
+pub mod outcome;
+pub mod reply;

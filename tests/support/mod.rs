@@ -1,0 +1,134 @@
+//! Scripted relays: a transcript of what the server says and expects, run over an in-memory
+//! stream, with everything the client wrote kept for byte-for-byte assertions.
+
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use edge_mailer::smtp::client::{Network, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// The server writes these bytes.
+    Say(&'static str),
+    /// The server reads exactly these bytes from the client.
+    Expect(&'static str),
+    /// The server reads a DATA payload up to and including CRLF.CRLF.
+    ExpectData,
+    /// The server closes the connection.
+    Close,
+    /// The server never answers again.
+    Hang,
+}
+
+/// What the scripted relay saw.
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub wire: Vec<u8>,
+    pub data: Vec<u8>,
+    pub tls_upgrades: usize,
+    pub connects: usize,
+    /// A script step that did not match, if any.
+    pub mismatch: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct ScriptedRelay {
+    script: Rc<Vec<Step>>,
+    pub seen: Rc<RefCell<Seen>>,
+    pub refuse_connect: bool,
+    pub fail_tls: bool,
+}
+
+impl ScriptedRelay {
+    pub fn new(script: Vec<Step>) -> Self {
+        ScriptedRelay { script: Rc::new(script), seen: Rc::default(), refuse_connect: false, fail_tls: false }
+    }
+
+    pub fn wire(&self) -> String {
+        String::from_utf8_lossy(&self.seen.borrow().wire).into_owned()
+    }
+}
+
+async fn run_script(mut server: DuplexStream, script: Rc<Vec<Step>>, seen: Rc<RefCell<Seen>>) {
+    for step in script.iter() {
+        match step {
+            Step::Say(text) => {
+                if server.write_all(text.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Step::Expect(expected) => {
+                let mut got = vec![0u8; expected.len()];
+                if server.read_exact(&mut got).await.is_err() {
+                    seen.borrow_mut().mismatch = Some(format!("connection ended while expecting {expected:?}"));
+                    return;
+                }
+                seen.borrow_mut().wire.extend_from_slice(&got);
+                if got != expected.as_bytes() {
+                    seen.borrow_mut().mismatch =
+                        Some(format!("expected {expected:?}, got {:?}", String::from_utf8_lossy(&got)));
+                    return;
+                }
+            }
+            Step::ExpectData => {
+                let mut data = Vec::new();
+                let mut byte = [0u8; 1];
+                while !data.ends_with(b"\r\n.\r\n") {
+                    if server.read_exact(&mut byte).await.is_err() {
+                        seen.borrow_mut().mismatch = Some("connection ended inside DATA".into());
+                        return;
+                    }
+                    data.push(byte[0]);
+                }
+                let mut seen = seen.borrow_mut();
+                seen.wire.extend_from_slice(&data);
+                seen.data = data;
+            }
+            Step::Close => return,
+            Step::Hang => {
+                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+                return;
+            }
+        }
+    }
+    // Keep reading (QUIT and the like) until the client goes away.
+    let mut rest = Vec::new();
+    let _ = server.read_to_end(&mut rest).await;
+    seen.borrow_mut().wire.extend_from_slice(&rest);
+}
+
+impl Network for ScriptedRelay {
+    type Conn = DuplexStream;
+
+    async fn connect(&self, _host: &str, _port: u16, _transport: Transport) -> io::Result<DuplexStream> {
+        if self.refuse_connect {
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        }
+        self.seen.borrow_mut().connects += 1;
+        let (client, server) = tokio::io::duplex(1 << 20);
+        tokio::task::spawn_local(run_script(server, self.script.clone(), self.seen.clone()));
+        Ok(client)
+    }
+
+    async fn start_tls(&self, conn: DuplexStream) -> io::Result<DuplexStream> {
+        if self.fail_tls {
+            return Err(io::Error::other("certificate verify failed"));
+        }
+        self.seen.borrow_mut().tls_upgrades += 1;
+        Ok(conn)
+    }
+
+    async fn sleep(&self, millis: u64) {
+        tokio::time::sleep(Duration::from_millis(millis)).await
+    }
+}
+
+/// Runs a test body on a single-threaded runtime with a LocalSet (the relay task is !Send).
+pub fn run<F: std::future::Future>(body: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, body)
+}

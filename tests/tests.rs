@@ -1,0 +1,5 @@
+//! All integration tests in one binary (one link, one run).
+
+mod support;
+
+mod smtp_session;
