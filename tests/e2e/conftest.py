@@ -1,0 +1,76 @@
+"""Fixtures for the end-to-end tests: one local stack (Postfix relay + `wrangler dev`) for the
+whole session, on free loopback ports, in a temporary directory; stopped at the end."""
+
+import email
+import email.policy
+import json
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import devstack  # noqa: E402
+
+
+class Client:
+    def __init__(self, stack: "devstack.Stack"):
+        self.stack = stack
+
+    def request(self, method: str, path: str, body=None, headers=None, api_key=None):
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        request = urllib.request.Request(self.stack.base_url + path, data=data, method=method)
+        request.add_header("content-type", "application/json")
+        if api_key:
+            request.add_header("authorization", f"Bearer {api_key}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=90) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def send(self, body, api_key: str | None = "default"):
+        key = self.stack.api_key if api_key == "default" else api_key
+        status, headers, raw = self.request("POST", "/v1/send", body, api_key=key)
+        return status, headers, json.loads(raw)
+
+    def inbox_files(self) -> set:
+        return set(self.stack.inbox.iterdir()) if self.stack.inbox.exists() else set()
+
+    def wait_for_message(self, message_id: str, timeout: float = 20):
+        """The received message whose Message-ID header is `message_id`, parsed by Python's email."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for path in self.inbox_files():
+                raw = path.read_bytes()
+                if message_id.encode() in raw:
+                    return raw, email.message_from_bytes(raw, policy=email.policy.default)
+            time.sleep(0.2)
+        raise AssertionError(f"no message {message_id} arrived in {self.stack.inbox}")
+
+
+@pytest.fixture(scope="session")
+def stack():
+    # Not pytest's tmp_path: that is private to root (0700) and Postfix runs as `postfix`.
+    state = Path(tempfile.mkdtemp(prefix="edge-mailer-e2e-"))
+    state.chmod(0o755)
+    s = devstack.Stack(state, devstack.free_port(), devstack.free_port(), vars_file=state / "worker.vars")
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def client(stack):
+    return Client(stack)
