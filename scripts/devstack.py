@@ -180,6 +180,10 @@ class Stack:
         local_relay.stop(self.relay_dir)
 
 
+def interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """The README's run command: relay + Worker in the foreground until Ctrl-C."""
     state = ROOT / ".local" / "dev"
@@ -196,12 +200,16 @@ def main() -> None:
     print("       -H 'content-type: application/json' \\")
     print("       -d '{\"to\":\"you@example.com\",\"subject\":\"Hello\",\"text\":\"It works.\"}'")
     print(f"  ls {stack.inbox}")
+    # Ctrl-C and SIGTERM both end here, and stop() takes wrangler's process group down.
+    signal.signal(signal.SIGTERM, interrupt)
+    stack.wrangler = subprocess.Popen(stack.wrangler_command(), cwd=ROOT, env=stack.wrangler_env(),
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        subprocess.run(stack.wrangler_command(), cwd=ROOT, env=stack.wrangler_env())
+        stack.wrangler.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        local_relay.stop(stack.relay_dir)
+        stack.stop()
 
 
 if __name__ == "__main__":
