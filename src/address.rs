@@ -3,7 +3,11 @@
 
 use std::fmt;
 
-/// An ASCII `local@domain` address (RFC 5321 §4.1.2 dot-atom local part, host-name domain).
+/// A `local@domain` address (RFC 5321 §4.1.2 dot-atom local part, host-name domain).
+///
+/// A non-ASCII domain is stored in its ASCII (punycode) form, so it travels everywhere
+/// without SMTPUTF8. A non-ASCII local part (RFC 6531) is kept as UTF-8 and makes the
+/// address [`needs_smtputf8`](EmailAddress::needs_smtputf8).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailAddress(String);
 
@@ -19,35 +23,46 @@ impl fmt::Display for InvalidAddress {
 
 const LOCAL_SPECIALS: &[u8] = b"!#$%&'*+-/=?^_`{|}~.";
 
+fn local_char_allowed(c: char) -> bool {
+    // RFC 6531 §3.3: atext extended with every non-ASCII UTF-8 character.
+    c.is_ascii_alphanumeric()
+        || (c.is_ascii() && LOCAL_SPECIALS.contains(&(c as u8)))
+        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+}
+
 impl EmailAddress {
     pub fn parse(input: &str) -> Result<Self, InvalidAddress> {
         let invalid = |why: &str| Err(InvalidAddress(why.to_string()));
         if input.chars().any(char::is_control) {
             return invalid("contains control characters (CR, LF, NUL, …)");
         }
-        if !input.is_ascii() {
-            return invalid("non-ASCII addresses are not supported yet");
-        }
-        if input.len() > 254 {
-            return invalid("longer than 254 characters");
-        }
         let Some((local, domain)) = input.rsplit_once('@') else {
             return invalid("has no @");
         };
         if local.is_empty() || local.len() > 64 {
-            return invalid("local part is empty or longer than 64 characters");
+            return invalid("local part is empty or longer than 64 octets");
         }
-        if !local.bytes().all(|b| b.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(&b))
+        if !local.chars().all(local_char_allowed)
             || local.starts_with('.')
             || local.ends_with('.')
             || local.contains("..")
         {
             return invalid("local part has characters an address cannot have");
         }
-        if !is_host_name(domain) {
+        let domain = if domain.is_ascii() {
+            domain.to_string()
+        } else {
+            idna::domain_to_ascii(domain)
+                .map_err(|_| InvalidAddress("domain is not a valid internationalised name".into()))?
+        };
+        if !is_host_name(&domain) {
             return invalid("domain is not a valid host name");
         }
-        Ok(EmailAddress(input.to_string()))
+        let address = format!("{local}@{domain}");
+        if address.len() > 254 {
+            return invalid("longer than 254 octets");
+        }
+        Ok(EmailAddress(address))
     }
 
     pub fn as_str(&self) -> &str {
@@ -56,6 +71,11 @@ impl EmailAddress {
 
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+
+    /// A UTF-8 local part can only be sent to a relay that offers SMTPUTF8 (RFC 6531).
+    pub fn needs_smtputf8(&self) -> bool {
+        !self.0.is_ascii()
     }
 }
 
@@ -150,6 +170,18 @@ mod tests {
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn international_addresses() {
+        let idn = EmailAddress::parse("info@bücher.example").unwrap();
+        assert_eq!(idn.as_str(), "info@xn--bcher-kva.example");
+        assert!(!idn.needs_smtputf8(), "a punycode domain needs no SMTPUTF8");
+        let utf8 = EmailAddress::parse("jörg@example.com").unwrap();
+        assert!(utf8.needs_smtputf8());
+        assert!(EmailAddress::parse("jö rg@example.com").is_err());
+        assert!(EmailAddress::parse("a@bü cher.example").is_err());
+        assert!(EmailAddress::parse("jörg\u{2028}@example.com").is_err());
     }
 
     #[test]

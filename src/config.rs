@@ -7,7 +7,9 @@ use std::fmt;
 
 use crate::address::{is_host_name, EmailAddress, Mailbox};
 use crate::error::{ApiError, ErrorCode};
-use crate::smtp::auth::Credentials;
+use crate::smtp::auth::{AuthChoice, Credentials};
+use crate::smtp::capabilities::AuthMechanism;
+use crate::smtp::client::Timeouts;
 
 /// How the connection to the relay is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +91,7 @@ pub struct Config {
     pub api_keys: Vec<ApiKey>,
     /// `MESSAGE_ID_DOMAIN`, defaulting to the domain of `MAIL_FROM`.
     pub message_id_domain: String,
+    pub timeouts: Timeouts,
 }
 
 fn misconfigured(variable: &str, why: &str) -> ApiError {
@@ -129,7 +132,14 @@ impl Config {
             Some(username) => {
                 let password = get("SMTP_PASSWORD")
                     .ok_or_else(|| misconfigured("SMTP_PASSWORD", "is not set but SMTP_USERNAME is"))?;
-                Some(Credentials::new(username, password))
+                let choice = match get("SMTP_AUTH").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("auto") => AuthChoice::Auto,
+                    Some("plain") => AuthChoice::Only(AuthMechanism::Plain),
+                    Some("login") => AuthChoice::Only(AuthMechanism::Login),
+                    Some("xoauth2") => AuthChoice::Only(AuthMechanism::XOAuth2),
+                    Some(_) => return Err(misconfigured("SMTP_AUTH", "must be auto, plain, login or xoauth2")),
+                };
+                Some(Credentials::new(username, password).with_choice(choice))
             }
         };
         if security == Security::None && credentials.is_some() {
@@ -159,7 +169,24 @@ impl Config {
             })
             .unwrap_or_default();
 
+        let defaults = Timeouts::default();
+        let millis = |variable: &str, default: u64| match get(variable) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=600_000).contains(ms))
+                .ok_or_else(|| misconfigured(variable, "must be a number of milliseconds from 100 to 600000")),
+        };
+        let timeouts = Timeouts {
+            connect: millis("SMTP_CONNECT_TIMEOUT_MS", defaults.connect)?,
+            command: millis("SMTP_COMMAND_TIMEOUT_MS", defaults.command)?,
+            data_end: millis("SMTP_DATA_TIMEOUT_MS", defaults.data_end)?,
+            quit: defaults.quit,
+        };
+
         Ok(Config {
+            timeouts,
             smtp_host,
             smtp_port,
             security,
@@ -239,6 +266,27 @@ mod tests {
         assert!(error.message.starts_with("SMTP_PASSWORD"));
         let error = with(&[("SMTP_PORT", "secret-looking-value")]).unwrap_err();
         assert!(error.message.starts_with("SMTP_PORT") && !error.message.contains("secret-looking-value"));
+    }
+
+    #[test]
+    fn auth_choice_and_timeouts() {
+        let c = with(&[("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "p"), ("SMTP_AUTH", "XOAUTH2")]).unwrap();
+        assert_eq!(c.credentials.unwrap().choice, AuthChoice::Only(AuthMechanism::XOAuth2));
+        assert!(with(&[("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "p"), ("SMTP_AUTH", "cram-md5")]).is_err());
+        let c = with(&[("SMTP_COMMAND_TIMEOUT_MS", "2500")]).unwrap();
+        assert_eq!(c.timeouts.command, 2500);
+        assert_eq!(c.timeouts.connect, Timeouts::default().connect);
+        let error = with(&[("SMTP_DATA_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert!(error.message.starts_with("SMTP_DATA_TIMEOUT_MS"));
+    }
+
+    #[test]
+    fn ehlo_name_is_never_an_ip_literal() {
+        for bad in ["127.0.0.1", "[127.0.0.1]", "localhost", "bad name.example"] {
+            let error = with(&[("SMTP_EHLO_NAME", bad)]).unwrap_err();
+            assert!(error.message.starts_with("SMTP_EHLO_NAME"), "{bad}");
+        }
+        assert_eq!(with(&[("SMTP_EHLO_NAME", "mail.example.net")]).unwrap().ehlo_name, "mail.example.net");
     }
 
     #[test]

@@ -79,6 +79,8 @@ error_codes! {
         "The relay permanently refused every recipient (5xx at RCPT TO).";
     RelayRejectedMessage => "relay_rejected_message", 502, false,
         "The relay permanently refused the message at the end of DATA.";
+    RelayCapabilityMissing => "relay_capability_missing", 502, false,
+        "The message needs an SMTP extension the relay does not offer (SMTPUTF8 for a non-ASCII address, 8BITMIME for 8-bit content).";
     RelayProtocolError => "relay_protocol_error", 502, false,
         "The relay broke the SMTP protocol: a malformed reply, a bad sequence (503) or unexpected bytes.";
     RelayTimeout => "relay_timeout", 504, true,
@@ -122,11 +124,21 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// For `validation_failed`: each bad field and what is wrong with it.
     pub details: Vec<(String, String)>,
+    /// The SMTP conversation up to the failure; shown only in debug mode.
+    pub transcript: Option<crate::smtp::transcript::Transcript>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), smtp: None, message_id: None, retry_after: None, details: Vec::new() }
+        ApiError {
+            code,
+            message: message.into(),
+            smtp: None,
+            message_id: None,
+            retry_after: None,
+            details: Vec::new(),
+            transcript: None,
+        }
     }
 
     pub fn with_smtp(mut self, smtp: SmtpDetail) -> Self {

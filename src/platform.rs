@@ -42,6 +42,10 @@ impl Network for Workers {
     async fn sleep(&self, millis: u64) {
         Delay::from(Duration::from_millis(millis)).await
     }
+
+    fn now_millis(&self) -> u64 {
+        worker::Date::now().as_millis()
+    }
 }
 
 impl Environment for Workers {
@@ -50,7 +54,7 @@ impl Environment for Workers {
         self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
     }
 
-    fn now_millis(&self) -> i64 {
+    fn unix_millis(&self) -> i64 {
         worker::Date::now().as_millis() as i64
     }
 }
@@ -78,8 +82,9 @@ async fn to_request(mut request: Request) -> Result<HttpRequest, ApiError> {
     if body.len() > MAX_REQUEST_BYTES {
         return Err(too_large());
     }
-    let path = request.path();
-    Ok(HttpRequest { method: request.method().to_string(), path, headers, body })
+    let url = request.url().map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the URL could not be parsed"))?;
+    let (path, query) = (url.path().to_string(), url.query().unwrap_or_default().to_string());
+    Ok(HttpRequest { method: request.method().to_string(), path, query, headers, body })
 }
 
 #[event(fetch)]

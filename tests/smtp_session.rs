@@ -1,19 +1,31 @@
-//! The SMTP driver against scripted relays: exact bytes on the wire and the error for each fault.
+//! The SMTP driver against scripted relays: exact bytes on the wire, round trips, and the
+//! error for each fault.
 
 use edge_mailer::address::EmailAddress;
-use edge_mailer::error::ErrorCode;
-use edge_mailer::smtp::auth::Credentials;
+use edge_mailer::error::{ApiError, ErrorCode};
+use edge_mailer::smtp::auth::{AuthChoice, Credentials};
+use edge_mailer::smtp::capabilities::AuthMechanism;
 use edge_mailer::smtp::client::{RelaySettings, SecurityMode, Session, Timeouts};
+use edge_mailer::smtp::envelope::Envelope;
+use edge_mailer::smtp::outcome::Delivery;
 
-use crate::support::{run, ScriptedRelay, Step, Step::*};
+use crate::support::{run, virtual_now, ScriptedRelay, Step, Step::*};
 
 const GREETING: Step = Say("220 relay.test ESMTP\r\n");
 const EHLO: Step = Expect("EHLO client.example.com\r\n");
 const EHLO_PLAIN_REPLY: Step = Say("250-relay.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n");
-const EHLO_TLS_REPLY: Step =
-    Say("250-relay.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n");
+/// After TLS: no PIPELINING, no CHUNKING, so everything is lock-step.
+const EHLO_LOCK_STEP: Step =
+    Say("250-relay.test\r\n250-SIZE 1000000\r\n250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n");
+const EHLO_PIPELINING: Step = Say("250-relay.test\r\n250-PIPELINING\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n");
+const EHLO_PIPELINING_CHUNKING: Step = Say(
+    "250-relay.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-AUTH PLAIN LOGIN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n",
+);
 const STARTTLS: [Step; 2] = [Expect("STARTTLS\r\n"), Say("220 2.0.0 Ready to start TLS\r\n")];
 const AUTH_OK: [Step; 2] = [Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"), Say("235 2.7.0 Authentication successful\r\n")];
+
+const MESSAGE: &[u8] = b"Subject: hi\r\n\r\nhello\r\n";
+const MESSAGE_LEN: usize = 22;
 
 fn settings() -> RelaySettings {
     RelaySettings {
@@ -26,11 +38,11 @@ fn settings() -> RelaySettings {
     }
 }
 
-/// Greeting, EHLO, STARTTLS, EHLO again and AUTH, all answered positively.
-fn secured_opening() -> Vec<Step> {
+/// Greeting, EHLO, STARTTLS, EHLO again (answered with `ehlo_after_tls`) and AUTH PLAIN.
+fn opening(ehlo_after_tls: Step) -> Vec<Step> {
     let mut steps = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
     steps.extend(STARTTLS);
-    steps.extend([EHLO, EHLO_TLS_REPLY]);
+    steps.extend([EHLO, ehlo_after_tls]);
     steps.extend(AUTH_OK);
     steps
 }
@@ -39,11 +51,35 @@ fn addr(s: &str) -> EmailAddress {
     EmailAddress::parse(s).unwrap()
 }
 
-const MESSAGE: &[u8] = b"Subject: hi\r\n\r\nhello\r\n";
+/// Opens a session and sends one message from noreply@example.com to `to`.
+fn submit(
+    relay: &ScriptedRelay,
+    relay_settings: RelaySettings,
+    to: &[&str],
+    message: &[u8],
+) -> Result<Delivery, ApiError> {
+    let sender = addr("noreply@example.com");
+    let recipients: Vec<EmailAddress> = to.iter().map(|r| addr(r)).collect();
+    let recipients: Vec<&EmailAddress> = recipients.iter().collect();
+    run(async {
+        let mut session = Session::open(relay.clone(), &relay_settings).await?;
+        let envelope = Envelope { sender: &sender, recipients: &recipients, dsn: None };
+        let delivery = session.send(&envelope, message).await;
+        if delivery.is_ok() {
+            assert_eq!(session.round_trips() as usize, relay.seen.borrow().round_trips(), "client and relay disagree");
+        }
+        session.quit().await;
+        delivery
+    })
+}
+
+fn assert_script_followed(relay: &ScriptedRelay) {
+    assert_eq!(relay.seen.borrow().mismatch, None);
+}
 
 #[test]
-fn lock_step_submission_with_starttls_and_auth_puts_exact_bytes_on_the_wire() {
-    let mut script = secured_opening();
+fn lock_step_submission_puts_exact_bytes_on_the_wire() {
+    let mut script = opening(EHLO_LOCK_STEP);
     script.extend([
         Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
         Say("250 2.1.0 Ok\r\n"),
@@ -57,20 +93,106 @@ fn lock_step_submission_with_starttls_and_auth_puts_exact_bytes_on_the_wire() {
         Say("221 2.0.0 Bye\r\n"),
     ]);
     let relay = ScriptedRelay::new(script);
-    let delivery = run(async {
-        let mut session = Session::open(relay.clone(), &settings()).await.unwrap();
-        let delivery = session.send(&addr("noreply@example.com"), &[&addr("a@example.org")], MESSAGE).await;
-        session.quit().await;
-        delivery
-    })
-    .unwrap();
+    let delivery = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
     let seen = relay.seen.borrow();
-    assert_eq!(seen.mismatch, None);
     assert_eq!(seen.tls_upgrades, 1);
     assert_eq!(seen.data, b"Subject: hi\r\n\r\nhello\r\n.\r\n");
     assert_eq!(delivery.accepted, vec!["a@example.org"]);
     assert_eq!((delivery.reply.code, delivery.reply.enhanced.as_deref()), (250, Some("2.0.0")));
     assert_eq!(delivery.reply.text, "Ok: queued as ABC123");
+}
+
+#[test]
+fn pipelining_and_chunking_send_the_whole_transaction_in_one_flight_within_7_round_trips() {
+    let flight: &'static str = Box::leak(
+        format!(
+            "MAIL FROM:<noreply@example.com> SIZE={MESSAGE_LEN}\r\nRCPT TO:<a@example.org>\r\n\
+             RCPT TO:<b@example.org>\r\nBDAT {MESSAGE_LEN} LAST\r\n{}",
+            String::from_utf8_lossy(MESSAGE)
+        )
+        .into_boxed_str(),
+    );
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([
+        // The relay reads everything before it says anything: a client that waited for the
+        // MAIL reply before sending RCPT would hang here and time out.
+        Expect(flight),
+        Say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: 22 bytes queued as XYZ\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let delivery = submit(&relay, settings(), &["a@example.org", "b@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
+    assert_eq!(delivery.accepted, vec!["a@example.org", "b@example.org"]);
+    assert_eq!(delivery.reply.text, "Ok: 22 bytes queued as XYZ");
+    // greeting, EHLO, STARTTLS, TLS handshake, EHLO, AUTH, transaction
+    assert_eq!(relay.seen.borrow().round_trips(), 7);
+}
+
+#[test]
+fn implicit_tls_with_pipelining_and_chunking_takes_5_round_trips() {
+    let script = vec![
+        GREETING,
+        EHLO,
+        EHLO_PIPELINING_CHUNKING,
+        AUTH_OK[0].clone(),
+        AUTH_OK[1].clone(),
+        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n"),
+        Say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n"),
+    ];
+    let relay = ScriptedRelay::new(script);
+    let relay_settings = RelaySettings { security: SecurityMode::ImplicitTls, port: 465, ..settings() };
+    submit(&relay, relay_settings, &["a@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
+    let seen = relay.seen.borrow();
+    assert_eq!((seen.tls_connects, seen.tls_upgrades), (1, 0));
+    // TLS handshake, greeting, EHLO, AUTH, transaction
+    assert_eq!(seen.round_trips(), 5);
+}
+
+#[test]
+fn pipelining_without_chunking_sends_mail_rcpt_and_data_together() {
+    let mut script = opening(EHLO_PIPELINING);
+    script.extend([
+        Expect("MAIL FROM:<noreply@example.com>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n"),
+        Say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go ahead\r\n"),
+        ExpectData,
+        Say("250 2.0.0 Ok: queued\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
+    assert_eq!(relay.seen.borrow().round_trips(), 8);
+}
+
+#[test]
+fn plaintext_mode_never_starts_tls_and_never_authenticates() {
+    let script = vec![
+        GREETING,
+        EHLO,
+        Say("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"),
+        Expect("MAIL FROM:<noreply@example.com>\r\n"),
+        Say("250 Ok\r\n"),
+        Expect("RCPT TO:<a@example.org>\r\n"),
+        Say("250 Ok\r\n"),
+        Expect("DATA\r\n"),
+        Say("354 go\r\n"),
+        ExpectData,
+        Say("250 Ok\r\n"),
+    ];
+    let relay = ScriptedRelay::new(script);
+    let relay_settings = RelaySettings { security: SecurityMode::None, credentials: None, ..settings() };
+    submit(&relay, relay_settings, &["a@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
+    assert_eq!(relay.seen.borrow().tls_upgrades, 0);
+    assert!(!relay.wire().contains("AUTH"));
+
+    // And with credentials, plaintext mode refuses before connecting.
+    let relay = ScriptedRelay::new(vec![]);
+    let error =
+        run(Session::open(relay.clone(), &RelaySettings { security: SecurityMode::None, ..settings() })).err().unwrap();
+    assert_eq!(error.code, ErrorCode::Misconfigured);
+    assert_eq!(relay.seen.borrow().connects, 0);
 }
 
 #[test]
@@ -95,6 +217,18 @@ fn bytes_injected_after_220_to_starttls_abort_before_the_handshake() {
     let seen = relay.seen.borrow();
     assert_eq!(seen.tls_upgrades, 0, "must not start TLS");
     assert_eq!(String::from_utf8_lossy(&seen.wire), "EHLO client.example.com\r\nSTARTTLS\r\n");
+}
+
+#[test]
+fn capabilities_offered_before_tls_do_not_count_after_it() {
+    // Before TLS the relay offers AUTH PLAIN; after TLS it offers no AUTH at all.
+    let mut script = vec![GREETING, EHLO, Say("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")];
+    script.extend(STARTTLS);
+    script.extend([EHLO, Say("250-relay.test\r\n250 PIPELINING\r\n")]);
+    let relay = ScriptedRelay::new(script);
+    let error = run(Session::open(relay.clone(), &settings())).err().unwrap();
+    assert_eq!(error.code, ErrorCode::RelayAuthFailed);
+    assert!(!relay.wire().contains("AUTH"));
 }
 
 #[test]
@@ -125,12 +259,22 @@ fn failed_tls_handshake_is_relay_tls_failed() {
 }
 
 #[test]
+fn connection_dropped_right_after_tls_is_relay_tls_failed() {
+    // workerd reports a certificate that does not verify on the first I/O after upgrade.
+    let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
+    script.extend(STARTTLS);
+    script.push(ReadThenClose(4));
+    let error = run(Session::open(ScriptedRelay::new(script), &settings())).err().unwrap();
+    assert_eq!(error.code, ErrorCode::RelayTlsFailed);
+}
+
+#[test]
 fn wrong_credentials_are_relay_auth_failed_without_echoing_anything() {
     let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
     script.extend(STARTTLS);
     script.extend([
         EHLO,
-        EHLO_TLS_REPLY,
+        EHLO_LOCK_STEP,
         Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"),
         Say("535 5.7.8 Error: authentication failed: AGRldgBzZWNyZXQ=\r\n"),
     ]);
@@ -138,39 +282,168 @@ fn wrong_credentials_are_relay_auth_failed_without_echoing_anything() {
     assert_eq!(error.code, ErrorCode::RelayAuthFailed);
     let json = error.to_json().to_string();
     assert!(!json.contains("AGRldgBzZWNyZXQ") && !json.contains("secret"), "{json}");
+    let transcript = serde_json::to_string(&error.transcript).unwrap();
+    assert!(transcript.contains("AUTH PLAIN ***") && !transcript.contains("AGRldgBzZWNyZXQ=\""), "{transcript}");
 }
 
 #[test]
-fn relay_that_never_answers_times_out() {
+fn auth_login_when_chosen() {
+    let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
+    script.extend(STARTTLS);
+    script.extend([
+        EHLO,
+        EHLO_LOCK_STEP,
+        Expect("AUTH LOGIN\r\n"),
+        Say("334 VXNlcm5hbWU6\r\n"),
+        Expect("ZGV2\r\n"),
+        Say("334 UGFzc3dvcmQ6\r\n"),
+        Expect("c2VjcmV0\r\n"),
+        Say("235 2.7.0 Authentication successful\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let credentials = Credentials::new("dev", "secret").with_choice(AuthChoice::Only(AuthMechanism::Login));
+    let session = run(Session::open(relay.clone(), &RelaySettings { credentials: Some(credentials), ..settings() }));
+    assert!(session.is_ok());
+    assert_script_followed(&relay);
+    let transcript = serde_json::to_string(session.ok().unwrap().transcript()).unwrap();
+    assert!(!transcript.contains("c2VjcmV0") && !transcript.contains("ZGV2"), "{transcript}");
+}
+
+#[test]
+fn xoauth2_failure_is_answered_with_an_empty_line_then_reported() {
+    let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
+    script.extend(STARTTLS);
+    script.extend([
+        EHLO,
+        Say("250-relay.test\r\n250 AUTH LOGIN PLAIN XOAUTH2\r\n"),
+        Expect("AUTH XOAUTH2 dXNlcj1kZXYBYXV0aD1CZWFyZXIgdG9rZW4BAQ==\r\n"),
+        Say("334 eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+        Expect("\r\n"),
+        Say("535 5.7.8 Username and Password not accepted\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let credentials = Credentials::new("dev", "token").with_choice(AuthChoice::Only(AuthMechanism::XOAuth2));
+    let error = run(Session::open(relay.clone(), &RelaySettings { credentials: Some(credentials), ..settings() }))
+        .err()
+        .unwrap();
+    assert_script_followed(&relay);
+    assert_eq!(error.code, ErrorCode::RelayAuthFailed);
+}
+
+#[test]
+fn relay_that_never_answers_times_out_within_the_bound() {
     let relay = ScriptedRelay::new(vec![Hang]);
-    let error = run(Session::open(relay, &settings())).err().unwrap();
+    let timeouts = Timeouts { command: 3_000, ..Timeouts::default() };
+    let (error, waited) = run(async {
+        let start = virtual_now();
+        let error = Session::open(relay, &RelaySettings { timeouts, ..settings() }).await.err().unwrap();
+        (error, virtual_now() - start)
+    });
     assert_eq!(error.code, ErrorCode::RelayTimeout);
+    assert!((3_000..3_100).contains(&waited), "waited {waited} ms");
+}
+
+#[test]
+fn multi_line_reply_split_at_every_byte_gives_the_same_session() {
+    let ehlo: &str = "250-relay.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
+    for split in 1..ehlo.len() {
+        let (first, second) = ehlo.split_at(split);
+        let first: &'static str = Box::leak(first.to_string().into_boxed_str());
+        let second: &'static str = Box::leak(second.to_string().into_boxed_str());
+        let mut script = vec![GREETING, EHLO, Say(first), Pause(10), Say(second)];
+        script.extend(STARTTLS);
+        script.extend([EHLO, EHLO_LOCK_STEP]);
+        script.extend(AUTH_OK);
+        let relay = ScriptedRelay::new(script);
+        let session = run(Session::open(relay.clone(), &settings()));
+        assert!(session.is_ok(), "split at {split}: {:?}", session.err());
+        assert_script_followed(&relay);
+    }
+}
+
+fn lock_step_transaction(mail: &'static str, rcpt: &'static str, end: &'static str) -> Vec<Step> {
+    let mut script = opening(EHLO_LOCK_STEP);
+    script.extend([Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"), Say(mail)]);
+    if !mail.starts_with('2') {
+        return script;
+    }
+    script.extend([Expect("RCPT TO:<a@example.org>\r\n"), Say(rcpt)]);
+    if !rcpt.starts_with('2') {
+        return script;
+    }
+    script.extend([Expect("DATA\r\n"), Say("354 go ahead\r\n"), ExpectData, Say(end)]);
+    script
+}
+
+#[test]
+fn transient_and_permanent_failures_at_each_phase() {
+    let ok = "250 2.0.0 Ok\r\n";
+    let cases = [
+        (lock_step_transaction("451 4.3.0 try later\r\n", ok, ok), ErrorCode::RelayBusy, "mail", 451),
+        (lock_step_transaction("550 5.7.1 sender refused\r\n", ok, ok), ErrorCode::RelayRejectedSender, "mail", 550),
+        (lock_step_transaction("553 5.1.8 bad sender\r\n", ok, ok), ErrorCode::RelayRejectedSender, "mail", 553),
+        (
+            lock_step_transaction("530 5.7.0 Authentication required\r\n", ok, ok),
+            ErrorCode::RelayAuthFailed,
+            "mail",
+            530,
+        ),
+        (lock_step_transaction(ok, "452 4.5.3 too many\r\n", ok), ErrorCode::RelayBusy, "rcpt", 452),
+        (lock_step_transaction(ok, "551 5.1.6 moved\r\n", ok), ErrorCode::RelayRejectedRecipient, "rcpt", 551),
+        (lock_step_transaction(ok, "503 5.5.1 bad sequence\r\n", ok), ErrorCode::RelayProtocolError, "rcpt", 503),
+        (lock_step_transaction(ok, ok, "450 4.7.1 greylisted\r\n"), ErrorCode::RelayBusy, "data_end", 450),
+        (lock_step_transaction(ok, ok, "554 5.7.1 spam\r\n"), ErrorCode::RelayRejectedMessage, "data_end", 554),
+        (lock_step_transaction(ok, ok, "552 5.3.4 too big\r\n"), ErrorCode::MessageTooLarge, "data_end", 552),
+    ];
+    for (script, code, phase, smtp_code) in cases {
+        let relay = ScriptedRelay::new(script);
+        let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
+        assert_script_followed(&relay);
+        assert_eq!(error.code, code, "{phase} {smtp_code}");
+        assert_eq!(error.smtp.as_ref().map(|s| (s.phase, s.code)), Some((phase, smtp_code)));
+        assert_eq!(error.code.retryable(), smtp_code < 500, "{phase} {smtp_code}");
+    }
+}
+
+#[test]
+fn pipelined_failure_at_mail_reads_every_reply_and_reports_the_sender() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([
+        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n"),
+        Say("550 5.7.1 sender refused\r\n503 5.5.1 Error: need MAIL command\r\n503 5.5.1 Error: need RCPT command\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
+    assert_eq!(error.code, ErrorCode::RelayRejectedSender);
+}
+
+#[test]
+fn pipelined_data_with_every_recipient_refused() {
+    let mut script = opening(EHLO_PIPELINING);
+    script.extend([
+        Expect("MAIL FROM:<noreply@example.com>\r\nRCPT TO:<reject-a@example.org>\r\nDATA\r\n"),
+        Say("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n554 5.5.1 Error: no valid recipients\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let error = submit(&relay, settings(), &["reject-a@example.org"], MESSAGE).unwrap_err();
+    assert_script_followed(&relay);
+    assert_eq!(error.code, ErrorCode::RelayRejectedRecipient);
+    assert_eq!(error.code.status(), 422);
 }
 
 #[test]
 fn one_refused_recipient_of_several_still_delivers_to_the_rest() {
-    let mut script = secured_opening();
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
     script.extend([
-        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
-        Say("250 2.1.0 Ok\r\n"),
-        Expect("RCPT TO:<a@example.org>\r\n"),
-        Say("250 2.1.5 Ok\r\n"),
-        Expect("RCPT TO:<reject-b@example.org>\r\n"),
-        Say("550 5.1.1 <reject-b@example.org>: Recipient address rejected\r\n"),
-        Expect("DATA\r\n"),
-        Say("354 go ahead\r\n"),
-        ExpectData,
-        Say("250 2.0.0 Ok: queued\r\n"),
+        Expect(
+            "MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<reject-b@example.org>\r\n\
+             BDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n",
+        ),
+        Say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <reject-b@example.org>: Recipient address rejected\r\n250 2.0.0 Ok: queued\r\n"),
     ]);
     let relay = ScriptedRelay::new(script);
-    let delivery = run(async {
-        let mut session = Session::open(relay.clone(), &settings()).await.unwrap();
-        session
-            .send(&addr("noreply@example.com"), &[&addr("a@example.org"), &addr("reject-b@example.org")], MESSAGE)
-            .await
-    })
-    .unwrap();
-    assert_eq!(relay.seen.borrow().mismatch, None);
+    let delivery = submit(&relay, settings(), &["a@example.org", "reject-b@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
     assert_eq!(delivery.accepted, vec!["a@example.org"]);
     assert_eq!(delivery.rejected.len(), 1);
     assert_eq!(delivery.rejected[0].email, "reject-b@example.org");
@@ -178,59 +451,166 @@ fn one_refused_recipient_of_several_still_delivers_to_the_rest() {
 }
 
 #[test]
-fn every_recipient_refused_is_relay_rejected_recipient_and_no_data_is_sent() {
-    let mut script = secured_opening();
-    script.extend([
-        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
-        Say("250 2.1.0 Ok\r\n"),
-        Expect("RCPT TO:<reject-a@example.org>\r\n"),
-        Say("550 5.1.1 no such user\r\n"),
-        Expect("RSET\r\n"),
-        Say("250 2.0.0 Ok\r\n"),
-    ]);
-    let relay = ScriptedRelay::new(script);
-    let error = run(async {
-        let mut session = Session::open(relay.clone(), &settings()).await.unwrap();
-        session.send(&addr("noreply@example.com"), &[&addr("reject-a@example.org")], MESSAGE).await
-    })
-    .unwrap_err();
+fn every_recipient_refused_in_lock_step_sends_no_data() {
+    let relay = ScriptedRelay::new(lock_step_transaction("250 2.1.0 Ok\r\n", "550 5.1.1 no such user\r\n", ""));
+    let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
     assert_eq!(error.code, ErrorCode::RelayRejectedRecipient);
-    assert_eq!(error.code.status(), 422);
     assert!(!relay.wire().contains("DATA"));
 }
 
 #[test]
 fn connection_lost_after_the_final_dot_is_delivery_unknown() {
-    let mut script = secured_opening();
-    script.extend([
-        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
-        Say("250 2.1.0 Ok\r\n"),
-        Expect("RCPT TO:<a@example.org>\r\n"),
-        Say("250 2.1.5 Ok\r\n"),
-        Expect("DATA\r\n"),
-        Say("354 go ahead\r\n"),
-        ExpectData,
-        Close,
-    ]);
-    let error = run(async {
-        let mut session = Session::open(ScriptedRelay::new(script), &settings()).await.unwrap();
-        session.send(&addr("noreply@example.com"), &[&addr("a@example.org")], MESSAGE).await
-    })
-    .unwrap_err();
+    let mut script = lock_step_transaction("250 Ok\r\n", "250 Ok\r\n", "");
+    script.pop(); // no verdict:
+    script.push(Close);
+    let relay = ScriptedRelay::new(script);
+    let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
     assert_eq!(error.code, ErrorCode::DeliveryUnknown);
     assert!(!error.code.retryable());
 }
 
 #[test]
-fn message_over_the_relays_size_is_refused_before_mail() {
-    let relay = ScriptedRelay::new(secured_opening());
-    let big = vec![b'a'; 900].repeat(1200);
-    let error = run(async {
+fn connection_lost_after_bdat_last_is_delivery_unknown() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([
+        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n"),
+        Close,
+    ]);
+    let error = submit(&ScriptedRelay::new(script), settings(), &["a@example.org"], MESSAGE).unwrap_err();
+    assert_eq!(error.code, ErrorCode::DeliveryUnknown);
+}
+
+#[test]
+fn relay_that_closes_mid_data_is_never_a_success() {
+    let mut script = opening(EHLO_LOCK_STEP);
+    script.extend([
+        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
+        Say("250 Ok\r\n"),
+        Expect("RCPT TO:<a@example.org>\r\n"),
+        Say("250 Ok\r\n"),
+        Expect("DATA\r\n"),
+        Say("354 go ahead\r\n"),
+        ReadThenClose(5),
+    ]);
+    let error = submit(&ScriptedRelay::new(script), settings(), &["a@example.org"], MESSAGE).unwrap_err();
+    assert_eq!(error.code, ErrorCode::DeliveryUnknown);
+}
+
+#[test]
+fn relay_that_hangs_after_the_message_is_delivery_unknown_within_the_bound() {
+    let mut script = lock_step_transaction("250 Ok\r\n", "250 Ok\r\n", "");
+    script.pop();
+    script.push(Hang);
+    let relay = ScriptedRelay::new(script);
+    let timeouts = Timeouts { data_end: 5_000, ..Timeouts::default() };
+    let error = submit(&relay, RelaySettings { timeouts, ..settings() }, &["a@example.org"], MESSAGE).unwrap_err();
+    assert_eq!(error.code, ErrorCode::DeliveryUnknown);
+}
+
+/// A body built to break naive clients: bare LF, bare CR, lone dots, smuggling sequences.
+const HOSTILE: &[u8] =
+    b"Subject: x\r\n\r\nline\n.\nMAIL FROM:<evil@example.net>\r\n\r.\r\n.\r\n..two\rbare cr\n\n.\r\nend";
+
+#[test]
+fn hostile_body_is_normalised_byte_for_byte_with_data() {
+    let mut script = opening(EHLO_LOCK_STEP);
+    let mail: &'static str =
+        Box::leak(format!("MAIL FROM:<noreply@example.com> SIZE={}\r\n", HOSTILE.len()).into_boxed_str());
+    script.extend([
+        Expect(mail),
+        Say("250 Ok\r\n"),
+        Expect("RCPT TO:<a@example.org>\r\n"),
+        Say("250 Ok\r\n"),
+        Expect("DATA\r\n"),
+        Say("354 go\r\n"),
+        ExpectData,
+        Say("250 Ok\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    submit(&relay, settings(), &["a@example.org"], HOSTILE).unwrap();
+    assert_script_followed(&relay);
+    assert_eq!(
+        relay.seen.borrow().data,
+        b"Subject: x\r\n\r\nline\r\n..\r\nMAIL FROM:<evil@example.net>\r\n\r\n..\r\n..\r\n...two\r\nbare cr\r\n\r\n..\r\nend\r\n.\r\n"
+            .to_vec()
+    );
+}
+
+#[test]
+fn hostile_body_is_normalised_byte_for_byte_with_bdat() {
+    let expected_payload =
+        "Subject: x\r\n\r\nline\r\n.\r\nMAIL FROM:<evil@example.net>\r\n\r\n.\r\n.\r\n..two\r\nbare cr\r\n\r\n.\r\nend\r\n";
+    let flight: &'static str = Box::leak(
+        format!(
+            "MAIL FROM:<noreply@example.com> SIZE={}\r\nRCPT TO:<a@example.org>\r\nBDAT {} LAST\r\n{expected_payload}",
+            HOSTILE.len(),
+            expected_payload.len()
+        )
+        .into_boxed_str(),
+    );
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([Expect(flight), Say("250 Ok\r\n250 Ok\r\n250 Ok: queued\r\n")]);
+    let relay = ScriptedRelay::new(script);
+    submit(&relay, settings(), &["a@example.org"], HOSTILE).unwrap();
+    assert_script_followed(&relay);
+}
+
+#[test]
+fn several_messages_over_one_connection_with_rset_between() {
+    let mut script = opening(EHLO_LOCK_STEP);
+    for _ in 0..2 {
+        script.extend([
+            Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
+            Say("250 Ok\r\n"),
+            Expect("RCPT TO:<a@example.org>\r\n"),
+            Say("250 Ok\r\n"),
+            Expect("DATA\r\n"),
+            Say("354 go\r\n"),
+            ExpectData,
+            Say("250 Ok: queued\r\n"),
+            Expect("RSET\r\n"),
+            Say("250 2.0.0 Ok\r\n"),
+        ]);
+    }
+    let relay = ScriptedRelay::new(script);
+    let sender = addr("noreply@example.com");
+    let to = addr("a@example.org");
+    let recipients = [&to];
+    run(async {
         let mut session = Session::open(relay.clone(), &settings()).await.unwrap();
-        let lines: Vec<u8> = big.chunks(900).flat_map(|c| [c, b"\r\n"].concat()).collect();
-        session.send(&addr("noreply@example.com"), &[&addr("a@example.org")], &lines).await
-    })
-    .unwrap_err();
+        for _ in 0..2 {
+            session.send(&Envelope { sender: &sender, recipients: &recipients, dsn: None }, MESSAGE).await.unwrap();
+            session.reset().await.unwrap();
+        }
+    });
+    assert_script_followed(&relay);
+    assert_eq!(relay.seen.borrow().connects, 1);
+}
+
+#[test]
+fn non_ascii_local_part_asks_for_smtputf8() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([
+        Expect("MAIL FROM:<noreply@example.com> SIZE=22 SMTPUTF8\r\nRCPT TO:<jörg@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n"),
+        Say("250 Ok\r\n250 Ok\r\n250 Ok: queued\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    submit(&relay, settings(), &["jörg@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
+
+    // A relay without SMTPUTF8 gets nothing after AUTH.
+    let relay = ScriptedRelay::new(opening(EHLO_LOCK_STEP));
+    let error = submit(&relay, settings(), &["jörg@example.org"], MESSAGE).unwrap_err();
+    assert_eq!(error.code, ErrorCode::RelayCapabilityMissing);
+    assert!(!relay.wire().contains("MAIL FROM"));
+}
+
+#[test]
+fn message_over_the_relays_size_is_refused_before_mail() {
+    let relay = ScriptedRelay::new(opening(EHLO_LOCK_STEP));
+    let line = [vec![b'a'; 900], b"\r\n".to_vec()].concat();
+    let big = line.repeat(1200);
+    let error = submit(&relay, settings(), &["a@example.org"], &big).unwrap_err();
     assert_eq!(error.code, ErrorCode::MessageTooLarge);
     assert!(!relay.wire().contains("MAIL FROM"));
 }

@@ -1,4 +1,5 @@
 //! All integration tests in one binary (one link, one run).
+#![allow(clippy::result_large_err)]
 
 mod support;
 

@@ -6,7 +6,8 @@ use std::future::Future;
 use crate::config::{Config, Security};
 use crate::error::{self, ApiError, ErrorCode};
 use crate::message::{self, Stamp};
-use crate::smtp::client::{Network, RelaySettings, SecurityMode, Session, Timeouts};
+use crate::smtp::client::{Network, RelaySettings, SecurityMode, Session};
+use crate::smtp::envelope::Envelope;
 
 /// Largest request body accepted (before any parsing).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -14,6 +15,8 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 pub struct HttpRequest {
     pub method: String,
     pub path: String,
+    /// The query string without `?`.
+    pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -21,6 +24,11 @@ pub struct HttpRequest {
 impl HttpRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// `?debug=1` (or `true`): answer with the SMTP transcript.
+    pub fn debug(&self) -> bool {
+        self.query.split('&').any(|pair| pair == "debug=1" || pair == "debug=true")
     }
 }
 
@@ -53,8 +61,8 @@ impl HttpResponse {
 pub trait Environment: Network + Clone {
     /// A configuration variable or secret by name.
     fn var(&self, name: &str) -> Option<String>;
-    /// Milliseconds since the Unix epoch.
-    fn now_millis(&self) -> i64;
+    /// Wall-clock milliseconds since the Unix epoch, for the Date header.
+    fn unix_millis(&self) -> i64;
 }
 
 /// An answer, and the open SMTP session to close once the answer has gone out.
@@ -76,7 +84,7 @@ pub async fn handle<E: Environment>(env: E, request: HttpRequest) -> Handled<E> 
         "/v1/errors" => only(method, "GET", || HttpResponse::json(200, &error::table_json())).into(),
         "/v1/send" if method == "POST" => match send(env, &request).await {
             Ok(handled) => handled,
-            Err(error) => HttpResponse::error(&error).into(),
+            Err(error) => error_response(&error, request.debug()).into(),
         },
         "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
         path => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, format!("no route {path}"))).into(),
@@ -127,8 +135,19 @@ pub fn relay_settings(config: &Config) -> RelaySettings {
         },
         ehlo_name: config.ehlo_name.clone(),
         credentials: config.credentials.clone(),
-        timeouts: Timeouts::default(),
+        timeouts: config.timeouts,
     }
+}
+
+/// The error answer; in debug mode with the SMTP transcript up to the failure.
+fn error_response(error: &ApiError, debug: bool) -> HttpResponse {
+    let mut response = HttpResponse::error(error);
+    if let (true, Some(transcript)) = (debug, &error.transcript) {
+        let mut body = error.to_json();
+        body["transcript"] = serde_json::json!(transcript);
+        response.body = body.to_string().into_bytes();
+    }
+    response
 }
 
 async fn send<E: Environment>(env: E, request: &HttpRequest) -> Result<Handled<E>, ApiError> {
@@ -137,34 +156,45 @@ async fn send<E: Environment>(env: E, request: &HttpRequest) -> Result<Handled<E
     if request.body.len() > MAX_REQUEST_BYTES {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is over {MAX_REQUEST_BYTES} bytes")));
     }
-    let content = crate::api::send::parse(&request.body, &config)?;
+    let submission = crate::api::send::parse(&request.body, &config)?;
+    let content = &submission.content;
 
     let mut random = [0u8; 16];
     getrandom::fill(&mut random)
         .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the Message-ID"))?;
-    let stamp = Stamp::new(random, &config.message_id_domain, env.now_millis().div_euclid(1000));
-    let bytes = message::render(&content, &stamp);
+    let stamp = Stamp::new(random, &config.message_id_domain, env.unix_millis().div_euclid(1000));
+    let bytes = message::render(content, &stamp);
     let recipients = content.envelope_recipients();
+    let envelope = Envelope { sender: &content.from.email, recipients: &recipients, dsn: submission.dsn.as_ref() };
 
-    let with_id = |mut error: ApiError| {
-        if error.code == ErrorCode::DeliveryUnknown {
-            error.message_id = Some(stamp.header_message_id());
-        }
-        error
-    };
     let mut session = Session::open(env.clone(), &relay_settings(&config)).await?;
-    let delivery = match session.send(&content.from.email, &recipients, &bytes).await {
-        Ok(delivery) => delivery,
-        Err(error) => return Ok(Handled { response: HttpResponse::error(&with_id(error)), after: Some(session) }),
+    let result = session.send(&envelope, &bytes).await;
+    let debug = request.debug();
+    let response = match result {
+        Ok(delivery) => {
+            let mut body = serde_json::json!({
+                "ok": true,
+                "message_id": stamp.header_message_id(),
+                "accepted": delivery.accepted,
+                "rejected": delivery.rejected,
+                "smtp": delivery.reply,
+            });
+            if debug {
+                body["transcript"] = serde_json::json!(session.transcript());
+                body["round_trips"] = serde_json::json!(session.round_trips());
+            }
+            HttpResponse::json(200, &body)
+        }
+        Err(mut error) => {
+            if error.code == ErrorCode::DeliveryUnknown {
+                // So the caller can recognise the message if it did arrive.
+                error.message_id = Some(stamp.header_message_id());
+            }
+            error.transcript = Some(session.transcript().clone());
+            error_response(&error, debug)
+        }
     };
-    let body = serde_json::json!({
-        "ok": true,
-        "message_id": stamp.header_message_id(),
-        "accepted": delivery.accepted,
-        "rejected": delivery.rejected,
-        "smtp": delivery.reply,
-    });
-    Ok(Handled { response: HttpResponse::json(200, &body), after: Some(session) })
+    Ok(Handled { response, after: Some(session) })
 }
 
 /// Work that must not delay the answer: the polite end of the SMTP session.

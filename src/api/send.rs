@@ -6,6 +6,7 @@ use crate::address::Mailbox;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::message::Content;
+use crate::smtp::envelope::{Dsn, Notify};
 
 /// Most envelope recipients (to + cc + bcc) one request may name.
 pub const MAX_RECIPIENTS: usize = 50;
@@ -30,9 +31,21 @@ enum AddressField {
     Many(Vec<AddressInput>),
 }
 
+/// `"dsn": {"notify": ["failure", "delay"], "return": "headers", "envelope_id": "…"}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DsnInput {
+    #[serde(default)]
+    notify: Vec<String>,
+    #[serde(rename = "return")]
+    ret: Option<String>,
+    envelope_id: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
+    dsn: Option<DsnInput>,
     from: Option<AddressInput>,
     to: Option<AddressField>,
     cc: Option<AddressField>,
@@ -71,9 +84,49 @@ impl Problems {
     }
 }
 
+/// A validated request: the message, and how the relay should report on it.
+#[derive(Debug)]
+pub struct Submission {
+    pub content: Content,
+    pub dsn: Option<Dsn>,
+}
+
+fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
+    let mut dsn = Dsn::default();
+    let words: Vec<String> = input.notify.iter().map(|w| w.to_ascii_lowercase()).collect();
+    if words.iter().any(|w| w == "never") && words.len() > 1 {
+        problems.add("dsn.notify", "never cannot be combined with other values");
+    }
+    for word in &words {
+        match word.as_str() {
+            "success" => dsn.notify.push(Notify::Success),
+            "failure" => dsn.notify.push(Notify::Failure),
+            "delay" => dsn.notify.push(Notify::Delay),
+            "never" => {}
+            _ => problems.add("dsn.notify", format!("{word:?} is not success, failure, delay or never")),
+        }
+    }
+    dsn.return_headers_only = match input.ret.as_deref() {
+        None => None,
+        Some("headers") => Some(true),
+        Some("full") => Some(false),
+        Some(_) => {
+            problems.add("dsn.return", "must be headers or full");
+            None
+        }
+    };
+    if let Some(id) = &input.envelope_id {
+        if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            problems.add("dsn.envelope_id", "must be 1 to 100 printable ASCII characters");
+        }
+        dsn.envelope_id = Some(id.clone());
+    }
+    dsn
+}
+
 /// Parses and validates a send request. Policy (allowed senders and recipients) is checked
 /// here too, so nothing unvalidated leaves this function.
-pub fn parse(body: &[u8], config: &Config) -> Result<Content, ApiError> {
+pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
@@ -92,6 +145,7 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Content, ApiError> {
     let bcc = problems.mailboxes("bcc", body.bcc.as_ref());
     let reply_to = problems.mailboxes("reply_to", body.reply_to.as_ref());
 
+    let dsn = body.dsn.as_ref().map(|input| dsn(&mut problems, input));
     let subject = body.subject.unwrap_or_default();
     if subject.trim().is_empty() {
         problems.add("subject", "is required");
@@ -132,7 +186,7 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Content, ApiError> {
             format!("{} is not an allowed recipient", refused.email),
         ));
     }
-    Ok(Content { from, to, cc, bcc, reply_to, subject, text: body.text, html: body.html })
+    Ok(Submission { content: Content { from, to, cc, bcc, reply_to, subject, text: body.text, html: body.html }, dsn })
 }
 
 #[cfg(test)]
@@ -150,7 +204,21 @@ mod tests {
     }
 
     fn parse_json(json: serde_json::Value) -> Result<Content, ApiError> {
-        parse(json.to_string().as_bytes(), &config())
+        parse(json.to_string().as_bytes(), &config()).map(|s| s.content)
+    }
+
+    #[test]
+    fn dsn_options() {
+        let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
+            "dsn": {"notify": ["failure", "delay"], "return": "headers", "envelope_id": "order-17"}});
+        let dsn = parse(body.to_string().as_bytes(), &config()).unwrap().dsn.unwrap();
+        assert_eq!(dsn.notify, vec![Notify::Failure, Notify::Delay]);
+        assert_eq!((dsn.return_headers_only, dsn.envelope_id.as_deref()), (Some(true), Some("order-17")));
+        let bad = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
+            "dsn": {"notify": ["never", "success"], "return": "all", "envelope_id": "a\r\nb"}});
+        let error = parse(bad.to_string().as_bytes(), &config()).unwrap_err();
+        let fields: Vec<&str> = error.details.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, vec!["dsn.notify", "dsn.return", "dsn.envelope_id"]);
     }
 
     #[test]

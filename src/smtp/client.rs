@@ -1,8 +1,15 @@
 //! The one async driver: moves commands and replies over a [`Network`] connection.
 //!
-//! All protocol decisions live in the sans-IO modules; this file only sequences them,
-//! applies a timeout to every wait, and turns I/O failures into error codes.
+//! Protocol decisions live in the sans-IO modules (replies, commands, capabilities,
+//! parameters, DATA encoding, error mapping); this file sequences them, applies a timeout to
+//! every wait, and turns I/O failures into error codes.
+//!
+//! Round trips: with PIPELINING, MAIL, every RCPT and DATA go out in one write; with
+//! CHUNKING as well, `BDAT <n> LAST` and the message join that same flight. So a STARTTLS
+//! submission waits 7 times after connecting (greeting, EHLO, STARTTLS, TLS handshake, EHLO,
+//! AUTH, transaction) and an implicit-TLS one 5 times.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
@@ -13,10 +20,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::auth::Credentials;
 use super::capabilities::{AuthMechanism, Capabilities};
 use super::command::Command;
-use super::data::encode_for_data;
+use super::data::{encode_for_bdat, encode_for_data, END_OF_DATA};
+use super::envelope::{parameters, Envelope};
 use super::outcome::{detail, reply_error, Delivery, Phase, RejectedRecipient};
 use super::reply::{Reply, ReplyBuffer};
-use crate::address::EmailAddress;
+use super::transcript::Transcript;
 use crate::error::{ApiError, ErrorCode};
 
 /// How the first bytes of the connection are protected.
@@ -28,31 +36,34 @@ pub enum Transport {
     Tls,
 }
 
-/// The platform: sockets and a timer. workerd in production, scripted streams in tests.
+/// The platform: sockets, a timer and a clock. workerd in production, scripted streams in tests.
 pub trait Network {
     type Conn: AsyncRead + AsyncWrite + Unpin;
     fn connect(&self, host: &str, port: u16, transport: Transport) -> impl Future<Output = io::Result<Self::Conn>>;
-    /// Upgrades a plain connection to TLS, verifying the relay's certificate for `host`.
+    /// Upgrades a plain connection to TLS, verifying the relay's certificate.
     fn start_tls(&self, conn: Self::Conn) -> impl Future<Output = io::Result<Self::Conn>>;
     fn sleep(&self, millis: u64) -> impl Future<Output = ()>;
+    /// A monotonic-enough clock in milliseconds, for the transcript's timings.
+    fn now_millis(&self) -> u64;
 }
 
 /// Upper bounds for each wait, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
+    /// TCP connect (and, for implicit TLS, the handshake).
     pub connect: u64,
-    pub greeting: u64,
+    /// The greeting, each command's reply, and the STARTTLS handshake.
     pub command: u64,
-    pub tls: u64,
-    /// The wait for the verdict after the final `.`: relays scan the message then.
+    /// The verdict after the message: relays scan it before answering.
     pub data_end: u64,
+    /// The polite QUIT after the answer has gone out.
     pub quit: u64,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        // Close to RFC 5321 §4.5.3.2's spirit, scaled down for an HTTP request.
-        Timeouts { connect: 10_000, greeting: 15_000, command: 15_000, tls: 10_000, data_end: 60_000, quit: 2_000 }
+        // RFC 5321 §4.5.3.2 allows minutes; an HTTP caller waits for us, so stay well below.
+        Timeouts { connect: 10_000, command: 30_000, data_end: 60_000, quit: 2_000 }
     }
 }
 
@@ -76,28 +87,47 @@ pub struct RelaySettings {
     pub timeouts: Timeouts,
 }
 
-const READ_CHUNK: usize = 8192;
-/// The AUTH mechanisms this client speaks, preferred first.
-const USABLE_AUTH: &[AuthMechanism] = &[AuthMechanism::Plain];
+const READ_CHUNK: usize = 16 * 1024;
 
 /// An open, greeted, secured and authenticated SMTP session.
 pub struct Session<N: Network> {
     net: N,
-    conn: N::Conn,
+    /// `None` only while STARTTLS swaps the plain connection for the TLS one.
+    conn: Option<N::Conn>,
     replies: ReplyBuffer,
     capabilities: Capabilities,
     timeouts: Timeouts,
     /// TLS started and no reply has come over it yet: an I/O error now is a failed handshake
     /// (workerd reports certificate problems on the first read or write, not at upgrade).
     awaiting_tls: bool,
+    opened_at: u64,
+    transcript: Transcript,
+    /// Something was written since the last read from the socket.
+    wrote: bool,
+    round_trips: u32,
 }
 
 fn timeout_error(phase: Phase) -> ApiError {
-    ApiError::new(ErrorCode::RelayTimeout, format!("the relay did not answer in time at {}", phase.name()))
+    let mut error =
+        ApiError::new(ErrorCode::RelayTimeout, format!("the relay did not answer in time at {}", phase.name()));
+    error.retry_after = Some(60);
+    error
 }
 
 fn protocol_error(phase: Phase, why: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::RelayProtocolError, format!("{why} (at {})", phase.name()))
+}
+
+fn tls_failed() -> ApiError {
+    ApiError::new(ErrorCode::RelayTlsFailed, "the TLS handshake with the relay failed (does its certificate verify?)")
+}
+
+/// The answer is lost, but the relay may have the whole message.
+fn delivery_unknown(why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::DeliveryUnknown,
+        format!("{why} after the message was sent; it may have been delivered, so it is not retried"),
+    )
 }
 
 async fn within<N: Network, T>(net: &N, millis: u64, fut: impl Future<Output = T>) -> Option<T> {
@@ -118,50 +148,68 @@ impl<N: Network> Session<N> {
         if relay.security == SecurityMode::None && relay.credentials.is_some() {
             return Err(ApiError::new(ErrorCode::Misconfigured, "SMTP_SECURITY none never sends credentials"));
         }
+        let opened_at = net.now_millis();
         let conn = match within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, transport)).await {
             None => return Err(timeout_error(Phase::Connect)),
-            Some(Err(_)) if transport == Transport::Tls => {
-                return Err(ApiError::new(ErrorCode::RelayTlsFailed, "could not establish TLS with the relay"))
-            }
+            Some(Err(_)) if transport == Transport::Tls => return Err(tls_failed()),
             Some(Err(_)) => return Err(ApiError::new(ErrorCode::RelayUnreachable, "could not connect to the relay")),
             Some(Ok(conn)) => conn,
         };
         let mut session = Session {
             net,
-            conn,
+            conn: Some(conn),
             replies: ReplyBuffer::new(),
             capabilities: Capabilities::default(),
             timeouts: relay.timeouts,
             awaiting_tls: transport == Transport::Tls,
+            opened_at,
+            transcript: Transcript::default(),
+            // Waiting for the greeting is the first round trip after connect.
+            wrote: true,
+            round_trips: 0,
         };
+        if transport == Transport::Tls {
+            // The implicit-TLS handshake happened inside connect: one more round trip.
+            session.round_trips += 1;
+            session.note("TLS established");
+        }
+        match session.handshake(relay).await {
+            Ok(()) => Ok(session),
+            Err(mut error) => {
+                error.transcript = Some(session.transcript.clone());
+                Err(error)
+            }
+        }
+    }
 
-        let greeting_phase = if transport == Transport::Tls { Phase::Tls } else { Phase::Greeting };
-        let greeting = session.read_reply(greeting_phase, relay.timeouts.greeting).await?;
-        session.expect(Phase::Greeting, &greeting, 220)?;
-        session.ehlo(&relay.ehlo_name).await?;
+    /// Greeting, EHLO, STARTTLS and EHLO again when configured, AUTH when configured.
+    async fn handshake(&mut self, relay: &RelaySettings) -> Result<(), ApiError> {
+        let greeting = self.read_reply(Phase::Greeting, relay.timeouts.command).await?;
+        expect(Phase::Greeting, &greeting, 220)?;
+        self.ehlo(&relay.ehlo_name).await?;
 
         if relay.security == SecurityMode::StartTls {
-            if !session.capabilities.starttls {
+            if !self.capabilities.starttls {
                 return Err(ApiError::new(
                     ErrorCode::RelayTlsUnavailable,
                     "the relay does not offer STARTTLS; nothing was sent",
                 ));
             }
-            let reply = session.command(&Command::StartTls, Phase::StartTls).await?;
-            session.expect(Phase::StartTls, &reply, 220)?;
+            let reply = self.command(Command::StartTls, Phase::StartTls).await?;
+            expect(Phase::StartTls, &reply, 220)?;
             // RFC 3207 §4: nothing may follow the 220 before the handshake. Bytes here were
             // injected by someone on the path and would be read as if they came over TLS.
-            if !session.replies.is_empty() {
+            if !self.replies.is_empty() {
                 return Err(protocol_error(Phase::StartTls, "the relay sent bytes after 220 to STARTTLS"));
             }
-            session = session.upgrade().await?;
-            session.ehlo(&relay.ehlo_name).await?;
+            self.upgrade().await?;
+            self.ehlo(&relay.ehlo_name).await?;
         }
 
         if let Some(credentials) = &relay.credentials {
-            session.authenticate(credentials).await?;
+            self.authenticate(credentials).await?;
         }
-        Ok(session)
+        Ok(())
     }
 
     /// The extensions the relay offered in the last EHLO (over TLS when TLS is in use).
@@ -169,84 +217,141 @@ impl<N: Network> Session<N> {
         &self.capabilities
     }
 
-    async fn upgrade(self) -> Result<Session<N>, ApiError> {
-        let Session { net, conn, timeouts, .. } = self;
-        let tls_failed = || ApiError::new(ErrorCode::RelayTlsFailed, "the TLS handshake with the relay failed");
-        let conn = match within(&net, timeouts.tls, net.start_tls(conn)).await {
+    /// What was said so far, AUTH payloads hidden.
+    pub fn transcript(&self) -> &Transcript {
+        &self.transcript
+    }
+
+    /// How many times the client has waited for the relay (TLS handshakes included).
+    pub fn round_trips(&self) -> u32 {
+        self.round_trips
+    }
+
+    fn elapsed(&self) -> u64 {
+        self.net.now_millis().saturating_sub(self.opened_at)
+    }
+
+    fn note(&mut self, what: &str) {
+        let at = self.elapsed();
+        self.transcript.note(at, what);
+    }
+
+    async fn upgrade(&mut self) -> Result<(), ApiError> {
+        // start_tls consumes the plain connection; until it returns there is none.
+        let plain = self.conn.take().ok_or_else(|| protocol_error(Phase::Tls, "the connection is gone"))?;
+        let upgraded = match within(&self.net, self.timeouts.command, self.net.start_tls(plain)).await {
             None => return Err(timeout_error(Phase::Tls)),
             Some(Err(_)) => return Err(tls_failed()),
             Some(Ok(conn)) => conn,
         };
-        // Capabilities learned before TLS are forgotten (RFC 3207 §4.2).
-        Ok(Session {
-            net,
-            conn,
-            replies: ReplyBuffer::new(),
-            capabilities: Capabilities::default(),
-            timeouts,
-            awaiting_tls: true,
-        })
+        self.conn = Some(upgraded);
+        self.round_trips += 1;
+        self.awaiting_tls = true;
+        self.wrote = true;
+        // Capabilities and bytes from before TLS are forgotten (RFC 3207 §4.2).
+        self.capabilities = Capabilities::default();
+        self.replies = ReplyBuffer::new();
+        self.note("TLS established");
+        Ok(())
     }
 
     async fn ehlo(&mut self, name: &str) -> Result<(), ApiError> {
-        let reply = self.command(&Command::Ehlo(name.to_string()), Phase::Ehlo).await?;
-        self.expect(Phase::Ehlo, &reply, 250)?;
+        let reply = self.command(Command::Ehlo(name.to_string()), Phase::Ehlo).await?;
+        expect(Phase::Ehlo, &reply, 250)?;
         self.capabilities = Capabilities::from_ehlo(&reply);
         Ok(())
     }
 
     async fn authenticate(&mut self, credentials: &Credentials) -> Result<(), ApiError> {
-        match self.capabilities.preferred_auth(USABLE_AUTH) {
-            Some(AuthMechanism::Plain) => {
-                let reply =
-                    self.command(&Command::AuthPlain(credentials.plain_initial_response()), Phase::Auth).await?;
-                self.expect(Phase::Auth, &reply, 235)
-            }
-            _ => Err(ApiError::new(
+        let Some(mechanism) = self.capabilities.preferred_auth(credentials.choice.acceptable()) else {
+            let wanted: Vec<&str> = credentials.choice.acceptable().iter().map(|m| m.name()).collect();
+            return Err(ApiError::new(
                 ErrorCode::RelayAuthFailed,
-                "the relay offers no AUTH mechanism this client supports (PLAIN)",
-            )),
-        }
+                format!("the relay offers no AUTH mechanism this configuration allows ({})", wanted.join(", ")),
+            ));
+        };
+        let reply = match mechanism {
+            AuthMechanism::Plain => {
+                self.command(Command::AuthPlain(credentials.plain_initial_response()), Phase::Auth).await?
+            }
+            AuthMechanism::Login => {
+                let mut reply = self.command(Command::AuthLogin, Phase::Auth).await?;
+                for response in credentials.login_responses() {
+                    if reply.code != 334 {
+                        break;
+                    }
+                    reply = self.command(Command::AuthResponse(response), Phase::Auth).await?;
+                }
+                reply
+            }
+            AuthMechanism::XOAuth2 => {
+                let reply =
+                    self.command(Command::AuthXOAuth2(credentials.xoauth2_initial_response()), Phase::Auth).await?;
+                if reply.code == 334 {
+                    // A base64 JSON error; RFC 7628 §3.2.3: answer with an empty line, then
+                    // the relay sends the final failure.
+                    self.command(Command::AuthResponse(String::new()), Phase::Auth).await?
+                } else {
+                    reply
+                }
+            }
+        };
+        expect(Phase::Auth, &reply, 235)
     }
 
-    /// One mail transaction: MAIL, RCPT for each recipient, DATA and the message.
+    /// One mail transaction. Recipients the relay refuses are reported while the others
+    /// still get the message; the transaction fails only when no recipient is accepted.
     ///
-    /// Recipients the relay refuses are reported while the others still get the message; the
-    /// transaction fails only when no recipient is accepted.
-    pub async fn send(
-        &mut self,
-        sender: &EmailAddress,
-        recipients: &[&EmailAddress],
-        message: &[u8],
-    ) -> Result<Delivery, ApiError> {
-        let wire = encode_for_data(message)
+    /// Call [`Session::reset`] before sending another message over the same session.
+    pub async fn send(&mut self, envelope: &Envelope<'_>, message: &[u8]) -> Result<Delivery, ApiError> {
+        let params = parameters(&self.capabilities, envelope, message)?;
+        let chunking = self.capabilities.chunking;
+        let pipelining = self.capabilities.pipelining;
+        let encoded = if chunking { encode_for_bdat(message) } else { encode_for_data(message) };
+        let payload: Cow<'_, [u8]> = encoded
             .map_err(|_| ApiError::new(ErrorCode::ValidationFailed, "the message has a line over 998 octets"))?;
-        if let Some(limit) = self.capabilities.size.filter(|limit| *limit > 0) {
-            if message.len() as u64 > limit {
-                return Err(ApiError::new(
-                    ErrorCode::MessageTooLarge,
-                    format!("the message is {} bytes; the relay accepts at most {limit}", message.len()),
-                ));
+
+        let mail = Command::MailFrom { sender: envelope.sender.clone(), params: params.mail };
+        let rcpts: Vec<Command> = envelope
+            .recipients
+            .iter()
+            .map(|r| Command::RcptTo { recipient: (*r).clone(), params: params.rcpt.clone() })
+            .collect();
+        let last = if chunking { Command::Bdat { size: payload.len(), last: true } } else { Command::Data };
+
+        // Once the whole message is out, a lost answer means the outcome is unknown.
+        let mut message_sent = false;
+        if pipelining {
+            let mut flight = vec![mail];
+            flight.extend(rcpts.iter().cloned());
+            flight.push(last.clone());
+            self.write(&flight, Phase::Mail).await?;
+            if chunking {
+                self.write_message(&payload, false).await?;
+                message_sent = true;
             }
+        } else {
+            self.write(&[mail], Phase::Mail).await?;
         }
-        let mut params = Vec::new();
-        if self.capabilities.size.is_some() {
-            params.push(format!("SIZE={}", message.len()));
+
+        let mail_reply = self.read_after(Phase::Mail, self.timeouts.command, message_sent).await?;
+        if !pipelining && mail_reply.code != 250 {
+            return Err(reply_error(Phase::Mail, &mail_reply));
         }
-        if !message.is_ascii() && self.capabilities.eight_bit_mime {
-            params.push("BODY=8BITMIME".to_string());
-        }
-        let reply = self.command(&Command::MailFrom { sender: sender.clone(), params }, Phase::Mail).await?;
-        self.expect(Phase::Mail, &reply, 250)?;
 
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         let mut last_refusal = None;
-        for recipient in recipients {
-            let reply = self.command(&Command::RcptTo { recipient: (*recipient).clone() }, Phase::Rcpt).await?;
+        for (recipient, rcpt) in envelope.recipients.iter().zip(&rcpts) {
+            if !pipelining {
+                self.write(std::slice::from_ref(rcpt), Phase::Rcpt).await?;
+            }
+            let reply = self.read_after(Phase::Rcpt, self.timeouts.command, message_sent).await?;
             match reply.code {
                 250 | 251 => accepted.push(recipient.to_string()),
                 421 => return Err(reply_error(Phase::Rcpt, &reply)),
+                // After a failed MAIL, pipelined RCPTs answer 503: not the recipient's fault.
+                _ if mail_reply.code != 250 => {}
                 code if (400..600).contains(&code) && code != 503 => {
                     rejected
                         .push(RejectedRecipient { email: recipient.to_string(), smtp: detail(Phase::Rcpt, &reply) });
@@ -255,52 +360,62 @@ impl<N: Network> Session<N> {
                 _ => return Err(reply_error(Phase::Rcpt, &reply)),
             }
         }
-        if accepted.is_empty() {
-            // Abandon the transaction so the connection stays usable; its reply does not matter.
-            let _ = self.command(&Command::Rset, Phase::Mail).await;
-            let refusal = last_refusal.unwrap_or(Reply { code: 554, enhanced: None, lines: vec![] });
-            return Err(reply_error(Phase::Rcpt, &refusal));
+
+        if !pipelining {
+            if accepted.is_empty() {
+                return Err(refused_all(last_refusal));
+            }
+            self.write(std::slice::from_ref(&last), Phase::Data).await?;
+            if chunking {
+                self.write_message(&payload, false).await?;
+                message_sent = true;
+            }
         }
 
-        let reply = self.command(&Command::Data, Phase::Data).await?;
-        self.expect(Phase::Data, &reply, 354)?;
-        // From here on, a broken connection leaves the outcome unknown: the relay may have
-        // received the final dot and queued the message.
-        let unknown = |why: &str| {
-            ApiError::new(
-                ErrorCode::DeliveryUnknown,
-                format!("{why} after the message was sent; it may have been delivered"),
-            )
+        let final_phase = if chunking { Phase::DataEnd } else { Phase::Data };
+        let timeout = if chunking { self.timeouts.data_end } else { self.timeouts.command };
+        let reply = self.read_after(final_phase, timeout, message_sent).await?;
+
+        let failed = if mail_reply.code != 250 {
+            Some(reply_error(Phase::Mail, &mail_reply))
+        } else if accepted.is_empty() {
+            Some(refused_all(last_refusal))
+        } else {
+            None
         };
-        match within(&self.net, self.timeouts.data_end, self.conn.write_all(&wire)).await {
-            None => return Err(timeout_error(Phase::DataEnd)),
-            Some(Err(_)) => return Err(unknown("the connection broke")),
-            Some(Ok(())) => {}
-        }
-        let reply = match self.read_reply(Phase::DataEnd, self.timeouts.data_end).await {
-            Ok(reply) => reply,
-            Err(error) if error.code == ErrorCode::RelayTimeout => return Err(unknown("the relay did not answer")),
-            Err(error) if error.code == ErrorCode::RelayProtocolError && error.smtp.is_none() => {
-                return Err(unknown("the relay closed the connection or sent garbage"))
+        if let Some(error) = failed {
+            if !chunking && reply.code == 354 {
+                // The relay opened DATA despite the failure: close it with an empty message
+                // that has no recipients, so the connection stays in step.
+                self.write_message(b"", true).await?;
+                let _ = self.read_reply(Phase::DataEnd, self.timeouts.command).await;
             }
-            Err(error) => return Err(error),
+            return Err(error);
+        }
+
+        let reply = if chunking {
+            reply
+        } else {
+            expect(Phase::Data, &reply, 354)?;
+            self.write_message(&payload, true).await?;
+            self.read_after(Phase::DataEnd, self.timeouts.data_end, true).await?
         };
-        self.expect(Phase::DataEnd, &reply, 250)?;
+        expect(Phase::DataEnd, &reply, 250)?;
         Ok(Delivery { accepted, rejected, reply: detail(Phase::DataEnd, &reply) })
     }
 
-    /// Resets the transaction state so another message can follow on this connection.
+    /// Ends the current transaction so another can follow on this connection.
     pub async fn reset(&mut self) -> Result<(), ApiError> {
-        let reply = self.command(&Command::Rset, Phase::Mail).await?;
-        self.expect(Phase::Mail, &reply, 250)
+        let reply = self.command(Command::Rset, Phase::Mail).await?;
+        expect(Phase::Mail, &reply, 250)
     }
 
-    /// Says QUIT and waits (bounded) for the answer; errors are irrelevant by now.
+    /// Says QUIT and waits, within the QUIT timeout, for the answer and the close.
     pub async fn quit(self) {
-        let bound = self.timeouts.quit;
-        let Session { net, mut conn, .. } = self;
-        let _ = within(&net, bound, async {
-            // The reply does not matter: the message was already accepted.
+        let Session { net, conn, timeouts, .. } = self;
+        let Some(mut conn) = conn else { return };
+        let _ = within(&net, timeouts.quit, async {
+            // The reply does not matter: the message was already accepted or refused.
             if conn.write_all(Command::Quit.to_string().as_bytes()).await.is_ok() {
                 let mut reply = [0u8; 512];
                 let _ = conn.read(&mut reply).await;
@@ -310,51 +425,107 @@ impl<N: Network> Session<N> {
         .await;
     }
 
-    fn expect(&self, phase: Phase, reply: &Reply, code: u16) -> Result<(), ApiError> {
-        if reply.code == code || (code == 250 && reply.code == 251) {
-            Ok(())
-        } else {
-            Err(reply_error(phase, reply))
-        }
-    }
-
-    async fn command(&mut self, command: &Command, phase: Phase) -> Result<Reply, ApiError> {
-        let bytes = command.to_string();
-        match within(&self.net, self.timeouts.command, self.conn.write_all(bytes.as_bytes())).await {
-            None => return Err(timeout_error(phase)),
-            Some(Err(error)) => return Err(self.io_error(phase, error)),
-            Some(Ok(())) => {}
-        }
+    async fn command(&mut self, command: Command, phase: Phase) -> Result<Reply, ApiError> {
+        self.write(std::slice::from_ref(&command), phase).await?;
         self.read_reply(phase, self.timeouts.command).await
     }
 
-    fn io_error(&self, phase: Phase, _error: io::Error) -> ApiError {
+    /// Writes commands in one flight, recording each in the transcript.
+    async fn write(&mut self, commands: &[Command], phase: Phase) -> Result<(), ApiError> {
+        let mut bytes = String::new();
+        let at = self.elapsed();
+        for command in commands {
+            bytes.push_str(&command.to_string());
+            self.transcript.sent(at, command);
+        }
+        self.wrote = true;
+        let Some(conn) = self.conn.as_mut() else { return Err(protocol_error(phase, "the connection is gone")) };
+        match within(&self.net, self.timeouts.command, conn.write_all(bytes.as_bytes())).await {
+            None => Err(timeout_error(phase)),
+            Some(Err(_)) => Err(self.io_error(phase)),
+            Some(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Writes the message (and, for DATA, the final dot). A failure here means the relay
+    /// cannot have the whole message, so it is not `delivery_unknown`.
+    async fn write_message(&mut self, payload: &[u8], end_of_data: bool) -> Result<(), ApiError> {
+        let at = self.elapsed();
+        self.transcript.sent_message(at, payload.len());
+        self.wrote = true;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(protocol_error(Phase::DataEnd, "the connection is gone"));
+        };
+        let write = async {
+            conn.write_all(payload).await?;
+            if end_of_data {
+                conn.write_all(END_OF_DATA).await?;
+            }
+            conn.flush().await
+        };
+        match within(&self.net, self.timeouts.data_end, write).await {
+            None => Err(timeout_error(Phase::DataEnd)),
+            Some(Err(_)) => Err(protocol_error(Phase::DataEnd, "the connection broke while sending the message")),
+            Some(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Reads a reply; once the message is out, losing the answer is `delivery_unknown`.
+    async fn read_after(&mut self, phase: Phase, millis: u64, message_sent: bool) -> Result<Reply, ApiError> {
+        match self.read_reply(phase, millis).await {
+            Err(error) if message_sent && error.smtp.is_none() => match error.code {
+                ErrorCode::RelayTimeout => Err(delivery_unknown("the relay did not answer")),
+                _ => Err(delivery_unknown("the connection broke or the relay answered garbage")),
+            },
+            other => other,
+        }
+    }
+
+    fn io_error(&self, phase: Phase) -> ApiError {
         if self.awaiting_tls {
-            return ApiError::new(ErrorCode::RelayTlsFailed, "the TLS handshake with the relay failed");
+            return tls_failed();
         }
         protocol_error(phase, "the connection to the relay broke")
     }
 
     async fn read_reply(&mut self, phase: Phase, millis: u64) -> Result<Reply, ApiError> {
-        let mut chunk = [0u8; READ_CHUNK];
+        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             match self.replies.next_reply() {
                 Ok(Some(reply)) => {
                     self.awaiting_tls = false;
+                    let at = self.elapsed();
+                    self.transcript.received(at, &reply, phase == Phase::Auth);
                     return Ok(reply);
                 }
                 Ok(None) => {}
                 Err(malformed) => return Err(protocol_error(phase, malformed)),
             }
-            match within(&self.net, millis, self.conn.read(&mut chunk)).await {
+            if std::mem::take(&mut self.wrote) {
+                self.round_trips += 1;
+            }
+            let Some(conn) = self.conn.as_mut() else { return Err(protocol_error(phase, "the connection is gone")) };
+            match within(&self.net, millis, conn.read(&mut chunk)).await {
                 None => return Err(timeout_error(phase)),
-                Some(Err(error)) => return Err(self.io_error(phase, error)),
-                Some(Ok(0)) if self.awaiting_tls => {
-                    return Err(ApiError::new(ErrorCode::RelayTlsFailed, "the TLS handshake with the relay failed"))
-                }
+                Some(Err(_)) => return Err(self.io_error(phase)),
+                Some(Ok(0)) if self.awaiting_tls => return Err(tls_failed()),
                 Some(Ok(0)) => return Err(protocol_error(phase, "the relay closed the connection")),
                 Some(Ok(n)) => self.replies.push(&chunk[..n]),
             }
         }
     }
+}
+
+fn expect(phase: Phase, reply: &Reply, code: u16) -> Result<(), ApiError> {
+    if reply.code == code || (code == 250 && reply.code == 251) {
+        Ok(())
+    } else {
+        Err(reply_error(phase, reply))
+    }
+}
+
+fn refused_all(last_refusal: Option<Reply>) -> ApiError {
+    let refusal =
+        last_refusal.unwrap_or(Reply { code: 554, enhanced: None, lines: vec!["no valid recipients".into()] });
+    reply_error(Phase::Rcpt, &refusal)
 }

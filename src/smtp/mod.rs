@@ -9,5 +9,7 @@ pub mod capabilities;
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod envelope;
 pub mod outcome;
 pub mod reply;
+pub mod transcript;

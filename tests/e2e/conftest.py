@@ -42,6 +42,10 @@ class Client:
         status, headers, raw = self.request("POST", "/v1/send", body, api_key=key)
         return status, headers, json.loads(raw)
 
+    def send_debug(self, body):
+        status, headers, raw = self.request("POST", "/v1/send?debug=1", body, api_key=self.stack.api_key)
+        return status, headers, json.loads(raw)
+
     def inbox_files(self) -> set:
         return set(self.stack.inbox.iterdir()) if self.stack.inbox.exists() else set()
 

@@ -35,7 +35,7 @@ def test_message_arrives_through_starttls_and_auth_and_parses_back(client):
     # The relay's own final reply, passed through.
     assert answer["smtp"]["code"] == 250
     assert answer["smtp"]["enhanced"] == "2.0.0"
-    assert answer["smtp"]["text"].startswith("Ok: queued as ")
+    assert answer["smtp"]["text"].startswith("Ok: ") and " queued as " in answer["smtp"]["text"]
 
     message_id = answer["message_id"]
     assert message_id.startswith("<") and message_id.endswith("@edge-mailer.localhost>")
@@ -149,3 +149,33 @@ def test_worker_log_never_shows_secrets(client, stack):
     assert "POST /v1/send" in log  # the log is really the Worker's
     for secret in (stack.creds["relay_password"], stack.api_key):
         assert secret not in log
+
+
+def test_pipelining_and_chunking_are_used_against_postfix(client, stack):
+    """Postfix offers PIPELINING and CHUNKING: MAIL, RCPT and BDAT go out in one flight."""
+    status, _, answer = client.send_debug({"to": ["someone@example.org", "bob@example.org"], "subject": "flight", "text": "x"})
+    assert status == 200, answer
+    lines = [(entry["from"], entry["line"]) for entry in answer["transcript"]]
+    sent = [line for side, line in lines if side == "client"]
+    # No AUTH payload in the transcript.
+    assert "AUTH PLAIN ***" in sent
+    assert not any(stack.creds["relay_password"] in line for _, line in lines)
+    # The transaction: four client lines in a row, then the relay's four replies.
+    start = next(i for i, (side, line) in enumerate(lines) if line.startswith("MAIL FROM:"))
+    flight = lines[start:start + 4]
+    assert [side for side, _ in flight] == ["client"] * 4, flight
+    assert flight[1][1] == "RCPT TO:<someone@example.org>" and flight[2][1] == "RCPT TO:<bob@example.org>"
+    assert flight[3][1].startswith("BDAT ") and flight[3][1].endswith(" LAST")
+    assert lines[start + 4][1].startswith("<message, ")
+    assert [side for side, _ in lines[start + 5:start + 9]] == ["relay"] * 4
+    assert answer["round_trips"] == 7
+    # Postfix's own account of the session: BDAT, no DATA.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = (stack.relay_dir / "maillog").read_text(errors="replace")
+        done = [l for l in log.splitlines() if "disconnect from" in l and "bdat=1" in l and "rcpt=2" in l]
+        if done:
+            break
+        time.sleep(0.2)
+    assert done, "Postfix did not log a BDAT session"
+    assert " data=" not in done[-1]

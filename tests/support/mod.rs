@@ -17,6 +17,11 @@ pub enum Step {
     Expect(&'static str),
     /// The server reads a DATA payload up to and including CRLF.CRLF.
     ExpectData,
+    /// The server waits this many milliseconds (virtual time) before its next step, so the
+    /// client sees what came before in a read of its own.
+    Pause(u64),
+    /// The server reads this many bytes, then closes the connection.
+    ReadThenClose(usize),
     /// The server closes the connection.
     Close,
     /// The server never answers again.
@@ -30,6 +35,11 @@ pub struct Seen {
     pub data: Vec<u8>,
     pub tls_upgrades: usize,
     pub connects: usize,
+    /// Connections opened with implicit TLS (each one a handshake round trip).
+    pub tls_connects: usize,
+    /// Times the relay answered after reading from the client (or greeted): round trips as
+    /// the relay sees them.
+    pub turns: usize,
     /// A script step that did not match, if any.
     pub mismatch: Option<String>,
 }
@@ -53,14 +63,26 @@ impl ScriptedRelay {
 }
 
 async fn run_script(mut server: DuplexStream, script: Rc<Vec<Step>>, seen: Rc<RefCell<Seen>>) {
+    let mut read_since_say = true;
     for step in script.iter() {
         match step {
             Step::Say(text) => {
+                if std::mem::take(&mut read_since_say) {
+                    seen.borrow_mut().turns += 1;
+                }
                 if server.write_all(text.as_bytes()).await.is_err() {
                     return;
                 }
             }
+            Step::Pause(millis) => tokio::time::sleep(Duration::from_millis(*millis)).await,
+            Step::ReadThenClose(count) => {
+                let mut got = vec![0u8; *count];
+                let _ = server.read_exact(&mut got).await;
+                seen.borrow_mut().wire.extend_from_slice(&got);
+                return;
+            }
             Step::Expect(expected) => {
+                read_since_say = true;
                 let mut got = vec![0u8; expected.len()];
                 if server.read_exact(&mut got).await.is_err() {
                     seen.borrow_mut().mismatch = Some(format!("connection ended while expecting {expected:?}"));
@@ -74,6 +96,7 @@ async fn run_script(mut server: DuplexStream, script: Rc<Vec<Step>>, seen: Rc<Re
                 }
             }
             Step::ExpectData => {
+                read_since_say = true;
                 let mut data = Vec::new();
                 let mut byte = [0u8; 1];
                 while !data.ends_with(b"\r\n.\r\n") {
@@ -103,11 +126,14 @@ async fn run_script(mut server: DuplexStream, script: Rc<Vec<Step>>, seen: Rc<Re
 impl Network for ScriptedRelay {
     type Conn = DuplexStream;
 
-    async fn connect(&self, _host: &str, _port: u16, _transport: Transport) -> io::Result<DuplexStream> {
+    async fn connect(&self, _host: &str, _port: u16, transport: Transport) -> io::Result<DuplexStream> {
         if self.refuse_connect {
             return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
         }
         self.seen.borrow_mut().connects += 1;
+        if transport == Transport::Tls {
+            self.seen.borrow_mut().tls_connects += 1;
+        }
         let (client, server) = tokio::io::duplex(1 << 20);
         tokio::task::spawn_local(run_script(server, self.script.clone(), self.seen.clone()));
         Ok(client)
@@ -123,6 +149,23 @@ impl Network for ScriptedRelay {
 
     async fn sleep(&self, millis: u64) {
         tokio::time::sleep(Duration::from_millis(millis)).await
+    }
+
+    fn now_millis(&self) -> u64 {
+        virtual_now()
+    }
+}
+
+/// Milliseconds of (paused, virtual) tokio time since an arbitrary start.
+pub fn virtual_now() -> u64 {
+    thread_local!(static START: tokio::time::Instant = tokio::time::Instant::now());
+    START.with(|start| start.elapsed().as_millis() as u64)
+}
+
+impl Seen {
+    /// Round trips as the relay saw them: its answers after reads, plus TLS handshakes.
+    pub fn round_trips(&self) -> usize {
+        self.turns + self.tls_upgrades + self.tls_connects
     }
 }
 
