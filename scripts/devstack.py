@@ -89,19 +89,23 @@ def build_env() -> dict:
 
 
 class Stack:
-    """A relay and a `wrangler dev`, started together and stopped together."""
+    """A relay and a `wrangler dev`, started together and stopped together; more Workers with
+    other settings can join (`start_worker`) and are stopped with the rest."""
 
-    def __init__(self, state: Path, relay_port: int, http_port: int, vars_file: Path | None, extra_vars: dict | None = None):
+    def __init__(self, state: Path, relay_ports: "local_relay.Ports", http_port: int, vars_file: Path | None,
+                 extra_vars: dict | None = None, name: str = "worker"):
         self.state = state
         self.relay_dir = state / "relay"
-        self.relay_port = relay_port
+        self.relay_ports = relay_ports
+        self.relay_port = relay_ports.starttls
         self.http_port = http_port
         self.vars_file = vars_file
         self.extra_vars = extra_vars
         self.creds = credentials(state)
         self.wrangler = None
         self.base_url = f"http://127.0.0.1:{http_port}"
-        self.log_path = state / "wrangler.log"
+        self.log_path = state / f"{name}.log"
+        self.others = []
 
     @property
     def api_key(self) -> str:
@@ -112,7 +116,7 @@ class Stack:
         return self.relay_dir / "mail" / "inbox" / "new"
 
     def start_relay(self) -> None:
-        local_relay.start(self.relay_dir, self.relay_port, self.creds["relay_user"], self.creds["relay_password"])
+        local_relay.start(self.relay_dir, self.relay_ports, self.creds["relay_user"], self.creds["relay_password"])
 
     def write_vars(self) -> Path:
         target = self.vars_file or ROOT / ".dev.vars"
@@ -133,20 +137,41 @@ class Stack:
             command += ["--env-file", str(self.vars_file)]
         return command
 
-    def wrangler_env(self) -> dict:
+    def wrangler_env(self, prebuilt: bool = False) -> dict:
         env = build_env()
+        if prebuilt:
+            # The first Worker built build/; the others run the same bundle.
+            env["EDGE_MAILER_PREBUILT"] = "1"
         # workerd checks the relay's certificate; it trusts our local CA and nothing is disabled.
         env["NODE_EXTRA_CA_CERTS"] = str(self.relay_dir / "tls" / "ca.pem")
         return env
 
     def start(self, timeout: float = 300) -> None:
         self.start_relay()
+        self.launch()
+        self.wait_healthy(timeout)
+
+    def launch(self, prebuilt: bool = False) -> None:
+        """Starts this Stack's `wrangler dev` (the relay must be running)."""
         self.write_vars()
         log = open(self.log_path, "ab")
-        self.wrangler = subprocess.Popen(self.wrangler_command(), cwd=ROOT, env=self.wrangler_env(),
+        self.wrangler = subprocess.Popen(self.wrangler_command(), cwd=ROOT, env=self.wrangler_env(prebuilt),
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        self.wait_healthy(timeout)
+
+    def start_workers(self, settings: dict, timeout: float = 180) -> dict:
+        """More Workers on the same relay, one per name, each with its own variable overrides;
+        started in parallel. Returns name → Stack (use its base_url)."""
+        workers = {}
+        for name, overrides in settings.items():
+            worker = Stack(self.state, self.relay_ports, free_port(), self.state / f"{name}.vars",
+                           extra_vars=overrides, name=name)
+            worker.launch(prebuilt=True)
+            self.others.append(worker)
+            workers[name] = worker
+        for worker in workers.values():
+            worker.wait_healthy(timeout)
+        return workers
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -168,6 +193,12 @@ class Stack:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
+        for other in self.others:
+            other.stop_worker()
+        self.stop_worker()
+        local_relay.stop(self.relay_dir)
+
+    def stop_worker(self) -> None:
         if self.wrangler and self.wrangler.poll() is None:
             try:
                 os.killpg(self.wrangler.pid, signal.SIGTERM)
@@ -177,7 +208,6 @@ class Stack:
                     os.killpg(self.wrangler.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        local_relay.stop(self.relay_dir)
 
 
 def interrupt(*_) -> None:
@@ -187,13 +217,14 @@ def interrupt(*_) -> None:
 def main() -> None:
     """The README's run command: relay + Worker in the foreground until Ctrl-C."""
     state = ROOT / ".local" / "dev"
-    relay_port = int(os.environ.get("RELAY_PORT", "2587"))
+    relay_ports = local_relay.Ports.from_base(int(os.environ.get("RELAY_PORT", "2587")))
     http_port = int(os.environ.get("PORT", "8787"))
-    stack = Stack(state, relay_port, http_port, vars_file=None)
+    stack = Stack(state, relay_ports, http_port, vars_file=None)
     local_relay.stop(stack.relay_dir)  # a relay left over from an interrupted run
     stack.start_relay()
     stack.write_vars()
-    print(f"relay: 127.0.0.1:{relay_port} (STARTTLS + AUTH); received mail: {stack.inbox}")
+    print(f"relay: 127.0.0.1:{relay_ports.starttls} (STARTTLS + AUTH), {relay_ports.tls} (implicit TLS); "
+          f"received mail: {stack.inbox}")
     print(f"worker: {stack.base_url}/  (API key: see API_KEYS in .dev.vars)")
     print("try:")
     print(f"  curl -s {stack.base_url}/v1/send -H \"Authorization: Bearer $(sed -n 's/^API_KEYS=\"\\(.*\\)\"$/\\1/p' .dev.vars)\" \\")

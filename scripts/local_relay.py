@@ -14,7 +14,13 @@ directory of ours, so it never touches the system's mail setup:
 - Recipients whose local part starts with `reject-` get `550 5.1.1` at RCPT and those
   starting with `tempfail-` get `450 4.2.1`, so errors can be shown and tested.
 
+Besides the STARTTLS port it listens on three more, for the failure modes a Worker must handle:
+- `tls`: implicit TLS from the first byte (like port 465), same certificate;
+- `untrusted`: STARTTLS with a self-signed certificate no one trusts (handshake must fail);
+- `plain`: no STARTTLS offered at all (a Worker must refuse to continue).
+
 Usage: local_relay.py start|stop|status --dir DIR [--port N] [--user U --password P]
+(the extra ports are N+1, N+2 and N+3 from the command line)
 """
 
 import argparse
@@ -83,7 +89,15 @@ smtpd_recipient_restrictions = check_recipient_access regexp:{dir}/recipient_acc
 
 MASTER_CF = """\
 # service type  private unpriv  chroot  wakeup  maxproc command
-{port} inet n       -       n       -       -       smtpd
+{starttls} inet n       -       n       -       -       smtpd
+{tls} inet n       -       n       -       -       smtpd
+  -o smtpd_tls_wrappermode=yes
+{untrusted} inet n       -       n       -       -       smtpd
+  -o smtpd_tls_cert_file={dir}/tls/untrusted.pem
+  -o smtpd_tls_key_file={dir}/tls/untrusted.key
+{plain} inet n       -       n       -       -       smtpd
+  -o smtpd_tls_security_level=none
+  -o smtpd_sasl_auth_enable=no
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
@@ -121,11 +135,29 @@ def run(*args, **kwargs):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)
 
 
+class Ports:
+    """The relay's four listening ports."""
+
+    def __init__(self, starttls: int, tls: int, untrusted: int, plain: int):
+        self.starttls, self.tls, self.untrusted, self.plain = starttls, tls, untrusted, plain
+
+    @classmethod
+    def from_base(cls, base: int) -> "Ports":
+        return cls(base, base + 1, base + 2, base + 3)
+
+    def all(self) -> list:
+        return [self.starttls, self.tls, self.untrusted, self.plain]
+
+
 def ensure_tls(tls: Path) -> None:
-    """A throw-away CA and a `localhost` certificate it signs, made once per directory."""
-    if (tls / "localhost.pem").exists():
+    """A throw-away CA and a `localhost` certificate it signs, made once per directory; and a
+    self-signed `localhost` certificate that nothing trusts."""
+    if (tls / "localhost.pem").exists() and (tls / "untrusted.pem").exists():
         return
     tls.mkdir(parents=True, exist_ok=True)
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout", str(tls / "untrusted.key"), "-out", str(tls / "untrusted.pem"))
     run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825",
         "-subj", "/CN=edge-mailer local test CA", "-keyout", str(tls / "ca.key"), "-out", str(tls / "ca.pem"),
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
@@ -138,6 +170,7 @@ def ensure_tls(tls: Path) -> None:
         "-CAkey", str(tls / "ca.key"), "-CAcreateserial", "-days", "825",
         "-extfile", str(tls / "ext.cnf"), "-out", str(tls / "localhost.pem"))
     os.chmod(tls / "localhost.key", 0o600)
+    os.chmod(tls / "untrusted.key", 0o600)
 
 
 def check_traversable(directory: Path) -> None:
@@ -148,7 +181,7 @@ def check_traversable(directory: Path) -> None:
                      f"chmod o+x {parent} or choose another directory")
 
 
-def configure(directory: Path, port: int, user: str, password: str) -> None:
+def configure(directory: Path, ports: Ports, user: str, password: str) -> None:
     check_traversable(directory)
     d = str(directory)
     for sub in ("queue", "data", "sasl", "mail/inbox/new", "mail/inbox/cur", "mail/inbox/tmp"):
@@ -156,7 +189,8 @@ def configure(directory: Path, port: int, user: str, password: str) -> None:
     ensure_tls(directory / "tls")
     (directory / "main.cf").write_text(
         MAIN_CF.format(dir=d, hostname=HOSTNAME, uid=MAILDIR_UID, gid=MAILDIR_GID))
-    (directory / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{port}"))
+    (directory / "master.cf").write_text(MASTER_CF.format(
+        dir=d, **{name: f"127.0.0.1:{getattr(ports, name)}" for name in ("starttls", "tls", "untrusted", "plain")}))
     (directory / "recipient_access").write_text(RECIPIENT_ACCESS)
     (directory / "sasl" / "smtpd.conf").write_text(SASL_CONF.format(dir=d))
     sasldb = directory / "sasldb2"
@@ -177,16 +211,17 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start(directory: Path, port: int, user: str, password: str) -> None:
-    if listening(port):
-        sys.exit(f"port {port} is already in use; is a relay running? (local_relay.py stop --dir ...)")
-    configure(directory, port, user, password)
+def start(directory: Path, ports: Ports, user: str, password: str) -> None:
+    busy = [port for port in ports.all() if listening(port)]
+    if busy:
+        sys.exit(f"port(s) {busy} already in use; is a relay running? (local_relay.py stop --dir ...)")
+    configure(directory, ports, user, password)
     result = subprocess.run(["postfix", "-c", str(directory), "start"], capture_output=True, text=True)
     if result.returncode != 0:
         log = directory / "maillog"
         sys.exit(f"postfix failed to start:\n{result.stdout}{result.stderr}" + (log.read_text()[-3000:] if log.exists() else ""))
     deadline = time.monotonic() + 20
-    while not listening(port):
+    while not all(listening(port) for port in ports.all()):
         if time.monotonic() > deadline:
             log = directory / "maillog"
             sys.exit("postfix did not listen in time\n" + (log.read_text() if log.exists() else ""))
@@ -211,7 +246,7 @@ def main() -> None:
         if not args.password:
             sys.exit("set RELAY_PASSWORD (or --password) for the relay's development account")
         directory.mkdir(parents=True, exist_ok=True)
-        start(directory, args.port, args.user, args.password)
+        start(directory, Ports.from_base(args.port), args.user, args.password)
         print(f"relay listening on 127.0.0.1:{args.port}; mail lands in {directory}/mail/inbox/new")
     elif args.action == "stop":
         stop(directory)

@@ -66,7 +66,8 @@ def stack():
     # Not pytest's tmp_path: that is private to root (0700) and Postfix runs as `postfix`.
     state = Path(tempfile.mkdtemp(prefix="edge-mailer-e2e-"))
     state.chmod(0o755)
-    s = devstack.Stack(state, devstack.free_port(), devstack.free_port(), vars_file=state / "worker.vars")
+    ports = devstack.local_relay.Ports(*(devstack.free_port() for _ in range(4)))
+    s = devstack.Stack(state, ports, devstack.free_port(), vars_file=state / "worker.vars")
     try:
         s.start()
         yield s

@@ -1,0 +1,72 @@
+"""The Worker in workerd against each transport the relay offers, and the failures a real
+network gives: implicit TLS, a certificate that does not verify, a relay without STARTTLS,
+a closed port, and a configuration workerd cannot use."""
+
+import json
+
+import pytest
+
+from conftest import Client
+import devstack
+
+
+@pytest.fixture(scope="module")
+def workers(stack):
+    ports = stack.relay_ports
+    return {
+        name: Client(worker)
+        for name, worker in stack.start_workers({
+            "implicit_tls": {"SMTP_PORT": str(ports.tls), "SMTP_SECURITY": "tls"},
+            "untrusted_certificate": {"SMTP_PORT": str(ports.untrusted)},
+            "no_starttls": {"SMTP_PORT": str(ports.plain)},
+            "closed_port": {"SMTP_PORT": str(devstack.free_port())},
+            "port_25": {"SMTP_PORT": "25"},
+        }).items()
+    }
+
+
+MESSAGE = {"to": "someone@example.org", "subject": "transport", "text": "hello"}
+
+
+def test_implicit_tls_submits_in_5_round_trips(workers, client):
+    status, _, answer = workers["implicit_tls"].send_debug(MESSAGE)
+    assert status == 200, answer
+    assert answer["round_trips"] == 5
+    _, message = client.wait_for_message(answer["message_id"])
+    received = message.get_all("Received")[0]
+    assert "with ESMTPSA" in received and "using TLS" in received
+
+
+def test_certificate_that_does_not_verify_is_relay_tls_failed(workers):
+    before = workers["untrusted_certificate"].inbox_files()
+    status, _, answer = workers["untrusted_certificate"].send_debug(MESSAGE)
+    assert status == 502, answer
+    assert answer["error"]["code"] == "relay_tls_failed"
+    sent = [e["line"] for e in answer["transcript"] if e["from"] == "client"]
+    assert not any(line.startswith(("AUTH", "MAIL")) for line in sent), sent
+    assert workers["untrusted_certificate"].inbox_files() == before
+
+
+def test_relay_without_starttls_gets_no_credentials_and_no_mail(workers):
+    status, _, answer = workers["no_starttls"].send_debug(MESSAGE)
+    assert status == 502, answer
+    assert answer["error"]["code"] == "relay_tls_unavailable"
+    sent = [e["line"] for e in answer["transcript"] if e["from"] == "client"]
+    assert sent == [sent[0]] and sent[0].startswith("EHLO "), sent
+
+
+def test_closed_port_is_relay_unreachable(workers):
+    status, _, answer = workers["closed_port"].send(MESSAGE)
+    assert status == 502, answer
+    assert answer["error"]["code"] == "relay_unreachable"
+    assert answer["error"]["retryable"] is True
+
+
+def test_port_25_is_misconfigured_naming_the_variable(workers):
+    status, _, answer = workers["port_25"].send(MESSAGE)
+    assert status == 500, answer
+    assert answer["error"]["code"] == "misconfigured"
+    assert answer["error"]["message"].startswith("SMTP_PORT")
+    # Health stays healthy and says nothing about configuration.
+    status, _, raw = workers["port_25"].request("GET", "/v1/health")
+    assert status == 200 and json.loads(raw) == {"ok": True, "version": json.loads(raw)["version"]}
