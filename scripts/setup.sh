@@ -54,8 +54,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
   echo "$lock_sum" > "$stamp"
 fi
 
-# --- Python test tools, only for the test command.
+# --- Test tools, only for the test command: cargo-fuzz and pytest.
 if [ "${1:-}" = "--test" ]; then
+  if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "0.13.2" ]; then
+    step "cargo install cargo-fuzz 0.13.2"
+    cargo install -q cargo-fuzz --version 0.13.2 --locked
+  fi
   venv=".local/venv"
   req_sum="$(sha256sum tests/e2e/requirements.txt | cut -d' ' -f1)"
   if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.edge-mailer-req" 2>/dev/null)" != "$req_sum" ]; then

@@ -177,6 +177,9 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// How many codes the table has.
+pub const ERROR_TABLE_LEN: usize = ErrorCode::ALL.len();
+
 /// The whole table as JSON, for `GET /v1/errors` and the `www/` page.
 pub fn table_json() -> serde_json::Value {
     let rows: Vec<&ErrorSpec> = ErrorCode::ALL.iter().map(|c| c.spec()).collect();

@@ -3,4 +3,5 @@
 
 mod support;
 
+mod api;
 mod smtp_session;

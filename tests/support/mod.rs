@@ -6,6 +6,9 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use edge_mailer::api::http::Environment;
 use edge_mailer::smtp::client::{Network, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -174,4 +177,47 @@ pub fn run<F: std::future::Future>(body: F) -> F::Output {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, body)
+}
+
+/// A Worker environment for the HTTP layer: variables from a map, the network scripted.
+#[derive(Clone)]
+pub struct ScriptedEnv {
+    pub relay: ScriptedRelay,
+    pub vars: Rc<HashMap<String, String>>,
+}
+
+impl ScriptedEnv {
+    pub fn new(relay: ScriptedRelay, vars: &[(&str, &str)]) -> Self {
+        ScriptedEnv { relay, vars: Rc::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()) }
+    }
+}
+
+impl Network for ScriptedEnv {
+    type Conn = DuplexStream;
+
+    async fn connect(&self, host: &str, port: u16, transport: Transport) -> io::Result<DuplexStream> {
+        self.relay.connect(host, port, transport).await
+    }
+
+    async fn start_tls(&self, conn: DuplexStream) -> io::Result<DuplexStream> {
+        self.relay.start_tls(conn).await
+    }
+
+    async fn sleep(&self, millis: u64) {
+        self.relay.sleep(millis).await
+    }
+
+    fn now_millis(&self) -> u64 {
+        virtual_now()
+    }
+}
+
+impl Environment for ScriptedEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+
+    fn unix_millis(&self) -> i64 {
+        1_700_000_000_000
+    }
 }

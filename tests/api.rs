@@ -1,0 +1,186 @@
+//! The HTTP layer natively: routing, auth, validation before any connection, the answers'
+//! shapes, and what reaches the relay.
+
+use edge_mailer::api::http::{after_response, handle, HttpRequest, HttpResponse};
+use edge_mailer::error::ERROR_TABLE_LEN;
+use serde_json::Value;
+
+use crate::support::{run, ScriptedEnv, ScriptedRelay, Step::*};
+
+const VARS: &[(&str, &str)] = &[
+    ("SMTP_HOST", "relay.test"),
+    ("SMTP_USERNAME", "dev"),
+    ("SMTP_PASSWORD", "secret"),
+    ("MAIL_FROM", "Site <noreply@example.com>"),
+    ("API_KEYS", "key-one,key-two"),
+];
+
+fn request(method: &str, path_and_query: &str, key: Option<&str>, body: &str) -> HttpRequest {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(key) = key {
+        headers.push(("authorization".to_string(), format!("Bearer {key}")));
+    }
+    HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn call(env: ScriptedEnv, req: HttpRequest) -> (HttpResponse, Value) {
+    let response = run(async move {
+        let handled = handle(env, req).await;
+        if let Some(quit) = after_response(handled.after) {
+            quit.await;
+        }
+        handled.response
+    });
+    let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    (response, json)
+}
+
+fn no_relay() -> ScriptedEnv {
+    ScriptedEnv::new(ScriptedRelay::new(vec![]), VARS)
+}
+
+/// A lock-step relay that takes the message and answers `final_reply` (or, with `None`,
+/// closes the connection instead of answering), then QUIT.
+fn accepting_relay(final_reply: Option<&'static str>) -> ScriptedRelay {
+    let mut steps = vec![
+        Say("220 relay.test ESMTP\r\n"),
+        Expect("EHLO example.com\r\n"),
+        Say("250-relay.test\r\n250 STARTTLS\r\n"),
+        Expect("STARTTLS\r\n"),
+        Say("220 go\r\n"),
+        Expect("EHLO example.com\r\n"),
+        Say("250-relay.test\r\n250-AUTH PLAIN\r\n250 ENHANCEDSTATUSCODES\r\n"),
+        Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"),
+        Say("235 2.7.0 ok\r\n"),
+        Expect("MAIL FROM:<noreply@example.com>\r\n"),
+        Say("250 2.1.0 Ok\r\n"),
+        Expect("RCPT TO:<a@example.org>\r\n"),
+        Say("250 2.1.5 Ok\r\n"),
+        Expect("RCPT TO:<hidden@example.net>\r\n"),
+        Say("250 2.1.5 Ok\r\n"),
+        Expect("DATA\r\n"),
+        Say("354 go\r\n"),
+        ExpectData,
+    ];
+    match final_reply {
+        Some(reply) => steps.extend([Say(reply), Expect("QUIT\r\n"), Say("221 2.0.0 Bye\r\n")]),
+        None => steps.push(Close),
+    }
+    ScriptedRelay::new(steps)
+}
+
+const SEND: &str = r#"{"to": "Ada <a@example.org>", "bcc": "hidden@example.net", "subject": "Hi", "text": "Hello"}"#;
+
+#[test]
+fn health_and_routes() {
+    let (response, json) = call(no_relay(), request("GET", "/v1/health", None, ""));
+    assert_eq!(response.status, 200);
+    assert_eq!(json["ok"], true);
+    assert!(!String::from_utf8_lossy(&response.body).contains("relay.test"));
+
+    let (response, json) = call(no_relay(), request("GET", "/v1/errors", None, ""));
+    assert_eq!(response.status, 200);
+    assert_eq!(json["errors"].as_array().unwrap().len(), ERROR_TABLE_LEN);
+
+    let cases = [
+        ("GET", "/v1/nothing", 404, "not_found"),
+        ("GET", "/v1/send", 405, "method_not_allowed"),
+        ("POST", "/v1/health", 405, "method_not_allowed"),
+    ];
+    for (method, path, status, code) in cases {
+        let (response, json) = call(no_relay(), request(method, path, None, ""));
+        assert_eq!((response.status, json["error"]["code"].as_str()), (status, Some(code)), "{method} {path}");
+    }
+}
+
+#[test]
+fn api_key_is_checked_before_anything_else_happens() {
+    for key in [None, Some("key-on"), Some("key-one2"), Some("")] {
+        let env = no_relay();
+        let (response, json) = call(env.clone(), request("POST", "/v1/send", key, SEND));
+        assert_eq!((response.status, json["error"]["code"].as_str()), (401, Some("unauthorized")));
+        assert_eq!(env.relay.seen.borrow().connects, 0);
+        let body = String::from_utf8_lossy(&response.body);
+        assert!(!body.contains("key-one") && !body.contains("key-two"));
+    }
+}
+
+#[test]
+fn misconfiguration_names_the_variable_at_the_first_request() {
+    let vars: Vec<(&str, &str)> = VARS.iter().copied().filter(|(k, _)| *k != "API_KEYS").collect();
+    let (response, json) =
+        call(ScriptedEnv::new(ScriptedRelay::new(vec![]), &vars), request("POST", "/v1/send", Some("x"), SEND));
+    assert_eq!(response.status, 500);
+    assert_eq!(json["error"]["code"], "misconfigured");
+    assert!(json["error"]["message"].as_str().unwrap().starts_with("API_KEYS"));
+}
+
+#[test]
+fn header_injection_never_reaches_the_relay() {
+    let env = no_relay();
+    let body =
+        r#"{"to": "a@example.org", "cc": "b@example.org\r\nBcc: x@evil.example", "subject": "x\u0000y", "text": "t"}"#;
+    let (response, json) = call(env.clone(), request("POST", "/v1/send", Some("key-two"), body));
+    assert_eq!(response.status, 422);
+    assert_eq!(json["error"]["code"], "validation_failed");
+    let fields: Vec<&str> =
+        json["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, vec!["cc", "subject"]);
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+}
+
+#[test]
+fn successful_send_answers_with_the_relays_reply_and_keeps_bcc_out_of_headers() {
+    let env = ScriptedEnv::new(accepting_relay(Some("250 2.0.0 Ok: queued as Q1\r\n")), VARS);
+    let (response, json) = call(env.clone(), request("POST", "/v1/send", Some("key-one"), SEND));
+    assert_eq!(response.status, 200, "{json}");
+    assert_eq!(json["accepted"], serde_json::json!(["a@example.org", "hidden@example.net"]));
+    assert_eq!(json["smtp"]["code"], 250);
+    assert_eq!(json["smtp"]["text"], "Ok: queued as Q1");
+    assert!(json.get("transcript").is_none(), "the transcript is for debug mode only");
+    let data = String::from_utf8(env.relay.seen.borrow().data.clone()).unwrap();
+    let message_id = json["message_id"].as_str().unwrap();
+    assert!(data.contains(&format!("Message-ID: {message_id}\r\n")), "{data}");
+    assert!(data.contains("Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"), "{data}");
+    assert!(!data.contains("hidden@example.net"), "bcc leaked into the message: {data}");
+    assert_eq!(env.relay.seen.borrow().mismatch, None);
+    assert!(env.relay.wire().ends_with("QUIT\r\n"), "QUIT after the answer");
+}
+
+#[test]
+fn debug_mode_returns_the_transcript_without_secrets() {
+    let env = ScriptedEnv::new(accepting_relay(Some("250 2.0.0 Ok\r\n")), VARS);
+    let (response, json) = call(env, request("POST", "/v1/send?debug=1", Some("key-one"), SEND));
+    assert_eq!(response.status, 200);
+    let transcript = json["transcript"].to_string();
+    assert!(transcript.contains("AUTH PLAIN ***") && !transcript.contains("AGRldgBzZWNyZXQ="), "{transcript}");
+    assert!(json["round_trips"].as_u64().unwrap() >= 7);
+}
+
+#[test]
+fn lost_answer_after_the_message_is_delivery_unknown_with_the_message_id() {
+    let env = ScriptedEnv::new(accepting_relay(None), VARS);
+    let (response, json) = call(env.clone(), request("POST", "/v1/send", Some("key-one"), SEND));
+    assert_eq!(response.status, 502);
+    assert_eq!(json["error"]["code"], "delivery_unknown");
+    assert_eq!(json["error"]["retryable"], false);
+    let id = json["error"]["message_id"].as_str().unwrap();
+    let data = String::from_utf8(env.relay.seen.borrow().data.clone()).unwrap();
+    assert!(data.contains(&format!("Message-ID: {id}\r\n")));
+}
+
+#[test]
+fn transient_relay_failure_sets_retry_after() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![Say("421 4.3.2 shutting down\r\n")]), VARS);
+    let (response, json) = call(env, request("POST", "/v1/send", Some("key-one"), SEND));
+    assert_eq!(response.status, 503);
+    assert_eq!(json["error"]["code"], "relay_busy");
+    assert!(response.headers.iter().any(|(name, value)| name == "retry-after" && value == "60"));
+}
