@@ -119,16 +119,16 @@ impl Mailbox {
 
     /// A mailbox from separate parts, as in `{"name": …, "email": …}`.
     pub fn new(name: Option<&str>, email: &str) -> Result<Self, InvalidAddress> {
-        let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
-            None => None,
-            Some(n) if n.chars().any(char::is_control) => {
-                return Err(InvalidAddress("display name contains control characters".into()))
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        if let Some(name) = name {
+            if let Some(why) = crate::header::problem(name) {
+                return Err(InvalidAddress(format!("display name {why}")));
             }
-            Some(n) if n.chars().count() > 200 => {
-                return Err(InvalidAddress("display name is longer than 200 characters".into()))
+            if name.chars().count() > 200 {
+                return Err(InvalidAddress("display name is longer than 200 characters".into()));
             }
-            Some(n) => Some(n.to_string()),
-        };
+        }
+        let name = name.map(str::to_string);
         Ok(Mailbox { name, email: EmailAddress::parse(email)? })
     }
 }

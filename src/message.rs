@@ -2,6 +2,9 @@
 //! Message-ID are passed in, so the same input always gives the same headers.
 
 use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::text::Text;
+use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 
 use crate::address::Mailbox;
@@ -18,6 +21,19 @@ pub struct Content {
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// Extra `X-…` headers, names and values validated.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A file to attach; with a `content_id` it is an inline part the HTML refers to as `cid:…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    /// `type/subtype`, validated.
+    pub content_type: String,
+    pub data: Vec<u8>,
+    pub content_id: Option<String>,
 }
 
 impl Content {
@@ -78,15 +94,59 @@ pub fn render(content: &Content, stamp: &Stamp) -> Vec<u8> {
     if !content.reply_to.is_empty() {
         builder = builder.reply_to(address_list(&content.reply_to));
     }
-    if let Some(text) = &content.text {
-        builder = builder.text_body(text.as_str());
-    }
-    if let Some(html) = &content.html {
-        builder = builder.html_body(html.as_str());
+    for (name, value) in &content.headers {
+        builder = builder.header(name.as_str(), Text::new(value.as_str()));
     }
     let mut out = Vec::new();
-    builder.serialize(&mut out);
+    builder.body(body(content)).serialize(&mut out);
     out
+}
+
+/// The MIME tree: text and HTML as alternatives, inline images related to the HTML, and
+/// the other attachments mixed in after them.
+///
+/// ```text
+/// multipart/mixed                      (only with attachments)
+/// ├── multipart/alternative            (only with both text and HTML)
+/// │   ├── text/plain
+/// │   └── multipart/related            (only with inline images)
+/// │       ├── text/html
+/// │       └── image/png  Content-ID: <logo>
+/// └── application/pdf  attachment; filename*=…
+/// ```
+fn body(content: &Content) -> MimePart<'_> {
+    let (inline, attached): (Vec<&Attachment>, Vec<&Attachment>) =
+        content.attachments.iter().partition(|a| a.content_id.is_some());
+    let html = content.html.as_deref().map(|html| {
+        let html = MimePart::new("text/html", html);
+        if inline.is_empty() {
+            return html;
+        }
+        let mut parts = vec![html];
+        parts.extend(inline.iter().map(|a| {
+            let disposition = ContentType::new("inline").attribute("filename", a.filename.as_str());
+            MimePart::new(a.content_type.as_str(), a.data.as_slice())
+                .header("Content-Disposition", disposition)
+                .cid(a.content_id.as_deref().unwrap_or_default())
+        }));
+        MimePart::new("multipart/related", parts)
+    });
+    let text = content.text.as_deref().map(|text| MimePart::new("text/plain", text));
+    let main = match (text, html) {
+        (Some(text), Some(html)) => MimePart::new("multipart/alternative", vec![text, html]),
+        (Some(only), None) | (None, Some(only)) => only,
+        (None, None) => MimePart::new("text/plain", ""),
+    };
+    if attached.is_empty() {
+        return main;
+    }
+    let mut parts = vec![main];
+    parts.extend(
+        attached
+            .iter()
+            .map(|a| MimePart::new(a.content_type.as_str(), a.data.as_slice()).attachment(a.filename.as_str())),
+    );
+    MimePart::new("multipart/mixed", parts)
 }
 
 #[cfg(test)]
@@ -108,6 +168,8 @@ mod tests {
             subject: "Grüße — ✓ déjà vu".into(),
             text: Some("Hello, world.\nZweite Zeile: äöü.".into()),
             html: Some("<p>Hello, <b>world</b>.</p>".into()),
+            attachments: vec![],
+            headers: vec![],
         }
     }
 
@@ -153,5 +215,97 @@ mod tests {
         let content = sample();
         let rcpts: Vec<&str> = content.envelope_recipients().iter().map(|a| a.as_str()).collect();
         assert_eq!(rcpts, vec!["ada@example.org", "bob@example.org", "carol@example.org", "secret@example.net"]);
+    }
+
+    fn attachment(filename: &str, content_type: &str, data: &[u8], content_id: Option<&str>) -> Attachment {
+        Attachment {
+            filename: filename.into(),
+            content_type: content_type.into(),
+            data: data.to_vec(),
+            content_id: content_id.map(Into::into),
+        }
+    }
+
+    fn shape(part: &mail_parser::MessagePart<'_>, message: &mail_parser::Message<'_>) -> String {
+        let ct =
+            part.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or(""))).unwrap_or_default();
+        match &part.body {
+            mail_parser::PartType::Multipart(children) => {
+                let inner: Vec<String> = children.iter().map(|i| shape(&message.parts[*i as usize], message)).collect();
+                format!("{ct}[{}]", inner.join(","))
+            }
+            _ => ct,
+        }
+    }
+
+    fn parse_shape(content: &Content) -> String {
+        let bytes = render(content, &stamp());
+        let parsed = MessageParser::default().parse(&bytes).expect("parses");
+        shape(parsed.root_part(), &parsed)
+    }
+
+    #[test]
+    fn golden_body_shapes() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR fake image bytes";
+        let pdf = b"%PDF-1.4 binary \0\xff\xfe data";
+        let base = Content { text: None, html: None, ..sample() };
+        let cases: Vec<(Content, &str)> = vec![
+            (Content { text: Some("t".into()), ..base.clone() }, "text/plain"),
+            (Content { html: Some("<p>h</p>".into()), ..base.clone() }, "text/html"),
+            (Content { text: Some("t".into()), html: Some("<p>h</p>".into()), ..base.clone() }, "multipart/alternative[text/plain,text/html]"),
+            (
+                Content { text: Some("t".into()), attachments: vec![attachment("a.pdf", "application/pdf", pdf, None)], ..base.clone() },
+                "multipart/mixed[text/plain,application/pdf]",
+            ),
+            (
+                Content {
+                    html: Some("<img src=cid:logo>".into()),
+                    attachments: vec![attachment("logo.png", "image/png", png, Some("logo"))],
+                    ..base.clone()
+                },
+                "multipart/related[text/html,image/png]",
+            ),
+            (
+                Content {
+                    text: Some("t".into()),
+                    html: Some("<img src=cid:logo>".into()),
+                    attachments: vec![
+                        attachment("logo.png", "image/png", png, Some("logo")),
+                        attachment("a.pdf", "application/pdf", pdf, None),
+                    ],
+                    ..base.clone()
+                },
+                "multipart/mixed[multipart/alternative[text/plain,multipart/related[text/html,image/png]],application/pdf]",
+            ),
+        ];
+        for (content, expected) in cases {
+            assert_eq!(parse_shape(&content), expected);
+        }
+    }
+
+    #[test]
+    fn attachments_round_trip_with_non_ascii_filenames_and_inline_ids() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        let content = Content {
+            html: Some("<img src=cid:logo@x>".into()),
+            attachments: vec![
+                attachment("Bericht für März — 日本.pdf", "application/pdf", &data, None),
+                attachment("logo.png", "image/png", b"png-bytes", Some("logo@x")),
+            ],
+            headers: vec![("X-Campaign".into(), "Frühling ✓".into())],
+            ..sample()
+        };
+        let bytes = render(&content, &stamp());
+        assert!(bytes.is_ascii(), "everything is 7-bit encoded");
+        assert!(bytes.split(|b| *b == b'\n').all(|line| line.len() <= 1000));
+        let parsed = MessageParser::default().parse(&bytes).unwrap();
+        // Document order: the inline image inside the HTML's related part, then the file.
+        let attached = parsed.attachment(1).unwrap();
+        assert_eq!(attached.attachment_name(), Some("Bericht für März — 日本.pdf"));
+        assert_eq!(attached.contents(), data.as_slice());
+        let inline = parsed.attachment(0).unwrap();
+        assert_eq!(inline.content_id(), Some("logo@x"));
+        assert_eq!(inline.contents(), b"png-bytes");
+        assert_eq!(parsed.header_raw("X-Campaign").map(|v| v.trim().starts_with("=?utf-8?")), Some(true));
     }
 }

@@ -184,3 +184,58 @@ fn transient_relay_failure_sets_retry_after() {
     assert_eq!(json["error"]["code"], "relay_busy");
     assert!(response.headers.iter().any(|(name, value)| name == "retry-after" && value == "60"));
 }
+
+/// Every request field that reaches a header or an SMTP command, with every way to smuggle a
+/// line break into it: each answer is 422 and the relay is never contacted.
+#[test]
+fn header_injection_in_every_field_is_422_and_nothing_reaches_the_relay() {
+    let payloads = [
+        "\r\nBcc: v@evil.example",
+        "\nBcc: v@evil.example",
+        "\rBcc: v@evil.example",
+        "\0",
+        "=?utf-8?q?=0D=0ABcc:_v@evil.example?=",
+        "%0d%0aBcc: v@evil.example",
+    ];
+    // Each template puts the payload (as JSON string content) into one field.
+    let templates: &[(&str, &str)] = &[
+        ("from", r#""from": "Eve{P} <noreply@example.com>""#),
+        ("from.email", r#""from": {"name": "Eve", "email": "noreply@example.com{P}"}"#),
+        ("from.name", r#""from": {"name": "Eve{P}", "email": "noreply@example.com"}"#),
+        ("to", r#""to": "a@example.org{P}""#),
+        ("to name", r#""to": "Ann{P} <a@example.org>""#),
+        ("cc", r#""cc": ["c@example.org{P}"]"#),
+        ("bcc", r#""bcc": {"email": "b@example.org{P}"}"#),
+        ("reply_to", r#""reply_to": "Rae{P} <r@example.org>""#),
+        ("subject", r#""subject": "Hi{P}""#),
+        ("header value", r#""headers": {"X-Tag": "v{P}"}"#),
+        ("header name", r#""headers": {"X-Tag{P}": "v"}"#),
+        ("filename", r#""attachments": [{"filename": "a{P}.txt", "content": "aGk="}]"#),
+        (
+            "content_type",
+            r#""attachments": [{"filename": "a.txt", "content_type": "text/plain{P}", "content": "aGk="}]"#,
+        ),
+        (
+            "content_id",
+            r#""html": "<p>x</p>", "attachments": [{"filename": "a.png", "content_id": "logo{P}", "content": "aGk="}]"#,
+        ),
+        ("dsn envelope_id", r#""dsn": {"envelope_id": "id{P}"}"#),
+    ];
+    for (field, template) in templates {
+        for payload in payloads {
+            let escaped = serde_json::to_string(payload).unwrap();
+            let escaped = &escaped[1..escaped.len() - 1];
+            let extra = template.replace("{P}", escaped);
+            let mut body: serde_json::Map<String, Value> = serde_json::from_str(&format!("{{{extra}}}")).unwrap();
+            for (key, value) in [("to", "a@example.org"), ("subject", "Hi"), ("text", "body")] {
+                body.entry(key).or_insert(Value::String(value.into()));
+            }
+            let env = no_relay();
+            let (response, json) =
+                call(env.clone(), request("POST", "/v1/send", Some("key-one"), &Value::Object(body).to_string()));
+            assert_eq!(response.status, 422, "{field} with {payload:?}: {json}");
+            assert_eq!(json["error"]["code"], "validation_failed");
+            assert_eq!(env.relay.seen.borrow().connects, 0, "{field} with {payload:?} reached the relay");
+        }
+    }
+}

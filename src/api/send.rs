@@ -1,15 +1,30 @@
 //! `POST /v1/send`: the JSON body → validated [`Content`].
 
+use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::Deserialize;
 
 use crate::address::Mailbox;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
-use crate::message::Content;
+use crate::header;
+use crate::message::{Attachment, Content};
 use crate::smtp::envelope::{Dsn, Notify};
 
 /// Most envelope recipients (to + cc + bcc) one request may name.
 pub const MAX_RECIPIENTS: usize = 50;
+/// Most attachments (inline images included) and extra headers per message.
+pub const MAX_ATTACHMENTS: usize = 20;
+pub const MAX_EXTRA_HEADERS: usize = 20;
+
+/// `{"filename", "content_type"?, "content" (base64), "content_id"?}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachmentInput {
+    filename: String,
+    content_type: Option<String>,
+    content: String,
+    content_id: Option<String>,
+}
 
 /// `"a@b.c"`, `"Name <a@b.c>"` or `{"name": …, "email": …}`.
 #[derive(Debug, Deserialize)]
@@ -54,6 +69,10 @@ struct SendBody {
     subject: Option<String>,
     text: Option<String>,
     html: Option<String>,
+    #[serde(default)]
+    attachments: Vec<AttachmentInput>,
+    #[serde(default)]
+    headers: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Collects every problem before answering, so a caller fixes them all at once.
@@ -116,12 +135,94 @@ fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
         }
     };
     if let Some(id) = &input.envelope_id {
-        if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        if id.is_empty()
+            || id.len() > 100
+            || !id.bytes().all(|b| (b' '..=b'~').contains(&b))
+            || header::problem(id).is_some()
+        {
             problems.add("dsn.envelope_id", "must be 1 to 100 printable ASCII characters");
         }
         dsn.envelope_id = Some(id.clone());
     }
     dsn
+}
+
+/// A MIME `type/subtype` of token characters (RFC 2045 §5.1), lower-cased.
+fn media_type(value: &str) -> Option<String> {
+    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+    let (kind, subtype) = value.trim().split_once('/')?;
+    (token(kind) && token(subtype)).then(|| value.trim().to_ascii_lowercase())
+}
+
+fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) -> Option<Attachment> {
+    let field = |name: &str| format!("attachments[{index}].{name}");
+    let before = problems.0.len();
+    let filename = input.filename.trim();
+    if filename.is_empty() || filename.chars().count() > 255 {
+        problems.add(field("filename"), "must have 1 to 255 characters");
+    } else if let Some(why) = header::problem(filename) {
+        problems.add(field("filename"), why);
+    } else if filename.contains(['/', '\\']) {
+        problems.add(field("filename"), "must be a file name, not a path");
+    }
+    let content_type = match input.content_type.as_deref() {
+        None => Some("application/octet-stream".to_string()),
+        Some(raw) => {
+            let parsed = media_type(raw);
+            if parsed.is_none() {
+                problems.add(field("content_type"), "must be a MIME type such as application/pdf");
+            }
+            parsed
+        }
+    };
+    if let Some(id) = &input.content_id {
+        if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@$".contains(&b)) {
+            problems.add(field("content_id"), "must be 1 to 100 letters, digits or ._-@$");
+        }
+    }
+    let data = match STANDARD.decode(input.content.as_bytes()) {
+        Ok(data) => Some(data),
+        Err(_) => {
+            problems.add(field("content"), "is not valid base64");
+            None
+        }
+    };
+    if problems.0.len() > before {
+        return None;
+    }
+    Some(Attachment {
+        filename: filename.to_string(),
+        content_type: content_type.unwrap_or_default(),
+        data: data.unwrap_or_default(),
+        content_id: input.content_id.clone(),
+    })
+}
+
+fn extra_headers(problems: &mut Problems, input: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    if input.len() > MAX_EXTRA_HEADERS {
+        problems.add("headers", format!("at most {MAX_EXTRA_HEADERS} extra headers are allowed"));
+        return Vec::new();
+    }
+    let mut headers = Vec::new();
+    for (name, value) in input {
+        let field = format!("headers.{name}");
+        if !header::is_extension_name(name) {
+            problems.add(field, "only X- headers of letters, digits and hyphens may be added");
+            continue;
+        }
+        let Some(value) = value.as_str() else {
+            problems.add(field, "must be a string");
+            continue;
+        };
+        if let Some(why) = header::problem(value) {
+            problems.add(field, why);
+        } else if value.chars().count() > 900 {
+            problems.add(field, "is longer than 900 characters");
+        } else {
+            headers.push((name.clone(), value.to_string()));
+        }
+    }
+    headers
 }
 
 /// Parses and validates a send request. Policy (allowed senders and recipients) is checked
@@ -134,7 +235,10 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
     }
     let body: SendBody = serde_json::from_value(value)
         .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}")))?;
+    submission(body, config)
+}
 
+fn submission(body: SendBody, config: &Config) -> Result<Submission, ApiError> {
     let mut problems = Problems::default();
     let from = match &body.from {
         None => Some(config.mail_from.clone()),
@@ -149,8 +253,8 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
     let subject = body.subject.unwrap_or_default();
     if subject.trim().is_empty() {
         problems.add("subject", "is required");
-    } else if subject.chars().any(char::is_control) {
-        problems.add("subject", "contains control characters (CR, LF, NUL, …)");
+    } else if let Some(why) = header::problem(&subject) {
+        problems.add("subject", why);
     } else if subject.chars().count() > 998 {
         problems.add("subject", "is longer than 998 characters");
     }
@@ -162,6 +266,15 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
             problems.add(field, "contains a NUL character");
         }
     }
+    if body.attachments.len() > MAX_ATTACHMENTS {
+        problems.add("attachments", format!("at most {MAX_ATTACHMENTS} attachments are allowed"));
+    }
+    let attachments: Vec<Attachment> =
+        body.attachments.iter().enumerate().filter_map(|(i, a)| attachment(&mut problems, i, a)).collect();
+    if body.html.is_none() && attachments.iter().any(|a| a.content_id.is_some()) {
+        problems.add("html", "inline attachments (content_id) need an html body");
+    }
+    let headers = extra_headers(&mut problems, &body.headers);
     if body.to.is_none() && body.cc.is_none() && body.bcc.is_none() {
         problems.add("to", "at least one recipient is required");
     }
@@ -186,7 +299,9 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
             format!("{} is not an allowed recipient", refused.email),
         ));
     }
-    Ok(Submission { content: Content { from, to, cc, bcc, reply_to, subject, text: body.text, html: body.html }, dsn })
+    let content =
+        Content { from, to, cc, bcc, reply_to, subject, text: body.text, html: body.html, attachments, headers };
+    Ok(Submission { content, dsn })
 }
 
 #[cfg(test)]
@@ -263,10 +378,10 @@ mod tests {
         let fields: Vec<&str> = error.details.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, vec!["text", "to"]);
         let error =
-            parse_json(serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y", "attachments": []}))
+            parse_json(serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y", "template": "welcome"}))
                 .unwrap_err();
         assert_eq!(error.code, ErrorCode::ValidationFailed);
-        assert!(error.message.contains("attachments"), "{}", error.message);
+        assert!(error.message.contains("template"), "{}", error.message);
     }
 
     #[test]
