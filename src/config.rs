@@ -92,6 +92,8 @@ pub struct Config {
     /// `MESSAGE_ID_DOMAIN`, defaulting to the domain of `MAIL_FROM`.
     pub message_id_domain: String,
     pub timeouts: Timeouts,
+    /// `MAX_REQUEST_BYTES`: the largest request body accepted.
+    pub max_request_bytes: usize,
 }
 
 fn misconfigured(variable: &str, why: &str) -> ApiError {
@@ -185,7 +187,15 @@ impl Config {
             quit: defaults.quit,
         };
 
+        let max_request_bytes = match get("MAX_REQUEST_BYTES") {
+            None => crate::api::http::DEFAULT_MAX_REQUEST_BYTES,
+            Some(v) => v.parse::<usize>().ok().filter(|n| (1024..=100 * 1024 * 1024).contains(n)).ok_or_else(|| {
+                misconfigured("MAX_REQUEST_BYTES", "must be a number of bytes from 1024 to 104857600")
+            })?,
+        };
+
         Ok(Config {
+            max_request_bytes,
             timeouts,
             smtp_host,
             smtp_port,

@@ -53,6 +53,10 @@ error_codes! {
         "The requested From address is outside ALLOWED_FROM.";
     CaptchaFailed => "captcha_failed", 403, false,
         "The Turnstile token is missing or invalid.";
+    IdempotencyConflict => "idempotency_conflict", 409, false,
+        "The Idempotency-Key was already used, within 24 hours, for a different request.";
+    RequestInProgress => "request_in_progress", 409, true,
+        "A request with the same Idempotency-Key is still being sent.";
     NotFound => "not_found", 404, false,
         "No such route or form.";
     MethodNotAllowed => "method_not_allowed", 405, false,

@@ -32,6 +32,8 @@ pub struct Attachment {
     pub filename: String,
     /// `type/subtype`, validated.
     pub content_type: String,
+    /// The `charset` parameter for text types.
+    pub charset: Option<String>,
     pub data: Vec<u8>,
     pub content_id: Option<String>,
 }
@@ -102,6 +104,14 @@ pub fn render(content: &Content, stamp: &Stamp) -> Vec<u8> {
     out
 }
 
+fn content_type(attachment: &Attachment) -> ContentType<'_> {
+    let content_type = ContentType::new(attachment.content_type.as_str());
+    match &attachment.charset {
+        Some(charset) => content_type.attribute("charset", charset.as_str()),
+        None => content_type,
+    }
+}
+
 /// The MIME tree: text and HTML as alternatives, inline images related to the HTML, and
 /// the other attachments mixed in after them.
 ///
@@ -125,7 +135,7 @@ fn body(content: &Content) -> MimePart<'_> {
         let mut parts = vec![html];
         parts.extend(inline.iter().map(|a| {
             let disposition = ContentType::new("inline").attribute("filename", a.filename.as_str());
-            MimePart::new(a.content_type.as_str(), a.data.as_slice())
+            MimePart::new(content_type(a), a.data.as_slice())
                 .header("Content-Disposition", disposition)
                 .cid(a.content_id.as_deref().unwrap_or_default())
         }));
@@ -142,9 +152,7 @@ fn body(content: &Content) -> MimePart<'_> {
     }
     let mut parts = vec![main];
     parts.extend(
-        attached
-            .iter()
-            .map(|a| MimePart::new(a.content_type.as_str(), a.data.as_slice()).attachment(a.filename.as_str())),
+        attached.iter().map(|a| MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str())),
     );
     MimePart::new("multipart/mixed", parts)
 }
@@ -221,6 +229,7 @@ mod tests {
         Attachment {
             filename: filename.into(),
             content_type: content_type.into(),
+            charset: None,
             data: data.to_vec(),
             content_id: content_id.map(Into::into),
         }

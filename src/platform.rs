@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use worker::{event, Context, Delay, Env, Request, Response, SecureTransport, Socket};
 
-use crate::api::http::{self, Environment, HttpRequest, HttpResponse, MAX_REQUEST_BYTES};
+use crate::api::http::{self, Environment, HttpRequest, HttpResponse, StoreUnavailable};
+use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::{Network, Transport};
+
+/// The KV namespace binding that keeps Idempotency-Key answers.
+const IDEMPOTENCY_KV: &str = "IDEMPOTENCY";
 
 #[derive(Clone)]
 struct Workers {
@@ -57,6 +61,22 @@ impl Environment for Workers {
     fn unix_millis(&self) -> i64 {
         worker::Date::now().as_millis() as i64
     }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreUnavailable> {
+        let kv = self.env.kv(IDEMPOTENCY_KV).map_err(|_| StoreUnavailable)?;
+        kv.get(key).text().await.map_err(|_| StoreUnavailable)
+    }
+
+    async fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), StoreUnavailable> {
+        let kv = self.env.kv(IDEMPOTENCY_KV).map_err(|_| StoreUnavailable)?;
+        let put = kv.put(key, value).map_err(|_| StoreUnavailable)?;
+        put.expiration_ttl(ttl_seconds).execute().await.map_err(|_| StoreUnavailable)
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<(), StoreUnavailable> {
+        let kv = self.env.kv(IDEMPOTENCY_KV).map_err(|_| StoreUnavailable)?;
+        kv.delete(key).await.map_err(|_| StoreUnavailable)
+    }
 }
 
 fn to_response(response: HttpResponse) -> worker::Result<Response> {
@@ -67,19 +87,24 @@ fn to_response(response: HttpResponse) -> worker::Result<Response> {
     Ok(out)
 }
 
-async fn to_request(mut request: Request) -> Result<HttpRequest, ApiError> {
-    let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is over {MAX_REQUEST_BYTES} bytes"));
+async fn to_request(mut request: Request, env: &Workers) -> Result<HttpRequest, ApiError> {
+    // The configured limit, checked on Content-Length before the body is read; a broken
+    // configuration is reported by the handler, so fall back to the default here.
+    let limit = Config::from_lookup(|name| env.var(name))
+        .map(|c| c.max_request_bytes)
+        .unwrap_or(http::DEFAULT_MAX_REQUEST_BYTES);
+    let too_large = || http::too_large(limit);
     let headers: Vec<(String, String)> = request.headers().entries().collect();
     let declared = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
+    if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let body =
         request.bytes().await.map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the body could not be read"))?;
-    if body.len() > MAX_REQUEST_BYTES {
+    if body.len() > limit {
         return Err(too_large());
     }
     let url = request.url().map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the URL could not be parsed"))?;
@@ -89,12 +114,13 @@ async fn to_request(mut request: Request) -> Result<HttpRequest, ApiError> {
 
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let request = match to_request(request).await {
+    let workers = Workers { env };
+    let request = match to_request(request, &workers).await {
         Ok(request) => request,
         Err(error) => return to_response(HttpResponse::error(&error)),
     };
     let (method, path) = (request.method.clone(), request.path.clone());
-    let handled = http::handle(Workers { env }, request).await;
+    let handled = http::handle(workers, request).await;
     if handled.response.status >= 400 {
         // Error bodies never carry secrets (see error.rs and smtp/outcome.rs).
         let body = String::from_utf8_lossy(&handled.response.body);

@@ -239,3 +239,78 @@ fn header_injection_in_every_field_is_422_and_nothing_reaches_the_relay() {
         }
     }
 }
+
+fn with_key(mut req: HttpRequest, key: &str) -> HttpRequest {
+    req.headers.push(("Idempotency-Key".into(), key.into()));
+    req
+}
+
+#[test]
+fn idempotent_retry_returns_the_first_answer_and_sends_once() {
+    let env = ScriptedEnv::new(accepting_relay(Some("250 2.0.0 Ok: queued as ONCE\r\n")), VARS);
+    let send = || with_key(request("POST", "/v1/send", Some("key-one"), SEND), "order-42");
+    let (first, first_json) = call(env.clone(), send());
+    let (second, second_json) = call(env.clone(), send());
+    assert_eq!(first.status, 200);
+    assert_eq!((second.status, &second_json), (200, &first_json));
+    assert!(second.headers.iter().any(|(n, v)| n == "idempotent-replayed" && v == "true"));
+    assert_eq!(env.relay.seen.borrow().connects, 1, "sent twice");
+    // Stored for 24 hours, under a hash: neither the API key nor the Idempotency-Key in clear.
+    let kv = env.kv.borrow();
+    let (store_key, (record, ttl)) = kv.iter().next().unwrap();
+    assert_eq!(*ttl, 86_400);
+    assert!(!store_key.contains("order-42") && !store_key.contains("key-one"));
+    assert!(!record.contains("key-one"));
+
+    // The same key with another body is a conflict; another API key has its own namespace.
+    drop(kv);
+    let other = with_key(request("POST", "/v1/send", Some("key-one"), &SEND.replace("Hello", "Bye")), "order-42");
+    let (response, json) = call(env.clone(), other);
+    assert_eq!((response.status, json["error"]["code"].as_str()), (409, Some("idempotency_conflict")));
+    assert_eq!(env.relay.seen.borrow().connects, 1);
+}
+
+#[test]
+fn failed_send_releases_the_key_so_a_retry_can_send() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![Say("421 4.3.2 busy\r\n")]), VARS);
+    let send = || with_key(request("POST", "/v1/send", Some("key-one"), SEND), "retry-me");
+    let (first, _) = call(env.clone(), send());
+    assert_eq!(first.status, 503);
+    assert!(env.kv.borrow().is_empty(), "nothing was sent, so the key is free again");
+    let (second, _) = call(env.clone(), send());
+    assert_eq!(second.status, 503);
+    assert_eq!(env.relay.seen.borrow().connects, 2);
+}
+
+#[test]
+fn delivery_unknown_is_kept_so_a_retry_never_sends_again() {
+    let env = ScriptedEnv::new(accepting_relay(None), VARS);
+    let send = || with_key(request("POST", "/v1/send", Some("key-one"), SEND), "maybe");
+    let (first, first_json) = call(env.clone(), send());
+    let (second, second_json) = call(env.clone(), send());
+    assert_eq!(first.status, 502);
+    assert_eq!(first_json["error"]["code"], "delivery_unknown");
+    assert_eq!((second.status, second_json), (502, first_json));
+    assert_eq!(env.relay.seen.borrow().connects, 1);
+}
+
+#[test]
+fn malformed_idempotency_key_is_422() {
+    for key in ["", "has space", "ünïcode", &"k".repeat(256)] {
+        let env = no_relay();
+        let (response, json) = call(env.clone(), with_key(request("POST", "/v1/send", Some("key-one"), SEND), key));
+        assert_eq!((response.status, json["error"]["code"].as_str()), (422, Some("validation_failed")), "{key:?}");
+        assert_eq!(env.relay.seen.borrow().connects, 0);
+    }
+}
+
+#[test]
+fn request_over_the_configured_limit_is_413() {
+    let mut vars = VARS.to_vec();
+    vars.push(("MAX_REQUEST_BYTES", "2048"));
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &vars);
+    let big = format!(r#"{{"to": "a@example.org", "subject": "x", "text": "{}"}}"#, "y".repeat(3000));
+    let (response, json) = call(env.clone(), request("POST", "/v1/send", Some("key-one"), &big));
+    assert_eq!((response.status, json["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+}

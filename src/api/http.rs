@@ -3,14 +3,17 @@
 
 use std::future::Future;
 
+use crate::api::idempotency::{self, Lookup};
+use crate::api::send::Submission;
 use crate::config::{Config, Security};
 use crate::error::{self, ApiError, ErrorCode};
 use crate::message::{self, Stamp};
 use crate::smtp::client::{Network, RelaySettings, SecurityMode, Session};
 use crate::smtp::envelope::Envelope;
 
-/// Largest request body accepted (before any parsing).
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// Largest request body accepted unless `MAX_REQUEST_BYTES` says otherwise: 10 MiB, room for
+/// about 7 MiB of attachments once base64-encoded in JSON.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 
 pub struct HttpRequest {
     pub method: String,
@@ -63,17 +66,27 @@ pub trait Environment: Network + Clone {
     fn var(&self, name: &str) -> Option<String>;
     /// Wall-clock milliseconds since the Unix epoch, for the Date header.
     fn unix_millis(&self) -> i64;
+    /// The key-value store for idempotency records (`Err` when it is not bound).
+    fn kv_get(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreUnavailable>>;
+    fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> impl Future<Output = Result<(), StoreUnavailable>>;
+    fn kv_delete(&self, key: &str) -> impl Future<Output = Result<(), StoreUnavailable>>;
 }
+
+/// The key-value store is missing or failed.
+#[derive(Debug)]
+pub struct StoreUnavailable;
 
 /// An answer, and the open SMTP session to close once the answer has gone out.
 pub struct Handled<E: Network> {
     pub response: HttpResponse,
     pub after: Option<Session<E>>,
+    /// The relay accepted the message, or may have (`delivery_unknown`): never send it again.
+    pub may_have_left: bool,
 }
 
 impl<E: Network> From<HttpResponse> for Handled<E> {
     fn from(response: HttpResponse) -> Self {
-        Handled { response, after: None }
+        Handled { response, after: None, may_have_left: false }
     }
 }
 
@@ -107,7 +120,8 @@ fn health() -> HttpResponse {
     HttpResponse::json(200, &serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
 }
 
-fn authorize(config: &Config, request: &HttpRequest) -> Result<(), ApiError> {
+/// Checks the bearer key; returns it when valid.
+fn authorize<'r>(config: &Config, request: &'r HttpRequest) -> Result<&'r str, ApiError> {
     if config.api_keys.is_empty() {
         return Err(ApiError::new(ErrorCode::Misconfigured, "API_KEYS is not set"));
     }
@@ -116,11 +130,9 @@ fn authorize(config: &Config, request: &HttpRequest) -> Result<(), ApiError> {
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     // Check every key, so timing does not reveal which one matched.
-    let matched = presented.is_some_and(|key| config.api_keys.iter().fold(false, |hit, k| k.matches(key) | hit));
-    if matched {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::Unauthorized, "a valid API key is required: Authorization: Bearer <key>"))
+    match presented {
+        Some(key) if config.api_keys.iter().fold(false, |hit, k| k.matches(key) | hit) => Ok(key),
+        _ => Err(ApiError::new(ErrorCode::Unauthorized, "a valid API key is required: Authorization: Bearer <key>")),
     }
 }
 
@@ -152,24 +164,54 @@ fn error_response(error: &ApiError, debug: bool) -> HttpResponse {
 
 async fn send<E: Environment>(env: E, request: &HttpRequest) -> Result<Handled<E>, ApiError> {
     let config = Config::from_lookup(|name| env.var(name))?;
-    authorize(&config, request)?;
-    if request.body.len() > MAX_REQUEST_BYTES {
-        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is over {MAX_REQUEST_BYTES} bytes")));
+    let api_key = authorize(&config, request)?;
+    if request.body.len() > config.max_request_bytes {
+        return Err(too_large(config.max_request_bytes));
     }
     let submission = crate::api::send::parse(&request.body, &config)?;
+    let claim = match request.header("idempotency-key") {
+        None => None,
+        Some(key) => match idempotency::begin(&env, api_key, key, &request.body).await? {
+            Lookup::Replay(response) => return Ok(response.into()),
+            Lookup::Claimed(claim) => Some(claim),
+        },
+    };
+    let handled = deliver(env.clone(), request, &config, submission).await;
+    if let Some(claim) = claim {
+        idempotency::finish(&env, claim, &handled.response, handled.may_have_left).await;
+    }
+    Ok(handled)
+}
+
+/// `payload_too_large` for a body over `limit` bytes.
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is over {limit} bytes"))
+}
+
+/// Builds the message and submits it; always answers, and hands back the session to close.
+async fn deliver<E: Environment>(env: E, request: &HttpRequest, config: &Config, submission: Submission) -> Handled<E> {
     let content = &submission.content;
 
     let mut random = [0u8; 16];
-    getrandom::fill(&mut random)
-        .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the Message-ID"))?;
+    if getrandom::fill(&mut random).is_err() {
+        let error = ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the Message-ID");
+        return HttpResponse::error(&error).into();
+    }
     let stamp = Stamp::new(random, &config.message_id_domain, env.unix_millis().div_euclid(1000));
     let bytes = message::render(content, &stamp);
     let recipients = content.envelope_recipients();
     let envelope = Envelope { sender: &content.from.email, recipients: &recipients, dsn: submission.dsn.as_ref() };
 
-    let mut session = Session::open(env.clone(), &relay_settings(&config)).await?;
+    let mut session = match Session::open(env.clone(), &relay_settings(config)).await {
+        Ok(session) => session,
+        Err(error) => return error_response(&error, request.debug()).into(),
+    };
     let result = session.send(&envelope, &bytes).await;
     let debug = request.debug();
+    let may_have_left = match &result {
+        Ok(_) => true,
+        Err(error) => error.code == ErrorCode::DeliveryUnknown,
+    };
     let response = match result {
         Ok(delivery) => {
             let mut body = serde_json::json!({
@@ -194,7 +236,7 @@ async fn send<E: Environment>(env: E, request: &HttpRequest) -> Result<Handled<E
             error_response(&error, debug)
         }
     };
-    Ok(Handled { response, after: Some(session) })
+    Handled { response, after: Some(session), may_have_left }
 }
 
 /// Work that must not delay the answer: the polite end of the SMTP session.

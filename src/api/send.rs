@@ -147,11 +147,30 @@ fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
     dsn
 }
 
-/// A MIME `type/subtype` of token characters (RFC 2045 §5.1), lower-cased.
-fn media_type(value: &str) -> Option<String> {
-    let token = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
-    let (kind, subtype) = value.trim().split_once('/')?;
-    (token(kind) && token(subtype)).then(|| value.trim().to_ascii_lowercase())
+fn is_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 127 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+}
+
+/// `type/subtype` of token characters (RFC 2045 §5.1), optionally `; charset=token`;
+/// lower-cased. Other parameters are refused: the builder writes the ones it needs.
+fn media_type(value: &str) -> Option<(String, Option<String>)> {
+    let mut pieces = value.split(';');
+    let (kind, subtype) = pieces.next()?.trim().split_once('/')?;
+    let charset = match pieces.next() {
+        None => None,
+        Some(param) => {
+            let (name, charset) = param.trim().split_once('=')?;
+            let charset = charset.trim().trim_matches('"');
+            if !name.trim().eq_ignore_ascii_case("charset") || !is_token(charset) {
+                return None;
+            }
+            Some(charset.to_ascii_lowercase())
+        }
+    };
+    if pieces.next().is_some() || !is_token(kind) || !is_token(subtype) {
+        return None;
+    }
+    Some((format!("{kind}/{subtype}").to_ascii_lowercase(), charset))
 }
 
 fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) -> Option<Attachment> {
@@ -166,7 +185,7 @@ fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) ->
         problems.add(field("filename"), "must be a file name, not a path");
     }
     let content_type = match input.content_type.as_deref() {
-        None => Some("application/octet-stream".to_string()),
+        None => Some(("application/octet-stream".to_string(), None)),
         Some(raw) => {
             let parsed = media_type(raw);
             if parsed.is_none() {
@@ -190,10 +209,16 @@ fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) ->
     if problems.0.len() > before {
         return None;
     }
+    let (content_type, charset) = content_type.unwrap_or_default();
+    let data = data.unwrap_or_default();
+    // Text without a declared charset would be read as US-ASCII; say UTF-8 when it is.
+    let charset = charset
+        .or_else(|| (content_type.starts_with("text/") && std::str::from_utf8(&data).is_ok()).then(|| "utf-8".into()));
     Some(Attachment {
         filename: filename.to_string(),
-        content_type: content_type.unwrap_or_default(),
-        data: data.unwrap_or_default(),
+        content_type,
+        charset,
+        data,
         content_id: input.content_id.clone(),
     })
 }
@@ -320,6 +345,58 @@ mod tests {
 
     fn parse_json(json: serde_json::Value) -> Result<Content, ApiError> {
         parse(json.to_string().as_bytes(), &config()).map(|s| s.content)
+    }
+
+    #[test]
+    fn attachment_media_types() {
+        assert_eq!(media_type("Application/PDF"), Some(("application/pdf".into(), None)));
+        assert_eq!(
+            media_type("text/plain; charset=ISO-8859-1"),
+            Some(("text/plain".into(), Some("iso-8859-1".into())))
+        );
+        assert_eq!(media_type("text/plain; charset=\"utf-8\""), Some(("text/plain".into(), Some("utf-8".into()))));
+        for bad in [
+            "pdf",
+            "text/",
+            "/plain",
+            "text/plain; name=x",
+            "text/plain; charset=a b",
+            "a/b; charset=x; y=z",
+            "te xt/plain",
+        ] {
+            assert_eq!(media_type(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn attachments_and_headers_are_validated_field_by_field() {
+        let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
+            "attachments": [
+                {"filename": "ok.txt", "content_type": "text/plain", "content": "R3LDvMOfZQ=="},
+                {"filename": "../etc/passwd", "content": "aGk="},
+                {"filename": "x.bin", "content_type": "nonsense", "content": "not base64!"},
+                {"filename": "logo.png", "content": "aGk=", "content_id": "<bad id>"}],
+            "headers": {"X-Ok": "fine", "Bcc": "x@evil.example", "X-Num": 5}});
+        let error = parse(body.to_string().as_bytes(), &config()).unwrap_err();
+        let fields: Vec<&str> = error.details.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "attachments[1].filename",
+                "attachments[2].content_type",
+                "attachments[2].content",
+                "attachments[3].content_id",
+                "headers.Bcc",
+                "headers.X-Num"
+            ]
+        );
+        let ok = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
+            "attachments": [{"filename": "ok.txt", "content_type": "text/plain", "content": "R3LDvMOfZQ=="}],
+            "headers": {"X-Ok": "fine"}});
+        let content = parse(ok.to_string().as_bytes(), &config()).unwrap().content;
+        assert_eq!(content.attachments[0].data, "Grüße".as_bytes());
+        assert_eq!(content.attachments[0].charset.as_deref(), Some("utf-8"));
+        assert_eq!(content.headers, vec![("X-Ok".to_string(), "fine".to_string())]);
     }
 
     #[test]

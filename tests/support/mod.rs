@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use edge_mailer::api::http::Environment;
+use edge_mailer::api::http::{Environment, StoreUnavailable};
 use edge_mailer::smtp::client::{Network, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -184,11 +184,17 @@ pub fn run<F: std::future::Future>(body: F) -> F::Output {
 pub struct ScriptedEnv {
     pub relay: ScriptedRelay,
     pub vars: Rc<HashMap<String, String>>,
+    /// The KV store: key → (value, ttl seconds).
+    pub kv: Rc<RefCell<HashMap<String, (String, u64)>>>,
 }
 
 impl ScriptedEnv {
     pub fn new(relay: ScriptedRelay, vars: &[(&str, &str)]) -> Self {
-        ScriptedEnv { relay, vars: Rc::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()) }
+        ScriptedEnv {
+            relay,
+            vars: Rc::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            kv: Rc::default(),
+        }
     }
 }
 
@@ -219,5 +225,19 @@ impl Environment for ScriptedEnv {
 
     fn unix_millis(&self) -> i64 {
         1_700_000_000_000
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreUnavailable> {
+        Ok(self.kv.borrow().get(key).map(|(value, _)| value.clone()))
+    }
+
+    async fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), StoreUnavailable> {
+        self.kv.borrow_mut().insert(key.to_string(), (value.to_string(), ttl_seconds));
+        Ok(())
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<(), StoreUnavailable> {
+        self.kv.borrow_mut().remove(key);
+        Ok(())
     }
 }

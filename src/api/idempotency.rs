@@ -1,0 +1,121 @@
+//! `Idempotency-Key`: the same key (per API key) within 24 hours gets the first answer back
+//! and sends nothing again.
+//!
+//! Records live in a key-value store (Workers KV in production and under `wrangler dev`).
+//! A request first claims its key with a short-lived `pending` record; when the relay has
+//! accepted the message — or the outcome is unknown, which must never be retried — the
+//! answer is stored for 24 hours. Any other failure sent nothing, so the claim is released
+//! and a retry may try again. KV is eventually consistent: two requests racing within the
+//! same second at different locations could both pass the claim; one client retrying
+//! sequentially, the case this exists for, cannot.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::http::{Environment, HttpResponse};
+use crate::error::{ApiError, ErrorCode};
+
+/// How long an answer is kept.
+pub const TTL_SECONDS: u64 = 24 * 60 * 60;
+/// How long a claim lasts if its request dies before finishing (KV's minimum TTL is 60 s).
+pub const PENDING_TTL_SECONDS: u64 = 120;
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    /// SHA-256 of the request body, to refuse the key's reuse for another message.
+    body: String,
+    /// `None` while the first request is still sending.
+    status: Option<u16>,
+    response: Option<String>,
+}
+
+/// A key this request has claimed and must [`finish`].
+pub struct Claim {
+    store_key: String,
+    body_digest: String,
+}
+
+pub enum Lookup {
+    /// Nobody used the key yet; it is ours now.
+    Claimed(Claim),
+    /// The first answer, to send again as it was.
+    Replay(HttpResponse),
+}
+
+fn hex_digest(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks the header's value: 1 to 255 printable ASCII characters.
+pub fn validate(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        let mut error =
+            ApiError::new(ErrorCode::ValidationFailed, "Idempotency-Key must be 1 to 255 printable ASCII characters");
+        error.details = vec![("Idempotency-Key".into(), "must be 1 to 255 printable ASCII characters".into())];
+        return Err(error);
+    }
+    Ok(())
+}
+
+fn store_error() -> ApiError {
+    ApiError::new(ErrorCode::Misconfigured, "IDEMPOTENCY (the KV namespace binding for Idempotency-Key) is not usable")
+}
+
+/// Claims `key` for this request, or returns the answer already given for it.
+pub async fn begin<E: Environment>(env: &E, api_key: &str, key: &str, body: &[u8]) -> Result<Lookup, ApiError> {
+    validate(key)?;
+    // Keys are scoped to the API key and stored hashed: the store never sees either.
+    let store_key = format!("idempotency:{}", hex_digest(&[api_key.as_bytes(), key.as_bytes()]));
+    let body_digest = hex_digest(&[body]);
+    if let Some(raw) = env.kv_get(&store_key).await.map_err(|_| store_error())? {
+        let record: Record = serde_json::from_str(&raw).map_err(|_| store_error())?;
+        if record.body != body_digest {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyConflict,
+                "this Idempotency-Key was already used for a different request",
+            ));
+        }
+        return match (record.status, record.response) {
+            (Some(status), Some(response)) => {
+                let mut replay = HttpResponse::json(status, &serde_json::Value::Null);
+                replay.body = response.into_bytes();
+                replay.headers.push(("idempotent-replayed".into(), "true".into()));
+                Ok(Lookup::Replay(replay))
+            }
+            _ => {
+                let mut error = ApiError::new(
+                    ErrorCode::RequestInProgress,
+                    "a request with this Idempotency-Key is still being sent; retry shortly",
+                );
+                error.retry_after = Some(5);
+                Err(error)
+            }
+        };
+    }
+    let pending = Record { body: body_digest.clone(), status: None, response: None };
+    let pending = serde_json::to_string(&pending).map_err(|_| store_error())?;
+    env.kv_put(&store_key, &pending, PENDING_TTL_SECONDS).await.map_err(|_| store_error())?;
+    Ok(Lookup::Claimed(Claim { store_key, body_digest }))
+}
+
+/// Stores the answer when a message may have left (success or `delivery_unknown`);
+/// otherwise releases the claim so the client can try again.
+pub async fn finish<E: Environment>(env: &E, claim: Claim, response: &HttpResponse, keep: bool) {
+    if keep {
+        let record = Record {
+            body: claim.body_digest,
+            status: Some(response.status),
+            response: Some(String::from_utf8_lossy(&response.body).into_owned()),
+        };
+        if let Ok(record) = serde_json::to_string(&record) {
+            let _ = env.kv_put(&claim.store_key, &record, TTL_SECONDS).await;
+        }
+    } else {
+        let _ = env.kv_delete(&claim.store_key).await;
+    }
+}
