@@ -68,7 +68,11 @@ def worker_vars(creds: dict, relay_port: int, extra: dict | None = None) -> str:
         **(extra or {}),
     }
     lines = [f"{GENERATED_MARKER} for the local relay; delete it to regenerate. Never commit it."]
-    lines += [f"{key}={json.dumps(value)}" for key, value in values.items()]
+    # Single quotes: dotenv takes the value literally (JSON such as FORMS keeps its quotes).
+    for key, value in values.items():
+        if "'" in value or "\n" in value:
+            raise ValueError(f"{key} cannot be written to a .dev.vars file")
+        lines.append(f"{key}='{value}'")
     return "\n".join(lines) + "\n"
 
 
@@ -227,7 +231,7 @@ def main() -> None:
           f"received mail: {stack.inbox}")
     print(f"worker: {stack.base_url}/  (API key: see API_KEYS in .dev.vars)")
     print("try:")
-    print(f"  curl -s {stack.base_url}/v1/send -H \"Authorization: Bearer $(sed -n 's/^API_KEYS=\"\\(.*\\)\"$/\\1/p' .dev.vars)\" \\")
+    print(f"  curl -s {stack.base_url}/v1/send -H \"Authorization: Bearer $(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)\" \\")
     print("       -H 'content-type: application/json' \\")
     print("       -d '{\"to\":\"you@example.com\",\"subject\":\"Hello\",\"text\":\"It works.\"}'")
     print(f"  ls {stack.inbox}")

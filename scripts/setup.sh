@@ -9,12 +9,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
-# --- Debian packages: Postfix and Cyrus SASL for the local relay, openssl for its test CA.
+# --- Debian packages: Postfix and Cyrus SASL for the local relay, openssl for its test CA,
+#     and for tests Chromium.
 missing=()
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
 [ -x /usr/sbin/saslpasswd2 ] || missing+=(sasl2-bin)
 dpkg -s libsasl2-modules >/dev/null 2>&1 || missing+=(libsasl2-modules)
 command -v openssl >/dev/null || missing+=(openssl)
+# The browser tests drive Debian's Chromium (a browser download is impossible here).
+[ "${1:-}" = "--test" ] && { [ -x /usr/bin/chromium ] || missing+=(chromium); }
 if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || die "need root to apt-get install ${missing[*]}"
   step "apt-get install ${missing[*]}"

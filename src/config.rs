@@ -94,6 +94,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// `MAX_REQUEST_BYTES`: the largest request body accepted.
     pub max_request_bytes: usize,
+    /// `FORMS`: form name → settings.
+    pub forms: std::collections::BTreeMap<String, crate::forms::settings::FormSettings>,
+    pub turnstile_secret: Option<String>,
+    pub turnstile_verify_url: String,
 }
 
 fn misconfigured(variable: &str, why: &str) -> ApiError {
@@ -194,7 +198,25 @@ impl Config {
             })?,
         };
 
+        let forms = match get("FORMS") {
+            None => Default::default(),
+            Some(json) => crate::forms::settings::parse(&json).map_err(|why| misconfigured("FORMS", &why))?,
+        };
+        let turnstile_verify_url = match get("TURNSTILE_VERIFY_URL") {
+            None => crate::forms::TURNSTILE_VERIFY_URL.to_string(),
+            Some(url)
+                if (url.starts_with("https://") || url.starts_with("http://"))
+                    && url.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                url
+            }
+            Some(_) => return Err(misconfigured("TURNSTILE_VERIFY_URL", "is not an http(s) URL")),
+        };
+
         Ok(Config {
+            forms,
+            turnstile_secret: get("TURNSTILE_SECRET"),
+            turnstile_verify_url,
             max_request_bytes,
             timeouts,
             smtp_host,

@@ -12,6 +12,7 @@ pub mod address;
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod forms;
 pub mod header;
 pub mod message;
 pub mod smtp;

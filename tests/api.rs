@@ -27,6 +27,7 @@ fn request(method: &str, path_and_query: &str, key: Option<&str>, body: &str) ->
         query: query.into(),
         headers,
         body: body.as_bytes().to_vec(),
+        form: None,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct HttpRequest {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Fields of an urlencoded or multipart body, parsed by the platform.
+    pub form: Option<Vec<crate::forms::Field>>,
 }
 
 impl HttpRequest {
@@ -67,14 +69,24 @@ pub trait Environment: Network + Clone {
     /// Wall-clock milliseconds since the Unix epoch, for the Date header.
     fn unix_millis(&self) -> i64;
     /// The key-value store for idempotency records (`Err` when it is not bound).
-    fn kv_get(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreUnavailable>>;
-    fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> impl Future<Output = Result<(), StoreUnavailable>>;
-    fn kv_delete(&self, key: &str) -> impl Future<Output = Result<(), StoreUnavailable>>;
+    fn kv_get(&self, key: &str) -> impl Future<Output = Result<Option<String>, Unavailable>>;
+    fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> impl Future<Output = Result<(), Unavailable>>;
+    fn kv_delete(&self, key: &str) -> impl Future<Output = Result<(), Unavailable>>;
+    /// Counts a hit for `key`: at most `limit` in any `window_seconds`.
+    fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window_seconds: u32,
+    ) -> impl Future<Output = Result<crate::forms::ratelimit::Decision, Unavailable>>;
+    /// POSTs `fields` urlencoded to `url`; answers status and body.
+    fn post_form(&self, url: &str, fields: &[(&str, &str)])
+        -> impl Future<Output = Result<(u16, String), Unavailable>>;
 }
 
-/// The key-value store is missing or failed.
+/// A platform service (KV, the rate limiter, an outbound fetch) is missing or failed.
 #[derive(Debug)]
-pub struct StoreUnavailable;
+pub struct Unavailable;
 
 /// An answer, and the open SMTP session to close once the answer has gone out.
 pub struct Handled<E: Network> {
@@ -100,6 +112,14 @@ pub async fn handle<E: Environment>(env: E, request: HttpRequest) -> Handled<E> 
             Err(error) => error_response(&error, request.debug()).into(),
         },
         "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
+        path if path.starts_with("/v1/forms/") => {
+            let name = &path["/v1/forms/".len()..];
+            match method {
+                "POST" => crate::forms::handle(env, name, &request).await,
+                "OPTIONS" => crate::forms::preflight(&env, name, &request).into(),
+                _ => HttpResponse::error(&method_not_allowed("POST")).into(),
+            }
+        }
         path => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, format!("no route {path}"))).into(),
     }
 }
@@ -152,7 +172,7 @@ pub fn relay_settings(config: &Config) -> RelaySettings {
 }
 
 /// The error answer; in debug mode with the SMTP transcript up to the failure.
-fn error_response(error: &ApiError, debug: bool) -> HttpResponse {
+pub fn error_response(error: &ApiError, debug: bool) -> HttpResponse {
     let mut response = HttpResponse::error(error);
     if let (true, Some(transcript)) = (debug, &error.transcript) {
         let mut body = error.to_json();
@@ -188,14 +208,39 @@ pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(ErrorCode::PayloadTooLarge, format!("the body is over {limit} bytes"))
 }
 
-/// Builds the message and submits it; always answers, and hands back the session to close.
-async fn deliver<E: Environment>(env: E, request: &HttpRequest, config: &Config, submission: Submission) -> Handled<E> {
-    let content = &submission.content;
+/// What a submission came to: the relay's acceptance, or why not, with the conversation.
+pub struct Submitted<E: Network> {
+    pub result: Result<Sent, ApiError>,
+    /// The open session to QUIT after the answer (none when it never opened).
+    pub session: Option<Session<E>>,
+}
 
+/// A message the relay accepted.
+pub struct Sent {
+    pub message_id: String,
+    pub delivery: crate::smtp::outcome::Delivery,
+    pub transcript: crate::smtp::transcript::Transcript,
+    pub round_trips: u32,
+}
+
+impl<E: Network> Submitted<E> {
+    /// The relay accepted the message, or may have (`delivery_unknown`): never send it again.
+    pub fn may_have_left(&self) -> bool {
+        match &self.result {
+            Ok(_) => true,
+            Err(error) => error.code == ErrorCode::DeliveryUnknown,
+        }
+    }
+}
+
+/// Builds the message and submits it to the relay. Errors carry the transcript (shown only
+/// in debug mode) and, for `delivery_unknown`, the Message-ID.
+pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submission) -> Submitted<E> {
+    let content = &submission.content;
     let mut random = [0u8; 16];
     if getrandom::fill(&mut random).is_err() {
         let error = ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the Message-ID");
-        return HttpResponse::error(&error).into();
+        return Submitted { result: Err(error), session: None };
     }
     let stamp = Stamp::new(random, &config.message_id_domain, env.unix_millis().div_euclid(1000));
     let bytes = message::render(content, &stamp);
@@ -204,39 +249,49 @@ async fn deliver<E: Environment>(env: E, request: &HttpRequest, config: &Config,
 
     let mut session = match Session::open(env.clone(), &relay_settings(config)).await {
         Ok(session) => session,
-        Err(error) => return error_response(&error, request.debug()).into(),
+        Err(error) => return Submitted { result: Err(error), session: None },
     };
-    let result = session.send(&envelope, &bytes).await;
-    let debug = request.debug();
-    let may_have_left = match &result {
-        Ok(_) => true,
-        Err(error) => error.code == ErrorCode::DeliveryUnknown,
-    };
-    let response = match result {
-        Ok(delivery) => {
-            let mut body = serde_json::json!({
-                "ok": true,
-                "message_id": stamp.header_message_id(),
-                "accepted": delivery.accepted,
-                "rejected": delivery.rejected,
-                "smtp": delivery.reply,
-            });
-            if debug {
-                body["transcript"] = serde_json::json!(session.transcript());
-                body["round_trips"] = serde_json::json!(session.round_trips());
-            }
-            HttpResponse::json(200, &body)
-        }
+    let result = match session.send(&envelope, &bytes).await {
+        Ok(delivery) => Ok(Sent {
+            message_id: stamp.header_message_id(),
+            delivery,
+            transcript: session.transcript().clone(),
+            round_trips: session.round_trips(),
+        }),
         Err(mut error) => {
             if error.code == ErrorCode::DeliveryUnknown {
                 // So the caller can recognise the message if it did arrive.
                 error.message_id = Some(stamp.header_message_id());
             }
             error.transcript = Some(session.transcript().clone());
-            error_response(&error, debug)
+            Err(error)
         }
     };
-    Handled { response, after: Some(session), may_have_left }
+    Submitted { result, session: Some(session) }
+}
+
+/// `POST /v1/send`'s answer for a submission.
+async fn deliver<E: Environment>(env: E, request: &HttpRequest, config: &Config, submission: Submission) -> Handled<E> {
+    let submitted = submit(&env, config, &submission).await;
+    let may_have_left = submitted.may_have_left();
+    let response = match &submitted.result {
+        Ok(sent) => {
+            let mut body = serde_json::json!({
+                "ok": true,
+                "message_id": sent.message_id,
+                "accepted": sent.delivery.accepted,
+                "rejected": sent.delivery.rejected,
+                "smtp": sent.delivery.reply,
+            });
+            if request.debug() {
+                body["transcript"] = serde_json::json!(sent.transcript);
+                body["round_trips"] = serde_json::json!(sent.round_trips);
+            }
+            HttpResponse::json(200, &body)
+        }
+        Err(error) => error_response(error, request.debug()),
+    };
+    Handled { response, after: submitted.session, may_have_left }
 }
 
 /// Work that must not delay the answer: the polite end of the SMTP session.

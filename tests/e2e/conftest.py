@@ -17,6 +17,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import devstack  # noqa: E402
+from site_fixture import Site  # noqa: E402
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+NO_REDIRECT = urllib.request.build_opener(_NoRedirect)
 
 
 class Client:
@@ -32,7 +41,8 @@ class Client:
         for name, value in (headers or {}).items():
             request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=90) as response:
+            # Redirects are answers under test here, never followed.
+            with NO_REDIRECT.open(request, timeout=90) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
@@ -62,12 +72,21 @@ class Client:
 
 
 @pytest.fixture(scope="session")
-def stack():
+def site():
+    s = Site(devstack.free_port())
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(site):
     # Not pytest's tmp_path: that is private to root (0700) and Postfix runs as `postfix`.
     state = Path(tempfile.mkdtemp(prefix="edge-mailer-e2e-"))
     state.chmod(0o755)
     ports = devstack.local_relay.Ports(*(devstack.free_port() for _ in range(4)))
-    s = devstack.Stack(state, ports, devstack.free_port(), vars_file=state / "worker.vars")
+    s = devstack.Stack(state, ports, devstack.free_port(), vars_file=state / "worker.vars", extra_vars=site.worker_vars())
+    site.worker = s.base_url
     try:
         s.start()
         yield s

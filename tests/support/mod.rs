@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use edge_mailer::api::http::{Environment, StoreUnavailable};
+use edge_mailer::api::http::{Environment, Unavailable};
+use edge_mailer::forms::ratelimit::{Decision, Window};
 use edge_mailer::smtp::client::{Network, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -179,6 +180,9 @@ pub fn run<F: std::future::Future>(body: F) -> F::Output {
     local.block_on(&runtime, body)
 }
 
+/// An outbound POST the Worker made: URL and form fields.
+pub type Posted = (String, Vec<(String, String)>);
+
 /// A Worker environment for the HTTP layer: variables from a map, the network scripted.
 #[derive(Clone)]
 pub struct ScriptedEnv {
@@ -186,6 +190,10 @@ pub struct ScriptedEnv {
     pub vars: Rc<HashMap<String, String>>,
     /// The KV store: key → (value, ttl seconds).
     pub kv: Rc<RefCell<HashMap<String, (String, u64)>>>,
+    pub rate_windows: Rc<RefCell<HashMap<String, Window>>>,
+    /// Answers to outbound POSTs (the Turnstile fake), and what was posted.
+    pub post_answer: Rc<RefCell<(u16, String)>>,
+    pub posted: Rc<RefCell<Vec<Posted>>>,
 }
 
 impl ScriptedEnv {
@@ -194,6 +202,9 @@ impl ScriptedEnv {
             relay,
             vars: Rc::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             kv: Rc::default(),
+            rate_windows: Rc::default(),
+            post_answer: Rc::new(RefCell::new((200, r#"{"success": true}"#.into()))),
+            posted: Rc::default(),
         }
     }
 }
@@ -227,17 +238,28 @@ impl Environment for ScriptedEnv {
         1_700_000_000_000
     }
 
-    async fn kv_get(&self, key: &str) -> Result<Option<String>, StoreUnavailable> {
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, Unavailable> {
         Ok(self.kv.borrow().get(key).map(|(value, _)| value.clone()))
     }
 
-    async fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), StoreUnavailable> {
+    async fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), Unavailable> {
         self.kv.borrow_mut().insert(key.to_string(), (value.to_string(), ttl_seconds));
         Ok(())
     }
 
-    async fn kv_delete(&self, key: &str) -> Result<(), StoreUnavailable> {
+    async fn kv_delete(&self, key: &str) -> Result<(), Unavailable> {
         self.kv.borrow_mut().remove(key);
         Ok(())
+    }
+
+    async fn rate_limit(&self, key: &str, limit: u32, window_seconds: u32) -> Result<Decision, Unavailable> {
+        let mut windows = self.rate_windows.borrow_mut();
+        Ok(windows.entry(key.to_string()).or_default().hit(virtual_now(), limit, u64::from(window_seconds) * 1000))
+    }
+
+    async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
+        let fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.posted.borrow_mut().push((url.to_string(), fields));
+        Ok(self.post_answer.borrow().clone())
     }
 }

@@ -1,0 +1,130 @@
+//! What a form submission looks like: the message body listing the fields, and the built-in
+//! pages a browser sees when the owner configured no redirect.
+
+use super::{Field, FieldValue};
+use crate::api::http::HttpResponse;
+use crate::error::ApiError;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn shown(field: &Field) -> String {
+    match &field.value {
+        FieldValue::Text(text) => text.replace("\r\n", "\n"),
+        FieldValue::File { filename, data, .. } => format!("[attached: {filename}, {} bytes]", data.len()),
+    }
+}
+
+/// The text and HTML parts: every field in the order sent, repeated fields kept.
+pub fn render_fields(form: &str, fields: &[&Field]) -> (String, String) {
+    let mut text = format!("New submission of the {form} form:\n\n");
+    let mut html = format!(
+        "<!doctype html><html><body><p>New submission of the <b>{}</b> form:</p>\n<table cellpadding=\"6\" style=\"border-collapse:collapse\">\n",
+        escape(form)
+    );
+    for field in fields {
+        let value = shown(field);
+        if value.contains('\n') {
+            text.push_str(&format!("{}:\n", field.name));
+            for line in value.lines() {
+                text.push_str(&format!("    {line}\n"));
+            }
+        } else {
+            text.push_str(&format!("{}: {value}\n", field.name));
+        }
+        html.push_str(&format!(
+            "<tr><th align=\"left\" valign=\"top\">{}</th><td style=\"white-space:pre-wrap\">{}</td></tr>\n",
+            escape(&field.name),
+            escape(&value)
+        ));
+    }
+    html.push_str("</table></body></html>\n");
+    (text, html)
+}
+
+fn page(status: u16, title: &str, body: &str) -> HttpResponse {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>body{{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}}\
+         code{{background:#eee;padding:0 .3em}}</style></head><body><main>{body}</main></body></html>"
+    );
+    HttpResponse {
+        status,
+        headers: vec![
+            ("content-type".into(), "text/html; charset=utf-8".into()),
+            ("content-security-policy".into(), "default-src 'none'; style-src 'unsafe-inline'".into()),
+        ],
+        body: html.into_bytes(),
+    }
+}
+
+/// The built-in thank-you page.
+pub fn thanks() -> HttpResponse {
+    page(
+        200,
+        "Thank you",
+        "<h1>Thank you</h1><p>Your message has been sent.</p><p><a href=\"javascript:history.back()\">Back</a></p>",
+    )
+}
+
+/// The built-in error page: the error's status, code and message.
+pub fn error(error: &ApiError) -> HttpResponse {
+    let spec = error.code.spec();
+    let retry = if spec.retryable { "<p>This is temporary: please try again in a little while.</p>" } else { "" };
+    page(
+        spec.status,
+        "Your message was not sent",
+        &format!(
+            "<h1>Your message was not sent</h1><p>{}</p>{retry}<p>Error code: <code>{}</code></p>",
+            escape(&error.message),
+            spec.code
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_listed_in_order_with_repeats_and_escaped_in_html() {
+        let fields = [
+            Field { name: "name".into(), value: FieldValue::Text("Ada <script>alert(1)</script>".into()) },
+            Field { name: "topic".into(), value: FieldValue::Text("a".into()) },
+            Field { name: "topic".into(), value: FieldValue::Text("b".into()) },
+            Field { name: "message".into(), value: FieldValue::Text("line one\r\nline two".into()) },
+        ];
+        let refs: Vec<&Field> = fields.iter().collect();
+        let (text, html) = render_fields("contact", &refs);
+        assert_eq!(
+            text,
+            "New submission of the contact form:\n\nname: Ada <script>alert(1)</script>\ntopic: a\ntopic: b\nmessage:\n    line one\n    line two\n"
+        );
+        assert!(html.contains("Ada &lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!html.contains("<script>"));
+        let positions: Vec<usize> = ["name", ">a<", ">b<", "message"].iter().map(|s| html.find(s).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn error_page_shows_code_and_escaped_message() {
+        let error = ApiError::new(crate::error::ErrorCode::ValidationFailed, "bad <input>");
+        let response = super::error(&error);
+        let body = String::from_utf8(response.body).unwrap();
+        assert_eq!(response.status, 422);
+        assert!(body.contains("<code>validation_failed</code>") && body.contains("bad &lt;input&gt;"));
+    }
+}

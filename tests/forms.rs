@@ -1,0 +1,103 @@
+//! The forms handler natively: what reaches the relay, and what never does.
+
+use edge_mailer::api::http::{handle, HttpRequest};
+use edge_mailer::forms::{Field, FieldValue};
+use serde_json::Value;
+
+use crate::support::{run, ScriptedEnv, ScriptedRelay};
+
+fn vars(forms: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SMTP_HOST", "relay.test".into()),
+        ("MAIL_FROM", "Site <noreply@example.com>".into()),
+        ("FORMS", forms.into()),
+        ("TURNSTILE_SECRET", "s3cret".into()),
+        ("TURNSTILE_VERIFY_URL", "http://verify.test/siteverify".into()),
+    ]
+}
+
+fn scripted(forms: &str) -> ScriptedEnv {
+    let owned = vars(forms);
+    let pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ScriptedEnv::new(ScriptedRelay::new(vec![]), &pairs)
+}
+
+fn post(form: &str, fields: Vec<Field>) -> HttpRequest {
+    HttpRequest {
+        method: "POST".into(),
+        path: format!("/v1/forms/{form}"),
+        query: String::new(),
+        headers: vec![("accept".into(), "application/json".into())],
+        body: Vec::new(),
+        form: Some(fields),
+    }
+}
+
+fn text(name: &str, value: &str) -> Field {
+    Field { name: name.into(), value: FieldValue::Text(value.into()) }
+}
+
+fn file(name: &str, filename: &str, content_type: &str, size: usize) -> Field {
+    Field {
+        name: name.into(),
+        value: FieldValue::File {
+            filename: filename.into(),
+            content_type: content_type.into(),
+            data: vec![b'x'; size],
+        },
+    }
+}
+
+fn answer(env: &ScriptedEnv, request: HttpRequest) -> (u16, Value) {
+    let response = run(async { handle(env.clone(), request).await.response });
+    (response.status, serde_json::from_slice(&response.body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn files_beyond_the_forms_limits_are_refused_before_connecting() {
+    let forms =
+        r#"{"f": {"to": "o@example.com", "max_files": 1, "max_file_bytes": 100, "allowed_file_types": ["image/*"]}}"#;
+    let cases = [
+        (vec![file("a", "a.png", "image/png", 10), file("b", "b.png", "image/png", 10)], 422),
+        (vec![file("a", "a.png", "image/png", 101)], 413),
+        (vec![file("a", "a.zip", "application/zip", 10)], 422),
+    ];
+    for (fields, status) in cases {
+        let env = scripted(forms);
+        let (got, json) = answer(&env, post("f", fields));
+        assert_eq!(got, status, "{json}");
+        assert_eq!(env.relay.seen.borrow().connects, 0);
+    }
+    let env = scripted(r#"{"f": {"to": "o@example.com"}}"#);
+    let (status, json) = answer(&env, post("f", vec![file("a", "a.png", "image/png", 10)]));
+    assert_eq!(status, 422, "files are off by default: {json}");
+}
+
+#[test]
+fn honeypot_and_failed_turnstile_never_connect() {
+    let env = scripted(r#"{"f": {"to": "o@example.com", "honeypot": "_gotcha"}}"#);
+    let (status, json) = answer(&env, post("f", vec![text("name", "bot"), text("_gotcha", "filled")]));
+    assert_eq!((status, json), (200, serde_json::json!({"ok": true})));
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+
+    let env = scripted(r#"{"f": {"to": "o@example.com", "turnstile": true}}"#);
+    *env.post_answer.borrow_mut() = (200, r#"{"success": false}"#.into());
+    let (status, json) = answer(&env, post("f", vec![text("cf-turnstile-response", "tok")]));
+    assert_eq!((status, json["error"]["code"].as_str()), (403, Some("captcha_failed")));
+    let posted = env.posted.borrow();
+    assert_eq!(posted[0].0, "http://verify.test/siteverify");
+    assert!(
+        posted[0].1.contains(&("secret".into(), "s3cret".into()))
+            && posted[0].1.contains(&("response".into(), "tok".into()))
+    );
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+}
+
+#[test]
+fn broken_forms_configuration_is_misconfigured_without_values() {
+    let env = scripted(r#"{"f": {"to": "o@example.com", "redirect": "javascript:alert(1)"}}"#);
+    let (status, json) = answer(&env, post("f", vec![text("a", "b")]));
+    assert_eq!(status, 500);
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("FORMS") && !message.contains("javascript"), "{message}");
+}
