@@ -18,8 +18,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +58,55 @@ def credentials(state: Path) -> dict:
     return {key: value if key == "relay_user" else Secret(value) for key, value in creds.items()}
 
 
+# The www page's live demo: a form that delivers, and one whose recipient the relay refuses.
+DEMO_FORMS = {
+    "demo": {"to": ["Demo Inbox <demo@example.org>"], "subject": "Demo message from {{name}}",
+             "debug": True, "rate_limit_per_minute": 60},
+    "demo-refused": {"to": ["reject-demo@example.org"], "subject": "Demo message from {{name}}",
+                     "debug": True, "rate_limit_per_minute": 60},
+}
+
+
+class InboxServer:
+    """Serves the relay's Maildir on loopback so the www demo can show a received message:
+    GET /message?id=<Message-ID> answers that message's text (404 until it arrives)."""
+
+    def __init__(self, maildir: Path, port: int):
+        self.url = f"http://127.0.0.1:{port}/message"
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                wanted = dict(urllib.parse.parse_qsl(query)).get("id", "")
+                found = inbox.find(maildir, wanted) if path == "/message" and wanted else None
+                body = (found or "not found").encode()
+                self.send_response(200 if found else 404)
+                self.send_header("content-type", "text/plain; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def find(maildir: Path, message_id: str):
+        header = f"Message-ID: {message_id}".encode()
+        for path in sorted(maildir.glob("*")) if maildir.exists() else []:
+            raw = path.read_bytes()
+            if header in raw:
+                return raw.decode("utf-8", errors="replace")
+        return None
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def worker_vars(creds: dict, relay_port: int, extra: dict | None = None) -> str:
     values = {
         "SMTP_HOST": "localhost",
@@ -65,6 +117,7 @@ def worker_vars(creds: dict, relay_port: int, extra: dict | None = None) -> str:
         "MAIL_FROM": MAIL_FROM,
         "ALLOWED_FROM": "*@edge-mailer.localhost",
         "API_KEYS": creds["api_key"],
+        "FORMS": json.dumps(DEMO_FORMS),
         **(extra or {}),
     }
     lines = [f"{GENERATED_MARKER} for the local relay; delete it to regenerate. Never commit it."]
@@ -110,6 +163,7 @@ class Stack:
         self.base_url = f"http://127.0.0.1:{http_port}"
         self.log_path = state / f"{name}.log"
         self.others = []
+        self.inbox_server = None
 
     @property
     def api_key(self) -> str:
@@ -119,8 +173,10 @@ class Stack:
     def inbox(self) -> Path:
         return self.relay_dir / "mail" / "inbox" / "new"
 
-    def start_relay(self) -> None:
+    def start_relay(self, inbox_port: int | None = None) -> None:
         local_relay.start(self.relay_dir, self.relay_ports, self.creds["relay_user"], self.creds["relay_password"])
+        self.inbox_server = InboxServer(self.inbox, inbox_port or free_port())
+        self.extra_vars = {"DEMO_INBOX_URL": self.inbox_server.url, **(self.extra_vars or {})}
 
     def write_vars(self) -> Path:
         target = self.vars_file or ROOT / ".dev.vars"
@@ -200,6 +256,8 @@ class Stack:
         for other in self.others:
             other.stop_worker()
         self.stop_worker()
+        if self.inbox_server:
+            self.inbox_server.stop()
         local_relay.stop(self.relay_dir)
 
     def stop_worker(self) -> None:
@@ -225,11 +283,11 @@ def main() -> None:
     http_port = int(os.environ.get("PORT", "8787"))
     stack = Stack(state, relay_ports, http_port, vars_file=None)
     local_relay.stop(stack.relay_dir)  # a relay left over from an interrupted run
-    stack.start_relay()
+    stack.start_relay(inbox_port=int(os.environ.get("INBOX_PORT", "8025")))
     stack.write_vars()
     print(f"relay: 127.0.0.1:{relay_ports.starttls} (STARTTLS + AUTH), {relay_ports.tls} (implicit TLS); "
           f"received mail: {stack.inbox}")
-    print(f"worker: {stack.base_url}/  (API key: see API_KEYS in .dev.vars)")
+    print(f"worker: {stack.base_url}/  (the page with its live demo; API key: see API_KEYS in .dev.vars)")
     print("try:")
     print(f"  curl -s {stack.base_url}/v1/send -H \"Authorization: Bearer $(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)\" \\")
     print("       -H 'content-type: application/json' \\")

@@ -98,6 +98,8 @@ pub struct Config {
     pub forms: std::collections::BTreeMap<String, crate::forms::settings::FormSettings>,
     pub turnstile_secret: Option<String>,
     pub turnstile_verify_url: String,
+    /// `DEMO_INBOX_URL`: the local relay's mailbox, for the www demo (local setup only).
+    pub demo_inbox_url: Option<String>,
 }
 
 fn misconfigured(variable: &str, why: &str) -> ApiError {
@@ -213,7 +215,14 @@ impl Config {
             Some(_) => return Err(misconfigured("TURNSTILE_VERIFY_URL", "is not an http(s) URL")),
         };
 
+        let demo_inbox_url = match get("DEMO_INBOX_URL") {
+            None => None,
+            Some(url) if url.starts_with("http://") && url.bytes().all(|b| b.is_ascii_graphic()) => Some(url),
+            Some(_) => return Err(misconfigured("DEMO_INBOX_URL", "is not an http URL")),
+        };
+
         Ok(Config {
+            demo_inbox_url,
             forms,
             turnstile_secret: get("TURNSTILE_SECRET"),
             turnstile_verify_url,

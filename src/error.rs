@@ -12,12 +12,49 @@ pub struct ErrorSpec {
     pub code: &'static str,
     pub status: u16,
     pub retryable: bool,
+    /// SMTP reply codes that lead here (see `smtp::outcome::error_code`).
+    pub smtp: &'static [u16],
+    /// Steps of the send flow where it can happen (the ids the `www/` page draws).
+    pub steps: &'static [&'static str],
     /// What happened, for people reading the table or an error page.
     pub meaning: &'static str,
+    /// What the caller or the owner should do about it.
+    pub remedy: &'static str,
 }
 
+/// The steps of a send, in order, as the `www/` page draws them: id, who talks to whom
+/// (`client`, `worker`, `relay`), and what happens.
+pub const STEPS: &[(&str, &str, &str, &str)] = &[
+    ("request", "client", "worker", "HTTP request: POST /v1/send (API key) or /v1/forms/{form}"),
+    ("validation", "worker", "worker", "Request validated into typed values; policy checked"),
+    ("mime", "worker", "worker", "MIME message assembled (Date, Message-ID, encodings)"),
+    ("connect", "worker", "relay", "TCP connect to SMTP_HOST:SMTP_PORT"),
+    ("greeting", "relay", "worker", "220 greeting"),
+    ("ehlo", "worker", "relay", "EHLO; the relay lists its extensions (must include STARTTLS)"),
+    ("starttls", "worker", "relay", "STARTTLS → 220; any byte after it aborts the session"),
+    ("tls", "worker", "relay", "TLS handshake; the relay's certificate is verified"),
+    ("ehlo_tls", "worker", "relay", "EHLO again over TLS; earlier extensions are forgotten"),
+    ("auth", "worker", "relay", "AUTH PLAIN / LOGIN / XOAUTH2 → 235"),
+    (
+        "mail",
+        "worker",
+        "relay",
+        "MAIL FROM with SIZE, BODY, SMTPUTF8, DSN (with PIPELINING, MAIL, RCPT and BDAT go out together)",
+    ),
+    (
+        "rcpt",
+        "worker",
+        "relay",
+        "RCPT TO, once per recipient; refused ones are reported, the others still get the message",
+    ),
+    ("data", "worker", "relay", "BDAT n LAST and the message (or DATA and the dot-stuffed message) → 250"),
+    ("answer", "worker", "client", "HTTP answer with the relay's final reply"),
+    ("quit", "worker", "relay", "QUIT, after the answer has gone out"),
+];
+
 macro_rules! error_codes {
-    ($($variant:ident => $code:literal, $status:literal, $retryable:literal, $meaning:literal;)*) => {
+    ($($variant:ident => $code:literal, $status:literal, $retryable:literal, $smtp:expr, $steps:expr,
+       $meaning:literal, $remedy:literal;)*) => {
         /// Every failure a caller can see.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum ErrorCode { $($variant,)* }
@@ -30,7 +67,8 @@ macro_rules! error_codes {
             pub fn spec(self) -> &'static ErrorSpec {
                 match self {
                     $(ErrorCode::$variant => &ErrorSpec {
-                        code: $code, status: $status, retryable: $retryable, meaning: $meaning,
+                        code: $code, status: $status, retryable: $retryable, smtp: &$smtp, steps: &$steps,
+                        meaning: $meaning, remedy: $remedy,
                     },)*
                 }
             }
@@ -38,61 +76,90 @@ macro_rules! error_codes {
     };
 }
 
+const RELAY_STEPS: [&str; 9] = ["greeting", "ehlo", "starttls", "ehlo_tls", "auth", "mail", "rcpt", "data", "quit"];
+
 error_codes! {
-    InvalidRequest => "invalid_request", 400, false,
-        "The body is not parseable JSON or form data.";
-    ValidationFailed => "validation_failed", 422, false,
-        "A field is invalid: a bad address, CR/LF or control characters in a header field, no body, or too many recipients.";
-    Unauthorized => "unauthorized", 401, false,
-        "The API key is missing or wrong.";
-    ForbiddenOrigin => "forbidden_origin", 403, false,
-        "The request comes from an origin this form does not allow.";
-    RecipientNotAllowed => "recipient_not_allowed", 403, false,
-        "A recipient is outside ALLOWED_RECIPIENTS.";
-    SenderNotAllowed => "sender_not_allowed", 403, false,
-        "The requested From address is outside ALLOWED_FROM.";
-    CaptchaFailed => "captcha_failed", 403, false,
-        "The Turnstile token is missing or invalid.";
-    IdempotencyConflict => "idempotency_conflict", 409, false,
-        "The Idempotency-Key was already used, within 24 hours, for a different request.";
-    RequestInProgress => "request_in_progress", 409, true,
-        "A request with the same Idempotency-Key is still being sent.";
-    NotFound => "not_found", 404, false,
-        "No such route or form.";
-    MethodNotAllowed => "method_not_allowed", 405, false,
-        "The route exists but not for this HTTP method.";
-    PayloadTooLarge => "payload_too_large", 413, false,
-        "The request body is over the size limit.";
-    MessageTooLarge => "message_too_large", 413, false,
-        "The message is larger than the relay accepts (its SIZE limit, or a 552 reply).";
-    RateLimited => "rate_limited", 429, true,
-        "Too many requests; wait for Retry-After seconds.";
-    RelayUnreachable => "relay_unreachable", 502, true,
-        "The TCP connection to the SMTP relay failed.";
-    RelayTlsUnavailable => "relay_tls_unavailable", 502, false,
-        "The relay does not offer STARTTLS, so nothing was sent.";
-    RelayTlsFailed => "relay_tls_failed", 502, false,
-        "The TLS handshake with the relay failed (for example, its certificate does not verify).";
-    RelayAuthFailed => "relay_auth_failed", 502, false,
-        "The relay refused the SMTP credentials.";
-    RelayBusy => "relay_busy", 503, true,
-        "The relay answered with a temporary failure (421, 450, 451, 452 or another 4xx).";
-    RelayRejectedSender => "relay_rejected_sender", 502, false,
-        "The relay permanently refused the envelope sender (5xx at MAIL FROM).";
-    RelayRejectedRecipient => "relay_rejected_recipient", 422, false,
-        "The relay permanently refused every recipient (5xx at RCPT TO).";
-    RelayRejectedMessage => "relay_rejected_message", 502, false,
-        "The relay permanently refused the message at the end of DATA.";
-    RelayCapabilityMissing => "relay_capability_missing", 502, false,
-        "The message needs an SMTP extension the relay does not offer (SMTPUTF8 for a non-ASCII address, 8BITMIME for 8-bit content).";
-    RelayProtocolError => "relay_protocol_error", 502, false,
-        "The relay broke the SMTP protocol: a malformed reply, a bad sequence (503) or unexpected bytes.";
-    RelayTimeout => "relay_timeout", 504, true,
-        "The relay did not answer within the time allowed for a step.";
-    DeliveryUnknown => "delivery_unknown", 502, false,
-        "The connection broke after the message was sent and before the relay answered; it may have been delivered. Not retried.";
-    Misconfigured => "misconfigured", 500, false,
-        "The Worker's configuration is missing or invalid; the message names the variable.";
+    InvalidRequest => "invalid_request", 400, false, [], ["request"],
+        "The body is not parseable JSON or form data.",
+        "Send valid JSON (Content-Type: application/json) or form data.";
+    ValidationFailed => "validation_failed", 422, false, [], ["validation"],
+        "A field is invalid: a bad address, CR/LF or control characters in a header field, no body, or too many recipients.",
+        "Fix the fields listed in error.details; do not retry unchanged.";
+    Unauthorized => "unauthorized", 401, false, [], ["request"],
+        "The API key is missing or wrong.",
+        "Send Authorization: Bearer <key> with a key from API_KEYS.";
+    ForbiddenOrigin => "forbidden_origin", 403, false, [], ["request"],
+        "The request comes from an origin this form does not allow.",
+        "Post from a page whose origin is in the form's allowed_origins.";
+    RecipientNotAllowed => "recipient_not_allowed", 403, false, [], ["validation"],
+        "A recipient is outside ALLOWED_RECIPIENTS.",
+        "Send only to allowed recipients, or widen ALLOWED_RECIPIENTS.";
+    SenderNotAllowed => "sender_not_allowed", 403, false, [], ["validation"],
+        "The requested From address is outside ALLOWED_FROM.",
+        "Leave from unset (MAIL_FROM is used) or add the address to ALLOWED_FROM.";
+    CaptchaFailed => "captcha_failed", 403, false, [], ["request"],
+        "The Turnstile token is missing or invalid.",
+        "Complete the Turnstile challenge and submit again.";
+    IdempotencyConflict => "idempotency_conflict", 409, false, [], ["request"],
+        "The Idempotency-Key was already used, within 24 hours, for a different request.",
+        "Use a new Idempotency-Key for a new message.";
+    RequestInProgress => "request_in_progress", 409, true, [], ["request"],
+        "A request with the same Idempotency-Key is still being sent.",
+        "Wait Retry-After seconds and retry with the same key.";
+    NotFound => "not_found", 404, false, [], ["request"],
+        "No such route or form.",
+        "Check the URL and the form name in FORMS.";
+    MethodNotAllowed => "method_not_allowed", 405, false, [], ["request"],
+        "The route exists but not for this HTTP method.",
+        "Use the method the message names (POST for sends).";
+    PayloadTooLarge => "payload_too_large", 413, false, [], ["request"],
+        "The request body, or a file, is over the size limit.",
+        "Send less: smaller or fewer attachments (MAX_REQUEST_BYTES, max_file_bytes).";
+    MessageTooLarge => "message_too_large", 413, false, [552], ["mail", "data"],
+        "The message is larger than the relay accepts (its SIZE limit, or a 552 reply).",
+        "Send a smaller message; the relay's SIZE is the limit.";
+    RateLimited => "rate_limited", 429, true, [], ["request"],
+        "Too many requests; wait for Retry-After seconds.",
+        "Wait Retry-After seconds, then try again.";
+    RelayUnreachable => "relay_unreachable", 502, true, [], ["connect"],
+        "The TCP connection to the SMTP relay failed.",
+        "Retry later; if it persists, check SMTP_HOST and SMTP_PORT (not 25).";
+    RelayTlsUnavailable => "relay_tls_unavailable", 502, false, [454], ["ehlo", "starttls"],
+        "The relay does not offer STARTTLS, so nothing was sent.",
+        "Use a relay that offers STARTTLS, or SMTP_SECURITY=tls on its implicit-TLS port.";
+    RelayTlsFailed => "relay_tls_failed", 502, false, [], ["tls"],
+        "The TLS handshake with the relay failed (for example, its certificate does not verify).",
+        "Fix the relay's certificate (name, chain, expiry); verification is never turned off.";
+    RelayAuthFailed => "relay_auth_failed", 502, false, [530, 534, 535], ["auth"],
+        "The relay refused the SMTP credentials.",
+        "Check SMTP_USERNAME, SMTP_PASSWORD and SMTP_AUTH with the relay's provider.";
+    RelayBusy => "relay_busy", 503, true, [421, 450, 451, 452], RELAY_STEPS,
+        "The relay answered with a temporary failure (421, 450, 451, 452 or another 4xx).",
+        "Retry after Retry-After seconds; the relay said it may work later.";
+    RelayRejectedSender => "relay_rejected_sender", 502, false, [550, 553], ["mail"],
+        "The relay permanently refused the envelope sender (5xx at MAIL FROM).",
+        "Use a sender the relay accepts for this account (MAIL_FROM, ALLOWED_FROM).";
+    RelayRejectedRecipient => "relay_rejected_recipient", 422, false, [550, 551, 553], ["rcpt"],
+        "The relay permanently refused every recipient (5xx at RCPT TO).",
+        "Check the recipients' addresses; do not retry unchanged.";
+    RelayRejectedMessage => "relay_rejected_message", 502, false, [554], ["data"],
+        "The relay permanently refused the message at the end of DATA.",
+        "Read smtp.text: the content was refused (spam, policy); change it before retrying.";
+    RelayCapabilityMissing => "relay_capability_missing", 502, false, [], ["mail"],
+        "The message needs an SMTP extension the relay does not offer (SMTPUTF8 for a non-ASCII address, 8BITMIME for 8-bit content).",
+        "Use ASCII addresses, or a relay that offers SMTPUTF8.";
+    RelayProtocolError => "relay_protocol_error", 502, false, [503], RELAY_STEPS,
+        "The relay broke the SMTP protocol: a malformed reply, a bad sequence (503) or unexpected bytes.",
+        "Not retried automatically; report it to the relay's operator with the transcript.";
+    RelayTimeout => "relay_timeout", 504, true, [], RELAY_STEPS,
+        "The relay did not answer within the time allowed for a step.",
+        "Retry later; raise SMTP_*_TIMEOUT_MS if the relay is known to be slow.";
+    DeliveryUnknown => "delivery_unknown", 502, false, [], ["data"],
+        "The connection broke after the message was sent and before the relay answered; it may have been delivered. Not retried.",
+        "Do not resend blindly: look for the Message-ID in the answer at the recipient first.";
+    Misconfigured => "misconfigured", 500, false, [], ["request"],
+        "The Worker's configuration is missing or invalid; the message names the variable.",
+        "The owner fixes the named variable (wrangler.toml or wrangler secret put).";
 }
 
 impl ErrorCode {
@@ -184,10 +251,14 @@ impl std::fmt::Display for ApiError {
 /// How many codes the table has.
 pub const ERROR_TABLE_LEN: usize = ErrorCode::ALL.len();
 
-/// The whole table as JSON, for `GET /v1/errors` and the `www/` page.
+/// The whole table as JSON, for `GET /v1/errors` and the `www/` page, with the flow's steps.
 pub fn table_json() -> serde_json::Value {
     let rows: Vec<&ErrorSpec> = ErrorCode::ALL.iter().map(|c| c.spec()).collect();
-    serde_json::json!({ "errors": rows })
+    let steps: Vec<_> = STEPS
+        .iter()
+        .map(|(id, from, to, title)| serde_json::json!({"id": id, "from": from, "to": to, "title": title}))
+        .collect();
+    serde_json::json!({ "errors": rows, "steps": steps })
 }
 
 #[cfg(test)]
@@ -204,6 +275,42 @@ mod tests {
             assert!(spec.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
             assert!((400..600).contains(&spec.status), "{} has status {}", spec.code, spec.status);
             assert!(!spec.meaning.is_empty());
+        }
+    }
+
+    #[test]
+    fn documented_smtp_replies_are_what_the_mapping_does() {
+        use crate::smtp::outcome::{error_code, Phase};
+        let phases = [
+            Phase::Greeting,
+            Phase::Ehlo,
+            Phase::StartTls,
+            Phase::Auth,
+            Phase::Mail,
+            Phase::Rcpt,
+            Phase::Data,
+            Phase::DataEnd,
+        ];
+        for code in ErrorCode::ALL {
+            for &reply in code.spec().smtp {
+                assert!(
+                    phases.iter().any(|p| error_code(*p, reply) == *code),
+                    "{} lists {reply}, but no phase maps {reply} to it",
+                    code.as_str()
+                );
+            }
+        }
+        for reply in [421, 450, 451, 452, 503, 530, 534, 535, 550, 551, 552, 553, 554] {
+            assert!(ErrorCode::ALL.iter().any(|c| c.spec().smtp.contains(&reply)), "no row lists {reply}");
+        }
+        let step_ids: Vec<&str> = STEPS.iter().map(|(id, ..)| *id).collect();
+        for code in ErrorCode::ALL {
+            assert!(
+                !code.spec().steps.is_empty() && code.spec().steps.iter().all(|s| step_ids.contains(s)),
+                "{}",
+                code.as_str()
+            );
+            assert!(!code.spec().remedy.is_empty());
         }
     }
 

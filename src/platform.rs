@@ -107,6 +107,13 @@ impl Environment for Workers {
         let text = response.text().await.map_err(|_| Unavailable)?;
         Ok((response.status_code(), text))
     }
+
+    async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
+        let url = worker::Url::parse(url).map_err(|_| Unavailable)?;
+        let mut response = Fetch::Url(url).send().await.map_err(|_| Unavailable)?;
+        let text = response.text().await.map_err(|_| Unavailable)?;
+        Ok((response.status_code(), text))
+    }
 }
 
 fn to_response(response: HttpResponse) -> worker::Result<Response> {

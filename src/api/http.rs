@@ -82,6 +82,8 @@ pub trait Environment: Network + Clone {
     /// POSTs `fields` urlencoded to `url`; answers status and body.
     fn post_form(&self, url: &str, fields: &[(&str, &str)])
         -> impl Future<Output = Result<(u16, String), Unavailable>>;
+    /// GETs `url`; answers status and body.
+    fn get_text(&self, url: &str) -> impl Future<Output = Result<(u16, String), Unavailable>>;
 }
 
 /// A platform service (KV, the rate limiter, an outbound fetch) is missing or failed.
@@ -107,6 +109,8 @@ pub async fn handle<E: Environment>(env: E, request: HttpRequest) -> Handled<E> 
     match request.path.as_str() {
         "/v1/health" => only(method, "GET", health).into(),
         "/v1/errors" => only(method, "GET", || HttpResponse::json(200, &error::table_json())).into(),
+        "/v1/demo" if method == "GET" => crate::forms::demo::describe(&env).into(),
+        "/v1/demo/message" if method == "GET" => crate::forms::demo::received(&env, &request).await.into(),
         "/v1/send" if method == "POST" => match send(env, &request).await {
             Ok(handled) => handled,
             Err(error) => error_response(&error, request.debug()).into(),

@@ -2,6 +2,7 @@
 //! the recipients the owner configured. Recipients, subject, redirects and limits come from
 //! `FORMS`; the submitter's fields only fill the body, the subject template and Reply-To.
 
+pub mod demo;
 pub mod page;
 pub mod ratelimit;
 pub mod settings;

@@ -3,6 +3,8 @@ of Cloudflare's Turnstile siteverify endpoint (token `pass-token` passes, anythi
 
 import html
 import json
+
+import devstack
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,8 +83,9 @@ class Site:
         self.server.server_close()
 
     def forms(self) -> dict:
-        """FORMS for the test Worker."""
+        """FORMS for the test Worker: the www demo's forms and the site's."""
         return {
+            **devstack.DEMO_FORMS,
             "contact": {
                 "to": ["Site Owner <owner@example.org>"],
                 "subject": "New message from {{name}}",

@@ -257,6 +257,11 @@ impl Environment for ScriptedEnv {
         Ok(windows.entry(key.to_string()).or_default().hit(virtual_now(), limit, u64::from(window_seconds) * 1000))
     }
 
+    async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
+        self.posted.borrow_mut().push((url.to_string(), Vec::new()));
+        Ok(self.post_answer.borrow().clone())
+    }
+
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
         let fields = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.posted.borrow_mut().push((url.to_string(), fields));

@@ -1,0 +1,54 @@
+//! The live demo of the `www/` page: present only where the deployment configures a form
+//! named `demo` (and, to show a refusal, `demo-refused`), both with `"debug": true` so their
+//! answers carry the SMTP transcript. Under the local setup, `DEMO_INBOX_URL` points at the
+//! bundled relay's mailbox, so the page can show the message as it arrived.
+
+use crate::api::http::{Environment, HttpRequest, HttpResponse};
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+
+pub const DEMO_FORM: &str = "demo";
+pub const REFUSAL_FORM: &str = "demo-refused";
+
+fn not_configured() -> HttpResponse {
+    HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "this deployment has no demo form"))
+}
+
+/// `GET /v1/demo`: which demo forms exist. Names only, never their settings.
+pub fn describe<E: Environment>(env: &E) -> HttpResponse {
+    let Ok(config) = Config::from_lookup(|n| env.var(n)) else { return not_configured() };
+    if !config.forms.get(DEMO_FORM).is_some_and(|f| f.debug) {
+        return not_configured();
+    }
+    let refusal = config.forms.get(REFUSAL_FORM).is_some_and(|f| f.debug).then_some(REFUSAL_FORM);
+    HttpResponse::json(
+        200,
+        &serde_json::json!({"form": DEMO_FORM, "refusal_form": refusal, "inbox": config.demo_inbox_url.is_some()}),
+    )
+}
+
+/// `GET /v1/demo/message?id=<Message-ID>`: the message as the local relay received it.
+pub async fn received<E: Environment>(env: &E, request: &HttpRequest) -> HttpResponse {
+    let Ok(config) = Config::from_lookup(|n| env.var(n)) else { return not_configured() };
+    let Some(inbox) = config.demo_inbox_url.as_deref() else { return not_configured() };
+    let id = request.query.split('&').find_map(|pair| pair.strip_prefix("id=")).unwrap_or_default();
+    let id: String =
+        form_urlencoded::parse(format!("id={id}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default();
+    let plausible =
+        id.len() <= 300 && id.starts_with('<') && id.ends_with('>') && id.bytes().all(|b| b.is_ascii_graphic());
+    if !plausible {
+        return HttpResponse::error(&ApiError::new(
+            ErrorCode::ValidationFailed,
+            "id must be a Message-ID such as <…@…>",
+        ));
+    }
+    let url = format!("{inbox}?{}", form_urlencoded::Serializer::new(String::new()).append_pair("id", &id).finish());
+    match env.get_text(&url).await {
+        Ok((200, text)) => HttpResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
+            body: text.into_bytes(),
+        },
+        _ => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "the relay has no such message (yet)")),
+    }
+}

@@ -1,0 +1,74 @@
+// The www/ page in a real browser: the flow, the error table, a demo send with its
+// transcript, a refused send with its explanation; screenshots at desktop and phone widths.
+// Usage: node www_page.mjs <worker base URL> <screenshot dir> <name>. Prints JSON.
+import { mkdirSync } from "node:fs";
+import { launch } from "./browser.mjs";
+
+const [base, shots, name, withoutDemo] = process.argv.slice(2);
+mkdirSync(shots, { recursive: true });
+const browser = await launch();
+const result = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const consoleErrors = [];
+  // Network answers the demo expects (404 while polling for the message, the refusal's 422)
+  // show up as console errors too; only script errors count.
+  page.on("console", (m) => m.type() === "error" && !m.text().startsWith("Failed to load resource") && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  await page.goto(`${base}/`);
+  await page.waitForSelector("body[data-demo-ready=true]", { timeout: 20000 });
+  result.steps = await page.$$eval("#steps li", (items) => items.map((li) => ({
+    id: li.dataset.step, text: li.querySelector(".title").textContent,
+    risks: [...li.querySelectorAll(".risks code")].map((c) => c.textContent) })));
+  result.table = await page.$$eval("#error-table tbody tr", (rows) => rows.map((tr) => {
+    const cells = [...tr.querySelectorAll("td")].map((td) => td.textContent.trim());
+    return { code: cells[0], status: Number(cells[1]), retryable: cells[2] === "yes", smtp: cells[3],
+             meaning: cells[4], remedy: cells[5] };
+  }));
+  // Every form control has a label; the page can be used from the keyboard.
+  result.unlabelled = await page.$$eval("input, textarea", (inputs) =>
+    inputs.filter((i) => !(i.labels && i.labels.length)).map((i) => i.id || i.name));
+  await page.screenshot({ path: `${shots}/www-desktop.png`, fullPage: true });
+
+  await page.focus("#demo-name");
+  await page.keyboard.type(name);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("visitor@example.net");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("Hello from the page's live demo.");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter"); // the Send button, reached by keyboard
+  await page.waitForSelector("#transcript tbody tr", { timeout: 30000 });
+  await page.waitForSelector("#received:not([hidden])", { timeout: 20000 });
+  result.status = await page.textContent("#demo-status");
+  result.transcript = await page.$$eval("#transcript tbody tr", (rows) => rows.map((tr) =>
+    [...tr.querySelectorAll("td")].map((td) => td.textContent)));
+  result.received = await page.textContent("#received");
+  await page.screenshot({ path: `${shots}/www-demo-sent.png`, fullPage: true });
+
+  await page.click("#demo-refuse");
+  await page.waitForSelector("#demo-error:not([hidden])", { timeout: 30000 });
+  result.refusal = { code: await page.textContent("#demo-error-code"), text: await page.textContent("#demo-error") };
+  await page.screenshot({ path: `${shots}/www-demo-refused.png`, fullPage: true });
+  result.consoleErrors = consoleErrors;
+
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await phone.goto(`${base}/`);
+  await phone.waitForSelector("body[data-demo-ready=true]", { timeout: 20000 });
+  result.phoneOverflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await phone.screenshot({ path: `${shots}/www-phone.png`, fullPage: true });
+  if (withoutDemo) {
+    // A deployment without a demo form: the flow and the table, and no form at all.
+    const other = await browser.newPage();
+    await other.goto(`${withoutDemo}/`);
+    await other.waitForSelector("body[data-demo-ready=true]", { timeout: 20000 });
+    result.withoutDemo = {
+      demoVisible: await other.isVisible("#demo"),
+      forms: await other.$$eval("form", (forms) => forms.filter((f) => f.offsetParent !== null).length),
+      rows: await other.$$eval("#error-table tbody tr", (rows) => rows.length),
+    };
+  }
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));

@@ -1,0 +1,100 @@
+"""The www/ page in Debian's Chromium, served by wrangler dev: the flow and the error table
+match the Worker's own definitions, the demo plays back a real send and explains a refusal,
+and a deployment without a demo form shows no form. Screenshots go to .local/screenshots/."""
+
+import email
+import email.policy
+import email.utils
+import json
+import subprocess
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import ROOT
+
+SCREENSHOTS = ROOT / ".local" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def page(stack, client):
+    without_demo = stack.start_workers({"no_demo": {"FORMS": "{}"}})["no_demo"]
+    name = f"Page Visitor {uuid.uuid4().hex[:6]}"
+    run = subprocess.run(
+        ["node", str(ROOT / "tests/browser/www_page.mjs"), stack.base_url, str(SCREENSHOTS), name, without_demo.base_url],
+        capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result["name"] = name
+    status, _, raw = client.request("GET", "/v1/errors")
+    assert status == 200
+    result["source"] = json.loads(raw)
+    return result
+
+
+def test_page_is_served_with_a_strict_csp_and_no_outside_resources(stack):
+    with urllib.request.urlopen(stack.base_url + "/") as response:
+        csp = response.headers["content-security-policy"]
+        html = response.read().decode()
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
+    assert "://" not in html, "the page refers to another host"
+    for asset in ("/app.js", "/style.css"):
+        with urllib.request.urlopen(stack.base_url + asset) as response:
+            text = response.read().decode()
+        assert "://" not in text.replace('"://"', ""), f"{asset} refers to another host"
+
+
+def test_flow_shows_every_step_with_what_can_fail_there(page):
+    source_steps = [s["id"] for s in page["source"]["steps"]]
+    assert [s["id"] for s in page["steps"]] == source_steps
+    assert source_steps[:4] == ["request", "validation", "mime", "connect"] and source_steps[-2:] == ["answer", "quit"]
+    by_step = {s["id"]: s["risks"] for s in page["steps"]}
+    assert "relay_tls_failed" in by_step["tls"]
+    assert "relay_rejected_recipient" in by_step["rcpt"]
+    assert "delivery_unknown" in by_step["data"]
+
+
+def test_error_table_is_the_workers_own(page):
+    rows = page["table"]
+    source = page["source"]["errors"]
+    assert [r["code"] for r in rows] == [e["code"] for e in source]
+    for row, spec in zip(rows, source):
+        assert (row["status"], row["retryable"], row["meaning"], row["remedy"]) == \
+               (spec["status"], spec["retryable"], spec["meaning"], spec["remedy"])
+        assert row["smtp"] == (", ".join(str(c) for c in spec["smtp"]) or "—")
+    shown = " ".join(r["smtp"] for r in rows)
+    for reply in (421, 450, 451, 452, 503, 530, 535, 550, 552, 554):
+        assert str(reply) in shown
+
+
+def test_demo_plays_back_the_transcript_of_the_send_and_the_received_message(page, stack):
+    assert page["status"].startswith("Sent: the relay answered 250")
+    lines = [(side, line) for _, side, line in page["transcript"]]
+    sent = [line for side, line in lines if side == "client"]
+    assert sent[0].startswith("EHLO ") and "STARTTLS" in sent and "AUTH PLAIN ***" in sent
+    assert any(l.startswith("MAIL FROM:") for l in sent) and any(l.startswith("BDAT ") for l in sent)
+    assert lines[-1][0] == "relay" and lines[-1][1].startswith("250 2.0.0")
+    assert not any(stack.creds["relay_password"] in line for _, line in lines)
+    received = email.message_from_string(page["received"], policy=email.policy.default)
+    assert received["Subject"] == f"Demo message from {page['name']}"
+    assert email.utils.parseaddr(received["Reply-To"])[1] == "visitor@example.net"
+
+
+def test_demo_refusal_shows_the_code_and_its_explanation(page):
+    spec = next(e for e in page["source"]["errors"] if e["code"] == "relay_rejected_recipient")
+    assert page["refusal"]["code"] == "relay_rejected_recipient"
+    assert "550 5.1.1" in page["refusal"]["text"]
+    assert spec["meaning"] in page["refusal"]["text"] and spec["remedy"] in page["refusal"]["text"]
+
+
+def test_page_is_accessible_and_fits_a_phone(page):
+    assert page["unlabelled"] == []
+    assert page["consoleErrors"] == []
+    assert page["phoneOverflow"] <= 0
+    for shot in ("www-desktop.png", "www-demo-sent.png", "www-demo-refused.png", "www-phone.png"):
+        assert (SCREENSHOTS / shot).stat().st_size > 10_000
+
+
+def test_without_a_demo_form_there_is_no_form_to_abuse(page):
+    assert page["withoutDemo"] == {"demoVisible": False, "forms": 0, "rows": len(page["source"]["errors"])}

@@ -1,0 +1,194 @@
+// The edge-mailer page: the flow and the error table come from the Worker's own definitions
+// (GET /v1/errors); the demo posts to this deployment's demo form and plays back the SMTP
+// transcript. No external scripts, styles or fonts.
+"use strict";
+
+const LANES = ["client", "worker", "relay"];
+let table = { errors: [], steps: [] };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  return node;
+}
+
+function codeList(codes) {
+  const span = el("span");
+  codes.forEach((code, i) => {
+    if (i) span.append(", ");
+    span.append(el("code", {}, code));
+  });
+  return span;
+}
+
+// One step: an arrow from the centre of one lane to the centre of another (or a loop within
+// the Worker). Six half-lane columns: the centre of lane i is grid line 2i + 2.
+function arrow(step) {
+  const row = el("div", { class: "arrow", "aria-hidden": "true" });
+  const from = LANES.indexOf(step.from);
+  const to = LANES.indexOf(step.to);
+  const line = el("span");
+  if (from === to) {
+    line.className = "self";
+    line.style.gridColumn = `${2 * from + 1} / ${2 * from + 3}`;
+  } else {
+    line.className = from < to ? "to-right" : "to-left";
+    line.style.gridColumn = `${2 * Math.min(from, to) + 2} / ${2 * Math.max(from, to) + 2}`;
+  }
+  row.append(line);
+  return row;
+}
+
+function renderFlow() {
+  const list = document.getElementById("steps");
+  list.replaceChildren();
+  for (const step of table.steps) {
+    const risks = table.errors.filter((e) => e.steps.includes(step.id)).map((e) => e.code);
+    const item = el("li", { id: `step-${step.id}`, "data-step": step.id },
+      arrow(step),
+      el("div", { class: "title" }, `${step.from} → ${step.to}: ${step.title}`));
+    if (risks.length) {
+      const p = el("p", { class: "risks" }, "Can fail with: ");
+      p.append(codeList(risks));
+      item.append(p);
+    }
+    list.append(item);
+  }
+}
+
+function renderTable() {
+  const body = document.querySelector("#error-table tbody");
+  body.replaceChildren();
+  for (const e of table.errors) {
+    body.append(el("tr", { id: `error-${e.code}`, "data-code": e.code },
+      el("td", { class: "code" }, el("code", {}, e.code)),
+      el("td", {}, e.status),
+      el("td", {}, e.retryable ? "yes" : "no"),
+      el("td", {}, e.smtp.length ? codeList(e.smtp) : "—"),
+      el("td", {}, e.meaning),
+      el("td", {}, e.remedy)));
+  }
+}
+
+function showTranscript(entries) {
+  const wrap = document.getElementById("transcript-wrap");
+  const body = document.querySelector("#transcript tbody");
+  body.replaceChildren();
+  for (const entry of entries || []) {
+    body.append(el("tr", {},
+      el("td", {}, entry.at_ms),
+      el("td", { class: `from-${entry.from}` }, entry.from),
+      el("td", { class: "line" }, entry.line)));
+  }
+  const any = (entries || []).length > 0;
+  wrap.hidden = !any;
+  document.getElementById("transcript-title").hidden = !any;
+}
+
+async function showReceived(messageId) {
+  const pre = document.getElementById("received");
+  const title = document.getElementById("received-title");
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const response = await fetch(`/v1/demo/message?id=${encodeURIComponent(messageId)}`);
+    if (response.ok) {
+      pre.textContent = await response.text();
+      pre.hidden = title.hidden = false;
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+function explain(error) {
+  const box = document.getElementById("demo-error");
+  const row = table.errors.find((e) => e.code === error.code);
+  box.replaceChildren(
+    el("p", {}, el("strong", {}, "Not sent: "), el("code", { id: "demo-error-code" }, error.code), ` — ${error.message}`));
+  if (error.smtp) {
+    box.append(el("p", {}, `The relay said ${error.smtp.code}${error.smtp.enhanced ? " " + error.smtp.enhanced : ""} at ${error.smtp.phase}: ${error.smtp.text}`));
+  }
+  if (row) {
+    box.append(el("p", {}, el("strong", {}, "What happened: "), row.meaning));
+    box.append(el("p", {}, el("strong", {}, "What to do: "), row.remedy));
+  }
+  box.hidden = false;
+}
+
+async function send(form, name) {
+  const status = document.getElementById("demo-status");
+  const buttons = form.querySelectorAll("button");
+  document.getElementById("demo-error").hidden = true;
+  document.getElementById("received").hidden = true;
+  document.getElementById("received-title").hidden = true;
+  showTranscript([]);
+  const fields = Object.fromEntries(new FormData(form).entries());
+  if (!fields.name || !fields.message) {
+    status.className = "";
+    status.textContent = "Please fill in your name and a message.";
+    return;
+  }
+  buttons.forEach((b) => (b.disabled = true));
+  status.className = "";
+  status.textContent = "Sending…";
+  try {
+    const response = await fetch(`/v1/forms/${name}?debug=1`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify(fields),
+    });
+    const answer = await response.json();
+    showTranscript(answer.transcript);
+    if (response.ok) {
+      status.className = "ok";
+      status.textContent = `Sent: the relay answered ${answer.smtp.code} ${answer.smtp.enhanced || ""} ${answer.smtp.text} ` +
+        `in ${answer.round_trips} round trips.`;
+      if (window.demoHasInbox && answer.message_id) await showReceived(answer.message_id);
+    } else {
+      status.textContent = `HTTP ${response.status}`;
+      explain(answer.error);
+    }
+  } catch (failure) {
+    status.textContent = `The request failed: ${failure}`;
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+}
+
+async function setUpDemo() {
+  const response = await fetch("/v1/demo");
+  if (!response.ok) return; // no demo form here: no form that could be abused
+  const demo = await response.json();
+  window.demoHasInbox = demo.inbox;
+  document.getElementById("demo").hidden = false;
+  document.getElementById("demo-link").hidden = false;
+  document.getElementById("demo-refuse").hidden = !demo.refusal_form;
+  const form = document.getElementById("demo-form");
+  let chosen = demo.form;
+  for (const button of form.querySelectorAll("button")) {
+    button.addEventListener("click", () => (chosen = button.dataset.form));
+  }
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send(form, chosen);
+  });
+}
+
+async function main() {
+  try {
+    const response = await fetch("/v1/errors");
+    table = await response.json();
+    renderFlow();
+    renderTable();
+    document.body.dataset.ready = "true";
+  } catch (failure) {
+    document.getElementById("steps").replaceChildren(el("li", {}, `Could not load /v1/errors: ${failure}`));
+  }
+  await setUpDemo();
+  document.body.dataset.demoReady = "true";
+}
+
+main();
