@@ -51,6 +51,12 @@ impl Content {
     }
 }
 
+/// The charset to declare for an attachment that names none: text without one would be read
+/// as US-ASCII, so say UTF-8 when the bytes are UTF-8.
+pub fn implied_charset(content_type: &str, data: &[u8]) -> Option<String> {
+    (content_type.starts_with("text/") && std::str::from_utf8(data).is_ok()).then(|| "utf-8".into())
+}
+
 /// The identity of one message: the `Message-ID` (without angle brackets) and its `Date`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stamp {

@@ -153,7 +153,7 @@ fn is_token(t: &str) -> bool {
 
 /// `type/subtype` of token characters (RFC 2045 §5.1), optionally `; charset=token`;
 /// lower-cased. Other parameters are refused: the builder writes the ones it needs.
-fn media_type(value: &str) -> Option<(String, Option<String>)> {
+pub(crate) fn media_type(value: &str) -> Option<(String, Option<String>)> {
     let mut pieces = value.split(';');
     let (kind, subtype) = pieces.next()?.trim().split_once('/')?;
     let charset = match pieces.next() {

@@ -240,7 +240,7 @@ fn header_safe(value: &str) -> String {
 }
 
 /// `{{field}}` in the owner's template → the field's first value, made header-safe.
-fn subject(template: &str, fields: &[Field]) -> String {
+fn subject(template: &str, fields: &[&Field]) -> String {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -293,26 +293,17 @@ fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Field]
                     ),
                 ));
             }
-            let content_type = if content_type.is_empty() { "application/octet-stream" } else { content_type.as_str() };
-            if !form.file_type_allowed(content_type) {
+            // The browser's type for the file when it is well formed; octet-stream otherwise.
+            let (kind, charset) = crate::api::send::media_type(content_type)
+                .unwrap_or_else(|| ("application/octet-stream".to_string(), None));
+            if !form.file_type_allowed(&kind) {
                 return Err(ApiError::new(
                     ErrorCode::ValidationFailed,
-                    format!("files of type {} are not accepted", header_safe(content_type)),
+                    format!("files of type {} are not accepted", header_safe(&kind)),
                 ));
             }
+            let charset = charset.or_else(|| crate::message::implied_charset(&kind, data));
             let filename = header_safe(filename.rsplit(['/', '\\']).next().unwrap_or_default());
-            let (kind, charset) = match content_type.split_once(';') {
-                Some((kind, _)) => (kind.trim().to_ascii_lowercase(), None),
-                None => (content_type.to_ascii_lowercase(), None),
-            };
-            let kind = if kind
-                .split_once('/')
-                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !kind.contains(char::is_whitespace))
-            {
-                kind
-            } else {
-                "application/octet-stream".to_string()
-            };
             attachments.push(Attachment {
                 filename: if filename.is_empty() { "attachment".into() } else { filename },
                 content_type: kind,
@@ -333,7 +324,7 @@ fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Field]
         cc: Vec::new(),
         bcc: Vec::new(),
         reply_to: reply_to.into_iter().map(|email| Mailbox { name: None, email }).collect(),
-        subject: subject(&form.subject, &listed.iter().map(|f| (*f).clone()).collect::<Vec<_>>()),
+        subject: subject(&form.subject, &listed),
         text: Some(text),
         html: Some(html),
         attachments,
@@ -416,8 +407,9 @@ mod tests {
 
     #[test]
     fn subject_template_uses_sanitised_first_values() {
-        let fields =
+        let owned =
             [text("name", "Ada\r\nBcc: x@evil.example"), text("name", "second"), text("topic", "=?utf-8?q?x?=")];
+        let fields: Vec<&Field> = owned.iter().collect();
         assert_eq!(subject("New message from {{name}}", &fields), "New message from Ada Bcc: x@evil.example");
         assert_eq!(subject("{{ topic }} / {{missing}}!", &fields), "= ?utf-8?q?x? = / !");
         assert!(crate::header::problem(&subject("{{topic}}", &fields)).is_none());
