@@ -47,6 +47,20 @@ fn opening(ehlo_after_tls: Step) -> Vec<Step> {
     steps
 }
 
+/// MAIL (the line `mail`), RCPT TO a@example.org, DATA and the message, all accepted.
+fn accepted_lock_step(mail: &'static str) -> [Step; 8] {
+    [
+        Expect(mail),
+        Say("250 Ok\r\n"),
+        Expect("RCPT TO:<a@example.org>\r\n"),
+        Say("250 Ok\r\n"),
+        Expect("DATA\r\n"),
+        Say("354 go\r\n"),
+        ExpectData,
+        Say("250 Ok\r\n"),
+    ]
+}
+
 fn addr(s: &str) -> EmailAddress {
     EmailAddress::parse(s).unwrap()
 }
@@ -167,19 +181,8 @@ fn pipelining_without_chunking_sends_mail_rcpt_and_data_together() {
 
 #[test]
 fn plaintext_mode_never_starts_tls_and_never_authenticates() {
-    let script = vec![
-        GREETING,
-        EHLO,
-        Say("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"),
-        Expect("MAIL FROM:<noreply@example.com>\r\n"),
-        Say("250 Ok\r\n"),
-        Expect("RCPT TO:<a@example.org>\r\n"),
-        Say("250 Ok\r\n"),
-        Expect("DATA\r\n"),
-        Say("354 go\r\n"),
-        ExpectData,
-        Say("250 Ok\r\n"),
-    ];
+    let mut script = vec![GREETING, EHLO, Say("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")];
+    script.extend(accepted_lock_step("MAIL FROM:<noreply@example.com>\r\n"));
     let relay = ScriptedRelay::new(script);
     let relay_settings = RelaySettings { security: SecurityMode::None, credentials: None, ..settings() };
     submit(&relay, relay_settings, &["a@example.org"], MESSAGE).unwrap();
@@ -516,16 +519,7 @@ fn hostile_body_is_normalised_byte_for_byte_with_data() {
     let mut script = opening(EHLO_LOCK_STEP);
     let mail: &'static str =
         Box::leak(format!("MAIL FROM:<noreply@example.com> SIZE={}\r\n", HOSTILE.len()).into_boxed_str());
-    script.extend([
-        Expect(mail),
-        Say("250 Ok\r\n"),
-        Expect("RCPT TO:<a@example.org>\r\n"),
-        Say("250 Ok\r\n"),
-        Expect("DATA\r\n"),
-        Say("354 go\r\n"),
-        ExpectData,
-        Say("250 Ok\r\n"),
-    ]);
+    script.extend(accepted_lock_step(mail));
     let relay = ScriptedRelay::new(script);
     submit(&relay, settings(), &["a@example.org"], HOSTILE).unwrap();
     assert_script_followed(&relay);
@@ -559,18 +553,8 @@ fn hostile_body_is_normalised_byte_for_byte_with_bdat() {
 fn several_messages_over_one_connection_with_rset_between() {
     let mut script = opening(EHLO_LOCK_STEP);
     for _ in 0..2 {
-        script.extend([
-            Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
-            Say("250 Ok\r\n"),
-            Expect("RCPT TO:<a@example.org>\r\n"),
-            Say("250 Ok\r\n"),
-            Expect("DATA\r\n"),
-            Say("354 go\r\n"),
-            ExpectData,
-            Say("250 Ok: queued\r\n"),
-            Expect("RSET\r\n"),
-            Say("250 2.0.0 Ok\r\n"),
-        ]);
+        script.extend(accepted_lock_step("MAIL FROM:<noreply@example.com> SIZE=22\r\n"));
+        script.extend([Expect("RSET\r\n"), Say("250 2.0.0 Ok\r\n")]);
     }
     let relay = ScriptedRelay::new(script);
     let sender = addr("noreply@example.com");
