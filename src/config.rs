@@ -77,6 +77,22 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// A secret setting; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// Everything the Worker needs to send, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -96,10 +112,17 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// `FORMS`: form name → settings.
     pub forms: std::collections::BTreeMap<String, crate::forms::settings::FormSettings>,
-    pub turnstile_secret: Option<String>,
+    pub turnstile_secret: Option<Secret>,
     pub turnstile_verify_url: String,
     /// `DEMO_INBOX_URL`: the local relay's mailbox, for the www demo (local setup only).
     pub demo_inbox_url: Option<String>,
+}
+
+/// An https URL, or an http one to this machine; printable ASCII only.
+fn is_https_or_loopback(url: &str) -> bool {
+    let printable = url.bytes().all(|b| b.is_ascii_graphic());
+    let loopback = ["http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/"];
+    printable && (url.starts_with("https://") || loopback.iter().any(|p| url.starts_with(p)))
 }
 
 fn misconfigured(variable: &str, why: &str) -> ApiError {
@@ -206,25 +229,23 @@ impl Config {
         };
         let turnstile_verify_url = match get("TURNSTILE_VERIFY_URL") {
             None => crate::forms::TURNSTILE_VERIFY_URL.to_string(),
-            Some(url)
-                if (url.starts_with("https://") || url.starts_with("http://"))
-                    && url.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                url
+            // The secret goes in the body: plain http only to this machine (the tests' fake).
+            Some(url) if is_https_or_loopback(&url) => url,
+            Some(_) => {
+                return Err(misconfigured("TURNSTILE_VERIFY_URL", "must be https (or http to 127.0.0.1/localhost)"))
             }
-            Some(_) => return Err(misconfigured("TURNSTILE_VERIFY_URL", "is not an http(s) URL")),
         };
 
         let demo_inbox_url = match get("DEMO_INBOX_URL") {
             None => None,
-            Some(url) if url.starts_with("http://") && url.bytes().all(|b| b.is_ascii_graphic()) => Some(url),
-            Some(_) => return Err(misconfigured("DEMO_INBOX_URL", "is not an http URL")),
+            Some(url) if is_https_or_loopback(&url) => Some(url),
+            Some(_) => return Err(misconfigured("DEMO_INBOX_URL", "must be https (or http to 127.0.0.1/localhost)")),
         };
 
         Ok(Config {
             demo_inbox_url,
             forms,
-            turnstile_secret: get("TURNSTILE_SECRET"),
+            turnstile_secret: get("TURNSTILE_SECRET").map(Secret),
             turnstile_verify_url,
             max_request_bytes,
             timeouts,
@@ -328,6 +349,17 @@ mod tests {
             assert!(error.message.starts_with("SMTP_EHLO_NAME"), "{bad}");
         }
         assert_eq!(with(&[("SMTP_EHLO_NAME", "mail.example.net")]).unwrap().ehlo_name, "mail.example.net");
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        assert!(with(&[("TURNSTILE_VERIFY_URL", "http://127.0.0.1:9000/siteverify")]).is_ok());
+        assert!(with(&[("TURNSTILE_VERIFY_URL", "https://verify.example/x")]).is_ok());
+        for bad in ["http://verify.example/x", "http://127.0.0.1.evil.example/x", "ftp://x"] {
+            let error = with(&[("TURNSTILE_VERIFY_URL", bad)]).unwrap_err();
+            assert!(error.message.starts_with("TURNSTILE_VERIFY_URL"), "{bad}");
+        }
+        assert!(with(&[("DEMO_INBOX_URL", "http://example.com/inbox")]).is_err());
     }
 
     #[test]

@@ -315,3 +315,21 @@ fn request_over_the_configured_limit_is_413() {
     assert_eq!((response.status, json["error"]["code"].as_str()), (413, Some("payload_too_large")));
     assert_eq!(env.relay.seen.borrow().connects, 0);
 }
+
+#[test]
+fn kv_writes_to_one_key_are_a_second_apart_and_the_claim_outlives_the_send() {
+    for (relay, kept) in
+        [(accepting_relay(Some("250 2.0.0 Ok\r\n")), true), (ScriptedRelay::new(vec![Say("421 busy\r\n")]), false)]
+    {
+        let env = ScriptedEnv::new(relay, VARS);
+        call(env.clone(), with_key(request("POST", "/v1/send", Some("key-one"), SEND), "spaced"));
+        let writes = env.kv_writes.borrow();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        let (claim, last) = (&writes[0], &writes[1]);
+        assert_eq!(claim.0, last.0);
+        // With the default timeouts a send can take 10 + 8×30 + 2×60 s; the claim lasts longer.
+        assert!(claim.1 >= 10 + 8 * 30 + 2 * 60, "pending TTL {}", claim.1);
+        assert_eq!(last.1, if kept { 86_400 } else { 0 });
+        assert!(last.2 - claim.2 >= 1_100, "KV takes one write per key per second: {} ms apart", last.2 - claim.2);
+    }
+}

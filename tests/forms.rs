@@ -12,7 +12,7 @@ fn vars(forms: &str) -> Vec<(&'static str, String)> {
         ("MAIL_FROM", "Site <noreply@example.com>".into()),
         ("FORMS", forms.into()),
         ("TURNSTILE_SECRET", "s3cret".into()),
-        ("TURNSTILE_VERIFY_URL", "http://verify.test/siteverify".into()),
+        ("TURNSTILE_VERIFY_URL", "https://verify.test/siteverify".into()),
     ]
 }
 
@@ -85,7 +85,7 @@ fn honeypot_and_failed_turnstile_never_connect() {
     let (status, json) = answer(&env, post("f", vec![text("cf-turnstile-response", "tok")]));
     assert_eq!((status, json["error"]["code"].as_str()), (403, Some("captcha_failed")));
     let posted = env.posted.borrow();
-    assert_eq!(posted[0].0, "http://verify.test/siteverify");
+    assert_eq!(posted[0].0, "https://verify.test/siteverify");
     assert!(
         posted[0].1.contains(&("secret".into(), "s3cret".into()))
             && posted[0].1.contains(&("response".into(), "tok".into()))

@@ -598,3 +598,63 @@ fn message_over_the_relays_size_is_refused_before_mail() {
     assert_eq!(error.code, ErrorCode::MessageTooLarge);
     assert!(!relay.wire().contains("MAIL FROM"));
 }
+
+/// The pipelined flight with CHUNKING for one recipient, as the relay reads it.
+const CHUNKED_FLIGHT_ONE: &str =
+    "MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n";
+
+#[test]
+fn pipelined_421_at_mail_is_relay_busy_not_delivery_unknown() {
+    // The message was already written, but the relay said it is closing before any of it.
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([Expect(CHUNKED_FLIGHT_ONE), Say("421 4.7.0 try again later, closing\r\n"), Close]);
+    let error = submit(&ScriptedRelay::new(script), settings(), &["a@example.org"], MESSAGE).unwrap_err();
+    assert_eq!(error.code, ErrorCode::RelayBusy);
+    assert!(error.code.retryable());
+}
+
+#[test]
+fn connection_lost_after_a_refused_mail_reports_the_refusal() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([Expect(CHUNKED_FLIGHT_ONE), Say("550 5.7.1 sender refused\r\n"), Close]);
+    let error = submit(&ScriptedRelay::new(script), settings(), &["a@example.org"], MESSAGE).unwrap_err();
+    assert_eq!(error.code, ErrorCode::RelayRejectedSender, "nothing can have been delivered");
+}
+
+#[test]
+fn odd_rcpt_reply_after_an_accepted_one_is_a_refused_recipient_not_a_lost_message() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([
+        Expect(
+            "MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n\
+             RCPT TO:<c@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n",
+        ),
+        Say("250 Ok\r\n250 Ok\r\n252 2.1.5 will try\r\n503 5.5.1 odd\r\n250 2.0.0 Ok: queued\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let delivery = submit(&relay, settings(), &["a@example.org", "b@example.org", "c@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
+    assert_eq!(delivery.accepted, vec!["a@example.org", "b@example.org"]);
+    assert_eq!(delivery.rejected.iter().map(|r| r.smtp.code).collect::<Vec<_>>(), vec![503]);
+    assert_eq!(delivery.reply.code, 250);
+}
+
+#[test]
+fn a_relay_that_dribbles_bytes_still_times_out_within_the_bound() {
+    // One byte every 2.9 s would reset a per-read timer forever; the deadline is per reply.
+    let mut script = vec![];
+    for byte in ["2", "2", "0", " ", "h", "i"] {
+        script.push(Say(byte));
+        script.push(Pause(2_900));
+    }
+    script.push(Hang);
+    let relay = ScriptedRelay::new(script);
+    let timeouts = Timeouts { command: 3_000, ..Timeouts::default() };
+    let (error, waited) = run(async {
+        let start = virtual_now();
+        let error = Session::open(relay, &RelaySettings { timeouts, ..settings() }).await.err().unwrap();
+        (error, virtual_now() - start)
+    });
+    assert_eq!(error.code, ErrorCode::RelayTimeout);
+    assert!((3_000..3_100).contains(&waited), "waited {waited} ms");
+}

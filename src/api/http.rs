@@ -195,7 +195,15 @@ async fn send<E: Environment>(env: E, request: &HttpRequest) -> Result<Handled<E
     let submission = crate::api::send::parse(&request.body, &config)?;
     let claim = match request.header("idempotency-key") {
         None => None,
-        Some(key) => match idempotency::begin(&env, api_key, key, &request.body).await? {
+        Some(key) => match idempotency::begin(
+            &env,
+            api_key,
+            key,
+            &request.body,
+            idempotency::pending_ttl_seconds(&config.timeouts),
+        )
+        .await?
+        {
             Lookup::Replay(response) => return Ok(response.into()),
             Lookup::Claimed(claim) => Some(claim),
         },

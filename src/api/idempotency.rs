@@ -2,12 +2,17 @@
 //! and sends nothing again.
 //!
 //! Records live in a key-value store (Workers KV in production and under `wrangler dev`).
-//! A request first claims its key with a short-lived `pending` record; when the relay has
-//! accepted the message — or the outcome is unknown, which must never be retried — the
-//! answer is stored for 24 hours. Any other failure sent nothing, so the claim is released
-//! and a retry may try again. KV is eventually consistent: two requests racing within the
-//! same second at different locations could both pass the claim; one client retrying
-//! sequentially, the case this exists for, cannot.
+//! A request first claims its key with a `pending` record that outlives the longest send the
+//! configured timeouts allow; when the relay has accepted the message — or the outcome is
+//! unknown, which must never be retried — the answer is stored for 24 hours. Any other failure
+//! sent nothing, so the claim is released and a retry may try again. KV takes one write per
+//! key per second, so the second write waits until a second has passed since the claim.
+//!
+//! Limits, by KV's nature: it is eventually consistent, so two requests racing within the
+//! same second at different locations could both pass the claim (one client retrying
+//! sequentially, the case this exists for, cannot); and if the Worker is cancelled mid-send
+//! (the client hung up), the claim simply expires and the key answers `request_in_progress`
+//! until then.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,8 +22,16 @@ use crate::error::{ApiError, ErrorCode};
 
 /// How long an answer is kept.
 pub const TTL_SECONDS: u64 = 24 * 60 * 60;
-/// How long a claim lasts if its request dies before finishing (KV's minimum TTL is 60 s).
-pub const PENDING_TTL_SECONDS: u64 = 120;
+/// KV refuses a second write to a key within this long.
+const KV_WRITE_SPACING_MS: i64 = 1_100;
+
+/// How long a claim lasts if its request dies before finishing: longer than the longest send
+/// the timeouts allow (connect, seven replies, the message's verdict), and at least KV's
+/// minimum TTL of 60 s.
+pub fn pending_ttl_seconds(timeouts: &crate::smtp::client::Timeouts) -> u64 {
+    let longest_ms = timeouts.connect + 8 * timeouts.command + 2 * timeouts.data_end;
+    (longest_ms / 1000 + 60).max(120)
+}
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -33,6 +46,7 @@ struct Record {
 pub struct Claim {
     store_key: String,
     body_digest: String,
+    claimed_at_ms: i64,
 }
 
 pub enum Lookup {
@@ -67,7 +81,13 @@ fn store_error() -> ApiError {
 }
 
 /// Claims `key` for this request, or returns the answer already given for it.
-pub async fn begin<E: Environment>(env: &E, api_key: &str, key: &str, body: &[u8]) -> Result<Lookup, ApiError> {
+pub async fn begin<E: Environment>(
+    env: &E,
+    api_key: &str,
+    key: &str,
+    body: &[u8],
+    pending_ttl: u64,
+) -> Result<Lookup, ApiError> {
     validate(key)?;
     // Keys are scoped to the API key and stored hashed: the store never sees either.
     let store_key = format!("idempotency:{}", hex_digest(&[api_key.as_bytes(), key.as_bytes()]));
@@ -99,23 +119,36 @@ pub async fn begin<E: Environment>(env: &E, api_key: &str, key: &str, body: &[u8
     }
     let pending = Record { body: body_digest.clone(), status: None, response: None };
     let pending = serde_json::to_string(&pending).map_err(|_| store_error())?;
-    env.kv_put(&store_key, &pending, PENDING_TTL_SECONDS).await.map_err(|_| store_error())?;
-    Ok(Lookup::Claimed(Claim { store_key, body_digest }))
+    env.kv_put(&store_key, &pending, pending_ttl).await.map_err(|_| store_error())?;
+    Ok(Lookup::Claimed(Claim { store_key, body_digest, claimed_at_ms: env.unix_millis() }))
 }
 
 /// Stores the answer when a message may have left (success or `delivery_unknown`);
 /// otherwise releases the claim so the client can try again.
 pub async fn finish<E: Environment>(env: &E, claim: Claim, response: &HttpResponse, keep: bool) {
-    if keep {
-        let record = Record {
-            body: claim.body_digest,
-            status: Some(response.status),
-            response: Some(String::from_utf8_lossy(&response.body).into_owned()),
-        };
-        if let Ok(record) = serde_json::to_string(&record) {
-            let _ = env.kv_put(&claim.store_key, &record, TTL_SECONDS).await;
+    let since_claim = env.unix_millis() - claim.claimed_at_ms;
+    if since_claim < KV_WRITE_SPACING_MS {
+        env.sleep((KV_WRITE_SPACING_MS - since_claim) as u64).await;
+    }
+    for attempt in 0..2 {
+        if attempt > 0 {
+            env.sleep(KV_WRITE_SPACING_MS as u64).await;
         }
-    } else {
-        let _ = env.kv_delete(&claim.store_key).await;
+        let written = if keep {
+            let record = Record {
+                body: claim.body_digest.clone(),
+                status: Some(response.status),
+                response: Some(String::from_utf8_lossy(&response.body).into_owned()),
+            };
+            match serde_json::to_string(&record) {
+                Ok(record) => env.kv_put(&claim.store_key, &record, TTL_SECONDS).await,
+                Err(_) => return,
+            }
+        } else {
+            env.kv_delete(&claim.store_key).await
+        };
+        if written.is_ok() {
+            return;
+        }
     }
 }

@@ -50,8 +50,7 @@ enum AddressField {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DsnInput {
-    #[serde(default)]
-    notify: Vec<String>,
+    notify: Option<Vec<String>>,
     #[serde(rename = "return")]
     ret: Option<String>,
     envelope_id: Option<String>,
@@ -112,18 +111,28 @@ pub struct Submission {
 
 fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
     let mut dsn = Dsn::default();
-    let words: Vec<String> = input.notify.iter().map(|w| w.to_ascii_lowercase()).collect();
-    if words.iter().any(|w| w == "never") && words.len() > 1 {
-        problems.add("dsn.notify", "never cannot be combined with other values");
-    }
-    for word in &words {
-        match word.as_str() {
-            "success" => dsn.notify.push(Notify::Success),
-            "failure" => dsn.notify.push(Notify::Failure),
-            "delay" => dsn.notify.push(Notify::Delay),
-            "never" => {}
-            _ => problems.add("dsn.notify", format!("{word:?} is not success, failure, delay or never")),
+    if let Some(notify) = &input.notify {
+        let words: Vec<String> = notify.iter().map(|w| w.to_ascii_lowercase()).collect();
+        if words.is_empty() || (words.iter().any(|w| w == "never") && words.len() > 1) {
+            problems.add("dsn.notify", "must be never alone, or some of success, failure and delay");
         }
+        let mut chosen = Vec::new();
+        for word in &words {
+            let value = match word.as_str() {
+                "success" => Notify::Success,
+                "failure" => Notify::Failure,
+                "delay" => Notify::Delay,
+                "never" => continue,
+                _ => {
+                    problems.add("dsn.notify", format!("{word:?} is not success, failure, delay or never"));
+                    continue;
+                }
+            };
+            if !chosen.contains(&value) {
+                chosen.push(value);
+            }
+        }
+        dsn.notify = Some(chosen);
     }
     dsn.return_headers_only = match input.ret.as_deref() {
         None => None,
@@ -300,10 +309,18 @@ fn submission(body: SendBody, config: &Config) -> Result<Submission, ApiError> {
         problems.add("html", "inline attachments (content_id) need an html body");
     }
     let headers = extra_headers(&mut problems, &body.headers);
-    if body.to.is_none() && body.cc.is_none() && body.bcc.is_none() {
+    let count = to.len() + cc.len() + bcc.len();
+    let named: usize = [&body.to, &body.cc, &body.bcc]
+        .into_iter()
+        .map(|f| match f {
+            None => 0,
+            Some(AddressField::One(_)) => 1,
+            Some(AddressField::Many(many)) => many.len(),
+        })
+        .sum();
+    if named == 0 {
         problems.add("to", "at least one recipient is required");
     }
-    let count = to.len() + cc.len() + bcc.len();
     if count > MAX_RECIPIENTS {
         problems.add("to", format!("{count} recipients; at most {MAX_RECIPIENTS} are allowed"));
     }
@@ -404,7 +421,7 @@ mod tests {
         let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
             "dsn": {"notify": ["failure", "delay"], "return": "headers", "envelope_id": "order-17"}});
         let dsn = parse(body.to_string().as_bytes(), &config()).unwrap().dsn.unwrap();
-        assert_eq!(dsn.notify, vec![Notify::Failure, Notify::Delay]);
+        assert_eq!(dsn.notify, Some(vec![Notify::Failure, Notify::Delay]));
         assert_eq!((dsn.return_headers_only, dsn.envelope_id.as_deref()), (Some(true), Some("order-17")));
         let bad = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
             "dsn": {"notify": ["never", "success"], "return": "all", "envelope_id": "a\r\nb"}});
@@ -459,6 +476,30 @@ mod tests {
                 .unwrap_err();
         assert_eq!(error.code, ErrorCode::ValidationFailed);
         assert!(error.message.contains("template"), "{}", error.message);
+    }
+
+    #[test]
+    fn dsn_without_notify_leaves_notify_to_the_relay_and_repeats_collapse() {
+        let body =
+            serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y", "dsn": {"envelope_id": "e1"}});
+        assert_eq!(parse(body.to_string().as_bytes(), &config()).unwrap().dsn.unwrap().notify, None);
+        let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y", "dsn": {"notify": ["failure", "FAILURE"]}});
+        assert_eq!(
+            parse(body.to_string().as_bytes(), &config()).unwrap().dsn.unwrap().notify,
+            Some(vec![Notify::Failure])
+        );
+    }
+
+    #[test]
+    fn empty_recipient_lists_are_422() {
+        for body in [
+            serde_json::json!({"to": [], "subject": "x", "text": "y"}),
+            serde_json::json!({"to": [], "cc": [], "bcc": [], "subject": "x", "text": "y"}),
+        ] {
+            let error = parse_json(body).unwrap_err();
+            assert_eq!(error.code, ErrorCode::ValidationFailed);
+            assert!(error.details.iter().any(|(f, _)| f == "to"));
+        }
     }
 
     #[test]

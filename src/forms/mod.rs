@@ -43,6 +43,29 @@ enum Answer {
     Browser,
 }
 
+fn is_json(request: &HttpRequest) -> bool {
+    request.header("content-type").unwrap_or_default().to_ascii_lowercase().starts_with("application/json")
+}
+
+/// The client a rate limit counts: its IPv4 address, or its IPv6 /64 (one host can rotate
+/// through a whole /64).
+fn rate_limit_client(ip: &str) -> String {
+    if !ip.contains(':') {
+        return ip.to_string();
+    }
+    let groups = |part: &str| -> Vec<u16> {
+        part.split(':').filter(|g| !g.is_empty()).map(|g| u16::from_str_radix(g, 16).unwrap_or(0)).collect()
+    };
+    let (head, tail) = match ip.split_once("::") {
+        Some((head, tail)) => (groups(head), groups(tail)),
+        None => (groups(ip), Vec::new()),
+    };
+    let zeros = 8usize.saturating_sub(head.len() + tail.len());
+    let all: Vec<u16> = head.into_iter().chain(std::iter::repeat_n(0, zeros)).chain(tail).collect();
+    let prefix: Vec<String> = all.iter().take(4).map(|g| format!("{g:x}")).collect();
+    format!("{}/64", prefix.join(":"))
+}
+
 /// The origin a request comes from: `Origin`, else the origin part of `Referer`.
 fn request_origin(request: &HttpRequest) -> Option<String> {
     if let Some(origin) = request.header("origin").filter(|o| *o != "null") {
@@ -84,7 +107,7 @@ pub fn preflight<E: Environment>(env: &E, name: &str, request: &HttpRequest) -> 
 /// `POST /v1/forms/{form}`.
 pub async fn handle<E: Environment>(env: E, name: &str, request: &HttpRequest) -> Handled<E> {
     let accept = request.header("accept").unwrap_or_default();
-    let is_json_body = request.header("content-type").unwrap_or_default().starts_with("application/json");
+    let is_json_body = is_json(request);
     let answer = if accept.contains("application/json") || is_json_body { Answer::Json } else { Answer::Browser };
     let origin = request_origin(request);
 
@@ -104,7 +127,7 @@ pub async fn handle<E: Environment>(env: E, name: &str, request: &HttpRequest) -
         return fail(ApiError::new(ErrorCode::ForbiddenOrigin, "this form does not accept posts from that origin"));
     }
     let client = request.header("cf-connecting-ip").unwrap_or("unknown");
-    match env.rate_limit(&format!("{name}|{client}"), form.rate_limit_per_minute, 60).await {
+    match env.rate_limit(&format!("{name}|{}", rate_limit_client(client)), form.rate_limit_per_minute, 60).await {
         Ok(decision) if !decision.allowed => {
             let mut error = ApiError::new(ErrorCode::RateLimited, "too many submissions; try again later");
             error.retry_after = Some(decision.retry_after);
@@ -155,8 +178,7 @@ fn fields(request: &HttpRequest) -> Result<Vec<Field>, ApiError> {
     let fields = match &request.form {
         Some(fields) => fields.clone(),
         None => {
-            let content_type = request.header("content-type").unwrap_or_default();
-            if !content_type.starts_with("application/json") {
+            if !is_json(request) {
                 return Err(ApiError::new(
                     ErrorCode::InvalidRequest,
                     "send application/x-www-form-urlencoded, multipart/form-data or application/json",
@@ -196,7 +218,7 @@ async fn verify_turnstile<E: Environment>(
     fields: &[Field],
     client: &str,
 ) -> Result<(), ApiError> {
-    let secret = config.turnstile_secret.as_deref().ok_or_else(|| {
+    let secret = config.turnstile_secret.as_ref().map(|s| s.expose()).ok_or_else(|| {
         ApiError::new(ErrorCode::Misconfigured, "TURNSTILE_SECRET is not set but the form requires Turnstile")
     })?;
     let token = fields.iter().find_map(|f| match &f.value {
@@ -415,6 +437,14 @@ mod tests {
         assert!(crate::header::problem(&subject("{{topic}}", &fields)).is_none());
         assert_eq!(subject("{{missing}}", &fields), "New form submission");
         assert_eq!(subject("unclosed {{name", &fields), "unclosed {{name");
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(rate_limit_client("198.51.100.7"), "198.51.100.7");
+        assert_eq!(rate_limit_client("2001:db8:1:2:3:4:5:6"), rate_limit_client("2001:0DB8:1:2:ffff::1"));
+        assert_eq!(rate_limit_client("2001:db8::1"), "2001:db8:0:0/64");
+        assert_ne!(rate_limit_client("2001:db8:1:2::1"), rate_limit_client("2001:db8:1:3::1"));
     }
 
     #[test]

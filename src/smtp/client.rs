@@ -319,7 +319,8 @@ impl<N: Network> Session<N> {
             .collect();
         let last = if chunking { Command::Bdat { size: payload.len(), last: true } } else { Command::Data };
 
-        // Once the whole message is out, a lost answer means the outcome is unknown.
+        // Once the whole message is out, a lost answer means the relay may have it — unless a
+        // reply has already said it cannot (a refused MAIL, or every RCPT refused).
         let mut message_sent = false;
         if pipelining {
             let mut flight = vec![mail];
@@ -334,8 +335,10 @@ impl<N: Network> Session<N> {
             self.write(&[mail], Phase::Mail).await?;
         }
 
-        let mail_reply = self.read_after(Phase::Mail, self.timeouts.command, message_sent).await?;
-        if !pipelining && mail_reply.code != 250 {
+        let mail_reply = self.read_in_transaction(Phase::Mail, self.timeouts.command, message_sent).await?;
+        let mail_ok = (200..300).contains(&mail_reply.code);
+        // 421: the relay is closing the connection; nothing more will be read or delivered.
+        if mail_reply.code == 421 || (!pipelining && !mail_ok) {
             return Err(reply_error(Phase::Mail, &mail_reply));
         }
 
@@ -346,18 +349,23 @@ impl<N: Network> Session<N> {
             if !pipelining {
                 self.write(std::slice::from_ref(rcpt), Phase::Rcpt).await?;
             }
-            let reply = self.read_after(Phase::Rcpt, self.timeouts.command, message_sent).await?;
+            let reply =
+                match self.read_in_transaction(Phase::Rcpt, self.timeouts.command, message_sent && mail_ok).await {
+                    Ok(reply) => reply,
+                    // MAIL was refused: that is the answer, whatever happens to the rest.
+                    Err(_) if !mail_ok => return Err(reply_error(Phase::Mail, &mail_reply)),
+                    Err(error) => return Err(error),
+                };
             match reply.code {
-                250 | 251 => accepted.push(recipient.to_string()),
                 421 => return Err(reply_error(Phase::Rcpt, &reply)),
-                // After a failed MAIL, pipelined RCPTs answer 503: not the recipient's fault.
-                _ if mail_reply.code != 250 => {}
-                code if (400..600).contains(&code) && code != 503 => {
+                // After a refused MAIL, pipelined RCPTs answer 503: not the recipient's fault.
+                _ if !mail_ok => {}
+                200..=299 => accepted.push(recipient.to_string()),
+                _ => {
                     rejected
                         .push(RejectedRecipient { email: recipient.to_string(), smtp: detail(Phase::Rcpt, &reply) });
                     last_refusal = Some(reply);
                 }
-                _ => return Err(reply_error(Phase::Rcpt, &reply)),
             }
         }
 
@@ -372,16 +380,18 @@ impl<N: Network> Session<N> {
             }
         }
 
-        let final_phase = if chunking { Phase::DataEnd } else { Phase::Data };
-        let timeout = if chunking { self.timeouts.data_end } else { self.timeouts.command };
-        let reply = self.read_after(final_phase, timeout, message_sent).await?;
-
-        let failed = if mail_reply.code != 250 {
+        let failed = if !mail_ok {
             Some(reply_error(Phase::Mail, &mail_reply))
         } else if accepted.is_empty() {
             Some(refused_all(last_refusal))
         } else {
             None
+        };
+        let final_phase = if chunking { Phase::DataEnd } else { Phase::Data };
+        let timeout = if chunking { self.timeouts.data_end } else { self.timeouts.command };
+        let reply = match self.read_in_transaction(final_phase, timeout, message_sent && failed.is_none()).await {
+            Ok(reply) => reply,
+            Err(error) => return Err(failed.unwrap_or(error)),
         };
         if let Some(error) = failed {
             if !chunking && reply.code == 354 {
@@ -398,7 +408,7 @@ impl<N: Network> Session<N> {
         } else {
             expect(Phase::Data, &reply, 354)?;
             self.write_message(&payload, true).await?;
-            self.read_after(Phase::DataEnd, self.timeouts.data_end, true).await?
+            self.read_in_transaction(Phase::DataEnd, self.timeouts.data_end, true).await?
         };
         expect(Phase::DataEnd, &reply, 250)?;
         Ok(Delivery { accepted, rejected, reply: detail(Phase::DataEnd, &reply) })
@@ -447,8 +457,9 @@ impl<N: Network> Session<N> {
         }
     }
 
-    /// Writes the message (and, for DATA, the final dot). A failure here means the relay
-    /// cannot have the whole message, so it is not `delivery_unknown`.
+    /// Writes the message (and, for DATA, the final dot). If that fails the relay cannot have
+    /// the whole message; if only the flush after it fails, it may, so that is
+    /// `delivery_unknown`.
     async fn write_message(&mut self, payload: &[u8], end_of_data: bool) -> Result<(), ApiError> {
         let at = self.elapsed();
         self.transcript.sent_message(at, payload.len());
@@ -461,19 +472,29 @@ impl<N: Network> Session<N> {
             if end_of_data {
                 conn.write_all(END_OF_DATA).await?;
             }
-            conn.flush().await
+            Ok::<(), io::Error>(())
         };
         match within(&self.net, self.timeouts.data_end, write).await {
-            None => Err(timeout_error(Phase::DataEnd)),
-            Some(Err(_)) => Err(protocol_error(Phase::DataEnd, "the connection broke while sending the message")),
+            None => return Err(timeout_error(Phase::DataEnd)),
+            Some(Err(_)) => {
+                return Err(protocol_error(Phase::DataEnd, "the connection broke while sending the message"))
+            }
+            Some(Ok(())) => {}
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(protocol_error(Phase::DataEnd, "the connection is gone"));
+        };
+        match within(&self.net, self.timeouts.data_end, conn.flush()).await {
             Some(Ok(())) => Ok(()),
+            _ => Err(delivery_unknown("the connection failed")),
         }
     }
 
-    /// Reads a reply; once the message is out, losing the answer is `delivery_unknown`.
-    async fn read_after(&mut self, phase: Phase, millis: u64, message_sent: bool) -> Result<Reply, ApiError> {
+    /// Reads a reply; when the message may already be with the relay (`at_risk`), losing the
+    /// answer is `delivery_unknown`.
+    async fn read_in_transaction(&mut self, phase: Phase, millis: u64, at_risk: bool) -> Result<Reply, ApiError> {
         match self.read_reply(phase, millis).await {
-            Err(error) if message_sent && error.smtp.is_none() => match error.code {
+            Err(error) if at_risk && error.smtp.is_none() => match error.code {
                 ErrorCode::RelayTimeout => Err(delivery_unknown("the relay did not answer")),
                 _ => Err(delivery_unknown("the connection broke or the relay answered garbage")),
             },
@@ -488,8 +509,10 @@ impl<N: Network> Session<N> {
         protocol_error(phase, "the connection to the relay broke")
     }
 
+    /// Reads one reply within `millis` in all, however the relay dribbles its bytes.
     async fn read_reply(&mut self, phase: Phase, millis: u64) -> Result<Reply, ApiError> {
         let mut chunk = vec![0u8; READ_CHUNK];
+        let deadline = self.net.now_millis().saturating_add(millis);
         loop {
             match self.replies.next_reply() {
                 Ok(Some(reply)) => {
@@ -505,7 +528,11 @@ impl<N: Network> Session<N> {
                 self.round_trips += 1;
             }
             let Some(conn) = self.conn.as_mut() else { return Err(protocol_error(phase, "the connection is gone")) };
-            match within(&self.net, millis, conn.read(&mut chunk)).await {
+            let left = deadline.saturating_sub(self.net.now_millis());
+            if left == 0 {
+                return Err(timeout_error(phase));
+            }
+            match within(&self.net, left, conn.read(&mut chunk)).await {
                 None => return Err(timeout_error(phase)),
                 Some(Err(_)) => return Err(self.io_error(phase)),
                 Some(Ok(0)) if self.awaiting_tls => return Err(tls_failed()),

@@ -16,8 +16,8 @@ pub enum Notify {
 /// Delivery status notifications the caller asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dsn {
-    /// Empty means NOTIFY=NEVER.
-    pub notify: Vec<Notify>,
+    /// `None`: no NOTIFY (the relay's default); `Some(empty)`: NOTIFY=NEVER.
+    pub notify: Option<Vec<Notify>>,
     /// RET=HDRS when true, RET=FULL when false and set.
     pub return_headers_only: Option<bool>,
     /// ENVID, printable ASCII only (validated by the API).
@@ -80,16 +80,19 @@ pub fn parameters(
         if let Some(id) = &dsn.envelope_id {
             params.mail.push(format!("ENVID={}", xtext(id)));
         }
-        let notify: Vec<&str> = dsn
-            .notify
-            .iter()
-            .map(|n| match n {
-                Notify::Success => "SUCCESS",
-                Notify::Failure => "FAILURE",
-                Notify::Delay => "DELAY",
-            })
-            .collect();
-        params.rcpt.push(format!("NOTIFY={}", if notify.is_empty() { "NEVER".to_string() } else { notify.join(",") }));
+        if let Some(notify) = &dsn.notify {
+            let words: Vec<&str> = notify
+                .iter()
+                .map(|n| match n {
+                    Notify::Success => "SUCCESS",
+                    Notify::Failure => "FAILURE",
+                    Notify::Delay => "DELAY",
+                })
+                .collect();
+            params
+                .rcpt
+                .push(format!("NOTIFY={}", if words.is_empty() { "NEVER".to_string() } else { words.join(",") }));
+        }
     }
     Ok(params)
 }
@@ -167,7 +170,7 @@ mod tests {
         let from = addr("a@example.com");
         let recipients = [&from];
         let dsn = Dsn {
-            notify: vec![Notify::Failure, Notify::Delay],
+            notify: Some(vec![Notify::Failure, Notify::Delay]),
             return_headers_only: Some(true),
             envelope_id: Some("id+1=x".into()),
         };
@@ -176,8 +179,11 @@ mod tests {
         assert_eq!(params.mail, vec!["RET=HDRS", "ENVID=id+2B1+3Dx"]);
         assert_eq!(params.rcpt, vec!["NOTIFY=FAILURE,DELAY"]);
         assert_eq!(parameters(&Capabilities::default(), &envelope, b"x").unwrap(), Parameters::default());
-        let never = Dsn::default();
+        let never = Dsn { notify: Some(vec![]), ..Dsn::default() };
         let params = parameters(&caps(|c| c.dsn = true), &with(&from, &recipients, Some(&never)), b"x").unwrap();
         assert_eq!(params.rcpt, vec!["NOTIFY=NEVER"]);
+        let unset = Dsn { envelope_id: Some("e".into()), ..Dsn::default() };
+        let params = parameters(&caps(|c| c.dsn = true), &with(&from, &recipients, Some(&unset)), b"x").unwrap();
+        assert!(params.rcpt.is_empty(), "no NOTIFY unless asked for");
     }
 }

@@ -66,8 +66,8 @@ pub fn reply_error(phase: Phase, reply: &Reply) -> ApiError {
         _ => format!("unexpected reply {} at {}", reply.code, phase.name()),
     };
     let mut detail = detail(phase, reply);
-    if code == ErrorCode::RelayAuthFailed {
-        // The relay's text after a failed AUTH can quote what we sent; never echo it.
+    if code == ErrorCode::RelayAuthFailed || phase == Phase::Auth {
+        // The relay's text during AUTH can quote what we sent; never echo it.
         detail.text = String::new();
     }
     let mut error = ApiError::new(code, message).with_smtp(detail);
@@ -155,6 +155,14 @@ mod tests {
         assert_eq!(error.code, ErrorCode::RelayAuthFailed);
         let json = error.to_json().to_string();
         assert!(!json.contains("AGRldgBw"), "{json}");
+    }
+
+    #[test]
+    fn no_auth_phase_reply_text_is_echoed() {
+        let reply = Reply { code: 421, enhanced: None, lines: vec!["closing, you sent AGRldgBw".into()] };
+        let error = reply_error(Phase::Auth, &reply);
+        assert_eq!(error.code, ErrorCode::RelayBusy);
+        assert!(!error.to_json().to_string().contains("AGRldgBw"));
     }
 
     #[test]

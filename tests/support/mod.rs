@@ -190,6 +190,8 @@ pub struct ScriptedEnv {
     pub vars: Rc<HashMap<String, String>>,
     /// The KV store: key → (value, ttl seconds).
     pub kv: Rc<RefCell<HashMap<String, (String, u64)>>>,
+    /// Every KV write (put or delete): key, TTL (0 for a delete), virtual time in ms.
+    pub kv_writes: Rc<RefCell<Vec<(String, u64, u64)>>>,
     pub rate_windows: Rc<RefCell<HashMap<String, Window>>>,
     /// Answers to outbound POSTs (the Turnstile fake), and what was posted.
     pub post_answer: Rc<RefCell<(u16, String)>>,
@@ -202,6 +204,7 @@ impl ScriptedEnv {
             relay,
             vars: Rc::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
             kv: Rc::default(),
+            kv_writes: Rc::default(),
             rate_windows: Rc::default(),
             post_answer: Rc::new(RefCell::new((200, r#"{"success": true}"#.into()))),
             posted: Rc::default(),
@@ -244,11 +247,13 @@ impl Environment for ScriptedEnv {
 
     async fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), Unavailable> {
         self.kv.borrow_mut().insert(key.to_string(), (value.to_string(), ttl_seconds));
+        self.kv_writes.borrow_mut().push((key.to_string(), ttl_seconds, virtual_now()));
         Ok(())
     }
 
     async fn kv_delete(&self, key: &str) -> Result<(), Unavailable> {
         self.kv.borrow_mut().remove(key);
+        self.kv_writes.borrow_mut().push((key.to_string(), 0, virtual_now()));
         Ok(())
     }
 
