@@ -26,6 +26,9 @@ const AUTH_OK: [Step; 2] = [Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"), Say("235 
 
 const MESSAGE: &[u8] = b"Subject: hi\r\n\r\nhello\r\n";
 const MESSAGE_LEN: usize = 22;
+/// The pipelined flight with CHUNKING for one recipient, as the relay reads it.
+const CHUNKED_FLIGHT_ONE: &str =
+    "MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n";
 
 fn settings() -> RelaySettings {
     RelaySettings {
@@ -151,7 +154,7 @@ fn implicit_tls_with_pipelining_and_chunking_takes_5_round_trips() {
         EHLO_PIPELINING_CHUNKING,
         AUTH_OK[0].clone(),
         AUTH_OK[1].clone(),
-        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n"),
+        Expect(CHUNKED_FLIGHT_ONE),
         Say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n"),
     ];
     let relay = ScriptedRelay::new(script);
@@ -412,7 +415,7 @@ fn transient_and_permanent_failures_at_each_phase() {
 fn pipelined_failure_at_mail_reads_every_reply_and_reports_the_sender() {
     let mut script = opening(EHLO_PIPELINING_CHUNKING);
     script.extend([
-        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n"),
+        Expect(CHUNKED_FLIGHT_ONE),
         Say("550 5.7.1 sender refused\r\n503 5.5.1 Error: need MAIL command\r\n503 5.5.1 Error: need RCPT command\r\n"),
     ]);
     let relay = ScriptedRelay::new(script);
@@ -475,10 +478,7 @@ fn connection_lost_after_the_final_dot_is_delivery_unknown() {
 #[test]
 fn connection_lost_after_bdat_last_is_delivery_unknown() {
     let mut script = opening(EHLO_PIPELINING_CHUNKING);
-    script.extend([
-        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n"),
-        Close,
-    ]);
+    script.extend([Expect(CHUNKED_FLIGHT_ONE), Close]);
     let error = submit(&ScriptedRelay::new(script), settings(), &["a@example.org"], MESSAGE).unwrap_err();
     assert_eq!(error.code, ErrorCode::DeliveryUnknown);
 }
@@ -598,10 +598,6 @@ fn message_over_the_relays_size_is_refused_before_mail() {
     assert_eq!(error.code, ErrorCode::MessageTooLarge);
     assert!(!relay.wire().contains("MAIL FROM"));
 }
-
-/// The pipelined flight with CHUNKING for one recipient, as the relay reads it.
-const CHUNKED_FLIGHT_ONE: &str =
-    "MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n";
 
 #[test]
 fn pipelined_421_at_mail_is_relay_busy_not_delivery_unknown() {
