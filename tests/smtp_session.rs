@@ -485,16 +485,9 @@ fn connection_lost_after_bdat_last_is_delivery_unknown() {
 
 #[test]
 fn relay_that_closes_mid_data_is_never_a_success() {
-    let mut script = opening(EHLO_LOCK_STEP);
-    script.extend([
-        Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
-        Say("250 Ok\r\n"),
-        Expect("RCPT TO:<a@example.org>\r\n"),
-        Say("250 Ok\r\n"),
-        Expect("DATA\r\n"),
-        Say("354 go ahead\r\n"),
-        ReadThenClose(5),
-    ]);
+    let mut script = lock_step_transaction("250 Ok\r\n", "250 Ok\r\n", "");
+    script.truncate(script.len() - 2); // up to the 354; the relay then reads a little and closes
+    script.push(ReadThenClose(5));
     let error = submit(&ScriptedRelay::new(script), settings(), &["a@example.org"], MESSAGE).unwrap_err();
     assert_eq!(error.code, ErrorCode::DeliveryUnknown);
 }

@@ -101,12 +101,14 @@ pub async fn begin<E: Environment>(
             ));
         }
         return match (record.status, record.response) {
-            (Some(status), Some(response)) => {
-                let mut replay = HttpResponse::json(status, &serde_json::Value::Null);
-                replay.body = response.into_bytes();
-                replay.headers.push(("idempotent-replayed".into(), "true".into()));
-                Ok(Lookup::Replay(replay))
-            }
+            (Some(status), Some(response)) => Ok(Lookup::Replay(HttpResponse {
+                status,
+                headers: vec![
+                    ("content-type".into(), "application/json; charset=utf-8".into()),
+                    ("idempotent-replayed".into(), "true".into()),
+                ],
+                body: response.into_bytes(),
+            })),
             _ => {
                 let mut error = ApiError::new(
                     ErrorCode::RequestInProgress,
