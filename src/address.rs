@@ -36,6 +36,9 @@ impl EmailAddress {
         if input.chars().any(char::is_control) {
             return invalid("contains control characters (CR, LF, NUL, …)");
         }
+        if input.chars().any(|c| crate::header::is_deceptive(c) || is_invisible_joiner(c) || is_look_alike_at(c)) {
+            return invalid("contains invisible, bidirectional or look-alike characters");
+        }
         let Some((local, domain)) = input.rsplit_once('@') else {
             return invalid("has no @");
         };
@@ -83,6 +86,17 @@ impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Joiners are fine in text but never in an address: two addresses that look the same must be
+/// the same address.
+fn is_invisible_joiner(c: char) -> bool {
+    matches!(c, '\u{200C}' | '\u{200D}' | '\u{00AD}' | '\u{034F}' | '\u{180E}')
+}
+
+/// Characters shown as `@` that are not `@` (full-width, small, and the like).
+fn is_look_alike_at(c: char) -> bool {
+    matches!(c, '\u{FF20}' | '\u{FE6B}')
 }
 
 /// A dotted host name of letters, digits and hyphens, with at least two labels.
@@ -182,6 +196,16 @@ mod tests {
         assert!(EmailAddress::parse("jö rg@example.com").is_err());
         assert!(EmailAddress::parse("a@bü cher.example").is_err());
         assert!(EmailAddress::parse("jörg\u{2028}@example.com").is_err());
+        for look_alike in [
+            "admin\u{FF20}example.com@evil.example",
+            "admin\u{FE6B}x@example.com",
+            "pay\u{200B}pal@example.com",
+            "pay\u{200D}pal@example.com",
+            "user@exa\u{200B}mple.com",
+            "user\u{202E}moc@example.com",
+        ] {
+            assert!(EmailAddress::parse(look_alike).is_err(), "accepted {look_alike:?}");
+        }
     }
 
     #[test]

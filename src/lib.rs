@@ -1,19 +1,26 @@
 //! edge-mailer: a Cloudflare Worker that turns HTTP requests into MIME messages and submits
 //! them to the SMTP relay its owner configured.
 //!
-//! Layout: `api/` (HTTP in, HTTP out), `config`, `address` and `message` (validation and
-//! MIME), `smtp/` (the sans-IO protocol core and its one async driver), `error` (the error
-//! table). Only `platform` touches the Workers runtime, and it only builds for wasm32.
+//! Layers, each importing only those below it (`scripts/check-layers` enforces the order):
+//!
+//! - `platform` — the only code that touches the Workers runtime (wasm32 only);
+//! - `http` — requests and answers, the route table, one file per route family;
+//! - `delivery` — services with no HTTP types: the environment, submission, idempotency,
+//!   rate limits;
+//! - `config` — every setting and default, `FORMS` included;
+//! - `message` — content → MIME bytes;
+//! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
+//! - `error`, `header`, `address` — the vocabulary everything shares.
 #![forbid(unsafe_code)]
 // An ApiError ends the request; its size on the error path costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
 pub mod address;
-pub mod api;
 pub mod config;
+pub mod delivery;
 pub mod error;
-pub mod forms;
 pub mod header;
+pub mod http;
 pub mod message;
 pub mod smtp;
 

@@ -1,22 +1,21 @@
 //! The only code that touches the Workers runtime: the fetch event, the environment, TCP
 //! sockets and timers. Everything it calls is runtime-independent and tested natively.
 
+use std::cell::RefCell;
 use std::io;
 use std::time::Duration;
 
-use std::cell::RefCell;
-
+use futures_util::StreamExt;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Fetch, Headers, Method, Request,
-    RequestInit, Response, SecureTransport, Socket, State,
+    durable_object, event, js_sys, web_sys, ByteStream, Context, Delay, DurableObject, Env, Fetch, Headers, Method,
+    Request, RequestInit, Response, SecureTransport, Socket, State,
 };
 
-use crate::api::http::{self, Environment, HttpRequest, HttpResponse, Unavailable};
 use crate::config::Config;
-use crate::error::{ApiError, ErrorCode};
-use crate::forms::ratelimit::{Decision, Window};
-use crate::forms::{Field, FieldValue};
+use crate::delivery::env::{Environment, Unavailable};
+use crate::delivery::ratelimit::{Decision, Window};
+use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use crate::smtp::client::{Network, Transport};
 
 /// The KV namespace binding that keeps Idempotency-Key answers.
@@ -62,16 +61,14 @@ impl Network for Workers {
     }
 }
 
-impl Environment for Workers {
+impl Workers {
+    /// A setting by name: plain vars and secrets are both strings here; either may hold one.
     fn var(&self, name: &str) -> Option<String> {
-        // Plain vars and secrets are both strings here; either may hold a setting.
         self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
     }
+}
 
-    fn unix_millis(&self) -> i64 {
-        worker::Date::now().as_millis() as i64
-    }
-
+impl Environment for Workers {
     async fn kv_get(&self, key: &str) -> Result<Option<String>, Unavailable> {
         let kv = self.env.kv(IDEMPOTENCY_KV).map_err(|_| Unavailable)?;
         kv.get(key).text().await.map_err(|_| Unavailable)
@@ -116,6 +113,53 @@ impl Environment for Workers {
     }
 }
 
+impl Platform for Workers {
+    /// workerd's own multipart parser, on a body already read within its limit.
+    async fn parse_multipart(&self, content_type: &str, body: Vec<u8>) -> Result<Vec<Field>, Unavailable> {
+        let headers = Headers::new();
+        headers.set("content-type", content_type).map_err(|_| Unavailable)?;
+        let mut init = RequestInit::new();
+        let bytes = js_sys::Uint8Array::from(body.as_slice());
+        drop(body);
+        init.with_method(Method::Post).with_headers(headers).with_body(Some(bytes.into()));
+        let mut request = Request::new_with_init("https://form.invalid/", &init).map_err(|_| Unavailable)?;
+        form_fields(&mut request).await
+    }
+}
+
+/// Every entry of a form body, in order, repeated names kept.
+async fn form_fields(request: &mut Request) -> Result<Vec<Field>, Unavailable> {
+    let form: JsValue = request.form_data().await.map_err(|_| Unavailable)?.into();
+    let entries = js_sys::try_iter(&form).map_err(|_| Unavailable)?.ok_or(Unavailable)?;
+    let mut fields = Vec::new();
+    for entry in entries {
+        let pair: js_sys::Array = entry.map_err(|_| Unavailable)?.unchecked_into();
+        let name = pair.get(0).as_string().ok_or(Unavailable)?;
+        let value = pair.get(1);
+        let value = if let Some(text) = value.as_string() {
+            FieldValue::Text(text)
+        } else {
+            let file = worker::File::from(value.unchecked_into::<web_sys::File>());
+            let data = file.bytes().await.map_err(|_| Unavailable)?;
+            FieldValue::File { filename: file.name(), content_type: file.type_(), data }
+        };
+        fields.push(Field { name, value });
+    }
+    Ok(fields)
+}
+
+/// The request body as workerd streams it (none for bodiless requests).
+struct Stream(Option<ByteStream>);
+
+impl BodySource for Stream {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ()> {
+        match &mut self.0 {
+            None => Ok(None),
+            Some(stream) => stream.next().await.transpose().map_err(drop),
+        }
+    }
+}
+
 fn to_response(response: HttpResponse) -> worker::Result<Response> {
     let mut out = Response::from_bytes(response.body)?.with_status(response.status);
     for (name, value) in &response.headers {
@@ -124,91 +168,37 @@ fn to_response(response: HttpResponse) -> worker::Result<Response> {
     Ok(out)
 }
 
-async fn to_request(mut request: Request, env: &Workers) -> Result<HttpRequest, ApiError> {
-    // The configured limit, checked on Content-Length before the body is read; a broken
-    // configuration is reported by the handler, so fall back to the default here.
-    let limit = Config::from_lookup(|name| env.var(name))
-        .map(|c| c.max_request_bytes)
-        .unwrap_or(http::DEFAULT_MAX_REQUEST_BYTES);
-    let too_large = || http::too_large(limit);
-    let headers: Vec<(String, String)> = request.headers().entries().collect();
-    let declared = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+/// A short id for the request log: Cloudflare's ray id, else a random one.
+fn request_id(head: &RequestHead) -> String {
+    if let Some(ray) = head.header("cf-ray") {
+        return ray.chars().filter(char::is_ascii_alphanumeric).take(32).collect();
     }
-    let url = request.url().map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the URL could not be parsed"))?;
-    let (path, query) = (url.path().to_string(), url.query().unwrap_or_default().to_string());
-    let method = request.method().to_string();
-    let content_type = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.to_ascii_lowercase())
-        .unwrap_or_default();
-    let is_form = content_type.starts_with("multipart/form-data")
-        || content_type.starts_with("application/x-www-form-urlencoded");
-    if method == "POST" && path.starts_with("/v1/forms/") && is_form {
-        // workerd's own parser reads urlencoded and multipart bodies.
-        let form = form_fields(&mut request).await?;
-        let size: usize = form.iter().map(|f| f.name.len() + field_size(&f.value)).sum();
-        if size > limit {
-            return Err(too_large());
-        }
-        return Ok(HttpRequest { method, path, query, headers, body: Vec::new(), form: Some(form) });
-    }
-    let body =
-        request.bytes().await.map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the body could not be read"))?;
-    if body.len() > limit {
-        return Err(too_large());
-    }
-    Ok(HttpRequest { method, path, query, headers, body, form: None })
-}
-
-fn field_size(value: &FieldValue) -> usize {
-    match value {
-        FieldValue::Text(text) => text.len(),
-        FieldValue::File { data, .. } => data.len(),
-    }
-}
-
-/// Every entry of the form body, in order, repeated names kept.
-async fn form_fields(request: &mut Request) -> Result<Vec<Field>, ApiError> {
-    let unreadable = || ApiError::new(ErrorCode::InvalidRequest, "the form body could not be parsed");
-    let form: JsValue = request.form_data().await.map_err(|_| unreadable())?.into();
-    let entries = js_sys::try_iter(&form).map_err(|_| unreadable())?.ok_or_else(unreadable)?;
-    let mut fields = Vec::new();
-    for entry in entries {
-        let pair: js_sys::Array = entry.map_err(|_| unreadable())?.unchecked_into();
-        let name = pair.get(0).as_string().ok_or_else(unreadable)?;
-        let value = pair.get(1);
-        let value = if let Some(text) = value.as_string() {
-            FieldValue::Text(text)
-        } else {
-            let file = worker::File::from(value.unchecked_into::<web_sys::File>());
-            let data = file.bytes().await.map_err(|_| unreadable())?;
-            FieldValue::File { filename: file.name(), content_type: file.type_(), data }
-        };
-        fields.push(Field { name, value });
-    }
-    Ok(fields)
+    let mut random = [0u8; 6];
+    let _ = getrandom::fill(&mut random);
+    random.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let workers = Workers { env };
-    let request = match to_request(request, &workers).await {
-        Ok(request) => request,
-        Err(error) => return to_response(HttpResponse::error(&error)),
+    let started = worker::Date::now().as_millis();
+    let url = request.url()?;
+    let head = RequestHead {
+        method: request.method().to_string(),
+        path: url.path().to_string(),
+        query: url.query().unwrap_or_default().to_string(),
+        headers: request.headers().entries().collect(),
     };
-    let (method, path) = (request.method.clone(), request.path.clone());
-    let handled = http::handle(workers, request).await;
-    if handled.response.status >= 400 {
-        // Error bodies never carry secrets (see error.rs and smtp/outcome.rs).
-        let body = String::from_utf8_lossy(&handled.response.body);
-        worker::console_log!("{method} {path} -> {} {body}", handled.response.status);
-    }
+    // Parsed once per request and handed down; the body is not touched until a handler asks.
+    let config = Config::from_lookup(|name| workers.var(name));
+    let body = Stream(request.stream().ok());
+    let (method, path, id) = (head.method.clone(), head.path.clone(), request_id(&head));
+    let handled = http::serve(workers, config.as_ref(), head, body).await;
+    // One line per request, never a body: the answers of failed sends carry addresses.
+    let response = &handled.response;
+    let code = response.error.map(|c| c.as_str()).unwrap_or("-");
+    let took = worker::Date::now().as_millis().saturating_sub(started);
+    worker::console_log!("{id} {method} {path} {} {code} {took}ms", response.status);
     if let Some(quit) = http::after_response(handled.after) {
         ctx.wait_until(quit);
     }

@@ -1,11 +1,12 @@
 //! The HTTP layer natively: routing, auth, validation before any connection, the answers'
 //! shapes, and what reaches the relay.
 
-use edge_mailer::api::http::{after_response, handle, HttpRequest, HttpResponse};
 use edge_mailer::error::ERROR_TABLE_LEN;
+use edge_mailer::http::body::BodySource;
+use edge_mailer::http::HttpResponse;
 use serde_json::Value;
 
-use crate::support::{run, ScriptedEnv, ScriptedRelay, Step::*};
+use crate::support::{self, call_with_body, Req, ScriptedEnv, ScriptedRelay, Step::*};
 
 const VARS: &[(&str, &str)] = &[
     ("SMTP_HOST", "relay.test"),
@@ -15,32 +16,16 @@ const VARS: &[(&str, &str)] = &[
     ("API_KEYS", "key-one,key-two"),
 ];
 
-fn request(method: &str, path_and_query: &str, key: Option<&str>, body: &str) -> HttpRequest {
-    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    if let Some(key) = key {
-        headers.push(("authorization".to_string(), format!("Bearer {key}")));
-    }
-    HttpRequest {
-        method: method.into(),
-        path: path.into(),
-        query: query.into(),
-        headers,
-        body: body.as_bytes().to_vec(),
-        form: None,
+fn request(method: &str, path_and_query: &str, key: Option<&str>, body: &str) -> Req {
+    let req = Req::new(method, path_and_query, body).header("content-type", "application/json");
+    match key {
+        Some(key) => req.header("authorization", &format!("Bearer {key}")),
+        None => req,
     }
 }
 
-fn call(env: ScriptedEnv, req: HttpRequest) -> (HttpResponse, Value) {
-    let response = run(async move {
-        let handled = handle(env, req).await;
-        if let Some(quit) = after_response(handled.after) {
-            quit.await;
-        }
-        handled.response
-    });
-    let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    (response, json)
+fn call(env: ScriptedEnv, req: Req) -> (HttpResponse, Value) {
+    support::call(&env, req)
 }
 
 fn no_relay() -> ScriptedEnv {
@@ -241,9 +226,8 @@ fn header_injection_in_every_field_is_422_and_nothing_reaches_the_relay() {
     }
 }
 
-fn with_key(mut req: HttpRequest, key: &str) -> HttpRequest {
-    req.headers.push(("Idempotency-Key".into(), key.into()));
-    req
+fn with_key(req: Req, key: &str) -> Req {
+    req.header("Idempotency-Key", key)
 }
 
 #[test]
@@ -317,7 +301,7 @@ fn request_over_the_configured_limit_is_413() {
 }
 
 #[test]
-fn kv_writes_to_one_key_are_a_second_apart_and_the_claim_outlives_the_send() {
+fn kv_writes_to_one_key_are_a_second_apart() {
     for (relay, kept) in
         [(accepting_relay(Some("250 2.0.0 Ok\r\n")), true), (ScriptedRelay::new(vec![Say("421 busy\r\n")]), false)]
     {
@@ -327,9 +311,83 @@ fn kv_writes_to_one_key_are_a_second_apart_and_the_claim_outlives_the_send() {
         assert_eq!(writes.len(), 2, "{writes:?}");
         let (claim, last) = (&writes[0], &writes[1]);
         assert_eq!(claim.0, last.0);
-        // With the default timeouts a send can take 10 + 8×30 + 2×60 s; the claim lasts longer.
-        assert!(claim.1 >= 10 + 8 * 30 + 2 * 60, "pending TTL {}", claim.1);
         assert_eq!(last.1, if kept { 86_400 } else { 0 });
         assert!(last.2 - claim.2 >= 1_100, "KV takes one write per key per second: {} ms apart", last.2 - claim.2);
     }
+}
+
+/// The slowest relay the default timeouts allow: every write and every reply of a lock-step
+/// session with STARTTLS, AUTH LOGIN and two recipients waits until just before its timeout.
+/// The idempotency claim must still be alive when the answer is stored.
+#[test]
+fn the_idempotency_claim_outlives_the_slowest_send_the_timeouts_allow() {
+    const C: u64 = 30_000 - 50; // just under SMTP_COMMAND_TIMEOUT_MS's default
+    const D: u64 = 60_000 - 50; // just under SMTP_DATA_TIMEOUT_MS's default
+    let exchange = |expect: &'static str, say: &'static str| [Pause(C), Expect(expect), Pause(C), Say(say)];
+    let mut script = vec![Pause(C), Say("220 relay.test ESMTP\r\n")];
+    script.extend(exchange("EHLO example.com\r\n", "250-relay.test\r\n250 STARTTLS\r\n"));
+    script.extend(exchange("STARTTLS\r\n", "220 go\r\n"));
+    script.extend(exchange("EHLO example.com\r\n", "250-relay.test\r\n250 AUTH LOGIN\r\n"));
+    script.extend(exchange("AUTH LOGIN\r\n", "334 VXNlcm5hbWU6\r\n"));
+    script.extend(exchange("ZGV2\r\n", "334 UGFzc3dvcmQ6\r\n"));
+    script.extend(exchange("c2VjcmV0\r\n", "235 2.7.0 ok\r\n"));
+    script.extend(exchange("MAIL FROM:<noreply@example.com>\r\n", "250 2.1.0 Ok\r\n"));
+    script.extend(exchange("RCPT TO:<a@example.org>\r\n", "250 2.1.5 Ok\r\n"));
+    script.extend(exchange("RCPT TO:<hidden@example.net>\r\n", "250 2.1.5 Ok\r\n"));
+    script.extend(exchange("DATA\r\n", "354 go\r\n"));
+    script.extend([Pause(D), ExpectData, Pause(D), Say("250 2.0.0 Ok\r\n"), Expect("QUIT\r\n"), Say("221 Bye\r\n")]);
+    let mut relay = ScriptedRelay::new(script);
+    // A tiny socket buffer: a write waits until the relay reads, as on a real connection.
+    relay.buffer = 4;
+    relay.handshake_delay = 10_000 - 50; // connect (SMTP_CONNECT_TIMEOUT_MS) and the TLS handshake
+    let mut vars = VARS.to_vec();
+    vars.push(("SMTP_AUTH", "auto"));
+    let env = ScriptedEnv::new(relay, &vars);
+    let (response, json) = call(env.clone(), with_key(request("POST", "/v1/send", Some("key-one"), SEND), "slow"));
+    assert_eq!(response.status, 200, "{json}");
+    assert_eq!(env.relay.seen.borrow().mismatch, None);
+    let writes = env.kv_writes.borrow();
+    let (claim, answer) = (&writes[0], &writes[1]);
+    let took_ms = answer.2 - claim.2;
+    assert!(took_ms > 20 * C, "the relay was not slow: {took_ms} ms");
+    assert!(claim.1 * 1000 > took_ms, "the claim ({} s) expired before the answer was stored ({took_ms} ms)", claim.1);
+}
+
+/// A body that arrives in pieces, each after `gap_ms` of virtual time.
+struct Trickle {
+    pieces: Vec<Vec<u8>>,
+    gap_ms: u64,
+}
+
+impl BodySource for Trickle {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ()> {
+        tokio::time::sleep(std::time::Duration::from_millis(self.gap_ms)).await;
+        Ok(if self.pieces.is_empty() { None } else { Some(self.pieces.remove(0)) })
+    }
+}
+
+#[test]
+fn a_body_is_read_only_after_the_key_and_only_up_to_the_limit() {
+    let mut vars = VARS.to_vec();
+    vars.push(("MAX_REQUEST_BYTES", "2048"));
+    vars.push(("REQUEST_BODY_TIMEOUT_MS", "5000"));
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &vars);
+    let endless = || Trickle { pieces: vec![vec![b' '; 1024]; 100_000], gap_ms: 0 };
+    // No key: refused before a byte is read (the body would take 100 MB).
+    let mut head = request("POST", "/v1/send", None, "").head;
+    let (response, json) = call_with_body(&env, head.clone(), endless());
+    assert_eq!((response.status, json["error"]["code"].as_str()), (401, Some("unauthorized")));
+    // With a key: the count stops at the limit, chunked (no Content-Length) or not.
+    head.headers.push(("authorization".into(), "Bearer key-one".into()));
+    let (response, json) = call_with_body(&env, head.clone(), endless());
+    assert_eq!((response.status, json["error"]["code"].as_str()), (413, Some("payload_too_large")));
+    let mut declared = head.clone();
+    declared.headers.push(("content-length".into(), "104857600".into()));
+    let (response, _) = call_with_body(&env, declared, Trickle { pieces: vec![], gap_ms: 0 });
+    assert_eq!(response.status, 413);
+    // A body that trickles in slower than REQUEST_BODY_TIMEOUT_MS.
+    let slow = Trickle { pieces: vec![b"{".to_vec(); 10], gap_ms: 1_000 };
+    let (response, json) = call_with_body(&env, head, slow);
+    assert_eq!((response.status, json["error"]["code"].as_str()), (408, Some("request_timeout")));
+    assert_eq!(env.relay.seen.borrow().connects, 0);
 }

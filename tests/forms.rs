@@ -1,10 +1,9 @@
 //! The forms handler natively: what reaches the relay, and what never does.
 
-use edge_mailer::api::http::{handle, HttpRequest};
-use edge_mailer::forms::{Field, FieldValue};
+use edge_mailer::http::{Field, FieldValue};
 use serde_json::Value;
 
-use crate::support::{run, ScriptedEnv, ScriptedRelay};
+use crate::support::{call, Req, ScriptedEnv, ScriptedRelay};
 
 fn vars(forms: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -22,15 +21,8 @@ fn scripted(forms: &str) -> ScriptedEnv {
     ScriptedEnv::new(ScriptedRelay::new(vec![]), &pairs)
 }
 
-fn post(form: &str, fields: Vec<Field>) -> HttpRequest {
-    HttpRequest {
-        method: "POST".into(),
-        path: format!("/v1/forms/{form}"),
-        query: String::new(),
-        headers: vec![("accept".into(), "application/json".into())],
-        body: Vec::new(),
-        form: Some(fields),
-    }
+fn post(form: &str, fields: Vec<Field>) -> Req {
+    Req::new("POST", &format!("/v1/forms/{form}"), Vec::new()).header("accept", "application/json").multipart(&fields)
 }
 
 fn text(name: &str, value: &str) -> Field {
@@ -48,9 +40,9 @@ fn file(name: &str, filename: &str, content_type: &str, size: usize) -> Field {
     }
 }
 
-fn answer(env: &ScriptedEnv, request: HttpRequest) -> (u16, Value) {
-    let response = run(async { handle(env.clone(), request).await.response });
-    (response.status, serde_json::from_slice(&response.body).unwrap_or(Value::Null))
+fn answer(env: &ScriptedEnv, request: Req) -> (u16, Value) {
+    let (response, json) = call(env, request);
+    (response.status, json)
 }
 
 #[test]
@@ -100,4 +92,40 @@ fn broken_forms_configuration_is_misconfigured_without_values() {
     assert_eq!(status, 500);
     let message = json["error"]["message"].as_str().unwrap();
     assert!(message.starts_with("FORMS") && !message.contains("javascript"), "{message}");
+}
+
+#[test]
+fn the_message_a_submission_makes_counts_against_the_limit() {
+    // Escaping makes the HTML copy of `"` six times longer: 3 KB of quotes under a 20 KB limit
+    // becomes 3 KB of text plus 18 KB of HTML.
+    let owned = vars(r#"{"f": {"to": "o@example.com"}}"#);
+    let mut pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    pairs.push(("MAX_REQUEST_BYTES", "20000"));
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &pairs);
+    let (status, json) = answer(&env, post("f", vec![text("message", &"\"".repeat(3_000))]));
+    assert_eq!((status, json["error"]["code"].as_str()), (413, Some("payload_too_large")), "{json}");
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+}
+
+#[test]
+fn a_form_body_over_the_limit_is_never_parsed() {
+    let owned = vars(r#"{"f": {"to": "o@example.com", "max_files": 1, "max_file_bytes": 100000}}"#);
+    let mut pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    pairs.push(("MAX_REQUEST_BYTES", "4096"));
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &pairs);
+    let (status, json) = answer(&env, post("f", vec![file("a", "a.bin", "application/octet-stream", 5_000)]));
+    assert_eq!((status, json["error"]["code"].as_str()), (413, Some("payload_too_large")), "{json}");
+    // An unknown form is answered before the body is read at all.
+    let (status, _) = answer(&env, post("nope", vec![file("a", "a.bin", "application/octet-stream", 5_000)]));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn origin_null_is_refused_and_never_replaced_by_the_referer() {
+    let env = scripted(r#"{"f": {"to": "o@example.com", "allowed_origins": ["https://site.example"]}}"#);
+    let request = post("f", vec![text("a", "b")]).header("origin", "null").header("referer", "https://site.example/");
+    let (status, json) = answer(&env, request);
+    assert_eq!((status, json["error"]["code"].as_str()), (403, Some("forbidden_origin")), "{json}");
+    let (status, _) = answer(&env, post("f", vec![text("a", "b")]).header("origin", "https://site.example"));
+    assert_ne!(status, 403);
 }

@@ -2,12 +2,14 @@
 //! error for each fault.
 
 use edge_mailer::address::EmailAddress;
+use edge_mailer::delivery::submit::{api_error, sent, Sent};
 use edge_mailer::error::{ApiError, ErrorCode};
 use edge_mailer::smtp::auth::{AuthChoice, Credentials};
 use edge_mailer::smtp::capabilities::AuthMechanism;
-use edge_mailer::smtp::client::{RelaySettings, SecurityMode, Session, Timeouts};
+use edge_mailer::smtp::client::Session;
 use edge_mailer::smtp::envelope::Envelope;
-use edge_mailer::smtp::outcome::Delivery;
+use edge_mailer::smtp::settings::{RelaySettings, Security, Timeouts};
+use edge_mailer::smtp::transcript::Transcript;
 
 use crate::support::{run, virtual_now, ScriptedRelay, Step, Step::*};
 
@@ -34,7 +36,7 @@ fn settings() -> RelaySettings {
     RelaySettings {
         host: "relay.test".into(),
         port: 587,
-        security: SecurityMode::StartTls,
+        security: Security::StartTls,
         ehlo_name: "client.example.com".into(),
         credentials: Some(Credentials::new("dev", "secret")),
         timeouts: Timeouts::default(),
@@ -68,26 +70,35 @@ fn addr(s: &str) -> EmailAddress {
     EmailAddress::parse(s).unwrap()
 }
 
-/// Opens a session and sends one message from noreply@example.com to `to`.
-fn submit(
-    relay: &ScriptedRelay,
-    relay_settings: RelaySettings,
-    to: &[&str],
-    message: &[u8],
-) -> Result<Delivery, ApiError> {
+const MESSAGE_ID: &str = "<test@example.com>";
+
+/// Opens a session and sends one message from noreply@example.com to `to`; the outcome as
+/// the services report it (the error table's code for a failure).
+fn submit(relay: &ScriptedRelay, relay_settings: RelaySettings, to: &[&str], message: &[u8]) -> Result<Sent, ApiError> {
     let sender = addr("noreply@example.com");
     let recipients: Vec<EmailAddress> = to.iter().map(|r| addr(r)).collect();
     let recipients: Vec<&EmailAddress> = recipients.iter().collect();
     run(async {
-        let mut session = Session::open(relay.clone(), &relay_settings).await?;
-        let envelope = Envelope { sender: &sender, recipients: &recipients, dsn: None };
+        let mut session = match Session::open(relay.clone(), &relay_settings).await {
+            Ok(session) => session,
+            Err((error, _transcript)) => return Err(api_error(&error, MESSAGE_ID)),
+        };
+        let envelope = Envelope { sender: &sender, recipients: &recipients, dsn: None, utf8_headers: false };
         let delivery = session.send(&envelope, message).await;
         if delivery.is_ok() {
             assert_eq!(session.round_trips() as usize, relay.seen.borrow().round_trips(), "client and relay disagree");
         }
         session.quit().await;
-        delivery
+        delivery.map(|d| sent(MESSAGE_ID.into(), d)).map_err(|e| api_error(&e, MESSAGE_ID))
     })
+}
+
+/// Opens a session that must fail: the error table's answer and the conversation.
+fn open_error(relay: ScriptedRelay, relay_settings: &RelaySettings) -> (ApiError, Transcript) {
+    match run(Session::open(relay, relay_settings)) {
+        Ok(_) => panic!("the session opened"),
+        Err((error, transcript)) => (api_error(&error, MESSAGE_ID), transcript),
+    }
 }
 
 fn assert_script_followed(relay: &ScriptedRelay) {
@@ -116,8 +127,8 @@ fn lock_step_submission_puts_exact_bytes_on_the_wire() {
     assert_eq!(seen.tls_upgrades, 1);
     assert_eq!(seen.data, b"Subject: hi\r\n\r\nhello\r\n.\r\n");
     assert_eq!(delivery.accepted, vec!["a@example.org"]);
-    assert_eq!((delivery.reply.code, delivery.reply.enhanced.as_deref()), (250, Some("2.0.0")));
-    assert_eq!(delivery.reply.text, "Ok: queued as ABC123");
+    assert_eq!((delivery.smtp.code, delivery.smtp.enhanced.as_deref()), (250, Some("2.0.0")));
+    assert_eq!(delivery.smtp.text, "Ok: queued as ABC123");
 }
 
 #[test]
@@ -141,7 +152,7 @@ fn pipelining_and_chunking_send_the_whole_transaction_in_one_flight_within_7_rou
     let delivery = submit(&relay, settings(), &["a@example.org", "b@example.org"], MESSAGE).unwrap();
     assert_script_followed(&relay);
     assert_eq!(delivery.accepted, vec!["a@example.org", "b@example.org"]);
-    assert_eq!(delivery.reply.text, "Ok: 22 bytes queued as XYZ");
+    assert_eq!(delivery.smtp.text, "Ok: 22 bytes queued as XYZ");
     // greeting, EHLO, STARTTLS, TLS handshake, EHLO, AUTH, transaction
     assert_eq!(relay.seen.borrow().round_trips(), 7);
 }
@@ -158,7 +169,7 @@ fn implicit_tls_with_pipelining_and_chunking_takes_5_round_trips() {
         Say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n"),
     ];
     let relay = ScriptedRelay::new(script);
-    let relay_settings = RelaySettings { security: SecurityMode::ImplicitTls, port: 465, ..settings() };
+    let relay_settings = RelaySettings { security: Security::ImplicitTls, port: 465, ..settings() };
     submit(&relay, relay_settings, &["a@example.org"], MESSAGE).unwrap();
     assert_script_followed(&relay);
     let seen = relay.seen.borrow();
@@ -187,7 +198,7 @@ fn plaintext_mode_never_starts_tls_and_never_authenticates() {
     let mut script = vec![GREETING, EHLO, Say("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n")];
     script.extend(accepted_lock_step("MAIL FROM:<noreply@example.com>\r\n"));
     let relay = ScriptedRelay::new(script);
-    let relay_settings = RelaySettings { security: SecurityMode::None, credentials: None, ..settings() };
+    let relay_settings = RelaySettings { security: Security::None, credentials: None, ..settings() };
     submit(&relay, relay_settings, &["a@example.org"], MESSAGE).unwrap();
     assert_script_followed(&relay);
     assert_eq!(relay.seen.borrow().tls_upgrades, 0);
@@ -195,8 +206,7 @@ fn plaintext_mode_never_starts_tls_and_never_authenticates() {
 
     // And with credentials, plaintext mode refuses before connecting.
     let relay = ScriptedRelay::new(vec![]);
-    let error =
-        run(Session::open(relay.clone(), &RelaySettings { security: SecurityMode::None, ..settings() })).err().unwrap();
+    let error = open_error(relay.clone(), &RelaySettings { security: Security::None, ..settings() }).0;
     assert_eq!(error.code, ErrorCode::Misconfigured);
     assert_eq!(relay.seen.borrow().connects, 0);
 }
@@ -204,7 +214,7 @@ fn plaintext_mode_never_starts_tls_and_never_authenticates() {
 #[test]
 fn relay_without_starttls_gets_nothing_but_ehlo() {
     let relay = ScriptedRelay::new(vec![GREETING, EHLO, Say("250-relay.test\r\n250 AUTH PLAIN\r\n")]);
-    let error = run(Session::open(relay.clone(), &settings())).err().unwrap();
+    let error = open_error(relay.clone(), &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayTlsUnavailable);
     assert_eq!(relay.wire(), "EHLO client.example.com\r\n");
 }
@@ -218,7 +228,7 @@ fn bytes_injected_after_220_to_starttls_abort_before_the_handshake() {
         Expect("STARTTLS\r\n"),
         Say("220 2.0.0 Ready to start TLS\r\n250-relay.test\r\n250 AUTH PLAIN\r\n"),
     ]);
-    let error = run(Session::open(relay.clone(), &settings())).err().unwrap();
+    let error = open_error(relay.clone(), &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayProtocolError);
     let seen = relay.seen.borrow();
     assert_eq!(seen.tls_upgrades, 0, "must not start TLS");
@@ -232,7 +242,7 @@ fn capabilities_offered_before_tls_do_not_count_after_it() {
     script.extend(STARTTLS);
     script.extend([EHLO, Say("250-relay.test\r\n250 PIPELINING\r\n")]);
     let relay = ScriptedRelay::new(script);
-    let error = run(Session::open(relay.clone(), &settings())).err().unwrap();
+    let error = open_error(relay.clone(), &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayAuthFailed);
     assert!(!relay.wire().contains("AUTH"));
 }
@@ -240,7 +250,7 @@ fn capabilities_offered_before_tls_do_not_count_after_it() {
 #[test]
 fn busy_relay_at_greeting_is_relay_busy() {
     let relay = ScriptedRelay::new(vec![Say("421 4.3.2 Service not available\r\n")]);
-    let error = run(Session::open(relay, &settings())).err().unwrap();
+    let error = open_error(relay, &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayBusy);
     assert_eq!(error.smtp.as_ref().map(|s| (s.code, s.phase)), Some((421, "greeting")));
     assert!(error.retry_after.is_some());
@@ -250,7 +260,7 @@ fn busy_relay_at_greeting_is_relay_busy() {
 fn refused_connection_is_relay_unreachable() {
     let mut relay = ScriptedRelay::new(vec![]);
     relay.refuse_connect = true;
-    let error = run(Session::open(relay, &settings())).err().unwrap();
+    let error = open_error(relay, &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayUnreachable);
 }
 
@@ -260,7 +270,7 @@ fn failed_tls_handshake_is_relay_tls_failed() {
     script.extend(STARTTLS);
     let mut relay = ScriptedRelay::new(script);
     relay.fail_tls = true;
-    let error = run(Session::open(relay, &settings())).err().unwrap();
+    let error = open_error(relay, &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayTlsFailed);
 }
 
@@ -270,7 +280,7 @@ fn connection_dropped_right_after_tls_is_relay_tls_failed() {
     let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
     script.extend(STARTTLS);
     script.push(ReadThenClose(4));
-    let error = run(Session::open(ScriptedRelay::new(script), &settings())).err().unwrap();
+    let error = open_error(ScriptedRelay::new(script), &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayTlsFailed);
 }
 
@@ -284,11 +294,11 @@ fn wrong_credentials_are_relay_auth_failed_without_echoing_anything() {
         Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"),
         Say("535 5.7.8 Error: authentication failed: AGRldgBzZWNyZXQ=\r\n"),
     ]);
-    let error = run(Session::open(ScriptedRelay::new(script), &settings())).err().unwrap();
+    let (error, transcript) = open_error(ScriptedRelay::new(script), &settings());
     assert_eq!(error.code, ErrorCode::RelayAuthFailed);
     let json = error.to_json().to_string();
     assert!(!json.contains("AGRldgBzZWNyZXQ") && !json.contains("secret"), "{json}");
-    let transcript = serde_json::to_string(&error.transcript).unwrap();
+    let transcript = serde_json::to_string(&transcript).unwrap();
     assert!(transcript.contains("AUTH PLAIN ***") && !transcript.contains("AGRldgBzZWNyZXQ=\""), "{transcript}");
 }
 
@@ -329,9 +339,7 @@ fn xoauth2_failure_is_answered_with_an_empty_line_then_reported() {
     ]);
     let relay = ScriptedRelay::new(script);
     let credentials = Credentials::new("dev", "token").with_choice(AuthChoice::Only(AuthMechanism::XOAuth2));
-    let error = run(Session::open(relay.clone(), &RelaySettings { credentials: Some(credentials), ..settings() }))
-        .err()
-        .unwrap();
+    let (error, _) = open_error(relay.clone(), &RelaySettings { credentials: Some(credentials), ..settings() });
     assert_script_followed(&relay);
     assert_eq!(error.code, ErrorCode::RelayAuthFailed);
 }
@@ -342,7 +350,11 @@ fn relay_that_never_answers_times_out_within_the_bound() {
     let timeouts = Timeouts { command: 3_000, ..Timeouts::default() };
     let (error, waited) = run(async {
         let start = virtual_now();
-        let error = Session::open(relay, &RelaySettings { timeouts, ..settings() }).await.err().unwrap();
+        let error = Session::open(relay, &RelaySettings { timeouts, ..settings() })
+            .await
+            .err()
+            .map(|(e, _)| api_error(&e, MESSAGE_ID))
+            .unwrap();
         (error, virtual_now() - start)
     });
     assert_eq!(error.code, ErrorCode::RelayTimeout);
@@ -556,7 +568,10 @@ fn several_messages_over_one_connection_with_rset_between() {
     run(async {
         let mut session = Session::open(relay.clone(), &settings()).await.unwrap();
         for _ in 0..2 {
-            session.send(&Envelope { sender: &sender, recipients: &recipients, dsn: None }, MESSAGE).await.unwrap();
+            session
+                .send(&Envelope { sender: &sender, recipients: &recipients, dsn: None, utf8_headers: false }, MESSAGE)
+                .await
+                .unwrap();
             session.reset().await.unwrap();
         }
     });
@@ -625,7 +640,7 @@ fn odd_rcpt_reply_after_an_accepted_one_is_a_refused_recipient_not_a_lost_messag
     assert_script_followed(&relay);
     assert_eq!(delivery.accepted, vec!["a@example.org", "b@example.org"]);
     assert_eq!(delivery.rejected.iter().map(|r| r.smtp.code).collect::<Vec<_>>(), vec![503]);
-    assert_eq!(delivery.reply.code, 250);
+    assert_eq!(delivery.smtp.code, 250);
 }
 
 #[test]
@@ -641,9 +656,89 @@ fn a_relay_that_dribbles_bytes_still_times_out_within_the_bound() {
     let timeouts = Timeouts { command: 3_000, ..Timeouts::default() };
     let (error, waited) = run(async {
         let start = virtual_now();
-        let error = Session::open(relay, &RelaySettings { timeouts, ..settings() }).await.err().unwrap();
+        let error = Session::open(relay, &RelaySettings { timeouts, ..settings() })
+            .await
+            .err()
+            .map(|(e, _)| api_error(&e, MESSAGE_ID))
+            .unwrap();
         (error, virtual_now() - start)
     });
     assert_eq!(error.code, ErrorCode::RelayTimeout);
     assert!((3_000..3_100).contains(&waited), "waited {waited} ms");
+}
+
+#[test]
+fn a_connection_that_breaks_before_the_message_is_retryable_relay_unreachable() {
+    // Reset by the relay during EHLO, closed at MAIL: nothing of the message left.
+    let reset_at_ehlo = vec![GREETING, ReadThenClose(4)];
+    let mut closed_at_mail = opening(EHLO_LOCK_STEP);
+    closed_at_mail.extend([Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"), Close]);
+    for script in [reset_at_ehlo, closed_at_mail] {
+        let relay = ScriptedRelay::new(script);
+        let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
+        assert_eq!(error.code, ErrorCode::RelayUnreachable, "{}", error.message);
+        assert!(error.code.retryable() && error.retry_after.is_some());
+        assert!(error.message.contains("nothing was delivered"), "{}", error.message);
+    }
+}
+
+#[test]
+fn a_temporary_auth_failure_is_retryable() {
+    let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
+    script.extend(STARTTLS);
+    script.extend([
+        EHLO,
+        EHLO_LOCK_STEP,
+        Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"),
+        Say("454 4.7.0 Temporary authentication failure\r\n"),
+    ]);
+    let (error, _) = open_error(ScriptedRelay::new(script), &settings());
+    assert_eq!(error.code, ErrorCode::RelayBusy);
+    assert!(error.code.retryable() && error.retry_after.is_some());
+}
+
+/// Every recipient refused, some for now (4xx) and some for good (5xx): the same answer in
+/// either order, and a retryable one, since a retry may reach the deferred recipient.
+#[test]
+fn mixed_refusals_give_one_answer_whatever_the_order() {
+    let refusals = ["450 4.2.0 <a@example.org>: mailbox busy\r\n", "550 5.1.1 <b@example.org>: no such user\r\n"];
+    let mut answers = Vec::new();
+    for (first, second, to) in [(0, 1, ["a@example.org", "b@example.org"]), (1, 0, ["b@example.org", "a@example.org"])]
+    {
+        let mut script = opening(EHLO_LOCK_STEP);
+        script.extend([
+            Expect("MAIL FROM:<noreply@example.com> SIZE=22\r\n"),
+            Say("250 2.1.0 Ok\r\n"),
+            Expect(if first == 0 { "RCPT TO:<a@example.org>\r\n" } else { "RCPT TO:<b@example.org>\r\n" }),
+            Say(refusals[first]),
+            Expect(if second == 0 { "RCPT TO:<a@example.org>\r\n" } else { "RCPT TO:<b@example.org>\r\n" }),
+            Say(refusals[second]),
+        ]);
+        let relay = ScriptedRelay::new(script);
+        let error = submit(&relay, settings(), &to, MESSAGE).unwrap_err();
+        assert_script_followed(&relay);
+        answers.push((error.code, error.smtp.map(|s| s.code)));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], (ErrorCode::RelayBusy, Some(450)));
+}
+
+#[test]
+fn a_deferred_recipient_of_an_accepted_message_is_reported_retryable() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([
+        Expect(
+            "MAIL FROM:<noreply@example.com> SIZE=22\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n\
+             RCPT TO:<c@example.org>\r\nBDAT 22 LAST\r\nSubject: hi\r\n\r\nhello\r\n",
+        ),
+        Say(
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n451 4.3.0 try later\r\n550 5.1.1 no such user\r\n250 2.0.0 Ok: queued\r\n",
+        ),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let sent = submit(&relay, settings(), &["a@example.org", "b@example.org", "c@example.org"], MESSAGE).unwrap();
+    assert_script_followed(&relay);
+    let rejected: Vec<(&str, u16, bool)> =
+        sent.rejected.iter().map(|r| (r.email.as_str(), r.smtp.code, r.retryable)).collect();
+    assert_eq!(rejected, vec![("b@example.org", 451, true), ("c@example.org", 550, false)]);
 }

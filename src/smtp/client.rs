@@ -1,8 +1,8 @@
 //! The one async driver: moves commands and replies over a [`Network`] connection.
 //!
 //! Protocol decisions live in the sans-IO modules (replies, commands, capabilities,
-//! parameters, DATA encoding, error mapping); this file sequences them, applies a timeout to
-//! every wait, and turns I/O failures into error codes.
+//! parameters, DATA encoding); this file sequences them, applies a timeout to every wait, and
+//! turns I/O failures into [`Error`]s that say whether the message may have left.
 //!
 //! Round trips: with PIPELINING, MAIL, every RCPT and DATA go out in one write; with
 //! CHUNKING as well, `BDAT <n> LAST` and the message join that same flight. So a STARTTLS
@@ -22,10 +22,11 @@ use super::capabilities::{AuthMechanism, Capabilities};
 use super::command::Command;
 use super::data::{encode_for_bdat, encode_for_data, END_OF_DATA};
 use super::envelope::{parameters, Envelope};
-use super::outcome::{detail, reply_error, Delivery, Phase, RejectedRecipient};
+use super::error::{Error, ErrorKind, Extension};
+use super::outcome::{Delivery, Phase, Refusal};
 use super::reply::{Reply, ReplyBuffer};
+use super::settings::{RelaySettings, Security, Timeouts};
 use super::transcript::Transcript;
-use crate::error::{ApiError, ErrorCode};
 
 /// How the first bytes of the connection are protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,48 +44,9 @@ pub trait Network {
     /// Upgrades a plain connection to TLS, verifying the relay's certificate.
     fn start_tls(&self, conn: Self::Conn) -> impl Future<Output = io::Result<Self::Conn>>;
     fn sleep(&self, millis: u64) -> impl Future<Output = ()>;
-    /// A monotonic-enough clock in milliseconds, for the transcript's timings.
+    /// Wall-clock milliseconds since the Unix epoch: the one clock, for timeouts, the
+    /// transcript's timings and the Date header.
     fn now_millis(&self) -> u64;
-}
-
-/// Upper bounds for each wait, in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// TCP connect (and, for implicit TLS, the handshake).
-    pub connect: u64,
-    /// The greeting, each command's reply, and the STARTTLS handshake.
-    pub command: u64,
-    /// The verdict after the message: relays scan it before answering.
-    pub data_end: u64,
-    /// The polite QUIT after the answer has gone out.
-    pub quit: u64,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        // RFC 5321 §4.5.3.2 allows minutes; an HTTP caller waits for us, so stay well below.
-        Timeouts { connect: 10_000, command: 30_000, data_end: 60_000, quit: 2_000 }
-    }
-}
-
-/// Security of the session as configured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecurityMode {
-    StartTls,
-    ImplicitTls,
-    /// Plaintext, explicit opt-in, never with AUTH.
-    None,
-}
-
-/// Where and how to connect.
-#[derive(Clone, Debug)]
-pub struct RelaySettings {
-    pub host: String,
-    pub port: u16,
-    pub security: SecurityMode,
-    pub ehlo_name: String,
-    pub credentials: Option<Credentials>,
-    pub timeouts: Timeouts,
 }
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -107,27 +69,12 @@ pub struct Session<N: Network> {
     round_trips: u32,
 }
 
-fn timeout_error(phase: Phase) -> ApiError {
-    let mut error =
-        ApiError::new(ErrorCode::RelayTimeout, format!("the relay did not answer in time at {}", phase.name()));
-    error.retry_after = Some(60);
-    error
+fn timeout(phase: Phase) -> Error {
+    Error::new(phase, ErrorKind::Timeout)
 }
 
-fn protocol_error(phase: Phase, why: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::RelayProtocolError, format!("{why} (at {})", phase.name()))
-}
-
-fn tls_failed() -> ApiError {
-    ApiError::new(ErrorCode::RelayTlsFailed, "the TLS handshake with the relay failed (does its certificate verify?)")
-}
-
-/// The answer is lost, but the relay may have the whole message.
-fn delivery_unknown(why: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::DeliveryUnknown,
-        format!("{why} after the message was sent; it may have been delivered, so it is not retried"),
-    )
+fn gone(phase: Phase) -> Error {
+    Error::new(phase, ErrorKind::Malformed("the connection is gone"))
 }
 
 async fn within<N: Network, T>(net: &N, millis: u64, fut: impl Future<Output = T>) -> Option<T> {
@@ -138,21 +85,23 @@ async fn within<N: Network, T>(net: &N, millis: u64, fut: impl Future<Output = T
 }
 
 impl<N: Network> Session<N> {
-    /// Connects, reads the greeting, says EHLO, secures the connection and authenticates.
-    pub async fn open(net: N, relay: &RelaySettings) -> Result<Session<N>, ApiError> {
+    /// Connects, reads the greeting, says EHLO, secures the connection and authenticates. A
+    /// failure comes with the conversation up to it.
+    pub async fn open(net: N, relay: &RelaySettings) -> Result<Session<N>, (Error, Transcript)> {
         let transport = match relay.security {
-            SecurityMode::StartTls => Transport::Plain { upgradable: true },
-            SecurityMode::ImplicitTls => Transport::Tls,
-            SecurityMode::None => Transport::Plain { upgradable: false },
+            Security::StartTls => Transport::Plain { upgradable: true },
+            Security::ImplicitTls => Transport::Tls,
+            Security::None => Transport::Plain { upgradable: false },
         };
-        if relay.security == SecurityMode::None && relay.credentials.is_some() {
-            return Err(ApiError::new(ErrorCode::Misconfigured, "SMTP_SECURITY none never sends credentials"));
+        if relay.security == Security::None && relay.credentials.is_some() {
+            return Err((Error::new(Phase::Connect, ErrorKind::Insecure), Transcript::default()));
         }
         let opened_at = net.now_millis();
         let conn = match within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, transport)).await {
-            None => return Err(timeout_error(Phase::Connect)),
-            Some(Err(_)) if transport == Transport::Tls => return Err(tls_failed()),
-            Some(Err(_)) => return Err(ApiError::new(ErrorCode::RelayUnreachable, "could not connect to the relay")),
+            None => return Err((timeout(Phase::Connect), Transcript::default())),
+            // A refused or unroutable connection, whatever the security: nothing was said yet.
+            // (A failed implicit-TLS handshake shows on the first read, as `awaiting_tls`.)
+            Some(Err(error)) => return Err((Error::io(Phase::Connect, ErrorKind::Io, error), Transcript::default())),
             Some(Ok(conn)) => conn,
         };
         let mut session = Session {
@@ -175,32 +124,29 @@ impl<N: Network> Session<N> {
         }
         match session.handshake(relay).await {
             Ok(()) => Ok(session),
-            Err(mut error) => {
-                error.transcript = Some(session.transcript.clone());
-                Err(error)
-            }
+            Err(error) => Err((error, session.transcript)),
         }
     }
 
     /// Greeting, EHLO, STARTTLS and EHLO again when configured, AUTH when configured.
-    async fn handshake(&mut self, relay: &RelaySettings) -> Result<(), ApiError> {
+    async fn handshake(&mut self, relay: &RelaySettings) -> Result<(), Error> {
         let greeting = self.read_reply(Phase::Greeting, relay.timeouts.command).await?;
-        expect(Phase::Greeting, &greeting, 220)?;
+        expect(Phase::Greeting, greeting, 220)?;
         self.ehlo(&relay.ehlo_name).await?;
 
-        if relay.security == SecurityMode::StartTls {
+        if relay.security == Security::StartTls {
             if !self.capabilities.starttls {
-                return Err(ApiError::new(
-                    ErrorCode::RelayTlsUnavailable,
-                    "the relay does not offer STARTTLS; nothing was sent",
-                ));
+                return Err(Error::new(Phase::Ehlo, ErrorKind::Missing(Extension::StartTls)));
             }
             let reply = self.command(Command::StartTls, Phase::StartTls).await?;
-            expect(Phase::StartTls, &reply, 220)?;
+            expect(Phase::StartTls, reply, 220)?;
             // RFC 3207 §4: nothing may follow the 220 before the handshake. Bytes here were
             // injected by someone on the path and would be read as if they came over TLS.
             if !self.replies.is_empty() {
-                return Err(protocol_error(Phase::StartTls, "the relay sent bytes after 220 to STARTTLS"));
+                return Err(Error::new(
+                    Phase::StartTls,
+                    ErrorKind::Malformed("the relay sent bytes after 220 to STARTTLS"),
+                ));
             }
             self.upgrade().await?;
             self.ehlo(&relay.ehlo_name).await?;
@@ -236,12 +182,12 @@ impl<N: Network> Session<N> {
         self.transcript.note(at, what);
     }
 
-    async fn upgrade(&mut self) -> Result<(), ApiError> {
+    async fn upgrade(&mut self) -> Result<(), Error> {
         // start_tls consumes the plain connection; until it returns there is none.
-        let plain = self.conn.take().ok_or_else(|| protocol_error(Phase::Tls, "the connection is gone"))?;
+        let plain = self.conn.take().ok_or_else(|| gone(Phase::Tls))?;
         let upgraded = match within(&self.net, self.timeouts.command, self.net.start_tls(plain)).await {
-            None => return Err(timeout_error(Phase::Tls)),
-            Some(Err(_)) => return Err(tls_failed()),
+            None => return Err(timeout(Phase::Tls)),
+            Some(Err(error)) => return Err(Error::io(Phase::Tls, ErrorKind::Tls, error)),
             Some(Ok(conn)) => conn,
         };
         self.conn = Some(upgraded);
@@ -255,20 +201,16 @@ impl<N: Network> Session<N> {
         Ok(())
     }
 
-    async fn ehlo(&mut self, name: &str) -> Result<(), ApiError> {
+    async fn ehlo(&mut self, name: &str) -> Result<(), Error> {
         let reply = self.command(Command::Ehlo(name.to_string()), Phase::Ehlo).await?;
-        expect(Phase::Ehlo, &reply, 250)?;
+        let reply = expect(Phase::Ehlo, reply, 250)?;
         self.capabilities = Capabilities::from_ehlo(&reply);
         Ok(())
     }
 
-    async fn authenticate(&mut self, credentials: &Credentials) -> Result<(), ApiError> {
+    async fn authenticate(&mut self, credentials: &Credentials) -> Result<(), Error> {
         let Some(mechanism) = self.capabilities.preferred_auth(credentials.choice.acceptable()) else {
-            let wanted: Vec<&str> = credentials.choice.acceptable().iter().map(|m| m.name()).collect();
-            return Err(ApiError::new(
-                ErrorCode::RelayAuthFailed,
-                format!("the relay offers no AUTH mechanism this configuration allows ({})", wanted.join(", ")),
-            ));
+            return Err(Error::new(Phase::Auth, ErrorKind::Missing(Extension::Auth)));
         };
         let reply = match mechanism {
             AuthMechanism::Plain => {
@@ -296,20 +238,19 @@ impl<N: Network> Session<N> {
                 }
             }
         };
-        expect(Phase::Auth, &reply, 235)
+        expect(Phase::Auth, reply, 235).map(drop)
     }
 
     /// One mail transaction. Recipients the relay refuses are reported while the others
     /// still get the message; the transaction fails only when no recipient is accepted.
     ///
     /// Call [`Session::reset`] before sending another message over the same session.
-    pub async fn send(&mut self, envelope: &Envelope<'_>, message: &[u8]) -> Result<Delivery, ApiError> {
+    pub async fn send(&mut self, envelope: &Envelope<'_>, message: &[u8]) -> Result<Delivery, Error> {
         let params = parameters(&self.capabilities, envelope, message)?;
         let chunking = self.capabilities.chunking;
         let pipelining = self.capabilities.pipelining;
         let encoded = if chunking { encode_for_bdat(message) } else { encode_for_data(message) };
-        let payload: Cow<'_, [u8]> = encoded
-            .map_err(|_| ApiError::new(ErrorCode::ValidationFailed, "the message has a line over 998 octets"))?;
+        let payload: Cow<'_, [u8]> = encoded.map_err(|_| Error::new(Phase::Mail, ErrorKind::LineTooLong))?;
 
         let mail = Command::MailFrom { sender: envelope.sender.clone(), params: params.mail };
         let rcpts: Vec<Command> = envelope
@@ -339,12 +280,11 @@ impl<N: Network> Session<N> {
         let mail_ok = (200..300).contains(&mail_reply.code);
         // 421: the relay is closing the connection; nothing more will be read or delivered.
         if mail_reply.code == 421 || (!pipelining && !mail_ok) {
-            return Err(reply_error(Phase::Mail, &mail_reply));
+            return Err(refusal(Phase::Mail, mail_reply));
         }
 
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
-        let mut last_refusal = None;
         for (recipient, rcpt) in envelope.recipients.iter().zip(&rcpts) {
             if !pipelining {
                 self.write(std::slice::from_ref(rcpt), Phase::Rcpt).await?;
@@ -353,25 +293,21 @@ impl<N: Network> Session<N> {
                 match self.read_in_transaction(Phase::Rcpt, self.timeouts.command, message_sent && mail_ok).await {
                     Ok(reply) => reply,
                     // MAIL was refused: that is the answer, whatever happens to the rest.
-                    Err(_) if !mail_ok => return Err(reply_error(Phase::Mail, &mail_reply)),
+                    Err(_) if !mail_ok => return Err(refusal(Phase::Mail, mail_reply)),
                     Err(error) => return Err(error),
                 };
             match reply.code {
-                421 => return Err(reply_error(Phase::Rcpt, &reply)),
+                421 => return Err(refusal(Phase::Rcpt, reply)),
                 // After a refused MAIL, pipelined RCPTs answer 503: not the recipient's fault.
                 _ if !mail_ok => {}
-                200..=299 => accepted.push(recipient.to_string()),
-                _ => {
-                    rejected
-                        .push(RejectedRecipient { email: recipient.to_string(), smtp: detail(Phase::Rcpt, &reply) });
-                    last_refusal = Some(reply);
-                }
+                200..=299 => accepted.push((*recipient).clone()),
+                _ => rejected.push(Refusal { recipient: (*recipient).clone(), reply }),
             }
         }
 
         if !pipelining {
             if accepted.is_empty() {
-                return Err(refused_all(last_refusal));
+                return Err(refused_all(&rejected));
             }
             self.write(std::slice::from_ref(&last), Phase::Data).await?;
             if chunking {
@@ -381,15 +317,15 @@ impl<N: Network> Session<N> {
         }
 
         let failed = if !mail_ok {
-            Some(reply_error(Phase::Mail, &mail_reply))
+            Some(refusal(Phase::Mail, mail_reply))
         } else if accepted.is_empty() {
-            Some(refused_all(last_refusal))
+            Some(refused_all(&rejected))
         } else {
             None
         };
         let final_phase = if chunking { Phase::DataEnd } else { Phase::Data };
-        let timeout = if chunking { self.timeouts.data_end } else { self.timeouts.command };
-        let reply = match self.read_in_transaction(final_phase, timeout, message_sent && failed.is_none()).await {
+        let wait = if chunking { self.timeouts.data_end } else { self.timeouts.command };
+        let reply = match self.read_in_transaction(final_phase, wait, message_sent && failed.is_none()).await {
             Ok(reply) => reply,
             Err(error) => return Err(failed.unwrap_or(error)),
         };
@@ -406,18 +342,18 @@ impl<N: Network> Session<N> {
         let reply = if chunking {
             reply
         } else {
-            expect(Phase::Data, &reply, 354)?;
+            expect(Phase::Data, reply, 354)?;
             self.write_message(&payload, true).await?;
             self.read_in_transaction(Phase::DataEnd, self.timeouts.data_end, true).await?
         };
-        expect(Phase::DataEnd, &reply, 250)?;
-        Ok(Delivery { accepted, rejected, reply: detail(Phase::DataEnd, &reply) })
+        let reply = expect(Phase::DataEnd, reply, 250)?;
+        Ok(Delivery { accepted, rejected, reply })
     }
 
     /// Ends the current transaction so another can follow on this connection.
-    pub async fn reset(&mut self) -> Result<(), ApiError> {
+    pub async fn reset(&mut self) -> Result<(), Error> {
         let reply = self.command(Command::Rset, Phase::Mail).await?;
-        expect(Phase::Mail, &reply, 250)
+        expect(Phase::Mail, reply, 250).map(drop)
     }
 
     /// Says QUIT and waits, within the QUIT timeout, for the answer and the close.
@@ -435,13 +371,13 @@ impl<N: Network> Session<N> {
         .await;
     }
 
-    async fn command(&mut self, command: Command, phase: Phase) -> Result<Reply, ApiError> {
+    async fn command(&mut self, command: Command, phase: Phase) -> Result<Reply, Error> {
         self.write(std::slice::from_ref(&command), phase).await?;
         self.read_reply(phase, self.timeouts.command).await
     }
 
     /// Writes commands in one flight, recording each in the transcript.
-    async fn write(&mut self, commands: &[Command], phase: Phase) -> Result<(), ApiError> {
+    async fn write(&mut self, commands: &[Command], phase: Phase) -> Result<(), Error> {
         let mut bytes = String::new();
         let at = self.elapsed();
         for command in commands {
@@ -449,24 +385,22 @@ impl<N: Network> Session<N> {
             self.transcript.sent(at, command);
         }
         self.wrote = true;
-        let Some(conn) = self.conn.as_mut() else { return Err(protocol_error(phase, "the connection is gone")) };
+        let awaiting_tls = self.awaiting_tls;
+        let Some(conn) = self.conn.as_mut() else { return Err(gone(phase)) };
         match within(&self.net, self.timeouts.command, conn.write_all(bytes.as_bytes())).await {
-            None => Err(timeout_error(phase)),
-            Some(Err(_)) => Err(self.io_error(phase)),
+            None => Err(timeout(phase)),
+            Some(Err(error)) => Err(io_error(phase, error, awaiting_tls)),
             Some(Ok(())) => Ok(()),
         }
     }
 
     /// Writes the message (and, for DATA, the final dot). If that fails the relay cannot have
-    /// the whole message; if only the flush after it fails, it may, so that is
-    /// `delivery_unknown`.
-    async fn write_message(&mut self, payload: &[u8], end_of_data: bool) -> Result<(), ApiError> {
+    /// the whole message; if only the flush after it fails, it may.
+    async fn write_message(&mut self, payload: &[u8], end_of_data: bool) -> Result<(), Error> {
         let at = self.elapsed();
         self.transcript.sent_message(at, payload.len());
         self.wrote = true;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(protocol_error(Phase::DataEnd, "the connection is gone"));
-        };
+        let Some(conn) = self.conn.as_mut() else { return Err(gone(Phase::DataEnd)) };
         let write = async {
             conn.write_all(payload).await?;
             if end_of_data {
@@ -475,42 +409,31 @@ impl<N: Network> Session<N> {
             Ok::<(), io::Error>(())
         };
         match within(&self.net, self.timeouts.data_end, write).await {
-            None => return Err(timeout_error(Phase::DataEnd)),
-            Some(Err(_)) => {
-                return Err(protocol_error(Phase::DataEnd, "the connection broke while sending the message"))
-            }
+            None => return Err(timeout(Phase::DataEnd)),
+            Some(Err(error)) => return Err(io_error(Phase::DataEnd, error, false)),
             Some(Ok(())) => {}
         }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(protocol_error(Phase::DataEnd, "the connection is gone"));
+        let Some(conn) = self.conn.as_mut() else { return Err(gone(Phase::DataEnd)) };
+        let mut error = match within(&self.net, self.timeouts.data_end, conn.flush()).await {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(error)) => io_error(Phase::DataEnd, error, false),
+            None => timeout(Phase::DataEnd),
         };
-        match within(&self.net, self.timeouts.data_end, conn.flush()).await {
-            Some(Ok(())) => Ok(()),
-            _ => Err(delivery_unknown("the connection failed")),
-        }
+        error.message_may_have_left = true;
+        Err(error)
     }
 
     /// Reads a reply; when the message may already be with the relay (`at_risk`), losing the
-    /// answer is `delivery_unknown`.
-    async fn read_in_transaction(&mut self, phase: Phase, millis: u64, at_risk: bool) -> Result<Reply, ApiError> {
-        match self.read_reply(phase, millis).await {
-            Err(error) if at_risk && error.smtp.is_none() => match error.code {
-                ErrorCode::RelayTimeout => Err(delivery_unknown("the relay did not answer")),
-                _ => Err(delivery_unknown("the connection broke or the relay answered garbage")),
-            },
-            other => other,
-        }
-    }
-
-    fn io_error(&self, phase: Phase) -> ApiError {
-        if self.awaiting_tls {
-            return tls_failed();
-        }
-        protocol_error(phase, "the connection to the relay broke")
+    /// answer means it may have been accepted.
+    async fn read_in_transaction(&mut self, phase: Phase, millis: u64, at_risk: bool) -> Result<Reply, Error> {
+        self.read_reply(phase, millis).await.map_err(|mut error| {
+            error.message_may_have_left = at_risk;
+            error
+        })
     }
 
     /// Reads one reply within `millis` in all, however the relay dribbles its bytes.
-    async fn read_reply(&mut self, phase: Phase, millis: u64) -> Result<Reply, ApiError> {
+    async fn read_reply(&mut self, phase: Phase, millis: u64) -> Result<Reply, Error> {
         let mut chunk = vec![0u8; READ_CHUNK];
         let deadline = self.net.now_millis().saturating_add(millis);
         loop {
@@ -522,37 +445,54 @@ impl<N: Network> Session<N> {
                     return Ok(reply);
                 }
                 Ok(None) => {}
-                Err(malformed) => return Err(protocol_error(phase, malformed)),
+                Err(malformed) => return Err(Error::new(phase, ErrorKind::Malformed(malformed.0))),
             }
             if std::mem::take(&mut self.wrote) {
                 self.round_trips += 1;
             }
-            let Some(conn) = self.conn.as_mut() else { return Err(protocol_error(phase, "the connection is gone")) };
+            let awaiting_tls = self.awaiting_tls;
+            let Some(conn) = self.conn.as_mut() else { return Err(gone(phase)) };
             let left = deadline.saturating_sub(self.net.now_millis());
             if left == 0 {
-                return Err(timeout_error(phase));
+                return Err(timeout(phase));
             }
             match within(&self.net, left, conn.read(&mut chunk)).await {
-                None => return Err(timeout_error(phase)),
-                Some(Err(_)) => return Err(self.io_error(phase)),
-                Some(Ok(0)) if self.awaiting_tls => return Err(tls_failed()),
-                Some(Ok(0)) => return Err(protocol_error(phase, "the relay closed the connection")),
+                None => return Err(timeout(phase)),
+                Some(Err(error)) => return Err(io_error(phase, error, awaiting_tls)),
+                Some(Ok(0)) if awaiting_tls => return Err(Error::new(phase, ErrorKind::Tls)),
+                Some(Ok(0)) => return Err(Error::new(phase, ErrorKind::Closed)),
                 Some(Ok(n)) => self.replies.push(&chunk[..n]),
             }
         }
     }
 }
 
-fn expect(phase: Phase, reply: &Reply, code: u16) -> Result<(), ApiError> {
+/// An I/O failure; before the first reply over TLS it is the handshake that failed.
+fn io_error(phase: Phase, error: io::Error, awaiting_tls: bool) -> Error {
+    Error::io(phase, if awaiting_tls { ErrorKind::Tls } else { ErrorKind::Io }, error)
+}
+
+fn refusal(phase: Phase, reply: Reply) -> Error {
+    Error::new(phase, ErrorKind::Reply(reply))
+}
+
+/// `reply` when it has `code` (251 counts as 250); otherwise the refusal it is.
+fn expect(phase: Phase, reply: Reply, code: u16) -> Result<Reply, Error> {
     if reply.code == code || (code == 250 && reply.code == 251) {
-        Ok(())
+        Ok(reply)
     } else {
-        Err(reply_error(phase, reply))
+        Err(refusal(phase, reply))
     }
 }
 
-fn refused_all(last_refusal: Option<Reply>) -> ApiError {
-    let refusal =
-        last_refusal.unwrap_or(Reply { code: 554, enhanced: None, lines: vec!["no valid recipients".into()] });
-    reply_error(Phase::Rcpt, &refusal)
+/// Every recipient refused: one answer for all of them, the same whatever their order. A
+/// temporary refusal speaks for the whole list when there is one (a retry may reach that
+/// recipient), else the first permanent one.
+fn refused_all(rejected: &[Refusal]) -> Error {
+    let speaker = rejected.iter().find(|r| r.reply.is_transient()).or(rejected.first());
+    let reply = match speaker {
+        Some(refusal) => refusal.reply.clone(),
+        None => Reply { code: 554, enhanced: None, lines: vec!["no valid recipients".into()] },
+    };
+    refusal(Phase::Rcpt, reply)
 }

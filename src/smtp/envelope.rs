@@ -2,8 +2,9 @@
 //! RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 3461 DSN), decided before anything is sent.
 
 use super::capabilities::Capabilities;
+use super::error::{Error, ErrorKind, Extension};
+use super::outcome::Phase;
 use crate::address::EmailAddress;
-use crate::error::{ApiError, ErrorCode};
 
 /// When the relay should report on delivery (RFC 3461 §4.1 NOTIFY).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +31,9 @@ pub struct Envelope<'a> {
     pub sender: &'a EmailAddress,
     pub recipients: &'a [&'a EmailAddress],
     pub dsn: Option<&'a Dsn>,
+    /// An address in the message's headers (From, To, Cc, Reply-To) has a non-ASCII local
+    /// part: the message needs SMTPUTF8 like such an envelope address does.
+    pub utf8_headers: bool,
 }
 
 /// The parameters to append to `MAIL FROM` and to each `RCPT TO`.
@@ -39,37 +43,32 @@ pub struct Parameters {
     pub rcpt: Vec<String>,
 }
 
-fn missing(extension: &str, why: &str) -> ApiError {
-    ApiError::new(ErrorCode::RelayCapabilityMissing, format!("{why}, and the relay does not offer {extension}"))
+fn missing(extension: Extension) -> Error {
+    Error::new(Phase::Mail, ErrorKind::Missing(extension))
 }
 
 /// Decides the parameters, or refuses before a byte is sent when the relay cannot take the
 /// message as it is.
-pub fn parameters(
-    capabilities: &Capabilities,
-    envelope: &Envelope<'_>,
-    message: &[u8],
-) -> Result<Parameters, ApiError> {
+pub fn parameters(capabilities: &Capabilities, envelope: &Envelope<'_>, message: &[u8]) -> Result<Parameters, Error> {
     let mut params = Parameters::default();
     if let Some(limit) = capabilities.size {
         if limit > 0 && message.len() as u64 > limit {
-            return Err(ApiError::new(
-                ErrorCode::MessageTooLarge,
-                format!("the message is {} bytes; the relay accepts at most {limit}", message.len()),
-            ));
+            return Err(Error::new(Phase::Mail, ErrorKind::TooLarge { size: message.len(), limit }));
         }
         params.mail.push(format!("SIZE={}", message.len()));
     }
-    let utf8_address = envelope.sender.needs_smtputf8() || envelope.recipients.iter().any(|r| r.needs_smtputf8());
+    let utf8_address = envelope.utf8_headers
+        || envelope.sender.needs_smtputf8()
+        || envelope.recipients.iter().any(|r| r.needs_smtputf8());
     if !message.is_ascii() {
         if !capabilities.eight_bit_mime {
-            return Err(missing("8BITMIME", "the message contains 8-bit data"));
+            return Err(missing(Extension::EightBitMime));
         }
         params.mail.push("BODY=8BITMIME".into());
     }
     if utf8_address {
         if !capabilities.smtp_utf8 {
-            return Err(missing("SMTPUTF8", "an address has a non-ASCII local part"));
+            return Err(missing(Extension::SmtpUtf8));
         }
         params.mail.push("SMTPUTF8".into());
     }
@@ -121,7 +120,7 @@ mod tests {
     }
 
     fn with<'a>(sender: &'a EmailAddress, recipients: &'a [&'a EmailAddress], dsn: Option<&'a Dsn>) -> Envelope<'a> {
-        Envelope { sender, recipients, dsn }
+        Envelope { sender, recipients, dsn, utf8_headers: false }
     }
 
     fn addr(s: &str) -> EmailAddress {
@@ -135,7 +134,10 @@ mod tests {
         let envelope = with(&from, &recipients, None);
         let relay = caps(|c| c.size = Some(10));
         assert_eq!(parameters(&relay, &envelope, b"0123456789").unwrap().mail, vec!["SIZE=10"]);
-        assert_eq!(parameters(&relay, &envelope, b"0123456789a").unwrap_err().code, ErrorCode::MessageTooLarge);
+        assert_eq!(
+            parameters(&relay, &envelope, b"0123456789a").unwrap_err().kind,
+            ErrorKind::TooLarge { size: 11, limit: 10 }
+        );
         assert!(parameters(&Capabilities::default(), &envelope, b"x").unwrap().mail.is_empty());
     }
 
@@ -151,10 +153,14 @@ mod tests {
         });
         assert_eq!(parameters(&relay, &envelope, message).unwrap().mail, vec!["BODY=8BITMIME", "SMTPUTF8"]);
         let error = parameters(&caps(|c| c.eight_bit_mime = true), &envelope, message).unwrap_err();
-        assert_eq!(error.code, ErrorCode::RelayCapabilityMissing);
-        assert!(error.message.contains("SMTPUTF8"));
+        assert_eq!(error.kind, ErrorKind::Missing(Extension::SmtpUtf8));
         let ascii = [&from];
         assert!(parameters(&relay, &with(&from, &ascii, None), b"hi\r\n").unwrap().mail.is_empty());
+        // A non-ASCII Reply-To needs SMTPUTF8 as much as a recipient does.
+        let reply_to = Envelope { utf8_headers: true, ..with(&from, &ascii, None) };
+        assert_eq!(parameters(&relay, &reply_to, b"hi\r\n").unwrap().mail, vec!["SMTPUTF8"]);
+        let error = parameters(&caps(|c| c.eight_bit_mime = true), &reply_to, b"hi\r\n").unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Missing(Extension::SmtpUtf8));
     }
 
     #[test]
@@ -162,7 +168,7 @@ mod tests {
         let from = addr("a@example.com");
         let recipients = [&from];
         let error = parameters(&Capabilities::default(), &with(&from, &recipients, None), "é".as_bytes()).unwrap_err();
-        assert!(error.message.contains("8BITMIME"));
+        assert_eq!(error.kind, ErrorKind::Missing(Extension::EightBitMime));
     }
 
     #[test]

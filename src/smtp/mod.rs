@@ -1,8 +1,8 @@
-//! The SMTP submission client.
+//! The SMTP submission client. It imports nothing from the crate but `address`.
 //!
 //! Everything but `client.rs` is free of I/O: replies are parsed from bytes, commands render
-//! to bytes, capabilities and errors are plain data. `client.rs` is the one async driver that
-//! moves those bytes over a [`client::Network`] connection.
+//! to bytes, capabilities, settings and errors are plain data. `client.rs` is the one async
+//! driver that moves those bytes over a [`client::Network`] connection.
 
 pub mod auth;
 pub mod capabilities;
@@ -10,6 +10,8 @@ pub mod client;
 pub mod command;
 pub mod data;
 pub mod envelope;
+pub mod error;
 pub mod outcome;
 pub mod reply;
+pub mod settings;
 pub mod transcript;

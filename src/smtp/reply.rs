@@ -36,17 +36,9 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn is_positive_completion(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-    pub fn is_positive_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
+    /// A 4xx: the relay may accept later.
     pub fn is_transient(&self) -> bool {
         (400..500).contains(&self.code)
-    }
-    pub fn is_permanent(&self) -> bool {
-        (500..600).contains(&self.code)
     }
     /// All lines joined with a space: what we show a caller.
     pub fn text(&self) -> String {

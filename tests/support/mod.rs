@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use edge_mailer::api::http::{Environment, Unavailable};
-use edge_mailer::forms::ratelimit::{Decision, Window};
+use edge_mailer::config::Config;
+use edge_mailer::delivery::env::{Environment, Unavailable};
+use edge_mailer::delivery::ratelimit::{Decision, Window};
+use edge_mailer::http::body::{BodySource, WholeBody};
+use edge_mailer::http::{after_response, serve, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use edge_mailer::smtp::client::{Network, Transport};
+use mail_parser::MimeHeaders;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 #[derive(Clone, Debug)]
@@ -54,11 +58,23 @@ pub struct ScriptedRelay {
     pub seen: Rc<RefCell<Seen>>,
     pub refuse_connect: bool,
     pub fail_tls: bool,
+    /// Bytes the client may write before the relay reads them (small: writes wait on a slow
+    /// relay, as they do on a real socket).
+    pub buffer: usize,
+    /// Virtual milliseconds that connecting and the TLS handshake take.
+    pub handshake_delay: u64,
 }
 
 impl ScriptedRelay {
     pub fn new(script: Vec<Step>) -> Self {
-        ScriptedRelay { script: Rc::new(script), seen: Rc::default(), refuse_connect: false, fail_tls: false }
+        ScriptedRelay {
+            script: Rc::new(script),
+            seen: Rc::default(),
+            refuse_connect: false,
+            fail_tls: false,
+            buffer: 1 << 20,
+            handshake_delay: 0,
+        }
     }
 
     pub fn wire(&self) -> String {
@@ -131,6 +147,7 @@ impl Network for ScriptedRelay {
     type Conn = DuplexStream;
 
     async fn connect(&self, _host: &str, _port: u16, transport: Transport) -> io::Result<DuplexStream> {
+        tokio::time::sleep(Duration::from_millis(self.handshake_delay)).await;
         if self.refuse_connect {
             return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
         }
@@ -138,12 +155,13 @@ impl Network for ScriptedRelay {
         if transport == Transport::Tls {
             self.seen.borrow_mut().tls_connects += 1;
         }
-        let (client, server) = tokio::io::duplex(1 << 20);
+        let (client, server) = tokio::io::duplex(self.buffer);
         tokio::task::spawn_local(run_script(server, self.script.clone(), self.seen.clone()));
         Ok(client)
     }
 
     async fn start_tls(&self, conn: DuplexStream) -> io::Result<DuplexStream> {
+        tokio::time::sleep(Duration::from_millis(self.handshake_delay)).await;
         if self.fail_tls {
             return Err(io::Error::other("certificate verify failed"));
         }
@@ -160,10 +178,11 @@ impl Network for ScriptedRelay {
     }
 }
 
-/// Milliseconds of (paused, virtual) tokio time since an arbitrary start.
+/// The clock of the tests: 2023-11-14 22:13:20 UTC plus the (paused, virtual) tokio time
+/// since the test started.
 pub fn virtual_now() -> u64 {
     thread_local!(static START: tokio::time::Instant = tokio::time::Instant::now());
-    START.with(|start| start.elapsed().as_millis() as u64)
+    1_700_000_000_000 + START.with(|start| start.elapsed().as_millis() as u64)
 }
 
 impl Seen {
@@ -232,15 +251,14 @@ impl Network for ScriptedEnv {
     }
 }
 
+impl ScriptedEnv {
+    /// The configuration the platform would parse from these variables.
+    pub fn config(&self) -> Result<Config, edge_mailer::error::ApiError> {
+        Config::from_lookup(|name| self.vars.get(name).cloned())
+    }
+}
+
 impl Environment for ScriptedEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.vars.get(name).cloned()
-    }
-
-    fn unix_millis(&self) -> i64 {
-        1_700_000_000_000
-    }
-
     async fn kv_get(&self, key: &str) -> Result<Option<String>, Unavailable> {
         Ok(self.kv.borrow().get(key).map(|(value, _)| value.clone()))
     }
@@ -272,4 +290,101 @@ impl Environment for ScriptedEnv {
         self.posted.borrow_mut().push((url.to_string(), fields));
         Ok(self.post_answer.borrow().clone())
     }
+}
+
+impl Platform for ScriptedEnv {
+    /// An independent multipart parser (mail-parser) stands in for workerd's `formData()`.
+    async fn parse_multipart(&self, content_type: &str, body: Vec<u8>) -> Result<Vec<Field>, Unavailable> {
+        let mut raw = format!("Content-Type: {content_type}\r\n\r\n").into_bytes();
+        raw.extend_from_slice(&body);
+        let message = mail_parser::MessageParser::default().parse(&raw).ok_or(Unavailable)?;
+        let mut fields = Vec::new();
+        for part in message.parts.iter().skip(1) {
+            let disposition = part.content_disposition().ok_or(Unavailable)?;
+            let name = disposition.attribute("name").ok_or(Unavailable)?.to_string();
+            let value = match disposition.attribute("filename") {
+                Some(filename) => FieldValue::File {
+                    filename: filename.to_string(),
+                    content_type: part
+                        .content_type()
+                        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+                        .unwrap_or_default(),
+                    data: part.contents().to_vec(),
+                },
+                None => FieldValue::Text(String::from_utf8_lossy(part.contents()).into_owned()),
+            };
+            fields.push(Field { name, value });
+        }
+        Ok(fields)
+    }
+}
+
+/// A request as a test builds it: the head and the whole body.
+pub struct Req {
+    pub head: RequestHead,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn new(method: &str, path_and_query: &str, body: impl Into<Vec<u8>>) -> Self {
+        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let head = RequestHead { method: method.into(), path: path.into(), query: query.into(), headers: Vec::new() };
+        Req { head, body: body.into() }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.head.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A `multipart/form-data` body of these fields, as a browser would send it.
+    pub fn multipart(self, fields: &[Field]) -> Self {
+        let boundary = "----edge-mailer-test-7f3a9c";
+        let mut body = Vec::new();
+        for field in fields {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match &field.value {
+                FieldValue::Text(text) => {
+                    let head = format!("Content-Disposition: form-data; name=\"{}\"\r\n\r\n", field.name);
+                    body.extend_from_slice(head.as_bytes());
+                    body.extend_from_slice(text.as_bytes());
+                }
+                FieldValue::File { filename, content_type, data } => {
+                    let head = format!(
+                        "Content-Disposition: form-data; name=\"{}\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n",
+                        field.name
+                    );
+                    body.extend_from_slice(head.as_bytes());
+                    body.extend_from_slice(data);
+                }
+            }
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let req = self.header("content-type", &format!("multipart/form-data; boundary={boundary}"));
+        Req { body, ..req }
+    }
+}
+
+/// Serves `req` as the platform would (configuration parsed once, the body streamed in), then
+/// lets the QUIT after the answer run.
+pub fn call(env: &ScriptedEnv, req: Req) -> (HttpResponse, serde_json::Value) {
+    call_with_body(env, req.head, WholeBody::new(req.body))
+}
+
+pub fn call_with_body(
+    env: &ScriptedEnv,
+    head: RequestHead,
+    body: impl BodySource,
+) -> (HttpResponse, serde_json::Value) {
+    let config = env.config();
+    let response = run(async {
+        let handled = serve(env.clone(), config.as_ref(), head, body).await;
+        if let Some(quit) = after_response(handled.after) {
+            quit.await;
+        }
+        handled.response
+    });
+    let json = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+    (response, json)
 }

@@ -3,8 +3,10 @@
 //! answers carry the SMTP transcript. Under the local setup, `DEMO_INBOX_URL` points at the
 //! bundled relay's mailbox, so the page can show the message as it arrived.
 
-use crate::api::http::{Environment, HttpRequest, HttpResponse};
+use super::request::RequestHead;
+use super::response::HttpResponse;
 use crate::config::Config;
+use crate::delivery::env::Environment;
 use crate::error::{ApiError, ErrorCode};
 
 pub const DEMO_FORM: &str = "demo";
@@ -15,8 +17,8 @@ fn not_configured() -> HttpResponse {
 }
 
 /// `GET /v1/demo`: which demo forms exist. Names only, never their settings.
-pub fn describe<E: Environment>(env: &E) -> HttpResponse {
-    let Ok(config) = Config::from_lookup(|n| env.var(n)) else { return not_configured() };
+pub fn describe(config: Result<&Config, &ApiError>) -> HttpResponse {
+    let Ok(config) = config else { return not_configured() };
     if !config.forms.get(DEMO_FORM).is_some_and(|f| f.debug) {
         return not_configured();
     }
@@ -28,10 +30,10 @@ pub fn describe<E: Environment>(env: &E) -> HttpResponse {
 }
 
 /// `GET /v1/demo/message?id=<Message-ID>`: the message as the local relay received it.
-pub async fn received<E: Environment>(env: &E, request: &HttpRequest) -> HttpResponse {
-    let Ok(config) = Config::from_lookup(|n| env.var(n)) else { return not_configured() };
+pub async fn received<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
+    let Ok(config) = config else { return not_configured() };
     let Some(inbox) = config.demo_inbox_url.as_deref() else { return not_configured() };
-    let id = request.query.split('&').find_map(|pair| pair.strip_prefix("id=")).unwrap_or_default();
+    let id = head.query.split('&').find_map(|pair| pair.strip_prefix("id=")).unwrap_or_default();
     let id: String =
         form_urlencoded::parse(format!("id={id}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default();
     let plausible =
@@ -44,11 +46,9 @@ pub async fn received<E: Environment>(env: &E, request: &HttpRequest) -> HttpRes
     }
     let url = format!("{inbox}?{}", form_urlencoded::Serializer::new(String::new()).append_pair("id", &id).finish());
     match env.get_text(&url).await {
-        Ok((200, text)) => HttpResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/plain; charset=utf-8".into())],
-            body: text.into_bytes(),
-        },
+        Ok((200, text)) => {
+            HttpResponse::new(200, vec![("content-type".into(), "text/plain; charset=utf-8".into())], text.into_bytes())
+        }
         _ => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "the relay has no such message (yet)")),
     }
 }

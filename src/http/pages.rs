@@ -1,9 +1,10 @@
 //! What a form submission looks like: the message body listing the fields, and the built-in
 //! pages a browser sees when the owner configured no redirect.
 
-use super::{Field, FieldValue};
-use crate::api::http::HttpResponse;
+use super::request::{Field, FieldValue};
+use super::response::HttpResponse;
 use crate::error::ApiError;
+use crate::header;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -21,14 +22,24 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A field's value as the message shows it: line breaks as `\n` (a lone CR too), tabs kept,
+/// every other control character dropped.
 fn shown(field: &Field) -> String {
     match &field.value {
-        FieldValue::Text(text) => text.replace("\r\n", "\n"),
-        FieldValue::File { filename, data, .. } => format!("[attached: {filename}, {} bytes]", data.len()),
+        FieldValue::Text(text) => text
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .chars()
+            .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+            .collect(),
+        FieldValue::File { filename, data, .. } => {
+            format!("[attached: {}, {} bytes]", header::repair(filename, 200), data.len())
+        }
     }
 }
 
-/// The text and HTML parts: every field in the order sent, repeated fields kept.
+/// The text and HTML parts: every field in the order sent, repeated fields kept. Field names
+/// are the submitter's text like the values, and one line each: control characters out.
 pub fn render_fields(form: &str, fields: &[&Field]) -> (String, String) {
     let mut text = format!("New submission of the {form} form:\n\n");
     let mut html = format!(
@@ -36,18 +47,19 @@ pub fn render_fields(form: &str, fields: &[&Field]) -> (String, String) {
         escape(form)
     );
     for field in fields {
+        let name = header::repair(&field.name, 200);
         let value = shown(field);
         if value.contains('\n') {
-            text.push_str(&format!("{}:\n", field.name));
+            text.push_str(&format!("{name}:\n"));
             for line in value.lines() {
                 text.push_str(&format!("    {line}\n"));
             }
         } else {
-            text.push_str(&format!("{}: {value}\n", field.name));
+            text.push_str(&format!("{name}: {value}\n"));
         }
         html.push_str(&format!(
             "<tr><th align=\"left\" valign=\"top\">{}</th><td style=\"white-space:pre-wrap\">{}</td></tr>\n",
-            escape(&field.name),
+            escape(&name),
             escape(&value)
         ));
     }
@@ -61,14 +73,11 @@ fn page(status: u16, title: &str, body: &str) -> HttpResponse {
          <title>{title}</title><style>body{{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1a1a1a}}\
          code{{background:#eee;padding:0 .3em}}</style></head><body><main>{body}</main></body></html>"
     );
-    HttpResponse {
-        status,
-        headers: vec![
-            ("content-type".into(), "text/html; charset=utf-8".into()),
-            ("content-security-policy".into(), "default-src 'none'; style-src 'unsafe-inline'".into()),
-        ],
-        body: html.into_bytes(),
-    }
+    let headers = vec![
+        ("content-type".into(), "text/html; charset=utf-8".into()),
+        ("content-security-policy".into(), "default-src 'none'; style-src 'unsafe-inline'".into()),
+    ];
+    HttpResponse::new(status, headers, html.into_bytes())
 }
 
 /// The built-in thank-you page.
@@ -117,6 +126,22 @@ mod tests {
         assert!(!html.contains("<script>"));
         let positions: Vec<usize> = ["name", ">a<", ">b<", "message"].iter().map(|s| html.find(s).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn field_names_are_one_line_of_text_like_values() {
+        let forged = "x\r\n--boundary\r\nContent-Type: text/html\r\n\r\n<b>forged</b>\r\n--boundary--\r\ny";
+        let fields = [Field { name: forged.into(), value: FieldValue::Text("v\u{0}\u{1b}[31m\rw".into()) }];
+        let refs: Vec<&Field> = fields.iter().collect();
+        let (text, html) = render_fields("contact", &refs);
+        let body: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(
+            body,
+            vec!["x --boundary Content-Type: text/html <b>forged</b> --boundary-- y:", "    v[31m", "    w"]
+        );
+        assert!(!text.lines().any(|l| l.starts_with("--boundary")));
+        assert!(!html.contains("<b>forged") && !html.contains('\r'));
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'));
     }
 
     #[test]

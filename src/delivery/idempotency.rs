@@ -17,8 +17,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::http::{Environment, HttpResponse};
+use super::env::Environment;
 use crate::error::{ApiError, ErrorCode};
+use crate::smtp::settings::RelaySettings;
 
 /// How long an answer is kept.
 pub const TTL_SECONDS: u64 = 24 * 60 * 60;
@@ -26,11 +27,11 @@ pub const TTL_SECONDS: u64 = 24 * 60 * 60;
 const KV_WRITE_SPACING_MS: i64 = 1_100;
 
 /// How long a claim lasts if its request dies before finishing: longer than the longest send
-/// the timeouts allow (connect, seven replies, the message's verdict), and at least KV's
-/// minimum TTL of 60 s.
-pub fn pending_ttl_seconds(timeouts: &crate::smtp::client::Timeouts) -> u64 {
-    let longest_ms = timeouts.connect + 8 * timeouts.command + 2 * timeouts.data_end;
-    (longest_ms / 1000 + 60).max(120)
+/// the relay settings allow for this many recipients, plus the wait before the answer's write
+/// and a minute of margin (which also keeps it above KV's minimum TTL of 60 s).
+pub fn pending_ttl_seconds(relay: &RelaySettings, recipients: usize) -> u64 {
+    let longest_ms = relay.longest_send_millis(recipients) + KV_WRITE_SPACING_MS as u64;
+    longest_ms.div_ceil(1000) + 60
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,14 +47,14 @@ struct Record {
 pub struct Claim {
     store_key: String,
     body_digest: String,
-    claimed_at_ms: i64,
+    claimed_at_ms: u64,
 }
 
 pub enum Lookup {
     /// Nobody used the key yet; it is ours now.
     Claimed(Claim),
-    /// The first answer, to send again as it was.
-    Replay(HttpResponse),
+    /// The first answer (its status and JSON body), to send again as it was.
+    Replay { status: u16, body: String },
 }
 
 fn hex_digest(parts: &[&[u8]]) -> String {
@@ -101,14 +102,7 @@ pub async fn begin<E: Environment>(
             ));
         }
         return match (record.status, record.response) {
-            (Some(status), Some(response)) => Ok(Lookup::Replay(HttpResponse {
-                status,
-                headers: vec![
-                    ("content-type".into(), "application/json; charset=utf-8".into()),
-                    ("idempotent-replayed".into(), "true".into()),
-                ],
-                body: response.into_bytes(),
-            })),
+            (Some(status), Some(body)) => Ok(Lookup::Replay { status, body }),
             _ => {
                 let mut error = ApiError::new(
                     ErrorCode::RequestInProgress,
@@ -122,13 +116,13 @@ pub async fn begin<E: Environment>(
     let pending = Record { body: body_digest.clone(), status: None, response: None };
     let pending = serde_json::to_string(&pending).map_err(|_| store_error())?;
     env.kv_put(&store_key, &pending, pending_ttl).await.map_err(|_| store_error())?;
-    Ok(Lookup::Claimed(Claim { store_key, body_digest, claimed_at_ms: env.unix_millis() }))
+    Ok(Lookup::Claimed(Claim { store_key, body_digest, claimed_at_ms: env.now_millis() }))
 }
 
-/// Stores the answer when a message may have left (success or `delivery_unknown`);
-/// otherwise releases the claim so the client can try again.
-pub async fn finish<E: Environment>(env: &E, claim: Claim, response: &HttpResponse, keep: bool) {
-    let since_claim = env.unix_millis() - claim.claimed_at_ms;
+/// Stores the answer (status and body) when a message may have left (success or
+/// `delivery_unknown`); otherwise releases the claim so the client can try again.
+pub async fn finish<E: Environment>(env: &E, claim: Claim, status: u16, body: &[u8], keep: bool) {
+    let since_claim = env.now_millis().saturating_sub(claim.claimed_at_ms) as i64;
     if since_claim < KV_WRITE_SPACING_MS {
         env.sleep((KV_WRITE_SPACING_MS - since_claim) as u64).await;
     }
@@ -139,8 +133,8 @@ pub async fn finish<E: Environment>(env: &E, claim: Claim, response: &HttpRespon
         let written = if keep {
             let record = Record {
                 body: claim.body_digest.clone(),
-                status: Some(response.status),
-                response: Some(String::from_utf8_lossy(&response.body).into_owned()),
+                status: Some(status),
+                response: Some(String::from_utf8_lossy(body).into_owned()),
             };
             match serde_json::to_string(&record) {
                 Ok(record) => env.kv_put(&claim.store_key, &record, TTL_SECONDS).await,

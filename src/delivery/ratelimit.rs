@@ -1,7 +1,8 @@
 //! A sliding-window rate limit: at most `limit` hits in any `window` of time. Pure; the
-//! Durable Object in `platform.rs` keeps one window per form and client.
+//! platform's Durable Object keeps one window per form and client.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +33,38 @@ impl Window {
     }
 }
 
+/// The client a rate limit counts, from its address (`CF-Connecting-IP`): an IPv4 address
+/// (an IPv4-mapped IPv6 address counts as its IPv4 address), or an IPv6 /64, since one host
+/// can rotate through a whole /64. Anything unparseable shares one bucket.
+pub fn client_key(ip: &str) -> String {
+    match ip.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => "unknown".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_64() {
+        assert_eq!(client_key("198.51.100.7"), "198.51.100.7");
+        assert_eq!(client_key("2001:db8:1:2:3:4:5:6"), client_key("2001:0DB8:1:2:ffff::1"));
+        assert_eq!(client_key("2001:db8::1"), "2001:db8:0:0::/64");
+        assert_ne!(client_key("2001:db8:1:2::1"), client_key("2001:db8:1:3::1"));
+        // IPv4-mapped clients are their IPv4 address, not one shared ::ffff:0:0/64 bucket.
+        assert_eq!(client_key("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_ne!(client_key("::ffff:198.51.100.7"), client_key("::ffff:203.0.113.9"));
+        assert_eq!(client_key("not an address"), "unknown");
+    }
 
     #[test]
     fn allows_the_limit_then_refuses_until_the_oldest_hit_leaves_the_window() {

@@ -67,19 +67,26 @@ fn is_form_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// `https://host[:port]` or `http://…`, with nothing after the authority.
-pub fn is_origin(origin: &str) -> bool {
-    let Some((scheme, rest)) = origin.split_once("://") else { return false };
-    matches!(scheme, "http" | "https")
-        && !rest.is_empty()
-        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+/// The origin (`scheme://host[:port]`, as browsers write it in `Origin`) of an http(s) URL
+/// with a host and no credentials, parsed as a browser would.
+pub fn origin_of(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https") && url.username().is_empty() && url.password().is_none();
+    (plain && url.host().is_some()).then(|| url.origin().ascii_serialization())
 }
 
-/// An absolute http(s) URL safe to put in a `Location` header.
-fn is_redirect(url: &str) -> bool {
-    (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() <= 2000
-        && url.bytes().all(|b| b.is_ascii_graphic())
+/// An allowed origin as the owner wrote it, in the form browsers send: `https://Example.com:443`
+/// becomes `https://example.com`. Anything after the authority is refused.
+fn normalise_origin(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw).ok()?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    bare.then(|| origin_of(raw)).flatten()
+}
+
+/// An absolute http(s) URL with a host and no credentials, safe to put in a `Location`
+/// header (printable ASCII, at most 2000 characters).
+fn is_redirect(raw: &str) -> bool {
+    raw.len() <= 2000 && raw.bytes().all(|b| b.is_ascii_graphic()) && origin_of(raw).is_some()
 }
 
 /// Parses `FORMS`. The error names the form and the key, never a value.
@@ -109,9 +116,12 @@ pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
                 return Err(bad(key));
             }
         }
-        if !raw.allowed_origins.iter().all(|o| is_origin(o)) {
-            return Err(bad("allowed_origins"));
-        }
+        let allowed_origins = raw
+            .allowed_origins
+            .iter()
+            .map(|o| normalise_origin(o))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("allowed_origins"))?;
         let field_name_ok = |f: &String| !f.is_empty() && f.len() <= 100 && !f.chars().any(char::is_control);
         if raw.honeypot.as_ref().is_some_and(|h| !field_name_ok(h)) {
             return Err(bad("honeypot"));
@@ -137,7 +147,7 @@ pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
                 subject,
                 redirect: raw.redirect,
                 error_redirect: raw.error_redirect,
-                allowed_origins: raw.allowed_origins,
+                allowed_origins,
                 honeypot: raw.honeypot,
                 email_field,
                 turnstile: raw.turnstile,
@@ -222,6 +232,22 @@ mod tests {
             assert!(error.contains(expected), "{json}: {error}");
             assert!(!error.contains("javascript") && !error.contains("not an address"));
         }
+    }
+
+    #[test]
+    fn urls_are_parsed_as_a_browser_would() {
+        let form = |extra: &str| parse(&format!(r#"{{"f": {{"to": "o@example.com", {extra}}}}}"#));
+        let origins = form(r#""allowed_origins": ["https://Example.com:443", "http://localhost:8080"]"#).unwrap();
+        assert_eq!(origins["f"].allowed_origins, vec!["https://example.com", "http://localhost:8080"]);
+        for bad in ["https://example.com/path", "https://a@example.com", "https://example.com?x", "null", "file:///x"] {
+            assert!(form(&format!(r#""allowed_origins": ["{bad}"]"#)).is_err(), "{bad}");
+        }
+        for bad in ["http://127.0.0.1:80@evil.example/", "javascript:alert(1)", "/relative", "https://"] {
+            assert!(form(&format!(r#""redirect": "{bad}""#)).is_err(), "{bad}");
+        }
+        assert!(form(r#""redirect": "https://example.com/thanks?from=form""#).is_ok());
+        assert_eq!(origin_of("https://b.example:8443/contact?x=1").as_deref(), Some("https://b.example:8443"));
+        assert_eq!(origin_of("http://127.0.0.1:80@evil.example/"), None, "credentials: not a plain origin");
     }
 
     #[test]

@@ -1,35 +1,29 @@
-//! Settings, read through a lookup function so tests need no Worker environment.
+//! Every setting and its default, read through a lookup function so tests need no Worker
+//! environment. The platform parses them once per request and hands them down.
 //!
 //! Errors name the variable and never echo its value. Secrets are only held in types whose
 //! `Debug` hides them.
 
+pub mod forms;
+
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::address::{is_host_name, EmailAddress, Mailbox};
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::auth::{AuthChoice, Credentials};
 use crate::smtp::capabilities::AuthMechanism;
-use crate::smtp::client::Timeouts;
+use crate::smtp::settings::{RelaySettings, Security, Timeouts};
+use forms::FormSettings;
 
-/// How the connection to the relay is protected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Security {
-    /// Plain TCP, upgraded with STARTTLS before anything else (default; port 587).
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// No TLS at all. Explicit opt-in only, and never with AUTH.
-    None,
-}
-
-impl Security {
-    fn default_port(self) -> u16 {
-        match self {
-            Security::StartTls | Security::None => 587,
-            Security::Tls => 465,
-        }
-    }
-}
+/// Largest request body accepted unless `MAX_REQUEST_BYTES` says otherwise: 10 MiB, room for
+/// about 7 MiB of attachments once base64-encoded in JSON.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+/// How long a request body may take to arrive unless `REQUEST_BODY_TIMEOUT_MS` says otherwise.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u64 = 30_000;
+/// Cloudflare's Turnstile verification endpoint; `TURNSTILE_VERIFY_URL` overrides it (tests
+/// use a fake).
+pub const TURNSTILE_VERIFY_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
 
 /// A pattern of `ALLOWED_FROM` / `ALLOWED_RECIPIENTS`: an address or `*@domain`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,33 +90,41 @@ impl fmt::Debug for Secret {
 /// Everything the Worker needs to send, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub security: Security,
-    pub credentials: Option<Credentials>,
-    pub ehlo_name: String,
+    /// `SMTP_HOST`, `SMTP_PORT`, `SMTP_SECURITY`, `SMTP_USERNAME`/`SMTP_PASSWORD`/`SMTP_AUTH`,
+    /// `SMTP_EHLO_NAME` and the `SMTP_*_TIMEOUT_MS`.
+    pub relay: RelaySettings,
     pub mail_from: Mailbox,
     pub allowed_from: Vec<AddressPattern>,
     pub allowed_recipients: Option<Vec<AddressPattern>>,
     pub api_keys: Vec<ApiKey>,
     /// `MESSAGE_ID_DOMAIN`, defaulting to the domain of `MAIL_FROM`.
     pub message_id_domain: String,
-    pub timeouts: Timeouts,
     /// `MAX_REQUEST_BYTES`: the largest request body accepted.
     pub max_request_bytes: usize,
+    /// `REQUEST_BODY_TIMEOUT_MS`: how long the whole body may take to arrive.
+    pub request_body_timeout_ms: u64,
     /// `FORMS`: form name → settings.
-    pub forms: std::collections::BTreeMap<String, crate::forms::settings::FormSettings>,
+    pub forms: BTreeMap<String, FormSettings>,
     pub turnstile_secret: Option<Secret>,
     pub turnstile_verify_url: String,
     /// `DEMO_INBOX_URL`: the local relay's mailbox, for the www demo (local setup only).
     pub demo_inbox_url: Option<String>,
 }
 
-/// An https URL, or an http one to this machine; printable ASCII only.
-fn is_https_or_loopback(url: &str) -> bool {
-    let printable = url.bytes().all(|b| b.is_ascii_graphic());
-    let loopback = ["http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/"];
-    printable && (url.starts_with("https://") || loopback.iter().any(|p| url.starts_with(p)))
+/// An https URL, or an http one to this machine (the tests' fakes), parsed as a browser
+/// would: `http://127.0.0.1:80@evil.example/` is a URL on evil.example, not on loopback.
+fn is_https_or_loopback(raw: &str) -> bool {
+    let Ok(url) = url::Url::parse(raw) else { return false };
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    let credentials = !url.username().is_empty() || url.password().is_some();
+    raw.bytes().all(|b| b.is_ascii_graphic())
+        && !credentials
+        && (url.scheme() == "https" && url.host().is_some() || url.scheme() == "http" && loopback)
 }
 
 fn misconfigured(variable: &str, why: &str) -> ApiError {
@@ -140,7 +142,7 @@ impl Config {
         }
         let security = match get("SMTP_SECURITY").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("starttls") => Security::StartTls,
-            Some("tls") => Security::Tls,
+            Some("tls") => Security::ImplicitTls,
             Some("none") => Security::None,
             Some(_) => return Err(misconfigured("SMTP_SECURITY", "must be starttls, tls or none")),
         };
@@ -217,18 +219,20 @@ impl Config {
         };
 
         let max_request_bytes = match get("MAX_REQUEST_BYTES") {
-            None => crate::api::http::DEFAULT_MAX_REQUEST_BYTES,
+            None => DEFAULT_MAX_REQUEST_BYTES,
             Some(v) => v.parse::<usize>().ok().filter(|n| (1024..=100 * 1024 * 1024).contains(n)).ok_or_else(|| {
                 misconfigured("MAX_REQUEST_BYTES", "must be a number of bytes from 1024 to 104857600")
             })?,
         };
 
+        let request_body_timeout_ms = millis("REQUEST_BODY_TIMEOUT_MS", DEFAULT_REQUEST_BODY_TIMEOUT_MS)?;
+
         let forms = match get("FORMS") {
             None => Default::default(),
-            Some(json) => crate::forms::settings::parse(&json).map_err(|why| misconfigured("FORMS", &why))?,
+            Some(json) => forms::parse(&json).map_err(|why| misconfigured("FORMS", &why))?,
         };
         let turnstile_verify_url = match get("TURNSTILE_VERIFY_URL") {
-            None => crate::forms::TURNSTILE_VERIFY_URL.to_string(),
+            None => TURNSTILE_VERIFY_URL.to_string(),
             // The secret goes in the body: plain http only to this machine (the tests' fake).
             Some(url) if is_https_or_loopback(&url) => url,
             Some(_) => {
@@ -248,12 +252,8 @@ impl Config {
             turnstile_secret: get("TURNSTILE_SECRET").map(Secret),
             turnstile_verify_url,
             max_request_bytes,
-            timeouts,
-            smtp_host,
-            smtp_port,
-            security,
-            credentials,
-            ehlo_name,
+            request_body_timeout_ms,
+            relay: RelaySettings { host: smtp_host, port: smtp_port, security, ehlo_name, credentials, timeouts },
             mail_from,
             allowed_from,
             allowed_recipients,
@@ -308,11 +308,12 @@ mod tests {
     #[test]
     fn defaults() {
         let c = with(&[]).unwrap();
-        assert_eq!((c.smtp_port, c.security), (587, Security::StartTls));
-        assert_eq!(c.ehlo_name, "example.com");
+        assert_eq!((c.relay.port, c.relay.security), (587, Security::StartTls));
+        assert_eq!(c.relay.ehlo_name, "example.com");
         assert_eq!(c.message_id_domain, "example.com");
-        assert!(c.credentials.is_none() && c.api_keys.is_empty());
-        assert_eq!(with(&[("SMTP_SECURITY", "tls")]).unwrap().smtp_port, 465);
+        assert!(c.relay.credentials.is_none() && c.api_keys.is_empty());
+        assert_eq!(with(&[("SMTP_SECURITY", "tls")]).unwrap().relay.port, 465);
+        assert_eq!((c.max_request_bytes, c.request_body_timeout_ms), (DEFAULT_MAX_REQUEST_BYTES, 30_000));
     }
 
     #[test]
@@ -333,11 +334,11 @@ mod tests {
     #[test]
     fn auth_choice_and_timeouts() {
         let c = with(&[("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "p"), ("SMTP_AUTH", "XOAUTH2")]).unwrap();
-        assert_eq!(c.credentials.unwrap().choice, AuthChoice::Only(AuthMechanism::XOAuth2));
+        assert_eq!(c.relay.credentials.unwrap().choice, AuthChoice::Only(AuthMechanism::XOAuth2));
         assert!(with(&[("SMTP_USERNAME", "u"), ("SMTP_PASSWORD", "p"), ("SMTP_AUTH", "cram-md5")]).is_err());
         let c = with(&[("SMTP_COMMAND_TIMEOUT_MS", "2500")]).unwrap();
-        assert_eq!(c.timeouts.command, 2500);
-        assert_eq!(c.timeouts.connect, Timeouts::default().connect);
+        assert_eq!(c.relay.timeouts.command, 2500);
+        assert_eq!(c.relay.timeouts.connect, Timeouts::default().connect);
         let error = with(&[("SMTP_DATA_TIMEOUT_MS", "soon")]).unwrap_err();
         assert!(error.message.starts_with("SMTP_DATA_TIMEOUT_MS"));
     }
@@ -348,14 +349,22 @@ mod tests {
             let error = with(&[("SMTP_EHLO_NAME", bad)]).unwrap_err();
             assert!(error.message.starts_with("SMTP_EHLO_NAME"), "{bad}");
         }
-        assert_eq!(with(&[("SMTP_EHLO_NAME", "mail.example.net")]).unwrap().ehlo_name, "mail.example.net");
+        assert_eq!(with(&[("SMTP_EHLO_NAME", "mail.example.net")]).unwrap().relay.ehlo_name, "mail.example.net");
     }
 
     #[test]
     fn plain_http_only_to_this_machine() {
         assert!(with(&[("TURNSTILE_VERIFY_URL", "http://127.0.0.1:9000/siteverify")]).is_ok());
         assert!(with(&[("TURNSTILE_VERIFY_URL", "https://verify.example/x")]).is_ok());
-        for bad in ["http://verify.example/x", "http://127.0.0.1.evil.example/x", "ftp://x"] {
+        assert!(with(&[("TURNSTILE_VERIFY_URL", "http://localhost:9000/x")]).is_ok());
+        for bad in [
+            "http://verify.example/x",
+            "http://127.0.0.1.evil.example/x",
+            "ftp://x",
+            "http://127.0.0.1:80@evil.example/",
+            "http://localhost@evil.example/",
+            "https://user:pw@verify.example/x",
+        ] {
             let error = with(&[("TURNSTILE_VERIFY_URL", bad)]).unwrap_err();
             assert!(error.message.starts_with("TURNSTILE_VERIFY_URL"), "{bad}");
         }

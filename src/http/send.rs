@@ -1,13 +1,18 @@
-//! `POST /v1/send`: the JSON body → validated [`Content`].
+//! `POST /v1/send`: the API key, then the JSON body → a validated [`Submission`] → the relay.
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::Deserialize;
 
+use super::body::{self, BodySource};
+use super::request::{Platform, RequestHead};
+use super::response::{Handled, HttpResponse};
 use crate::address::Mailbox;
 use crate::config::Config;
+use crate::delivery::idempotency::{self, Lookup};
+use crate::delivery::submit::{submit, Submission};
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
-use crate::message::{Attachment, Content};
+use crate::message::{implied_charset, Attachment, Content};
 use crate::smtp::envelope::{Dsn, Notify};
 
 /// Most envelope recipients (to + cc + bcc) one request may name.
@@ -15,6 +20,87 @@ pub const MAX_RECIPIENTS: usize = 50;
 /// Most attachments (inline images included) and extra headers per message.
 pub const MAX_ATTACHMENTS: usize = 20;
 pub const MAX_EXTRA_HEADERS: usize = 20;
+/// Most `reply_to` addresses.
+pub const MAX_REPLY_TO: usize = 10;
+
+/// `POST /v1/send`. The key is checked before a byte of the body is read.
+pub async fn handle<P: Platform>(
+    env: P,
+    config: Result<&Config, &ApiError>,
+    head: &RequestHead,
+    mut source: impl BodySource,
+) -> Handled<P> {
+    let debug = head.debug();
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return HttpResponse::error(error).into(),
+    };
+    let api_key = match authorize(config, head) {
+        Ok(key) => key,
+        Err(error) => return HttpResponse::error(&error).into(),
+    };
+    let body = match body::read(&env, head, &mut source, config.max_request_bytes, config.request_body_timeout_ms).await
+    {
+        Ok(body) => body,
+        Err(error) => return HttpResponse::error(&error).into(),
+    };
+    let submission = match parse(&body, config) {
+        Ok(submission) => submission,
+        Err(error) => return HttpResponse::error(&error).into(),
+    };
+    let claim = match head.header("idempotency-key") {
+        None => None,
+        Some(key) => {
+            let recipients = submission.content.envelope_recipients().len();
+            let ttl = idempotency::pending_ttl_seconds(&config.relay, recipients);
+            match idempotency::begin(&env, api_key, key, &body, ttl).await {
+                Ok(Lookup::Claimed(claim)) => Some(claim),
+                Ok(Lookup::Replay { status, body }) => {
+                    let headers = vec![
+                        ("content-type".into(), "application/json; charset=utf-8".into()),
+                        ("idempotent-replayed".into(), "true".into()),
+                    ];
+                    return HttpResponse::new(status, headers, body.into_bytes()).into();
+                }
+                Err(error) => return HttpResponse::error(&error).into(),
+            }
+        }
+    };
+    drop(body);
+    let submitted = submit(&env, &config.relay, &config.message_id_domain, &submission).await;
+    let response = match &submitted.result {
+        Ok(sent) => {
+            let mut answer = serde_json::json!({"ok": true, "message_id": sent.message_id, "accepted": sent.accepted,
+                "rejected": sent.rejected, "smtp": sent.smtp});
+            if debug {
+                answer["transcript"] = serde_json::json!(submitted.transcript);
+                answer["round_trips"] = serde_json::json!(submitted.round_trips);
+            }
+            HttpResponse::json(200, &answer)
+        }
+        Err(error) => HttpResponse::error_with_transcript(error, debug.then_some(&submitted.transcript)),
+    };
+    if let Some(claim) = claim {
+        idempotency::finish(&env, claim, response.status, &response.body, submitted.may_have_left()).await;
+    }
+    Handled { response, after: submitted.session }
+}
+
+/// Checks the bearer key; returns it when valid.
+fn authorize<'h>(config: &Config, head: &'h RequestHead) -> Result<&'h str, ApiError> {
+    if config.api_keys.is_empty() {
+        return Err(ApiError::new(ErrorCode::Misconfigured, "API_KEYS is not set"));
+    }
+    let presented = head
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    // Check every key, so timing does not reveal which one matched.
+    match presented {
+        Some(key) if config.api_keys.iter().fold(false, |hit, k| k.matches(key) | hit) => Ok(key),
+        _ => Err(ApiError::new(ErrorCode::Unauthorized, "a valid API key is required: Authorization: Bearer <key>")),
+    }
+}
 
 /// `{"filename", "content_type"?, "content" (base64), "content_id"?}`
 #[derive(Debug, Deserialize)]
@@ -102,13 +188,6 @@ impl Problems {
     }
 }
 
-/// A validated request: the message, and how the relay should report on it.
-#[derive(Debug)]
-pub struct Submission {
-    pub content: Content,
-    pub dsn: Option<Dsn>,
-}
-
 fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
     let mut dsn = Dsn::default();
     if let Some(notify) = &input.notify {
@@ -161,7 +240,9 @@ fn is_token(t: &str) -> bool {
 }
 
 /// `type/subtype` of token characters (RFC 2045 §5.1), optionally `; charset=token`;
-/// lower-cased. Other parameters are refused: the builder writes the ones it needs.
+/// lower-cased. Other parameters are refused: the builder writes the ones it needs. So are
+/// `multipart/*` and `message/*`: an attachment that declares itself a container would be
+/// read as more parts of the message.
 pub(crate) fn media_type(value: &str) -> Option<(String, Option<String>)> {
     let mut pieces = value.split(';');
     let (kind, subtype) = pieces.next()?.trim().split_once('/')?;
@@ -177,6 +258,9 @@ pub(crate) fn media_type(value: &str) -> Option<(String, Option<String>)> {
         }
     };
     if pieces.next().is_some() || !is_token(kind) || !is_token(subtype) {
+        return None;
+    }
+    if kind.eq_ignore_ascii_case("multipart") || kind.eq_ignore_ascii_case("message") {
         return None;
     }
     Some((format!("{kind}/{subtype}").to_ascii_lowercase(), charset))
@@ -208,7 +292,16 @@ fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) ->
             problems.add(field("content_id"), "must be 1 to 100 letters, digits or ._-@$");
         }
     }
-    let data = match STANDARD.decode(input.content.as_bytes()) {
+    // MIME-style base64 wraps at 76 columns: line breaks and spaces are not part of it.
+    let content = input.content.as_bytes();
+    let unwrapped: Vec<u8>;
+    let content = if content.iter().any(u8::is_ascii_whitespace) {
+        unwrapped = content.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        &unwrapped[..]
+    } else {
+        content
+    };
+    let data = match STANDARD.decode(content) {
         Ok(data) => Some(data),
         Err(_) => {
             problems.add(field("content"), "is not valid base64");
@@ -220,9 +313,7 @@ fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) ->
     }
     let (content_type, charset) = content_type.unwrap_or_default();
     let data = data.unwrap_or_default();
-    // Text without a declared charset would be read as US-ASCII; say UTF-8 when it is.
-    let charset = charset
-        .or_else(|| (content_type.starts_with("text/") && std::str::from_utf8(&data).is_ok()).then(|| "utf-8".into()));
+    let charset = charset.or_else(|| implied_charset(&content_type, &data));
     Some(Attachment {
         filename: filename.to_string(),
         content_type,
@@ -282,6 +373,9 @@ fn submission(body: SendBody, config: &Config) -> Result<Submission, ApiError> {
     let cc = problems.mailboxes("cc", body.cc.as_ref());
     let bcc = problems.mailboxes("bcc", body.bcc.as_ref());
     let reply_to = problems.mailboxes("reply_to", body.reply_to.as_ref());
+    if reply_to.len() > MAX_REPLY_TO {
+        problems.add("reply_to", format!("at most {MAX_REPLY_TO} addresses are allowed"));
+    }
 
     let dsn = body.dsn.as_ref().map(|input| dsn(&mut problems, input));
     let subject = body.subject.unwrap_or_default();
@@ -374,6 +468,8 @@ mod tests {
         assert_eq!(media_type("text/plain; charset=\"utf-8\""), Some(("text/plain".into(), Some("utf-8".into()))));
         for bad in [
             "pdf",
+            "multipart/mixed",
+            "Message/RFC822",
             "text/",
             "/plain",
             "text/plain; name=x",
@@ -414,6 +510,30 @@ mod tests {
         assert_eq!(content.attachments[0].data, "Grüße".as_bytes());
         assert_eq!(content.attachments[0].charset.as_deref(), Some("utf-8"));
         assert_eq!(content.headers, vec![("X-Ok".to_string(), "fine".to_string())]);
+    }
+
+    #[test]
+    fn line_wrapped_base64_is_accepted() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        let encoded = STANDARD.encode(&data);
+        let wrapped: Vec<String> = encoded.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l).into()).collect();
+        for separator in ["\r\n", "\n", " "] {
+            let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
+                "attachments": [{"filename": "a.bin", "content": wrapped.join(separator)}]});
+            let content = parse_json(body).unwrap();
+            assert_eq!(content.attachments[0].data, data);
+        }
+    }
+
+    #[test]
+    fn reply_to_is_limited_and_containers_are_not_attachments() {
+        let many: Vec<String> = (0..11).map(|i| format!("r{i}@example.org")).collect();
+        let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y", "reply_to": many,
+            "attachments": [{"filename": "a.eml", "content_type": "message/rfc822", "content": "aGk="},
+                            {"filename": "b", "content_type": "multipart/mixed; charset=x", "content": "aGk="}]});
+        let error = parse_json(body).unwrap_err();
+        let fields: Vec<&str> = error.details.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, vec!["reply_to", "attachments[0].content_type", "attachments[1].content_type"]);
     }
 
     #[test]

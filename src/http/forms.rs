@@ -1,0 +1,461 @@
+//! `POST /v1/forms/{form}`: a web form (urlencoded, multipart or JSON) becomes a message to
+//! the recipients the owner configured. Recipients, subject, redirects and limits come from
+//! `FORMS`; the submitter's fields only fill the body, the subject template and Reply-To.
+
+use super::body::{self, BodySource};
+use super::pages;
+use super::request::{Field, FieldValue, Platform, RequestHead};
+use super::response::{Handled, HttpResponse};
+use super::send::media_type;
+use crate::address::{EmailAddress, Mailbox};
+use crate::config::forms::{origin_of, FormSettings};
+use crate::config::Config;
+use crate::delivery::env::Environment;
+use crate::delivery::ratelimit::client_key;
+use crate::delivery::submit::{submit, Sent, Submission};
+use crate::error::{ApiError, ErrorCode};
+use crate::header;
+use crate::message::{implied_charset, Attachment, Content};
+use crate::smtp::transcript::Transcript;
+
+/// The field Cloudflare Turnstile's widget adds to the form.
+pub const TURNSTILE_FIELD: &str = "cf-turnstile-response";
+/// Most fields one submission may have.
+pub const MAX_FIELDS: usize = 100;
+/// Longest subject a template may make, in characters.
+const MAX_SUBJECT_CHARS: usize = 200;
+
+/// How the caller wants its answer: JSON for fetch/XHR, pages and redirects for a browser
+/// that posted a plain HTML form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    Json,
+    Browser,
+}
+
+/// The origin a request comes from: `Origin` when the browser sent one (`null` included: an
+/// opaque origin is a foreign one, never replaced by the Referer), else the Referer's origin.
+fn request_origin(head: &RequestHead) -> Option<String> {
+    match head.header("origin") {
+        Some(origin) => Some(origin.trim().to_string()),
+        None => origin_of(head.header("referer")?),
+    }
+}
+
+/// CORS headers for an allowed origin; nothing for any other.
+fn cors_headers(form: &FormSettings, origin: Option<&str>) -> Vec<(String, String)> {
+    match origin {
+        Some(origin) if form.allowed_origins.iter().any(|o| o == origin) => {
+            vec![("access-control-allow-origin".into(), origin.to_string()), ("vary".into(), "Origin".into())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `OPTIONS /v1/forms/{form}`: a CORS preflight, answered only for allowed origins.
+pub fn preflight(config: Result<&Config, &ApiError>, name: &str, head: &RequestHead) -> HttpResponse {
+    let origin = request_origin(head);
+    let form = config.ok().and_then(|config| config.forms.get(name));
+    let mut headers = form.map(|form| cors_headers(form, origin.as_deref())).unwrap_or_default();
+    if headers.is_empty() {
+        return HttpResponse::new(403, headers, Vec::new());
+    }
+    headers.push(("access-control-allow-methods".into(), "POST, OPTIONS".into()));
+    headers.push(("access-control-allow-headers".into(), "content-type, accept".into()));
+    headers.push(("access-control-max-age".into(), "600".into()));
+    HttpResponse::new(204, headers, Vec::new())
+}
+
+/// `POST /v1/forms/{form}`. The form, the origin and the rate limit are settled from the
+/// head; only then is the body read, within the limit.
+pub async fn handle<P: Platform>(
+    env: P,
+    config: Result<&Config, &ApiError>,
+    name: &str,
+    head: &RequestHead,
+    mut source: impl BodySource,
+) -> Handled<P> {
+    let accept = head.header("accept").unwrap_or_default();
+    let is_json_body = head.media_type() == "application/json";
+    let answer = if accept.contains("application/json") || is_json_body { Answer::Json } else { Answer::Browser };
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return error_answer(answer, None, &[], error, None).into(),
+    };
+    let Some(form) = config.forms.get(name) else {
+        let error = ApiError::new(ErrorCode::NotFound, format!("there is no form named {name}"));
+        return error_answer(answer, None, &[], &error, None).into();
+    };
+    let origin = request_origin(head);
+    let cors = cors_headers(form, origin.as_deref());
+    let debug = form.debug && head.debug();
+    let fail = |error: ApiError, transcript: Option<&Transcript>| -> Handled<P> {
+        error_answer(answer, Some(form), &cors, &error, transcript.filter(|_| debug)).into()
+    };
+
+    if !form.allowed_origins.is_empty() && cors.is_empty() {
+        let from = match &origin {
+            Some(origin) => format!("from {origin}"),
+            None => "without an Origin or Referer header".to_string(),
+        };
+        let message = format!("this form accepts posts only from its allowed origins; this one came {from}");
+        return fail(ApiError::new(ErrorCode::ForbiddenOrigin, message), None);
+    }
+    let client = head.header("cf-connecting-ip").unwrap_or("unknown");
+    match env.rate_limit(&format!("{name}|{}", client_key(client)), form.rate_limit_per_minute, 60).await {
+        Ok(decision) if !decision.allowed => {
+            let mut error = ApiError::new(ErrorCode::RateLimited, "too many submissions; try again later");
+            error.retry_after = Some(decision.retry_after);
+            return fail(error, None);
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let error =
+                ApiError::new(ErrorCode::Misconfigured, "RATE_LIMITER (the Durable Object binding) is not usable");
+            return fail(error, None);
+        }
+    }
+    let fields = match read_fields(&env, config, head, &mut source).await {
+        Ok(fields) => fields,
+        Err(error) => return fail(error, None),
+    };
+    if let Some(honeypot) = &form.honeypot {
+        if fields.iter().any(|f| f.name == *honeypot && !matches!(&f.value, FieldValue::Text(t) if t.is_empty())) {
+            // A bot filled the hidden field: it gets what a person would get, and nothing is sent.
+            return success_answer(answer, form, &cors, None).into();
+        }
+    }
+    if form.turnstile {
+        if let Err(error) = verify_turnstile(&env, config, &fields, client).await {
+            return fail(error, None);
+        }
+    }
+    let submission = match submission(config, name, form, &fields) {
+        Ok(submission) => submission,
+        Err(error) => return fail(error, None),
+    };
+    drop(fields);
+    let submitted = submit(&env, &config.relay, &config.message_id_domain, &submission).await;
+    let response = match &submitted.result {
+        Ok(sent) => {
+            success_answer(answer, form, &cors, debug.then_some((sent, &submitted.transcript, submitted.round_trips)))
+        }
+        Err(error) => error_answer(answer, Some(form), &cors, error, debug.then_some(&submitted.transcript)),
+    };
+    Handled { response, after: submitted.session }
+}
+
+/// The submitted fields, from a body read within the limit: urlencoded (parsed here),
+/// multipart (parsed by the platform), or a JSON object of strings, numbers, booleans, or
+/// lists of them.
+async fn read_fields<P: Platform>(
+    env: &P,
+    config: &Config,
+    head: &RequestHead,
+    source: &mut impl BodySource,
+) -> Result<Vec<Field>, ApiError> {
+    let kind = head.media_type();
+    if !matches!(kind.as_str(), "application/x-www-form-urlencoded" | "multipart/form-data" | "application/json") {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "send application/x-www-form-urlencoded, multipart/form-data or application/json",
+        ));
+    }
+    let body = body::read(env, head, source, config.max_request_bytes, config.request_body_timeout_ms).await?;
+    let fields = match kind.as_str() {
+        "application/x-www-form-urlencoded" => form_urlencoded::parse(&body)
+            .map(|(name, value)| Field { name: name.into_owned(), value: FieldValue::Text(value.into_owned()) })
+            .collect(),
+        "multipart/form-data" => {
+            let content_type = head.header("content-type").unwrap_or_default().to_string();
+            env.parse_multipart(&content_type, body)
+                .await
+                .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the form body could not be parsed"))?
+        }
+        _ => json_fields(&body)?,
+    };
+    if fields.len() > MAX_FIELDS {
+        return Err(ApiError::new(ErrorCode::ValidationFailed, format!("at most {MAX_FIELDS} fields are accepted")));
+    }
+    Ok(fields)
+}
+
+fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not a JSON object: {e}")))?;
+    let mut fields = Vec::new();
+    for (name, value) in object {
+        let values = match value {
+            serde_json::Value::Array(items) => items,
+            other => vec![other],
+        };
+        for value in values {
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Null => String::new(),
+                _ => return Err(ApiError::new(ErrorCode::ValidationFailed, format!("{name} must be text"))),
+            };
+            fields.push(Field { name: name.clone(), value: FieldValue::Text(text) });
+        }
+    }
+    Ok(fields)
+}
+
+async fn verify_turnstile<E: Environment>(
+    env: &E,
+    config: &Config,
+    fields: &[Field],
+    client: &str,
+) -> Result<(), ApiError> {
+    let secret = config.turnstile_secret.as_ref().map(|s| s.expose()).ok_or_else(|| {
+        ApiError::new(ErrorCode::Misconfigured, "TURNSTILE_SECRET is not set but the form requires Turnstile")
+    })?;
+    let token = fields.iter().find_map(|f| match &f.value {
+        FieldValue::Text(t) if f.name == TURNSTILE_FIELD && !t.is_empty() => Some(t.as_str()),
+        _ => None,
+    });
+    let captcha_failed = |why: &str| ApiError::new(ErrorCode::CaptchaFailed, why.to_string());
+    let token = token.ok_or_else(|| captcha_failed("the Turnstile token is missing"))?;
+    let mut form = vec![("secret", secret), ("response", token)];
+    if client != "unknown" {
+        form.push(("remoteip", client));
+    }
+    let (status, body) = env
+        .post_form(&config.turnstile_verify_url, &form)
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::CaptchaFailed, "the Turnstile check could not be made"))?;
+    let verdict: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    if status == 200 && verdict["success"] == true {
+        Ok(())
+    } else {
+        Err(captcha_failed("the Turnstile token is invalid or expired"))
+    }
+}
+
+/// Fields that steer the form rather than carry the submitter's message.
+fn is_control_field(form: &FormSettings, name: &str) -> bool {
+    name == TURNSTILE_FIELD || form.honeypot.as_deref() == Some(name)
+}
+
+/// `{{field}}` in the owner's template → the field's first value; then the whole subject is
+/// repaired by the header rule, so values cannot join into an encoded word across
+/// placeholders.
+fn subject(template: &str, fields: &[&Field]) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let name = rest[start + 2..start + end].trim();
+        let value = fields.iter().find_map(|f| match &f.value {
+            FieldValue::Text(t) if f.name == name => Some(header::repair(t, MAX_SUBJECT_CHARS)),
+            _ => None,
+        });
+        out.push_str(&value.unwrap_or_default());
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    let subject = header::repair(&out, MAX_SUBJECT_CHARS);
+    if subject.is_empty() {
+        "New form submission".into()
+    } else {
+        subject
+    }
+}
+
+fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Field]) -> Result<Submission, ApiError> {
+    let listed: Vec<&Field> = fields.iter().filter(|f| !is_control_field(form, &f.name)).collect();
+    let mut attachments = Vec::new();
+    for field in &listed {
+        if let FieldValue::File { filename, content_type, data } = &field.value {
+            if filename.is_empty() && data.is_empty() {
+                continue; // an empty file input
+            }
+            if attachments.len() == form.max_files {
+                let why = match form.max_files {
+                    0 => "this form does not accept files".to_string(),
+                    1 => "at most 1 file is accepted".to_string(),
+                    n => format!("at most {n} files are accepted"),
+                };
+                return Err(ApiError::new(ErrorCode::ValidationFailed, why));
+            }
+            if data.len() > form.max_file_bytes {
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "{} is over the {} bytes this form accepts per file",
+                        header::repair(filename, 200),
+                        form.max_file_bytes
+                    ),
+                ));
+            }
+            // The browser's type for the file when it is well formed (and not a container);
+            // octet-stream otherwise.
+            let (kind, charset) =
+                media_type(content_type).unwrap_or_else(|| ("application/octet-stream".to_string(), None));
+            if !form.file_type_allowed(&kind) {
+                return Err(ApiError::new(
+                    ErrorCode::ValidationFailed,
+                    format!("files of type {} are not accepted", header::repair(&kind, 200)),
+                ));
+            }
+            let charset = charset.or_else(|| implied_charset(&kind, data));
+            let filename = header::repair(filename.rsplit(['/', '\\']).next().unwrap_or_default(), 200);
+            attachments.push(Attachment {
+                filename: if filename.is_empty() { "attachment".into() } else { filename },
+                content_type: kind,
+                charset,
+                data: data.clone(),
+                content_id: None,
+            });
+        }
+    }
+    let reply_to = listed.iter().find_map(|f| match &f.value {
+        FieldValue::Text(t) if f.name == form.email_field => EmailAddress::parse(t.trim()).ok(),
+        _ => None,
+    });
+    let (text, html) = pages::render_fields(name, &listed);
+    let rendered = text.len() + html.len() + attachments.iter().map(|a| a.data.len()).sum::<usize>();
+    if rendered > config.max_request_bytes {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the message this submission makes is over {} bytes", config.max_request_bytes),
+        ));
+    }
+    let content = Content {
+        from: config.mail_from.clone(),
+        to: form.to.clone(),
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        reply_to: reply_to.into_iter().map(|email| Mailbox { name: None, email }).collect(),
+        subject: subject(&form.subject, &listed),
+        text: Some(text),
+        html: Some(html),
+        attachments,
+        headers: vec![("X-Edge-Mailer-Form".into(), name.to_string())],
+    };
+    Ok(Submission { content, dsn: None })
+}
+
+fn see_other(location: String, headers: &[(String, String)]) -> HttpResponse {
+    HttpResponse::new(303, vec![("location".into(), location)], Vec::new()).with_headers(headers)
+}
+
+fn success_answer(
+    answer: Answer,
+    form: &FormSettings,
+    cors: &[(String, String)],
+    debug: Option<(&Sent, &Transcript, u32)>,
+) -> HttpResponse {
+    match answer {
+        Answer::Json => {
+            let mut body = serde_json::json!({"ok": true});
+            if let Some((sent, transcript, round_trips)) = debug {
+                body["message_id"] = serde_json::json!(sent.message_id);
+                body["smtp"] = serde_json::json!(sent.smtp);
+                body["transcript"] = serde_json::json!(transcript);
+                body["round_trips"] = serde_json::json!(round_trips);
+            }
+            HttpResponse::json(200, &body).with_headers(cors)
+        }
+        Answer::Browser => match &form.redirect {
+            Some(url) => see_other(url.clone(), cors),
+            None => pages::thanks().with_headers(cors),
+        },
+    }
+}
+
+fn error_answer(
+    answer: Answer,
+    form: Option<&FormSettings>,
+    cors: &[(String, String)],
+    error: &ApiError,
+    transcript: Option<&Transcript>,
+) -> HttpResponse {
+    let mut response = match answer {
+        Answer::Json => HttpResponse::error_with_transcript(error, transcript),
+        Answer::Browser => match form.and_then(|f| f.error_redirect.as_ref()) {
+            Some(url) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let query: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("error", error.code.as_str())
+                    .append_pair("message", &error.message)
+                    .finish();
+                see_other(format!("{url}{separator}{query}"), &[])
+            }
+            None => pages::error(error),
+        },
+    };
+    response.error = Some(error.code);
+    if let Some(seconds) = error.retry_after {
+        if !response.headers.iter().any(|(n, _)| n == "retry-after") {
+            response.headers.push(("retry-after".into(), seconds.to_string()));
+        }
+    }
+    response.with_headers(cors)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(name: &str, value: &str) -> Field {
+        Field { name: name.into(), value: FieldValue::Text(value.into()) }
+    }
+
+    #[test]
+    fn subject_template_uses_repaired_first_values() {
+        let owned =
+            [text("name", "Ada\r\nBcc: x@evil.example"), text("name", "second"), text("topic", "=?utf-8?q?x?=")];
+        let fields: Vec<&Field> = owned.iter().collect();
+        assert_eq!(subject("New message from {{name}}", &fields), "New message from Ada Bcc: x@evil.example");
+        assert_eq!(subject("{{ topic }} / {{missing}}!", &fields), "= ?utf-8?q?x? = / !");
+        assert!(header::problem(&subject("{{topic}}", &fields)).is_none());
+        assert_eq!(subject("{{missing}}", &fields), "New form submission");
+        assert_eq!(subject("unclosed {{name", &fields), "unclosed {{name");
+    }
+
+    #[test]
+    fn values_cannot_join_into_an_encoded_word_across_placeholders() {
+        let owned = [text("a", "=?utf-8?b?"), text("b", "QmNjOiB4QGV2aWwuZXhhbXBsZQ==?=")];
+        let fields: Vec<&Field> = owned.iter().collect();
+        for template in ["{{a}}{{b}}", "{{a}}{{b}} tail", "x{{a}}{{b}}"] {
+            let made = subject(template, &fields);
+            assert_eq!(header::problem(&made), None, "{template} made {made:?}");
+        }
+        // Each half alone passes the rule; the join must not.
+        let halves = [text("a", "="), text("b", "?utf-8?q?x?"), text("c", "=")];
+        let fields: Vec<&Field> = halves.iter().collect();
+        assert_eq!(header::problem(&subject("{{a}}{{b}}{{c}}", &fields)), None);
+    }
+
+    #[test]
+    fn origin_from_origin_or_referer_and_null_is_never_replaced() {
+        let head = |headers: &[(&str, &str)]| RequestHead {
+            method: "POST".into(),
+            path: "/v1/forms/contact".into(),
+            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            ..RequestHead::default()
+        };
+        assert_eq!(request_origin(&head(&[("Origin", "https://a.example")])).as_deref(), Some("https://a.example"));
+        assert_eq!(
+            request_origin(&head(&[("Referer", "https://b.example:8443/contact?x=1")])).as_deref(),
+            Some("https://b.example:8443")
+        );
+        assert_eq!(request_origin(&head(&[])), None);
+        let null = head(&[("Origin", "null"), ("Referer", "https://a.example/page")]);
+        assert_eq!(request_origin(&null).as_deref(), Some("null"));
+        let form = FormSettings {
+            allowed_origins: vec!["https://a.example".into()],
+            ..crate::config::forms::parse(r#"{"f": {"to": "o@example.com"}}"#).unwrap().remove("f").unwrap()
+        };
+        assert!(cors_headers(&form, request_origin(&null).as_deref()).is_empty());
+        let spoof = head(&[("Referer", "http://127.0.0.1:80@evil.example/")]);
+        assert_eq!(request_origin(&spoof), None, "not loopback, and not an origin at all");
+    }
+}

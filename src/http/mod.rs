@@ -1,0 +1,63 @@
+//! The HTTP edge, with no Workers types: the platform turns its request into a
+//! [`RequestHead`] and a [`BodySource`], calls [`serve`] with the configuration it parsed,
+//! and sends the [`HttpResponse`] back.
+//!
+//! Every handler decides what it can from the head before it reads a byte of the body (the
+//! route, the API key, the form and its origin, the rate limit); then the body is read with a
+//! running count that stops at the limit, and a deadline.
+
+pub mod body;
+pub mod demo;
+pub mod forms;
+pub mod meta;
+pub mod pages;
+pub mod request;
+pub mod response;
+pub mod send;
+
+pub use body::BodySource;
+pub use request::{Field, FieldValue, Platform, RequestHead};
+pub use response::{after_response, Handled, HttpResponse};
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+
+/// The route table. `config` is the configuration the platform parsed for this request (or
+/// why it is broken, which routes that need it report as `misconfigured`).
+pub async fn serve<P: Platform>(
+    env: P,
+    config: Result<&Config, &ApiError>,
+    head: RequestHead,
+    body: impl BodySource,
+) -> Handled<P> {
+    let method = head.method.as_str();
+    match head.path.as_str() {
+        "/v1/health" => only(method, "GET", meta::health).into(),
+        "/v1/errors" => only(method, "GET", meta::errors).into(),
+        "/v1/demo" if method == "GET" => demo::describe(config).into(),
+        "/v1/demo/message" if method == "GET" => demo::received(&env, config, &head).await.into(),
+        "/v1/send" if method == "POST" => send::handle(env, config, &head, body).await,
+        "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
+        path if path.starts_with("/v1/forms/") => {
+            let name = &path["/v1/forms/".len()..];
+            match method {
+                "POST" => forms::handle(env, config, name, &head, body).await,
+                "OPTIONS" => forms::preflight(config, name, &head).into(),
+                _ => HttpResponse::error(&method_not_allowed("POST")).into(),
+            }
+        }
+        path => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, format!("no route {path}"))).into(),
+    }
+}
+
+fn only(method: &str, allowed: &str, respond: impl FnOnce() -> HttpResponse) -> HttpResponse {
+    if method == allowed {
+        respond()
+    } else {
+        HttpResponse::error(&method_not_allowed(allowed))
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("use {allowed}"))
+}

@@ -1,0 +1,69 @@
+//! What the handlers answer: status, headers and body, and the SMTP session to close after.
+
+use std::future::Future;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::smtp::client::{Network, Session};
+use crate::smtp::transcript::Transcript;
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The error code of an error answer, for the request log.
+    pub error: Option<ErrorCode>,
+}
+
+impl HttpResponse {
+    pub fn new(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+        HttpResponse { status, headers, body, error: None }
+    }
+
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        let headers = vec![("content-type".into(), "application/json; charset=utf-8".into())];
+        HttpResponse::new(status, headers, value.to_string().into_bytes())
+    }
+
+    pub fn error(error: &ApiError) -> Self {
+        let mut response = HttpResponse::json(error.code.status(), &error.to_json());
+        if let Some(seconds) = error.retry_after {
+            response.headers.push(("retry-after".into(), seconds.to_string()));
+        }
+        response.error = Some(error.code);
+        response
+    }
+
+    /// The error answer; in debug mode with the SMTP conversation up to the failure.
+    pub fn error_with_transcript(error: &ApiError, transcript: Option<&Transcript>) -> Self {
+        let mut response = HttpResponse::error(error);
+        if let Some(transcript) = transcript {
+            let mut body = error.to_json();
+            body["transcript"] = serde_json::json!(transcript);
+            response.body = body.to_string().into_bytes();
+        }
+        response
+    }
+
+    pub fn with_headers(mut self, headers: &[(String, String)]) -> Self {
+        self.headers.extend(headers.iter().cloned());
+        self
+    }
+}
+
+/// An answer, and the open SMTP session to close once the answer has gone out.
+pub struct Handled<N: Network> {
+    pub response: HttpResponse,
+    pub after: Option<Session<N>>,
+}
+
+impl<N: Network> From<HttpResponse> for Handled<N> {
+    fn from(response: HttpResponse) -> Self {
+        Handled { response, after: None }
+    }
+}
+
+/// Work that must not delay the answer: the polite end of the SMTP session.
+pub fn after_response<N: Network>(after: Option<Session<N>>) -> Option<impl Future<Output = ()>> {
+    after.map(Session::quit)
+}

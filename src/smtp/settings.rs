@@ -1,0 +1,87 @@
+//! How to reach the relay: where, how the connection is protected, who we are, and how long
+//! each wait may last. Plain data, built by `config` from the environment.
+
+use super::auth::{AuthChoice, Credentials};
+use super::capabilities::AuthMechanism;
+
+/// How the connection to the relay is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// Plain TCP, upgraded with STARTTLS before anything else (default; port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    ImplicitTls,
+    /// No TLS at all. Explicit opt-in only, and never with AUTH.
+    None,
+}
+
+impl Security {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Security::StartTls | Security::None => 587,
+            Security::ImplicitTls => 465,
+        }
+    }
+}
+
+/// Upper bounds for each wait, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect (and, for implicit TLS, the handshake).
+    pub connect: u64,
+    /// The greeting, each command's reply and write, and the STARTTLS handshake.
+    pub command: u64,
+    /// Writing the message, and the verdict after it: relays scan a message before answering.
+    pub data_end: u64,
+    /// The polite QUIT after the answer has gone out.
+    pub quit: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // RFC 5321 §4.5.3.2 allows minutes; an HTTP caller waits for us, so stay well below.
+        Timeouts { connect: 10_000, command: 30_000, data_end: 60_000, quit: 2_000 }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelaySettings {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub ehlo_name: String,
+    pub credentials: Option<Credentials>,
+    pub timeouts: Timeouts,
+}
+
+impl RelaySettings {
+    /// The longest a session with these settings can take to open and send one message to
+    /// `recipients` recipients, when every wait runs to just under its timeout. Counted the
+    /// way `client.rs` waits: each command is a write and a reply (`command` each); lock-step
+    /// is the worst case (one write and one reply per RCPT); AUTH LOGIN answers three
+    /// replies; the message is one write, one flush and the verdict (`data_end` each).
+    pub fn longest_send_millis(&self, recipients: usize) -> u64 {
+        let t = self.timeouts;
+        let command = 2 * t.command; // one write, one reply
+        let mut total = t.connect + t.command; // connect (with the implicit-TLS handshake), greeting
+        total += command; // EHLO
+        if self.security == Security::StartTls {
+            total += command + t.command + command; // STARTTLS, the handshake, EHLO again
+        }
+        if let Some(credentials) = &self.credentials {
+            let exchanges = match credentials.choice {
+                AuthChoice::Only(AuthMechanism::Plain) => 1,
+                // XOAUTH2 may answer 334 and want an empty line before its verdict.
+                AuthChoice::Only(AuthMechanism::XOAuth2) => 2,
+                // LOGIN (which `Auto` may pick): the command, the username, the password.
+                AuthChoice::Only(AuthMechanism::Login) | AuthChoice::Auto => 3,
+            };
+            total += exchanges * command;
+        }
+        total += command; // MAIL
+        total += recipients as u64 * command; // RCPT, in lock-step
+        total += command; // DATA (or the BDAT command)
+        total + 3 * t.data_end // the message, its flush, the verdict
+    }
+}
