@@ -145,7 +145,7 @@ error_codes! {
         "The relay permanently refused the envelope sender (5xx at MAIL FROM).",
         "Use a sender the relay accepts for this account (MAIL_FROM, ALLOWED_FROM).";
     RelayRejectedRecipient => "relay_rejected_recipient", 422, false, [550, 551, 553], ["rcpt"],
-        "The relay permanently refused every recipient (5xx at RCPT TO).",
+        "The relay permanently refused every recipient (5xx at RCPT TO); nothing was delivered.",
         "Check the recipients' addresses; do not retry unchanged.";
     RelayRejectedMessage => "relay_rejected_message", 502, false, [554], ["data"],
         "The relay permanently refused the message at the end of DATA.",

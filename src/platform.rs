@@ -16,7 +16,8 @@ use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable};
 use crate::delivery::ratelimit::{Decision, Window};
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
-use crate::smtp::client::{Network, Transport};
+use crate::smtp::client::Network;
+use crate::smtp::settings::Security;
 
 /// The KV namespace binding that keeps Idempotency-Key answers.
 const IDEMPOTENCY_KV: &str = "IDEMPOTENCY";
@@ -35,11 +36,11 @@ fn io_error(error: worker::Error) -> io::Error {
 impl Network for Workers {
     type Conn = Socket;
 
-    async fn connect(&self, host: &str, port: u16, transport: Transport) -> io::Result<Socket> {
-        let secure = match transport {
-            Transport::Tls => SecureTransport::On,
-            Transport::Plain { upgradable: true } => SecureTransport::StartTls,
-            Transport::Plain { upgradable: false } => SecureTransport::Off,
+    async fn connect(&self, host: &str, port: u16, security: Security) -> io::Result<Socket> {
+        let secure = match security {
+            Security::ImplicitTls => SecureTransport::On,
+            Security::StartTls => SecureTransport::StartTls,
+            Security::None => SecureTransport::Off,
         };
         let socket = Socket::builder().secure_transport(secure).connect(host, port).map_err(io_error)?;
         socket.opened().await.map_err(io_error)?;

@@ -742,3 +742,20 @@ fn a_deferred_recipient_of_an_accepted_message_is_reported_retryable() {
         sent.rejected.iter().map(|r| (r.email.as_str(), r.smtp.code, r.retryable)).collect();
     assert_eq!(rejected, vec![("b@example.org", 451, true), ("c@example.org", 550, false)]);
 }
+
+/// With CHUNKING the message went out in the same flight as the refused RCPTs; the relay
+/// discards it, and the answer says so without claiming nothing was sent.
+#[test]
+fn every_recipient_refused_in_a_chunked_flight_says_nothing_was_delivered() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([
+        Expect(CHUNKED_FLIGHT_ONE),
+        Say("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n554 5.5.1 Error: no valid recipients\r\n"),
+    ]);
+    let relay = ScriptedRelay::new(script);
+    let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
+    assert_script_followed(&relay);
+    assert_eq!(error.code, ErrorCode::RelayRejectedRecipient);
+    assert!(error.message.contains("nothing was delivered"), "{}", error.message);
+    assert!(!error.message.contains("nothing sent") && !error.message.contains("not sent"));
+}

@@ -190,7 +190,7 @@ fn reply_error(phase: Phase, reply: &Reply) -> ApiError {
         }
         ErrorCode::RelayAuthFailed => format!("the relay refused authentication ({})", reply.code),
         ErrorCode::RelayRejectedSender => "the relay refused the sender".to_string(),
-        ErrorCode::RelayRejectedRecipient => "the relay refused every recipient".to_string(),
+        ErrorCode::RelayRejectedRecipient => "the relay refused every recipient; nothing was delivered".to_string(),
         ErrorCode::RelayRejectedMessage => "the relay refused the message".to_string(),
         ErrorCode::MessageTooLarge => "the message is larger than the relay accepts".to_string(),
         ErrorCode::RelayTlsUnavailable => "the relay refused to start TLS".to_string(),

@@ -28,19 +28,12 @@ use super::reply::{Reply, ReplyBuffer};
 use super::settings::{RelaySettings, Security, Timeouts};
 use super::transcript::Transcript;
 
-/// How the first bytes of the connection are protected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Plain TCP that may later be upgraded with STARTTLS.
-    Plain { upgradable: bool },
-    /// TLS from the first byte.
-    Tls,
-}
-
 /// The platform: sockets, a timer and a clock. workerd in production, scripted streams in tests.
 pub trait Network {
     type Conn: AsyncRead + AsyncWrite + Unpin;
-    fn connect(&self, host: &str, port: u16, transport: Transport) -> impl Future<Output = io::Result<Self::Conn>>;
+    /// Opens a connection protected as `security` says: TLS from the first byte for
+    /// `ImplicitTls`, plain TCP (upgradable only for `StartTls`) otherwise.
+    fn connect(&self, host: &str, port: u16, security: Security) -> impl Future<Output = io::Result<Self::Conn>>;
     /// Upgrades a plain connection to TLS, verifying the relay's certificate.
     fn start_tls(&self, conn: Self::Conn) -> impl Future<Output = io::Result<Self::Conn>>;
     fn sleep(&self, millis: u64) -> impl Future<Output = ()>;
@@ -88,16 +81,13 @@ impl<N: Network> Session<N> {
     /// Connects, reads the greeting, says EHLO, secures the connection and authenticates. A
     /// failure comes with the conversation up to it.
     pub async fn open(net: N, relay: &RelaySettings) -> Result<Session<N>, (Error, Transcript)> {
-        let transport = match relay.security {
-            Security::StartTls => Transport::Plain { upgradable: true },
-            Security::ImplicitTls => Transport::Tls,
-            Security::None => Transport::Plain { upgradable: false },
-        };
         if relay.security == Security::None && relay.credentials.is_some() {
             return Err((Error::new(Phase::Connect, ErrorKind::Insecure), Transcript::default()));
         }
         let opened_at = net.now_millis();
-        let conn = match within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, transport)).await {
+        let conn = match within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, relay.security))
+            .await
+        {
             None => return Err((timeout(Phase::Connect), Transcript::default())),
             // A refused or unroutable connection, whatever the security: nothing was said yet.
             // (A failed implicit-TLS handshake shows on the first read, as `awaiting_tls`.)
@@ -110,14 +100,14 @@ impl<N: Network> Session<N> {
             replies: ReplyBuffer::new(),
             capabilities: Capabilities::default(),
             timeouts: relay.timeouts,
-            awaiting_tls: transport == Transport::Tls,
+            awaiting_tls: relay.security == Security::ImplicitTls,
             opened_at,
             transcript: Transcript::default(),
             // Waiting for the greeting is the first round trip after connect.
             wrote: true,
             round_trips: 0,
         };
-        if transport == Transport::Tls {
+        if relay.security == Security::ImplicitTls {
             // The implicit-TLS handshake happened inside connect: one more round trip.
             session.round_trips += 1;
             session.note("TLS established");

@@ -13,7 +13,8 @@ use edge_mailer::delivery::env::{Environment, Unavailable};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
 use edge_mailer::http::body::{BodySource, WholeBody};
 use edge_mailer::http::{after_response, serve, Field, FieldValue, HttpResponse, Platform, RequestHead};
-use edge_mailer::smtp::client::{Network, Transport};
+use edge_mailer::smtp::client::Network;
+use edge_mailer::smtp::settings::Security;
 use mail_parser::MimeHeaders;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -146,13 +147,13 @@ async fn run_script(mut server: DuplexStream, script: Rc<Vec<Step>>, seen: Rc<Re
 impl Network for ScriptedRelay {
     type Conn = DuplexStream;
 
-    async fn connect(&self, _host: &str, _port: u16, transport: Transport) -> io::Result<DuplexStream> {
+    async fn connect(&self, _host: &str, _port: u16, security: Security) -> io::Result<DuplexStream> {
         tokio::time::sleep(Duration::from_millis(self.handshake_delay)).await;
         if self.refuse_connect {
             return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
         }
         self.seen.borrow_mut().connects += 1;
-        if transport == Transport::Tls {
+        if security == Security::ImplicitTls {
             self.seen.borrow_mut().tls_connects += 1;
         }
         let (client, server) = tokio::io::duplex(self.buffer);
@@ -234,8 +235,8 @@ impl ScriptedEnv {
 impl Network for ScriptedEnv {
     type Conn = DuplexStream;
 
-    async fn connect(&self, host: &str, port: u16, transport: Transport) -> io::Result<DuplexStream> {
-        self.relay.connect(host, port, transport).await
+    async fn connect(&self, host: &str, port: u16, security: Security) -> io::Result<DuplexStream> {
+        self.relay.connect(host, port, security).await
     }
 
     async fn start_tls(&self, conn: DuplexStream) -> io::Result<DuplexStream> {
