@@ -1,10 +1,12 @@
 //! Validated content → MIME bytes (RFC 5322, RFC 2045–2047). Pure: the date and the
 //! Message-ID are passed in, so the same input always gives the same headers.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::text::Text;
-use mail_builder::mime::MimePart;
+use mail_builder::mime::{BodyPart, MimePart};
 use mail_builder::MessageBuilder;
 
 use crate::address::Mailbox;
@@ -110,6 +112,43 @@ pub fn render(content: &Content, stamp: &Stamp) -> Vec<u8> {
     out
 }
 
+/// Whether `data` may go out as it is, or as mail-builder's quoted-printable: no NUL or other
+/// control characters but tab and line breaks, and CR only before LF. A bare LF is fine only in
+/// body text (`bare_line_feeds`), whose line breaks mail-builder writes as CRLF; in an
+/// attachment it must arrive unchanged. Long lines need no check: mail-builder sends text with a
+/// line of over 76 characters or so quoted-printable.
+fn is_clean_text(data: &[u8], bare_line_feeds: bool) -> bool {
+    data.iter().enumerate().all(|(i, &byte)| match byte {
+        b'\r' => data.get(i + 1) == Some(&b'\n'),
+        b'\n' => bare_line_feeds || i.checked_sub(1).and_then(|before| data.get(before)) == Some(&b'\r'),
+        b'\t' => true,
+        _ => byte >= b' ',
+    })
+}
+
+/// A leaf part. mail-builder sends text as 7bit whenever its lines are short and it has no byte
+/// over 126, NUL, bare CR and other control characters included; anything that is not clean
+/// text is sent as base64 instead, so it arrives byte for byte and no relay sees it raw.
+fn leaf(mut part: MimePart<'_>, bare_line_feeds: bool) -> MimePart<'_> {
+    let data: &[u8] = match &part.contents {
+        BodyPart::Text(text) => text.as_bytes(),
+        BodyPart::Binary(data) => data,
+        BodyPart::Multipart(_) => &[],
+    };
+    if is_clean_text(data, bare_line_feeds) {
+        return part;
+    }
+    let mut encoded = String::with_capacity(data.len().div_ceil(57) * 78);
+    for (i, line) in data.chunks(57).enumerate() {
+        if i > 0 {
+            encoded.push_str("\r\n");
+        }
+        STANDARD.encode_string(line, &mut encoded);
+    }
+    part.contents = BodyPart::Binary(encoded.into_bytes().into());
+    part.transfer_encoding("base64")
+}
+
 fn content_type(attachment: &Attachment) -> ContentType<'_> {
     let content_type = ContentType::new(attachment.content_type.as_str());
     match &attachment.charset {
@@ -134,20 +173,21 @@ fn body(content: &Content) -> MimePart<'_> {
     let (inline, attached): (Vec<&Attachment>, Vec<&Attachment>) =
         content.attachments.iter().partition(|a| a.content_id.is_some());
     let html = content.html.as_deref().map(|html| {
-        let html = MimePart::new("text/html", html);
+        let html = leaf(MimePart::new("text/html", html), true);
         if inline.is_empty() {
             return html;
         }
         let mut parts = vec![html];
         parts.extend(inline.iter().map(|a| {
             let disposition = ContentType::new("inline").attribute("filename", a.filename.as_str());
-            MimePart::new(content_type(a), a.data.as_slice())
+            let part = MimePart::new(content_type(a), a.data.as_slice())
                 .header("Content-Disposition", disposition)
-                .cid(a.content_id.as_deref().unwrap_or_default())
+                .cid(a.content_id.as_deref().unwrap_or_default());
+            leaf(part, false)
         }));
         MimePart::new("multipart/related", parts)
     });
-    let text = content.text.as_deref().map(|text| MimePart::new("text/plain", text));
+    let text = content.text.as_deref().map(|text| leaf(MimePart::new("text/plain", text), true));
     let main = match (text, html) {
         (Some(text), Some(html)) => MimePart::new("multipart/alternative", vec![text, html]),
         (Some(only), None) | (None, Some(only)) => only,
@@ -158,7 +198,9 @@ fn body(content: &Content) -> MimePart<'_> {
     }
     let mut parts = vec![main];
     parts.extend(
-        attached.iter().map(|a| MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str())),
+        attached
+            .iter()
+            .map(|a| leaf(MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str()), false)),
     );
     MimePart::new("multipart/mixed", parts)
 }
@@ -325,5 +367,49 @@ mod tests {
         assert_eq!(inline.content_id(), Some("logo@x"));
         assert_eq!(inline.contents(), b"png-bytes");
         assert_eq!(parsed.header_raw("X-Campaign").map(|v| v.trim().starts_with("=?utf-8?")), Some(true));
+    }
+
+    fn parse(bytes: &[u8]) -> mail_parser::Message<'_> {
+        MessageParser::default().parse(bytes).expect("parses")
+    }
+
+    #[test]
+    fn text_that_is_not_clean_goes_out_base64_and_arrives_unchanged() {
+        // mail-builder sends short ASCII lines as 7bit whatever control characters they hold.
+        let long_line = format!("{}\r\n", "x".repeat(1200));
+        let files: Vec<(&str, &[u8], Option<&str>)> = vec![
+            ("nul.txt", b"before\0after\r\n", None),
+            ("cr.txt", b"one\rtwo\r\n", None),
+            ("controls.txt", b"bell\x07 escape\x1b[0m form feed\x0c\r\n", None),
+            // Inline text is body text to mail-builder, which would rewrite its LFs as CRLF.
+            ("lf.txt", b"bare\nline feeds\n", Some("lf")),
+        ];
+        let mut attachments: Vec<Attachment> =
+            files.iter().map(|(name, data, cid)| attachment(name, "text/plain", data, *cid)).collect();
+        attachments.push(attachment("long.txt", "text/plain", long_line.as_bytes(), None));
+        let text = "A NUL: \0, a bare CR: \r.";
+        let content = Content { text: Some(text.into()), attachments, ..sample() };
+        let bytes = render(&content, &stamp());
+        assert!(!bytes.contains(&0), "a raw NUL");
+        for (i, b) in bytes.iter().enumerate() {
+            match b {
+                b'\r' => assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i}"),
+                b'\n' => assert_eq!(bytes[i - 1], b'\r', "bare LF at {i}"),
+                _ => {}
+            }
+        }
+        assert!(bytes.split(|b| *b == b'\n').all(|line| line.len() <= 1000));
+        let parsed = parse(&bytes);
+        let text_part = parsed.text_part(0).unwrap();
+        assert_eq!(text_part.content_transfer_encoding(), Some("base64"));
+        assert_eq!(text_part.contents(), text.as_bytes());
+        for (name, data, _) in &files {
+            let part = parsed.attachments().find(|a| a.attachment_name() == Some(*name)).unwrap();
+            assert_eq!(part.content_transfer_encoding(), Some("base64"), "{name}");
+            assert_eq!(part.contents(), *data, "{name}");
+        }
+        let long = parsed.attachments().find(|a| a.attachment_name() == Some("long.txt")).unwrap();
+        assert_ne!(long.content_transfer_encoding(), Some("7bit"));
+        assert_eq!(long.contents(), long_line.as_bytes());
     }
 }
