@@ -1,10 +1,13 @@
-//! Validated content → MIME bytes (RFC 5322, RFC 2045–2047). Pure: the date and the
-//! Message-ID are passed in, so the same input always gives the same headers.
+//! Validated content → MIME bytes (RFC 5322, RFC 2045–2047). The date and the Message-ID are
+//! passed in, and so, to [`render_with`], is the randomness for the multipart boundaries: the
+//! same input always gives the same bytes.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::text::Text;
-use mail_builder::mime::MimePart;
+use mail_builder::mime::{BodyPart, MimePart};
 use mail_builder::MessageBuilder;
 
 use crate::address::Mailbox;
@@ -85,9 +88,24 @@ fn address_list(mailboxes: &[Mailbox]) -> Address<'_> {
     Address::new_list(mailboxes.iter().map(address).collect())
 }
 
-/// Renders the message. Lines end in CRLF; mail-builder picks transfer encodings that keep
-/// lines within RFC 5322 limits and encodes non-ASCII header text per RFC 2047.
+/// Renders the message, drawing its multipart boundaries from the operating system's CSPRNG
+/// (`crypto.getRandomValues` in workerd). Lines end in CRLF; mail-builder picks transfer
+/// encodings that keep lines within RFC 5322 limits and encodes non-ASCII header text per
+/// RFC 2047.
 pub fn render(content: &Content, stamp: &Stamp) -> Vec<u8> {
+    render_with(content, stamp, &mut |bytes| {
+        // The caller drew the Message-ID from getrandom a moment ago, so this does not fail. If
+        // it did, the boundaries would be guessable but still checked against the content, so no
+        // part could be forged: zeros are safe, a panic would not be.
+        if getrandom::fill(bytes).is_err() {
+            bytes.fill(0);
+        }
+    })
+}
+
+/// [`render`] with the randomness for multipart boundaries supplied by `random`, which fills
+/// the slice it is given: the same randomness renders the same bytes.
+pub fn render_with(content: &Content, stamp: &Stamp, random: &mut dyn FnMut(&mut [u8])) -> Vec<u8> {
     let mut builder = MessageBuilder::new()
         .from(address(&content.from))
         .subject(content.subject.as_str())
@@ -105,9 +123,104 @@ pub fn render(content: &Content, stamp: &Stamp) -> Vec<u8> {
     for (name, value) in &content.headers {
         builder = builder.header(name.as_str(), Text::new(value.as_str()));
     }
-    let mut out = Vec::new();
-    builder.body(body(content)).serialize(&mut out);
-    out
+    let mut boundaries = Boundaries { random, drawn: 0, used: Vec::new() };
+    loop {
+        let mut out = Vec::new();
+        builder.clone().body(body(content, &mut boundaries)).serialize(&mut out);
+        // Fails only if the content holds a boundary, which takes knowing the randomness; then
+        // every boundary is drawn again.
+        if boundaries.delimit_only_their_parts(&out) {
+            return out;
+        }
+        boundaries.used.clear();
+    }
+}
+
+/// The multipart boundaries of one message. mail-builder's own are a clock, a counter and a
+/// per-process seed, all guessable from one message; given a boundary, it uses that instead.
+struct Boundaries<'r> {
+    random: &'r mut dyn FnMut(&mut [u8]),
+    drawn: u64,
+    /// Each boundary in the message, and how many parts it divides.
+    used: Vec<(String, usize)>,
+}
+
+const BOUNDARY_LEN: usize = 32;
+/// Letters, digits, `_` and `.`: 6 random bits a character, all allowed in a boundary
+/// (RFC 2046), and no `-`, which every delimiter line already starts with.
+const BOUNDARY_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.";
+
+impl Boundaries<'_> {
+    /// A fresh boundary: 32 random characters (192 bits), nothing shared with other messages.
+    /// The number of boundaries drawn so far is folded in, so that even a source stuck on one
+    /// value yields new ones and rendering ends.
+    fn draw(&mut self) -> String {
+        let mut bytes = [0u8; BOUNDARY_LEN];
+        (self.random)(&mut bytes);
+        let n = self.drawn;
+        self.drawn = n.wrapping_add(1);
+        let digit = |i: usize| n.checked_shr(6 * i as u32).unwrap_or(0) as u8;
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(i, byte)| char::from(BOUNDARY_ALPHABET[usize::from((byte ^ digit(i)) & 63)]))
+            .collect()
+    }
+
+    fn multipart<'x>(&mut self, kind: &'x str, parts: Vec<MimePart<'x>>) -> MimePart<'x> {
+        let boundary = self.draw();
+        self.used.push((boundary.clone(), parts.len()));
+        MimePart::new(ContentType::new(kind).attribute("boundary", boundary), parts)
+    }
+
+    /// Whether the only lines of `message` that start with `--` and a boundary are the
+    /// delimiters mail-builder wrote, one before each part and one after the last. Any other
+    /// (in a part's encoded body, or a boundary that another one starts with) could be taken
+    /// for a delimiter, and text sent by a visitor could then forge parts.
+    fn delimit_only_their_parts(&self, message: &[u8]) -> bool {
+        self.used.iter().all(|(boundary, parts)| {
+            let delimiter = format!("--{boundary}");
+            let lines = message.split(|b| matches!(b, b'\r' | b'\n'));
+            lines.filter(|line| line.starts_with(delimiter.as_bytes())).count() == parts + 1
+        })
+    }
+}
+
+/// Whether `data` may go out as it is, or as mail-builder's quoted-printable: no NUL or other
+/// control characters but tab and line breaks, and CR only before LF. A bare LF is fine only in
+/// body text (`bare_line_feeds`), whose line breaks mail-builder writes as CRLF; in an
+/// attachment it must arrive unchanged. Long lines need no check: mail-builder sends text with a
+/// line of over 76 characters or so quoted-printable.
+fn is_clean_text(data: &[u8], bare_line_feeds: bool) -> bool {
+    data.iter().enumerate().all(|(i, &byte)| match byte {
+        b'\r' => data.get(i + 1) == Some(&b'\n'),
+        b'\n' => bare_line_feeds || i.checked_sub(1).and_then(|before| data.get(before)) == Some(&b'\r'),
+        b'\t' => true,
+        _ => byte >= b' ',
+    })
+}
+
+/// A leaf part. mail-builder sends text as 7bit whenever its lines are short and it has no byte
+/// over 126, NUL, bare CR and other control characters included; anything that is not clean
+/// text is sent as base64 instead, so it arrives byte for byte and no relay sees it raw.
+fn leaf(mut part: MimePart<'_>, bare_line_feeds: bool) -> MimePart<'_> {
+    let data: &[u8] = match &part.contents {
+        BodyPart::Text(text) => text.as_bytes(),
+        BodyPart::Binary(data) => data,
+        BodyPart::Multipart(_) => &[],
+    };
+    if is_clean_text(data, bare_line_feeds) {
+        return part;
+    }
+    let mut encoded = String::with_capacity(data.len().div_ceil(57) * 78);
+    for (i, line) in data.chunks(57).enumerate() {
+        if i > 0 {
+            encoded.push_str("\r\n");
+        }
+        STANDARD.encode_string(line, &mut encoded);
+    }
+    part.contents = BodyPart::Binary(encoded.into_bytes().into());
+    part.transfer_encoding("base64")
 }
 
 fn content_type(attachment: &Attachment) -> ContentType<'_> {
@@ -130,26 +243,27 @@ fn content_type(attachment: &Attachment) -> ContentType<'_> {
 /// │       └── image/png  Content-ID: <logo>
 /// └── application/pdf  attachment; filename*=…
 /// ```
-fn body(content: &Content) -> MimePart<'_> {
+fn body<'x>(content: &'x Content, boundaries: &mut Boundaries<'_>) -> MimePart<'x> {
     let (inline, attached): (Vec<&Attachment>, Vec<&Attachment>) =
         content.attachments.iter().partition(|a| a.content_id.is_some());
     let html = content.html.as_deref().map(|html| {
-        let html = MimePart::new("text/html", html);
+        let html = leaf(MimePart::new("text/html", html), true);
         if inline.is_empty() {
             return html;
         }
         let mut parts = vec![html];
         parts.extend(inline.iter().map(|a| {
             let disposition = ContentType::new("inline").attribute("filename", a.filename.as_str());
-            MimePart::new(content_type(a), a.data.as_slice())
+            let part = MimePart::new(content_type(a), a.data.as_slice())
                 .header("Content-Disposition", disposition)
-                .cid(a.content_id.as_deref().unwrap_or_default())
+                .cid(a.content_id.as_deref().unwrap_or_default());
+            leaf(part, false)
         }));
-        MimePart::new("multipart/related", parts)
+        boundaries.multipart("multipart/related", parts)
     });
-    let text = content.text.as_deref().map(|text| MimePart::new("text/plain", text));
+    let text = content.text.as_deref().map(|text| leaf(MimePart::new("text/plain", text), true));
     let main = match (text, html) {
-        (Some(text), Some(html)) => MimePart::new("multipart/alternative", vec![text, html]),
+        (Some(text), Some(html)) => boundaries.multipart("multipart/alternative", vec![text, html]),
         (Some(only), None) | (None, Some(only)) => only,
         (None, None) => MimePart::new("text/plain", ""),
     };
@@ -158,9 +272,11 @@ fn body(content: &Content) -> MimePart<'_> {
     }
     let mut parts = vec![main];
     parts.extend(
-        attached.iter().map(|a| MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str())),
+        attached
+            .iter()
+            .map(|a| leaf(MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str()), false)),
     );
-    MimePart::new("multipart/mixed", parts)
+    boundaries.multipart("multipart/mixed", parts)
 }
 
 #[cfg(test)]
@@ -219,9 +335,12 @@ mod tests {
 
     #[test]
     fn bcc_never_appears_in_headers() {
-        let text = String::from_utf8(render(&sample(), &stamp())).unwrap();
-        assert!(!text.to_ascii_lowercase().contains("bcc"));
+        let bytes = render(&sample(), &stamp());
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        // A line, not any "bcc": the letters turn up in random boundaries.
+        assert!(!text.split("\r\n").any(|line| line.to_ascii_lowercase().starts_with("bcc:")));
         assert!(!text.contains("secret@example.net"));
+        assert!(MessageParser::default().parse(&bytes).unwrap().bcc().is_none());
     }
 
     #[test]
@@ -322,5 +441,173 @@ mod tests {
         assert_eq!(inline.content_id(), Some("logo@x"));
         assert_eq!(inline.contents(), b"png-bytes");
         assert_eq!(parsed.header_raw("X-Campaign").map(|v| v.trim().starts_with("=?utf-8?")), Some(true));
+    }
+
+    fn parse(bytes: &[u8]) -> mail_parser::Message<'_> {
+        MessageParser::default().parse(bytes).expect("parses")
+    }
+
+    /// The boundary of every multipart, as an independent parser reads them.
+    fn boundaries(bytes: &[u8]) -> Vec<String> {
+        let parsed = parse(bytes);
+        parsed.parts.iter().filter_map(|p| p.content_type()?.attribute("boundary")).map(Into::into).collect()
+    }
+
+    /// A deterministic stand-in for getrandom: the same seed gives the same bytes.
+    fn seeded(seed: u64) -> impl FnMut(&mut [u8]) {
+        let mut state = seed;
+        move |bytes| {
+            for byte in bytes {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                *byte = (state >> 56) as u8;
+            }
+        }
+    }
+
+    /// Every kind of multipart at once: mixed, alternative and related.
+    fn nested() -> Content {
+        Content {
+            html: Some("<p>Hello, <img src=cid:logo></p>".into()),
+            attachments: vec![
+                attachment("logo.png", "image/png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", Some("logo")),
+                attachment("notes.txt", "text/plain", b"Notes.\r\n", None),
+            ],
+            ..sample()
+        }
+    }
+    const NESTED_SHAPE: &str =
+        "multipart/mixed[multipart/alternative[text/plain,multipart/related[text/html,image/png]],text/plain]";
+
+    #[test]
+    fn boundaries_share_no_eight_characters_within_or_across_messages() {
+        // mail-builder's own boundaries repeat a per-process seed, and a clock and a counter
+        // that a visitor who has seen one message can guess for the next.
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        let mut index = 0;
+        for _ in 0..200 {
+            let bytes = render(&nested(), &stamp());
+            let found = boundaries(&bytes);
+            assert_eq!(found.len(), 3, "{found:?}");
+            for boundary in found {
+                assert!((24..=70).contains(&boundary.len()), "{boundary}");
+                index += 1;
+                for window in boundary.as_bytes().windows(8) {
+                    let window = String::from_utf8(window.to_vec()).unwrap();
+                    if let Some(other) = seen.insert(window.clone(), index) {
+                        assert_eq!(other, index, "boundaries {other} and {index} share {window:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Text that ends the part it is in and starts parts of its own, for every boundary given.
+    fn forgery(boundaries: &[String]) -> String {
+        let mut text = String::from("Hello.\r\n");
+        for b in boundaries {
+            text.push_str(&format!(
+                "--{b}\r\nContent-Type: text/html\r\n\r\n<p>forged</p>\r\n--{b}\r\nContent-Type: application/x-msdownload\r\n\
+                 Content-Disposition: attachment; filename=\"invoice.exe\"\r\n\r\nMZ\r\n--{b}--\r\n"
+            ));
+        }
+        text.push_str("Bye.");
+        text
+    }
+
+    #[test]
+    fn text_with_the_boundaries_a_visitor_predicted_forges_no_parts() {
+        // A predictable source, as mail-builder's is: the previous message tells the visitor
+        // which boundaries come next, and every text they send carries those boundaries.
+        let predicted = boundaries(&render_with(&nested(), &stamp(), &mut seeded(7)));
+        assert_eq!(predicted.len(), 3);
+        let forged = forgery(&predicted);
+        let html = format!("<pre>{forged}</pre>");
+        let mut attack = nested();
+        attack.text = Some(forged.clone());
+        attack.html = Some(html.clone());
+        attack.attachments[1].data = forged.clone().into_bytes();
+        let bytes = render_with(&attack, &stamp(), &mut seeded(7));
+        let parsed = parse(&bytes);
+        assert_eq!(shape(parsed.root_part(), &parsed), NESTED_SHAPE);
+        assert_eq!(parsed.attachments().count(), 2);
+        assert_eq!(parsed.body_text(0).unwrap(), forged);
+        assert_eq!(parsed.body_html(0).unwrap(), html);
+        assert_eq!(parsed.attachment(1).unwrap().contents(), forged.as_bytes());
+        let chosen = boundaries(&bytes);
+        assert!(chosen.iter().all(|b| !predicted.contains(b)), "{chosen:?} reuses one of {predicted:?}");
+    }
+
+    #[test]
+    fn a_boundary_the_content_contains_is_drawn_again() {
+        // A source stuck on one value: the content holds the first two boundaries the renderer
+        // will draw as delimiter lines, in the HTML and in an attachment.
+        let mut stuck = |bytes: &mut [u8]| bytes.fill(0x5a);
+        let mut expected = Boundaries { random: &mut stuck, drawn: 0, used: Vec::new() };
+        let (first, second) = (expected.draw(), expected.draw());
+        let text = format!("one\r\n--{first}\r\nContent-Type: text/html\r\n\r\ntwo\r\n--{second}--\r\nthree");
+        let mut content = nested();
+        content.html = Some(text.clone());
+        content.attachments[1].data = text.clone().into_bytes();
+        let bytes = render_with(&content, &stamp(), &mut stuck);
+        let parsed = parse(&bytes);
+        assert_eq!(shape(parsed.root_part(), &parsed), NESTED_SHAPE);
+        assert_eq!(parsed.body_html(0).unwrap(), text);
+        assert_eq!(parsed.attachment(1).unwrap().contents(), text.as_bytes());
+        let chosen = boundaries(&bytes);
+        assert_eq!(chosen.len(), 3);
+        assert!(!chosen.contains(&first) && !chosen.contains(&second), "{chosen:?}");
+        for (i, a) in chosen.iter().enumerate() {
+            for b in &chosen[i + 1..] {
+                assert!(!a.starts_with(b.as_str()) && !b.starts_with(a.as_str()), "{a} and {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_randomness_renders_the_same_bytes() {
+        let once = render_with(&nested(), &stamp(), &mut seeded(1));
+        assert!(once == render_with(&nested(), &stamp(), &mut seeded(1)), "the same seed, other bytes");
+        assert!(once != render_with(&nested(), &stamp(), &mut seeded(2)), "another seed, the same bytes");
+        assert!(render(&nested(), &stamp()) != render(&nested(), &stamp()), "getrandom gave the same bytes");
+    }
+
+    #[test]
+    fn text_that_is_not_clean_goes_out_base64_and_arrives_unchanged() {
+        // mail-builder sends short ASCII lines as 7bit whatever control characters they hold.
+        let long_line = format!("{}\r\n", "x".repeat(1200));
+        let files: Vec<(&str, &[u8], Option<&str>)> = vec![
+            ("nul.txt", b"before\0after\r\n", None),
+            ("cr.txt", b"one\rtwo\r\n", None),
+            ("controls.txt", b"bell\x07 escape\x1b[0m form feed\x0c\r\n", None),
+            // Inline text is body text to mail-builder, which would rewrite its LFs as CRLF.
+            ("lf.txt", b"bare\nline feeds\n", Some("lf")),
+        ];
+        let mut attachments: Vec<Attachment> =
+            files.iter().map(|(name, data, cid)| attachment(name, "text/plain", data, *cid)).collect();
+        attachments.push(attachment("long.txt", "text/plain", long_line.as_bytes(), None));
+        let text = "A NUL: \0, a bare CR: \r.";
+        let content = Content { text: Some(text.into()), attachments, ..sample() };
+        let bytes = render(&content, &stamp());
+        assert!(!bytes.contains(&0), "a raw NUL");
+        for (i, b) in bytes.iter().enumerate() {
+            match b {
+                b'\r' => assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i}"),
+                b'\n' => assert_eq!(bytes[i - 1], b'\r', "bare LF at {i}"),
+                _ => {}
+            }
+        }
+        assert!(bytes.split(|b| *b == b'\n').all(|line| line.len() <= 1000));
+        let parsed = parse(&bytes);
+        let text_part = parsed.text_part(0).unwrap();
+        assert_eq!(text_part.content_transfer_encoding(), Some("base64"));
+        assert_eq!(text_part.contents(), text.as_bytes());
+        for (name, data, _) in &files {
+            let part = parsed.attachments().find(|a| a.attachment_name() == Some(*name)).unwrap();
+            assert_eq!(part.content_transfer_encoding(), Some("base64"), "{name}");
+            assert_eq!(part.contents(), *data, "{name}");
+        }
+        let long = parsed.attachments().find(|a| a.attachment_name() == Some("long.txt")).unwrap();
+        assert_ne!(long.content_transfer_encoding(), Some("7bit"));
+        assert_eq!(long.contents(), long_line.as_bytes());
     }
 }
