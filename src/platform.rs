@@ -149,14 +149,26 @@ async fn form_fields(request: &mut Request) -> Result<Vec<Field>, Unavailable> {
     Ok(fields)
 }
 
-/// The request body as workerd streams it (none for bodiless requests).
-struct Stream(Option<ByteStream>);
+/// The request body as workerd streams it, opened only when a handler reads it: a body
+/// nobody asked for is left to workerd untouched (taking its stream and dropping it makes
+/// workerd reset the connection before the client has read the answer).
+enum Body {
+    Unread(Request),
+    Reading(ByteStream),
+    Empty,
+}
 
-impl BodySource for Stream {
+impl BodySource for Body {
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ()> {
-        match &mut self.0 {
-            None => Ok(None),
-            Some(stream) => stream.next().await.transpose().map_err(drop),
+        if let Body::Unread(request) = self {
+            *self = match request.stream() {
+                Ok(stream) => Body::Reading(stream),
+                Err(_) => Body::Empty, // a request without a body
+            };
+        }
+        match self {
+            Body::Reading(stream) => stream.next().await.transpose().map_err(drop),
+            _ => Ok(None),
         }
     }
 }
@@ -180,7 +192,7 @@ fn request_id(head: &RequestHead) -> String {
 }
 
 #[event(fetch)]
-async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let workers = Workers { env };
     let started = worker::Date::now().as_millis();
     let url = request.url()?;
@@ -192,8 +204,8 @@ async fn fetch(mut request: Request, env: Env, ctx: Context) -> worker::Result<R
     };
     // Parsed once per request and handed down; the body is not touched until a handler asks.
     let config = Config::from_lookup(|name| workers.var(name));
-    let body = Stream(request.stream().ok());
     let (method, path, id) = (head.method.clone(), head.path.clone(), request_id(&head));
+    let body = Body::Unread(request);
     let handled = http::serve(workers, config.as_ref(), head, body).await;
     // One line per request, never a body: the answers of failed sends carry addresses.
     let response = &handled.response;

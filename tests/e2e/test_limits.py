@@ -1,0 +1,94 @@
+"""What the Worker does before it reads a body, under workerd: a huge chunked body without an
+API key, or to a form that does not exist, is answered from the headers; one with a key is
+cut off at MAX_REQUEST_BYTES; and the request log holds one line per request, never a body."""
+
+import json
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+
+CHUNK = b"x" * 65536
+HUGE = 100 * 1024 * 1024  # what the audit sent: 100 MiB, chunked, no Content-Length
+
+
+def post_chunked(base_url: str, path: str, headers: dict, total: int = HUGE):
+    """Streams `total` bytes chunked and stops as soon as an answer arrives (a reader thread
+    watches for it). Returns the status, the answer's body and how many body bytes had gone out
+    by then."""
+    url = urllib.parse.urlsplit(base_url)
+    sock = socket.create_connection((url.hostname, url.port), timeout=60)
+    head = [f"POST {path} HTTP/1.1", f"Host: {url.netloc}", "Transfer-Encoding: chunked",
+            "Content-Type: application/json", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    answer = bytearray()
+    answered = threading.Event()
+
+    def read():
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer.extend(data)
+                if b"\r\n\r\n" in answer:
+                    answered.set()
+        except OSError:
+            pass
+        answered.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    sent = 0
+    try:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        reader.start()
+        sock.settimeout(10)  # a server that stopped reading blocks the send; that ends it too
+        while sent < total and not answered.is_set():
+            sock.sendall(b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK))
+            sent += len(CHUNK)
+        if sent >= total:
+            sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass
+    reader.join(timeout=60)
+    sock.close()
+    head, _, body = bytes(answer).partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head else 0
+    return status, body, sent
+
+
+def test_no_key_is_answered_before_the_body_is_read(stack):
+    status, body, sent = post_chunked(stack.base_url, "/v1/send", {})
+    assert status == 401, body
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+    assert sent < HUGE, "the whole 100 MiB body went out before the answer"
+
+
+def test_unknown_form_is_answered_before_the_body_is_read(stack):
+    status, body, sent = post_chunked(stack.base_url, "/v1/forms/no-such-form", {"Accept": "application/json"})
+    assert status == 404, body
+    assert sent < HUGE
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off(stack):
+    status, body, sent = post_chunked(stack.base_url, "/v1/send", {"Authorization": f"Bearer {stack.api_key}"})
+    assert status == 413, body
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+    assert sent < HUGE
+
+
+def test_the_log_has_one_line_per_request_and_no_body(client, stack):
+    tag = uuid.uuid4().hex
+    address = f"reject-{tag}@example.org"
+    status, _, answer = client.send({"to": address, "subject": f"log {tag}", "text": f"secret body {tag}"})
+    assert status == 422 and answer["error"]["code"] == "relay_rejected_recipient", answer
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = stack.log_path.read_text(errors="replace")
+        lines = [line for line in log.splitlines() if "POST /v1/send 422 relay_rejected_recipient" in line]
+        if lines:
+            break
+        time.sleep(0.2)
+    assert lines, "no request line for the refused send"
+    assert tag not in log, "a request or response body reached the log"
