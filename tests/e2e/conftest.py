@@ -56,19 +56,33 @@ class Client:
         status, headers, raw = self.request("POST", "/v1/send?debug=1", body, api_key=self.stack.api_key)
         return status, headers, json.loads(raw)
 
-    def inbox_files(self) -> set:
-        return set(self.stack.inbox.iterdir()) if self.stack.inbox.exists() else set()
+    def messages_with(self, tag: str) -> list:
+        """The raw received messages that contain `tag` (a uuid in the subject, a Message-ID).
+        Other tests deliver into the same inbox, so only a unique tag says which message is whose."""
+        paths = sorted(self.stack.inbox.iterdir()) if self.stack.inbox.exists() else []
+        return [raw for raw in (path.read_bytes() for path in paths) if tag.encode() in raw]
 
-    def wait_for_message(self, message_id: str, timeout: float = 20):
-        """The received message whose Message-ID header is `message_id`, parsed by Python's email."""
+    def wait_for_message(self, tag: str, timeout: float = 20):
+        """The first received message that contains `tag`, raw and parsed by Python's email."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for path in self.inbox_files():
-                raw = path.read_bytes()
-                if message_id.encode() in raw:
-                    return raw, email.message_from_bytes(raw, policy=email.policy.default)
+        while True:
+            found = self.messages_with(tag)
+            if found:
+                return found[0], email.message_from_bytes(found[0], policy=email.policy.default)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no message containing {tag!r} arrived in {self.stack.inbox} within {timeout}s")
             time.sleep(0.2)
-        raise AssertionError(f"no message {message_id} arrived in {self.stack.inbox}")
+
+    def assert_no_message(self, tag: str, within: float = 3, besides: int = 0) -> None:
+        """Watches the inbox for `within` seconds and fails as soon as more than `besides` messages
+        contain `tag` (Postfix delivers asynchronously, so a wrong delivery can come late)."""
+        deadline = time.monotonic() + within
+        while True:
+            count = len(self.messages_with(tag))
+            assert count <= besides, f"{count} message(s) containing {tag!r} arrived; expected at most {besides}"
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
