@@ -4,6 +4,7 @@ whole session, on free loopback ports, in a temporary directory; stopped at the 
 import email
 import email.policy
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -83,6 +84,32 @@ class Client:
             if time.monotonic() > deadline:
                 return
             time.sleep(0.2)
+
+
+def relay_session(stack: "devstack.Stack", reply: str, timeout: float = 10) -> str:
+    """Postfix's summary of the SMTP session that queued a message: the `disconnect from` line
+    with its command counts (`ehlo=2 starttls=1 auth=1 mail=1 rcpt=2 bdat=1 quit=1 commands=9`).
+
+    `reply` is the relay's final reply as the API passes it on ("Ok: 676 bytes queued as
+    4819D51C37A"); its queue id finds the smtpd process that took the message (`smtpd[pid]:
+    4819D51C37A: client=...`), and that process's next `disconnect from` line ends the session,
+    whatever other sessions are logged in between."""
+    match = re.search(r"queued as ([0-9A-Za-z]+)", reply)
+    assert match, f"no queue id in the relay's reply {reply!r}"
+    queue_id = match.group(1)
+    log = stack.relay_dir / "maillog"
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        queued = next((i for i, line in enumerate(lines) if f": {queue_id}: client=" in line), None)
+        if queued is not None:
+            process = re.search(r" (\S+\[\d+\]): ", lines[queued]).group(1)
+            done = next((line for line in lines[queued + 1:] if f" {process}: disconnect from " in line), None)
+            if done:
+                return done
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Postfix logged no finished session for queue id {queue_id} within {timeout}s")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
