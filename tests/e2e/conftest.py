@@ -114,7 +114,7 @@ def relay_session(stack: "devstack.Stack", reply: str, timeout: float = 10) -> s
 
 @pytest.fixture(scope="session")
 def site():
-    s = Site(devstack.free_port())
+    s = Site()
     s.start()
     yield s
     s.stop()
@@ -125,11 +125,11 @@ def stack(site):
     # Not pytest's tmp_path: that is private to root (0700) and Postfix runs as `postfix`.
     state = Path(tempfile.mkdtemp(prefix="edge-mailer-e2e-"))
     state.chmod(0o755)
-    ports = devstack.local_relay.Ports(*(devstack.free_port() for _ in range(4)))
-    s = devstack.Stack(state, ports, devstack.free_port(), vars_file=state / "worker.vars", extra_vars=site.worker_vars())
-    site.worker = s.base_url
+    # Free ports of its choosing, chosen again if one is taken meanwhile.
+    s = devstack.Stack(state, vars_file=state / "worker.vars", extra_vars=site.worker_vars())
     try:
         s.start()
+        site.worker = s.base_url
         yield s
     finally:
         s.stop()
