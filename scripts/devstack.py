@@ -11,6 +11,7 @@ Development credentials (relay password, API key) are random per state directory
 `<state>/credentials.json`; they are never printed.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -174,6 +175,18 @@ def build_env() -> dict:
     return env
 
 
+def build_worker(log_path: Path | None = None) -> None:
+    """Builds the Worker into build/, once, before any `wrangler dev` starts: they run with
+    EDGE_MAILER_PREBUILT=1, so wrangler's own [build] step reuses build/ instead of building
+    while the health check waits (and several Workers never build into build/ at once)."""
+    with open(log_path, "ab") if log_path else contextlib.nullcontext() as log:
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "build-worker")], cwd=ROOT, env=build_env(),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT if log else None)
+    if result.returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:]) if log_path else ""
+        raise RuntimeError(f"scripts/build-worker failed (exit {result.returncode}):\n{tail}")
+
+
 class Stack:
     """A relay and a `wrangler dev`, started together and stopped together; more Workers with
     other settings can join (`start_workers`) and are stopped with the rest.
@@ -244,27 +257,26 @@ class Stack:
             command += ["--env-file", str(self.vars_file)]
         return command
 
-    def wrangler_env(self, prebuilt: bool = False) -> dict:
+    def wrangler_env(self) -> dict:
         env = build_env()
-        if prebuilt:
-            # The first Worker built build/; the others run the same bundle.
-            env["EDGE_MAILER_PREBUILT"] = "1"
+        # build_worker() built build/ already; wrangler's [build] step reuses it.
+        env["EDGE_MAILER_PREBUILT"] = "1"
         # workerd checks the relay's certificate; it trusts our local CA and nothing is disabled.
         env["NODE_EXTRA_CA_CERTS"] = str(self.relay_dir / "tls" / "ca.pem")
         return env
 
-    def start(self, timeout: float = 300) -> None:
+    def start(self, timeout: float = 180) -> None:
+        build_worker(self.state / "build.log")
         self.start_relay()
         self.launch()
         self.wait_healthy(timeout)
 
-    def launch(self, prebuilt: bool = False) -> None:
-        """Starts this Stack's `wrangler dev` (the relay must be running)."""
-        self.prebuilt = prebuilt
+    def launch(self) -> None:
+        """Starts this Stack's `wrangler dev` (the relay must be running and build/ built)."""
         self.write_vars()
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
-            self.wrangler = subprocess.Popen(self.wrangler_command(), cwd=ROOT, env=self.wrangler_env(prebuilt),
+            self.wrangler = subprocess.Popen(self.wrangler_command(), cwd=ROOT, env=self.wrangler_env(),
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              start_new_session=True)
 
@@ -275,7 +287,7 @@ class Stack:
         for name, overrides in settings.items():
             worker = Stack(self.state, self.relay_ports, vars_file=self.state / f"{name}.vars",
                            extra_vars=overrides, name=name)
-            worker.launch(prebuilt=True)
+            worker.launch()
             self.others.append(worker)
             workers[name] = worker
         for worker in workers.values():
@@ -288,7 +300,7 @@ class Stack:
         def relaunch():
             self.stop_worker()
             self.http_port = free_port()
-            self.launch(self.prebuilt)
+            self.launch()
 
         on_free_ports(lambda: self.wait_ready(timeout), relaunch, self.choose_http_port)
 
@@ -357,6 +369,10 @@ def main() -> None:
     relay_ports = local_relay.Ports.from_base(int(os.environ.get("RELAY_PORT", "2587")))
     http_port = int(os.environ.get("PORT", "8787"))
     stack = Stack(state, relay_ports, http_port, vars_file=None)
+    try:
+        build_worker()
+    except RuntimeError as failed:
+        sys.exit(str(failed))
     local_relay.stop(stack.relay_dir)  # a relay left over from an interrupted run
     try:
         stack.start_relay(inbox_port=int(os.environ.get("INBOX_PORT", "8025")))
