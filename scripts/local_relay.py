@@ -131,6 +131,10 @@ sasldb_path: {dir}/sasldb2
 """
 
 
+class PortInUse(Exception):
+    """A port a server was to listen on is taken (whoever chose it may choose another)."""
+
+
 def run(*args, **kwargs):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)
 
@@ -212,14 +216,22 @@ def listening(port: int) -> bool:
 
 
 def start(directory: Path, ports: Ports, user: str, password: str) -> None:
+    """Raises PortInUse if one of the ports is taken, already or by the time Postfix binds it."""
     busy = [port for port in ports.all() if listening(port)]
     if busy:
-        sys.exit(f"port(s) {busy} already in use; is a relay running? (local_relay.py stop --dir ...)")
+        raise PortInUse(f"port(s) {busy} already in use; is a relay running? (local_relay.py stop --dir ...)")
     configure(directory, ports, user, password)
+    log = directory / "maillog"
+    logged = log.stat().st_size if log.exists() else 0
     result = subprocess.run(["postfix", "-c", str(directory), "start"], capture_output=True, text=True)
     if result.returncode != 0:
-        log = directory / "maillog"
-        sys.exit(f"postfix failed to start:\n{result.stdout}{result.stderr}" + (log.read_text()[-3000:] if log.exists() else ""))
+        logged_now = log.read_bytes()[logged:].decode(errors="replace") if log.exists() else ""
+        output = result.stdout + result.stderr + logged_now
+        # Postfix's master binds every port at start-up: "fatal: bind 127.0.0.1 port N: Address already in use".
+        taken = [line for line in output.splitlines() if "Address already in use" in line]
+        if taken:
+            raise PortInUse(f"postfix could not listen: {taken[0]}")
+        sys.exit(f"postfix failed to start:\n{output[-3000:]}")
     deadline = time.monotonic() + 20
     while not all(listening(port) for port in ports.all()):
         if time.monotonic() > deadline:
@@ -246,7 +258,10 @@ def main() -> None:
         if not args.password:
             sys.exit("set RELAY_PASSWORD (or --password) for the relay's development account")
         directory.mkdir(parents=True, exist_ok=True)
-        start(directory, Ports.from_base(args.port), args.user, args.password)
+        try:
+            start(directory, Ports.from_base(args.port), args.user, args.password)
+        except PortInUse as taken:
+            sys.exit(str(taken))
         print(f"relay listening on 127.0.0.1:{args.port}; mail lands in {directory}/mail/inbox/new")
     elif args.action == "stop":
         stop(directory)

@@ -4,6 +4,7 @@ whole session, on free loopback ports, in a temporary directory; stopped at the 
 import email
 import email.policy
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -56,24 +57,64 @@ class Client:
         status, headers, raw = self.request("POST", "/v1/send?debug=1", body, api_key=self.stack.api_key)
         return status, headers, json.loads(raw)
 
-    def inbox_files(self) -> set:
-        return set(self.stack.inbox.iterdir()) if self.stack.inbox.exists() else set()
+    def messages_with(self, tag: str) -> list:
+        """The raw received messages that contain `tag` (a uuid in the subject, a Message-ID).
+        Other tests deliver into the same inbox, so only a unique tag says which message is whose."""
+        paths = sorted(self.stack.inbox.iterdir()) if self.stack.inbox.exists() else []
+        return [raw for raw in (path.read_bytes() for path in paths) if tag.encode() in raw]
 
-    def wait_for_message(self, message_id: str, timeout: float = 20):
-        """The received message whose Message-ID header is `message_id`, parsed by Python's email."""
+    def wait_for_message(self, tag: str, timeout: float = 20):
+        """The first received message that contains `tag`, raw and parsed by Python's email."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for path in self.inbox_files():
-                raw = path.read_bytes()
-                if message_id.encode() in raw:
-                    return raw, email.message_from_bytes(raw, policy=email.policy.default)
+        while True:
+            found = self.messages_with(tag)
+            if found:
+                return found[0], email.message_from_bytes(found[0], policy=email.policy.default)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no message containing {tag!r} arrived in {self.stack.inbox} within {timeout}s")
             time.sleep(0.2)
-        raise AssertionError(f"no message {message_id} arrived in {self.stack.inbox}")
+
+    def assert_no_message(self, tag: str, within: float = 3, besides: int = 0) -> None:
+        """Watches the inbox for `within` seconds and fails as soon as more than `besides` messages
+        contain `tag` (Postfix delivers asynchronously, so a wrong delivery can come late)."""
+        deadline = time.monotonic() + within
+        while True:
+            count = len(self.messages_with(tag))
+            assert count <= besides, f"{count} message(s) containing {tag!r} arrived; expected at most {besides}"
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+
+
+def relay_session(stack: "devstack.Stack", reply: str, timeout: float = 10) -> str:
+    """Postfix's summary of the SMTP session that queued a message: the `disconnect from` line
+    with its command counts (`ehlo=2 starttls=1 auth=1 mail=1 rcpt=2 bdat=1 quit=1 commands=9`).
+
+    `reply` is the relay's final reply as the API passes it on ("Ok: 676 bytes queued as
+    4819D51C37A"); its queue id finds the smtpd process that took the message (`smtpd[pid]:
+    4819D51C37A: client=...`), and that process's next `disconnect from` line ends the session,
+    whatever other sessions are logged in between."""
+    match = re.search(r"queued as ([0-9A-Za-z]+)", reply)
+    assert match, f"no queue id in the relay's reply {reply!r}"
+    queue_id = match.group(1)
+    log = stack.relay_dir / "maillog"
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        queued = next((i for i, line in enumerate(lines) if f": {queue_id}: client=" in line), None)
+        if queued is not None:
+            process = re.search(r" (\S+\[\d+\]): ", lines[queued]).group(1)
+            done = next((line for line in lines[queued + 1:] if f" {process}: disconnect from " in line), None)
+            if done:
+                return done
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Postfix logged no finished session for queue id {queue_id} within {timeout}s")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
 def site():
-    s = Site(devstack.free_port())
+    s = Site()
     s.start()
     yield s
     s.stop()
@@ -84,11 +125,11 @@ def stack(site):
     # Not pytest's tmp_path: that is private to root (0700) and Postfix runs as `postfix`.
     state = Path(tempfile.mkdtemp(prefix="edge-mailer-e2e-"))
     state.chmod(0o755)
-    ports = devstack.local_relay.Ports(*(devstack.free_port() for _ in range(4)))
-    s = devstack.Stack(state, ports, devstack.free_port(), vars_file=state / "worker.vars", extra_vars=site.worker_vars())
-    site.worker = s.base_url
+    # Free ports of its choosing, chosen again if one is taken meanwhile.
+    s = devstack.Stack(state, vars_file=state / "worker.vars", extra_vars=site.worker_vars())
     try:
         s.start()
+        site.worker = s.base_url
         yield s
     finally:
         s.stop()

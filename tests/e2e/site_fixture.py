@@ -33,9 +33,7 @@ PASSING_TOKEN = "pass-token"
 
 
 class Site:
-    def __init__(self, port: int):
-        self.port = port
-        self.origin = f"http://127.0.0.1:{port}"
+    def __init__(self, port: int = 0):
         self.worker = None  # set before pages are requested
         self.verifications = []
         site = self
@@ -72,7 +70,10 @@ class Site:
                 answer = {"success": ok} if ok else {"success": False, "error-codes": ["invalid-input-response"]}
                 self.send_page(200, json.dumps(answer), "application/json")
 
+        # Port 0: the system picks a free port as it binds, so no other process can take it first.
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self):

@@ -3,7 +3,6 @@ images, extra headers, idempotent retries (Workers KV under wrangler dev), and l
 
 import base64
 import os
-import time
 import uuid
 
 ATTACHMENT = os.urandom(3 * 1024 * 1024 + 17)  # binary, several megabytes
@@ -98,9 +97,8 @@ def test_idempotent_retry_sends_once(client):
     assert first[0] == second[0] == 200
     assert first[2] == second[2]
     assert {k.lower(): v for k, v in second[1].items()}.get("idempotent-replayed") == "true"
-    time.sleep(1.5)
-    copies = [p for p in client.inbox_files() if f"idempotent {key}".encode() in p.read_bytes()]
-    assert len(copies) == 1, copies
+    client.wait_for_message(f"idempotent {key}")
+    client.assert_no_message(f"idempotent {key}", besides=1)
     conflict = client.request("POST", "/v1/send", {**body, "text": "changed"}, headers=headers, api_key=client.stack.api_key)
     assert conflict[0] == 409 and b"idempotency_conflict" in conflict[2]
 
