@@ -33,6 +33,11 @@ fn io_error(error: worker::Error) -> io::Error {
     io::Error::other(error.to_string())
 }
 
+/// The port took a TCP connection but not an implicit-TLS one ([`Network::connect`]'s contract).
+fn tls_refused() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "the implicit-TLS handshake failed")
+}
+
 impl Network for Workers {
     type Conn = Socket;
 
@@ -43,8 +48,24 @@ impl Network for Workers {
             Security::None => SecureTransport::Off,
         };
         let socket = Socket::builder().secure_transport(secure).connect(host, port).map_err(io_error)?;
-        socket.opened().await.map_err(io_error)?;
-        Ok(socket)
+        match socket.opened().await {
+            Ok(_) => Ok(socket),
+            // workerd says "cannot connect" alike for a closed port and a failed implicit-TLS
+            // handshake (seen under wrangler dev); a plain connection tells them apart.
+            Err(error) if security == Security::ImplicitTls => {
+                let plain = Socket::builder().secure_transport(SecureTransport::Off).connect(host, port);
+                let port_is_open = match plain {
+                    Ok(mut plain) => {
+                        let open = plain.opened().await.is_ok();
+                        let _ = plain.close().await;
+                        open
+                    }
+                    Err(_) => false,
+                };
+                Err(if port_is_open { tls_refused() } else { io_error(error) })
+            }
+            Err(error) => Err(io_error(error)),
+        }
     }
 
     async fn start_tls(&self, conn: Socket) -> io::Result<Socket> {

@@ -759,3 +759,16 @@ fn every_recipient_refused_in_a_chunked_flight_says_nothing_was_delivered() {
     assert!(error.message.contains("nothing was delivered"), "{}", error.message);
     assert!(!error.message.contains("nothing sent") && !error.message.contains("not sent"));
 }
+
+#[test]
+fn a_port_that_takes_tcp_but_not_implicit_tls_is_relay_tls_failed() {
+    let mut relay = ScriptedRelay::new(vec![]);
+    relay.refuse_connect = true;
+    relay.refuse_with = std::io::ErrorKind::InvalidData;
+    let (error, _) = open_error(relay, &RelaySettings { security: Security::ImplicitTls, ..settings() });
+    assert_eq!(error.code, ErrorCode::RelayTlsFailed);
+    let mut relay = ScriptedRelay::new(vec![]);
+    relay.refuse_connect = true;
+    let (error, _) = open_error(relay, &RelaySettings { security: Security::ImplicitTls, ..settings() });
+    assert_eq!(error.code, ErrorCode::RelayUnreachable, "a closed port is not a TLS failure");
+}

@@ -32,7 +32,8 @@ use super::transcript::Transcript;
 pub trait Network {
     type Conn: AsyncRead + AsyncWrite + Unpin;
     /// Opens a connection protected as `security` says: TLS from the first byte for
-    /// `ImplicitTls`, plain TCP (upgradable only for `StartTls`) otherwise.
+    /// `ImplicitTls`, plain TCP (upgradable only for `StartTls`) otherwise. A port that takes
+    /// TCP but fails the implicit-TLS handshake answers `io::ErrorKind::InvalidData`.
     fn connect(&self, host: &str, port: u16, security: Security) -> impl Future<Output = io::Result<Self::Conn>>;
     /// Upgrades a plain connection to TLS, verifying the relay's certificate.
     fn start_tls(&self, conn: Self::Conn) -> impl Future<Output = io::Result<Self::Conn>>;
@@ -85,15 +86,17 @@ impl<N: Network> Session<N> {
             return Err((Error::new(Phase::Connect, ErrorKind::Insecure), Transcript::default()));
         }
         let opened_at = net.now_millis();
-        let conn = match within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, relay.security))
-            .await
-        {
-            None => return Err((timeout(Phase::Connect), Transcript::default())),
-            // A refused or unroutable connection, whatever the security: nothing was said yet.
-            // (A failed implicit-TLS handshake shows on the first read, as `awaiting_tls`.)
-            Some(Err(error)) => return Err((Error::io(Phase::Connect, ErrorKind::Io, error), Transcript::default())),
-            Some(Ok(conn)) => conn,
-        };
+        let conn =
+            match within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, relay.security)).await {
+                None => return Err((timeout(Phase::Connect), Transcript::default())),
+                // A failed implicit-TLS handshake (here, or on the first read as `awaiting_tls`), or
+                // a refused or unroutable connection: nothing was said yet either way.
+                Some(Err(error)) => {
+                    let kind = if error.kind() == io::ErrorKind::InvalidData { ErrorKind::Tls } else { ErrorKind::Io };
+                    return Err((Error::io(Phase::Connect, kind, error), Transcript::default()));
+                }
+                Some(Ok(conn)) => conn,
+            };
         let mut session = Session {
             net,
             conn: Some(conn),

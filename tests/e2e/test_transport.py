@@ -21,6 +21,8 @@ def workers(stack):
             "untrusted_certificate": {"SMTP_PORT": str(ports.untrusted)},
             "no_starttls": {"SMTP_PORT": str(ports.plain)},
             "closed_port": {"SMTP_PORT": str(devstack.free_port())},
+            "closed_port_tls": {"SMTP_PORT": str(devstack.free_port()), "SMTP_SECURITY": "tls"},
+            "tls_to_a_plain_port": {"SMTP_PORT": str(ports.plain), "SMTP_SECURITY": "tls"},
             "port_25": {"SMTP_PORT": "25"},
         }).items()
     }
@@ -71,3 +73,16 @@ def test_port_25_is_misconfigured_naming_the_variable(workers):
     # Health stays healthy and says nothing about configuration.
     status, _, raw = workers["port_25"].request("GET", "/v1/health")
     assert status == 200 and json.loads(raw) == {"ok": True, "version": json.loads(raw)["version"]}
+
+
+def test_closed_port_with_implicit_tls_is_relay_unreachable_not_a_tls_failure(workers):
+    status, _, answer = workers["closed_port_tls"].send(MESSAGE)
+    assert status == 502, answer
+    assert answer["error"]["code"] == "relay_unreachable"
+    assert answer["error"]["retryable"] is True
+
+
+def test_implicit_tls_to_a_port_that_does_not_speak_it_is_relay_tls_failed(workers):
+    status, _, answer = workers["tls_to_a_plain_port"].send(MESSAGE)
+    assert status == 502, answer
+    assert answer["error"]["code"] == "relay_tls_failed"

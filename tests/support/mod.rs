@@ -58,6 +58,8 @@ pub struct ScriptedRelay {
     script: Rc<Vec<Step>>,
     pub seen: Rc<RefCell<Seen>>,
     pub refuse_connect: bool,
+    /// How a refused connect fails (workerd's "cannot connect" is `Other`).
+    pub refuse_with: io::ErrorKind,
     pub fail_tls: bool,
     /// Bytes the client may write before the relay reads them (small: writes wait on a slow
     /// relay, as they do on a real socket).
@@ -72,6 +74,7 @@ impl ScriptedRelay {
             script: Rc::new(script),
             seen: Rc::default(),
             refuse_connect: false,
+            refuse_with: io::ErrorKind::ConnectionRefused,
             fail_tls: false,
             buffer: 1 << 20,
             handshake_delay: 0,
@@ -150,7 +153,7 @@ impl Network for ScriptedRelay {
     async fn connect(&self, _host: &str, _port: u16, security: Security) -> io::Result<DuplexStream> {
         tokio::time::sleep(Duration::from_millis(self.handshake_delay)).await;
         if self.refuse_connect {
-            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+            return Err(io::Error::new(self.refuse_with, "refused"));
         }
         self.seen.borrow_mut().connects += 1;
         if security == Security::ImplicitTls {
