@@ -284,17 +284,17 @@ fn connection_dropped_right_after_tls_is_relay_tls_failed() {
     assert_eq!(error.code, ErrorCode::RelayTlsFailed);
 }
 
-#[test]
-fn wrong_credentials_are_relay_auth_failed_without_echoing_anything() {
+/// A session whose AUTH PLAIN the relay answers with `reply`.
+fn auth_answered(reply: &'static str) -> (ApiError, Transcript) {
     let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
     script.extend(STARTTLS);
-    script.extend([
-        EHLO,
-        EHLO_LOCK_STEP,
-        Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"),
-        Say("535 5.7.8 Error: authentication failed: AGRldgBzZWNyZXQ=\r\n"),
-    ]);
-    let (error, transcript) = open_error(ScriptedRelay::new(script), &settings());
+    script.extend([EHLO, EHLO_LOCK_STEP, Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"), Say(reply)]);
+    open_error(ScriptedRelay::new(script), &settings())
+}
+
+#[test]
+fn wrong_credentials_are_relay_auth_failed_without_echoing_anything() {
+    let (error, transcript) = auth_answered("535 5.7.8 Error: authentication failed: AGRldgBzZWNyZXQ=\r\n");
     assert_eq!(error.code, ErrorCode::RelayAuthFailed);
     let json = error.to_json().to_string();
     assert!(!json.contains("AGRldgBzZWNyZXQ") && !json.contains("secret"), "{json}");
@@ -684,15 +684,7 @@ fn a_connection_that_breaks_before_the_message_is_retryable_relay_unreachable() 
 
 #[test]
 fn a_temporary_auth_failure_is_retryable() {
-    let mut script = vec![GREETING, EHLO, EHLO_PLAIN_REPLY];
-    script.extend(STARTTLS);
-    script.extend([
-        EHLO,
-        EHLO_LOCK_STEP,
-        Expect("AUTH PLAIN AGRldgBzZWNyZXQ=\r\n"),
-        Say("454 4.7.0 Temporary authentication failure\r\n"),
-    ]);
-    let (error, _) = open_error(ScriptedRelay::new(script), &settings());
+    let (error, _) = auth_answered("454 4.7.0 Temporary authentication failure\r\n");
     assert_eq!(error.code, ErrorCode::RelayBusy);
     assert!(error.code.retryable() && error.retry_after.is_some());
 }

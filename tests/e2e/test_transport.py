@@ -75,14 +75,12 @@ def test_port_25_is_misconfigured_naming_the_variable(workers):
     assert status == 200 and json.loads(raw) == {"ok": True, "version": json.loads(raw)["version"]}
 
 
-def test_closed_port_with_implicit_tls_is_relay_unreachable_not_a_tls_failure(workers):
-    status, _, answer = workers["closed_port_tls"].send(MESSAGE)
+@pytest.mark.parametrize("worker, code", [
+    ("closed_port_tls", "relay_unreachable"),  # nothing listens: retryable, not a TLS failure
+    ("tls_to_a_plain_port", "relay_tls_failed"),  # a port that takes TCP but not TLS
+])
+def test_implicit_tls_tells_a_closed_port_from_a_failed_handshake(workers, worker, code):
+    status, _, answer = workers[worker].send(MESSAGE)
     assert status == 502, answer
-    assert answer["error"]["code"] == "relay_unreachable"
-    assert answer["error"]["retryable"] is True
-
-
-def test_implicit_tls_to_a_port_that_does_not_speak_it_is_relay_tls_failed(workers):
-    status, _, answer = workers["tls_to_a_plain_port"].send(MESSAGE)
-    assert status == 502, answer
-    assert answer["error"]["code"] == "relay_tls_failed"
+    assert answer["error"]["code"] == code
+    assert answer["error"]["retryable"] is (code == "relay_unreachable")
