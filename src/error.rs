@@ -4,7 +4,7 @@
 //! people. The Worker serves this table at `GET /v1/errors` so the `www/` page and the tests
 //! read the same rows; nothing else in the tree spells these codes out.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One row of the error table.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -179,17 +179,35 @@ impl ErrorCode {
     }
 }
 
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|code| code.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom("not a code of the error table"))
+    }
+}
+
 /// The SMTP side of a failure: what the relay said, and in which phase.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmtpDetail {
     pub code: u16,
     pub enhanced: Option<String>,
     pub text: String,
-    pub phase: &'static str,
+    pub phase: String,
 }
 
-/// A failure as the HTTP layer answers it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A failure as the HTTP layer answers it. (Serde gives it whole, for handing it between
+/// the Worker and its Durable Objects; callers see [`ApiError::to_json`].)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
@@ -295,7 +313,7 @@ mod tests {
             code: 451,
             enhanced: Some("4.3.0".into()),
             text: "local error".into(),
-            phase: "mail",
+            phase: "mail".into(),
         });
         let json = error.to_json();
         assert_eq!(json["error"]["code"], "relay_busy");

@@ -14,6 +14,8 @@ use worker::{
 
 use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable};
+use crate::delivery::submit::{Outcome, Transaction};
+use crate::delivery::warm::WarmSession;
 use crate::delivery::ratelimit::{Decision, Window};
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use crate::smtp::client::Network;
@@ -23,6 +25,8 @@ use crate::smtp::settings::Security;
 const IDEMPOTENCY_KV: &str = "IDEMPOTENCY";
 /// The Durable Object namespace binding of [`RateLimiter`].
 const RATE_LIMITER: &str = "RATE_LIMITER";
+/// The Durable Object namespace binding of [`SmtpSession`].
+const SMTP_SESSION_POOL: &str = "SMTP_SESSION_POOL";
 
 #[derive(Clone)]
 struct Workers {
@@ -127,11 +131,37 @@ impl Environment for Workers {
         Ok((response.status_code(), text))
     }
 
+    /// The transaction goes to one of the session objects, picked at random: its JSON, a
+    /// line feed, then the message's bytes.
+    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, Unavailable> {
+        let mut pick = [0u8; 4];
+        getrandom::fill(&mut pick).map_err(|_| Unavailable)?;
+        let stub = self.session_object(u32::from_le_bytes(pick) % sessions.max(1))?;
+        let mut body = serde_json::to_vec(transaction).map_err(|_| Unavailable)?;
+        body.push(b'\n');
+        body.extend_from_slice(&transaction.message);
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+        drop(body);
+        let request = Request::new_with_init("https://smtp-session/send", &init).map_err(|_| Unavailable)?;
+        let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
+        let answer = response.bytes().await.map_err(|_| Unavailable)?;
+        serde_json::from_slice(&answer).map_err(|_| Unavailable)
+    }
+
     async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
         let url = worker::Url::parse(url).map_err(|_| Unavailable)?;
         let mut response = Fetch::Url(url).send().await.map_err(|_| Unavailable)?;
         let text = response.text().await.map_err(|_| Unavailable)?;
         Ok((response.status_code(), text))
+    }
+}
+
+impl Workers {
+    /// The one that keeps warm session number `index`.
+    fn session_object(&self, index: u32) -> Result<worker::Stub, Unavailable> {
+        let namespace = self.env.durable_object(SMTP_SESSION_POOL).map_err(|_| Unavailable)?;
+        namespace.id_from_name(&format!("smtp-session-{index}")).and_then(|id| id.get_stub()).map_err(|_| Unavailable)
     }
 }
 
@@ -257,5 +287,53 @@ impl DurableObject for RateLimiter {
         let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
         let decision = self.window.borrow_mut().hit(worker::Date::now().as_millis(), limit, u64::from(window) * 1000);
         Response::from_json(&decision)
+    }
+}
+
+/// One warm SMTP session (`SMTP_SESSIONS` of these, by name): sends from every request of
+/// the Worker run on it one at a time, and it closes with QUIT after `SMTP_IDLE_SECONDS`
+/// unused (an alarm). workerd lets a Durable Object keep a socket between requests; an
+/// evicted object loses it, and the next send simply opens a new one.
+#[durable_object(alarm)]
+pub struct SmtpSession {
+    state: State,
+    workers: Workers,
+    warm: WarmSession<Workers>,
+}
+
+impl SmtpSession {
+    async fn arm_idle_alarm(&self, after_ms: u64) {
+        let _ = self.state.storage().set_alarm(Duration::from_millis(after_ms)).await;
+    }
+}
+
+impl DurableObject for SmtpSession {
+    fn new(state: State, env: Env) -> Self {
+        SmtpSession { state, workers: Workers { env }, warm: WarmSession::default() }
+    }
+
+    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
+        let bytes = request.bytes().await?;
+        let split = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
+        let mut transaction: Transaction = serde_json::from_slice(&bytes[..split])?;
+        transaction.message = bytes.get(split + 1..).unwrap_or_default().to_vec();
+        drop(bytes);
+        let outcome = match Config::from_lookup(|name| self.workers.var(name)) {
+            Err(error) => Outcome::failed(error),
+            Ok(config) => {
+                let outcome = self.warm.send(&self.workers, &config.relay, &transaction).await;
+                self.arm_idle_alarm(config.smtp_idle_seconds * 1000).await;
+                outcome
+            }
+        };
+        Response::from_json(&outcome)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let idle_ms = Config::from_lookup(|name| self.workers.var(name)).map(|c| c.smtp_idle_seconds).unwrap_or(30) * 1000;
+        if let Some(left) = self.warm.close_if_idle(self.workers.now_millis(), idle_ms).await {
+            self.arm_idle_alarm(left).await;
+        }
+        Response::ok("")
     }
 }

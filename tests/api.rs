@@ -10,6 +10,9 @@ use crate::support::{self, call_with_body, Req, ScriptedEnv, ScriptedRelay, Step
 
 const VARS: &[(&str, &str)] = &[
     ("SMTP_HOST", "relay.test"),
+    // A session per send: these tests follow one session from open to QUIT (tests/warm.rs
+    // has the pooled sessions).
+    ("SMTP_SESSIONS", "0"),
     ("SMTP_USERNAME", "dev"),
     ("SMTP_PASSWORD", "secret"),
     ("MAIL_FROM", "Site <noreply@example.com>"),

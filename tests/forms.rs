@@ -8,6 +8,7 @@ use crate::support::{call, Req, ScriptedEnv, ScriptedRelay};
 fn vars(forms: &str) -> Vec<(&'static str, String)> {
     vec![
         ("SMTP_HOST", "relay.test".into()),
+        ("SMTP_SESSIONS", "0".into()),
         ("MAIL_FROM", "Site <noreply@example.com>".into()),
         ("FORMS", forms.into()),
         ("TURNSTILE_SECRET", "s3cret".into()),

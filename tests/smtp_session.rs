@@ -252,7 +252,7 @@ fn busy_relay_at_greeting_is_relay_busy() {
     let relay = ScriptedRelay::new(vec![Say("421 4.3.2 Service not available\r\n")]);
     let error = open_error(relay, &settings()).0;
     assert_eq!(error.code, ErrorCode::RelayBusy);
-    assert_eq!(error.smtp.as_ref().map(|s| (s.code, s.phase)), Some((421, "greeting")));
+    assert_eq!(error.smtp.as_ref().map(|s| (s.code, s.phase.as_str())), Some((421, "greeting")));
     assert!(error.retry_after.is_some());
 }
 
@@ -418,7 +418,7 @@ fn transient_and_permanent_failures_at_each_phase() {
         let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
         assert_script_followed(&relay);
         assert_eq!(error.code, code, "{phase} {smtp_code}");
-        assert_eq!(error.smtp.as_ref().map(|s| (s.phase, s.code)), Some((phase, smtp_code)));
+        assert_eq!(error.smtp.as_ref().map(|s| (s.phase.as_str(), s.code)), Some((phase, smtp_code)));
         assert_eq!(error.code.retryable(), smtp_code < 500, "{phase} {smtp_code}");
     }
 }

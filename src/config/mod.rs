@@ -21,6 +21,10 @@ use forms::FormSettings;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 /// How long a request body may take to arrive unless `REQUEST_BODY_TIMEOUT_MS` says otherwise.
 pub const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u64 = 30_000;
+/// Warm SMTP sessions kept open (Durable Objects) unless `SMTP_SESSIONS` says otherwise.
+pub const DEFAULT_SMTP_SESSIONS: u32 = 2;
+/// How long a warm session may sit unused before it is closed with QUIT.
+pub const DEFAULT_SMTP_IDLE_SECONDS: u64 = 30;
 /// Cloudflare's Turnstile verification endpoint; `TURNSTILE_VERIFY_URL` overrides it (tests
 /// use a fake).
 pub const TURNSTILE_VERIFY_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
@@ -103,6 +107,10 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// `REQUEST_BODY_TIMEOUT_MS`: how long the whole body may take to arrive.
     pub request_body_timeout_ms: u64,
+    /// `SMTP_SESSIONS`: how many warm sessions sends share (0: a session of its own each).
+    pub smtp_sessions: u32,
+    /// `SMTP_IDLE_SECONDS`: how long a warm session may sit unused before QUIT.
+    pub smtp_idle_seconds: u64,
     /// `FORMS`: form name → settings.
     pub forms: BTreeMap<String, FormSettings>,
     pub turnstile_secret: Option<Secret>,
@@ -226,6 +234,14 @@ impl Config {
         };
 
         let request_body_timeout_ms = millis("REQUEST_BODY_TIMEOUT_MS", DEFAULT_REQUEST_BODY_TIMEOUT_MS)?;
+        let number = |variable: &str, default: u64, range: std::ops::RangeInclusive<u64>| match get(variable) {
+            None => Ok(default),
+            Some(v) => v.parse::<u64>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                misconfigured(variable, &format!("must be a whole number from {} to {}", range.start(), range.end()))
+            }),
+        };
+        let smtp_sessions = number("SMTP_SESSIONS", u64::from(DEFAULT_SMTP_SESSIONS), 0..=32)? as u32;
+        let smtp_idle_seconds = number("SMTP_IDLE_SECONDS", DEFAULT_SMTP_IDLE_SECONDS, 1..=3600)?;
 
         let forms = match get("FORMS") {
             None => Default::default(),
@@ -253,6 +269,8 @@ impl Config {
             turnstile_verify_url,
             max_request_bytes,
             request_body_timeout_ms,
+            smtp_sessions,
+            smtp_idle_seconds,
             relay: RelaySettings { host: smtp_host, port: smtp_port, security, ehlo_name, credentials, timeouts },
             mail_from,
             allowed_from,
@@ -314,6 +332,11 @@ mod tests {
         assert!(c.relay.credentials.is_none() && c.api_keys.is_empty());
         assert_eq!(with(&[("SMTP_SECURITY", "tls")]).unwrap().relay.port, 465);
         assert_eq!((c.max_request_bytes, c.request_body_timeout_ms), (DEFAULT_MAX_REQUEST_BYTES, 30_000));
+        assert_eq!((c.smtp_sessions, c.smtp_idle_seconds), (2, 30));
+        assert_eq!(with(&[("SMTP_SESSIONS", "0")]).unwrap().smtp_sessions, 0);
+        for (variable, bad) in [("SMTP_SESSIONS", "33"), ("SMTP_SESSIONS", "two"), ("SMTP_IDLE_SECONDS", "0")] {
+            assert!(with(&[(variable, bad)]).unwrap_err().message.starts_with(variable));
+        }
     }
 
     #[test]

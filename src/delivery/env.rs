@@ -1,9 +1,10 @@
 //! What the Worker's runtime offers the services, beyond the network and its clock
-//! ([`Network`]): a key-value store, the rate limiter, and outbound HTTP.
+//! ([`Network`]): a key-value store, the rate limiter, outbound HTTP, and warm SMTP sessions.
 
 use std::future::Future;
 
 use super::ratelimit::Decision;
+use super::submit::{Outcome, Transaction};
 use crate::smtp::client::Network;
 
 /// A platform service (KV, the rate limiter, an outbound fetch) is missing or failed.
@@ -27,4 +28,7 @@ pub trait Environment: Network + Clone {
         -> impl Future<Output = Result<(u16, String), Unavailable>>;
     /// GETs `url`; answers status and body.
     fn get_text(&self, url: &str) -> impl Future<Output = Result<(u16, String), Unavailable>>;
+    /// Runs `transaction` on one of `sessions` warm sessions (a [`super::warm::WarmSession`]
+    /// each, kept by the platform between requests).
+    fn send_warm(&self, transaction: &Transaction, sessions: u32) -> impl Future<Output = Result<Outcome, Unavailable>>;
 }

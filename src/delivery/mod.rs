@@ -1,8 +1,9 @@
 //! Services with no HTTP types: what the platform offers ([`env::Environment`]), submitting a
 //! message (content → MIME → session → outcome, the one place SMTP errors become error
-//! codes), `Idempotency-Key` records, and rate limits.
+//! codes), warm sessions kept open between sends, `Idempotency-Key` records, and rate limits.
 
 pub mod env;
 pub mod idempotency;
 pub mod ratelimit;
 pub mod submit;
+pub mod warm;

@@ -1,8 +1,11 @@
 //! Submitting one message: validated content → MIME → an SMTP session → what came of it.
 //! This is the one place where an [`smtp::error::Error`] becomes an error code of the table.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::env::Environment;
+use crate::address::EmailAddress;
+use crate::config::Config;
 use crate::error::{ApiError, ErrorCode, SmtpDetail};
 use crate::message::{self, Content, Stamp};
 use crate::smtp::client::{Network, Session};
@@ -10,7 +13,6 @@ use crate::smtp::envelope::{Dsn, Envelope};
 use crate::smtp::error::{Error, ErrorKind, Extension};
 use crate::smtp::outcome::{Delivery, Phase};
 use crate::smtp::reply::Reply;
-use crate::smtp::settings::RelaySettings;
 use crate::smtp::transcript::Transcript;
 
 /// A validated request: the message, and how the relay should report on it.
@@ -21,7 +23,7 @@ pub struct Submission {
 }
 
 /// A recipient the relay refused while it accepted the message for others.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
     pub email: String,
     pub smtp: SmtpDetail,
@@ -30,7 +32,7 @@ pub struct Rejected {
 }
 
 /// A message the relay accepted, as answers report it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
     pub message_id: String,
     pub accepted: Vec<String>,
@@ -39,16 +41,75 @@ pub struct Sent {
     pub smtp: SmtpDetail,
 }
 
-/// What a submission came to, with the conversation (shown only in debug mode).
-pub struct Submitted<N: Network> {
+/// A rendered message with its envelope, owned, so it can travel to the object that holds a
+/// warm session. The message bytes travel beside it, not in its JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Transaction {
+    pub message_id: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub dsn: Option<Dsn>,
+    pub utf8_headers: bool,
+    #[serde(skip)]
+    pub message: Vec<u8>,
+}
+
+impl Transaction {
+    /// Renders `submission` with a fresh Message-ID and the date of `now_millis`.
+    pub fn render(submission: &Submission, message_id_domain: &str, now_millis: u64) -> Result<Self, ApiError> {
+        let content = &submission.content;
+        let mut random = [0u8; 16];
+        getrandom::fill(&mut random)
+            .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the Message-ID"))?;
+        let stamp = Stamp::new(random, message_id_domain, (now_millis / 1000) as i64);
+        let utf8_headers = [&content.to, &content.cc, &content.reply_to]
+            .into_iter()
+            .flatten()
+            .chain([&content.from])
+            .any(|mailbox| mailbox.email.needs_smtputf8());
+        Ok(Transaction {
+            message_id: stamp.header_message_id(),
+            sender: content.from.email.to_string(),
+            recipients: content.envelope_recipients().iter().map(|r| r.to_string()).collect(),
+            dsn: submission.dsn.clone(),
+            utf8_headers,
+            message: message::render(content, &stamp),
+        })
+    }
+
+    /// Runs this transaction on `session`: the relay's verdict, as the table reports it.
+    pub async fn run<N: Network>(&self, session: &mut Session<N>) -> Result<Sent, Error> {
+        // The addresses were validated when the request was; a copy that does not parse was
+        // tampered with on the way, and goes nowhere.
+        let parse = |a: &String| EmailAddress::parse(a).map_err(|_| Error::new(Phase::Mail, ErrorKind::Malformed("an envelope address does not parse")));
+        let sender = parse(&self.sender)?;
+        let recipients = self.recipients.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+        let recipients: Vec<&EmailAddress> = recipients.iter().collect();
+        let envelope =
+            Envelope { sender: &sender, recipients: &recipients, dsn: self.dsn.as_ref(), utf8_headers: self.utf8_headers };
+        let delivery = session.send(&envelope, &self.message).await?;
+        Ok(sent(self.message_id.clone(), delivery))
+    }
+}
+
+/// Whether a send used a session opened for it or a warm one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionUse {
+    New,
+    Warm,
+}
+
+/// What a send came to, with the conversation (shown only in debug mode).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
     pub result: Result<Sent, ApiError>,
     pub transcript: Transcript,
     pub round_trips: u32,
-    /// The open session to QUIT after the answer (none when it never opened).
-    pub session: Option<Session<N>>,
+    pub session: SessionUse,
 }
 
-impl<N: Network> Submitted<N> {
+impl Outcome {
     /// The relay accepted the message, or may have (`delivery_unknown`): never send it again.
     pub fn may_have_left(&self) -> bool {
         match &self.result {
@@ -57,51 +118,50 @@ impl<N: Network> Submitted<N> {
         }
     }
 
-    fn failed(error: ApiError) -> Self {
-        Submitted { result: Err(error), transcript: Transcript::default(), round_trips: 0, session: None }
+    /// A send that failed before any session was involved.
+    pub fn failed(error: ApiError) -> Self {
+        Outcome { result: Err(error), transcript: Transcript::default(), round_trips: 0, session: SessionUse::New }
     }
 }
 
-/// Renders the message and submits it to the relay.
-pub async fn submit<N: Network + Clone>(
-    net: &N,
-    relay: &RelaySettings,
-    message_id_domain: &str,
-    submission: &Submission,
-) -> Submitted<N> {
-    let content = &submission.content;
-    let mut random = [0u8; 16];
-    if getrandom::fill(&mut random).is_err() {
-        return Submitted::failed(ApiError::new(
-            ErrorCode::Misconfigured,
-            "no source of randomness for the Message-ID",
-        ));
-    }
-    let stamp = Stamp::new(random, message_id_domain, (net.now_millis() / 1000) as i64);
-    let bytes = message::render(content, &stamp);
-    let recipients = content.envelope_recipients();
-    let utf8_headers = [&content.to, &content.cc, &content.reply_to]
-        .into_iter()
-        .flatten()
-        .chain([&content.from])
-        .any(|mailbox| mailbox.email.needs_smtputf8());
-    let envelope =
-        Envelope { sender: &content.from.email, recipients: &recipients, dsn: submission.dsn.as_ref(), utf8_headers };
-    let message_id = stamp.header_message_id();
+/// An outcome, and the session to QUIT once the answer has gone out (a session opened for
+/// this send alone).
+pub struct Submitted<N: Network> {
+    pub outcome: Outcome,
+    pub after: Option<Session<N>>,
+}
 
-    let mut session = match Session::open(net.clone(), relay).await {
+/// Renders the message and submits it: through a warm session of the pool when
+/// `SMTP_SESSIONS` is above zero, else over a session of its own.
+pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submission) -> Submitted<E> {
+    let transaction = match Transaction::render(submission, &config.message_id_domain, env.now_millis()) {
+        Ok(transaction) => transaction,
+        Err(error) => return Submitted { outcome: Outcome::failed(error), after: None },
+    };
+    if config.smtp_sessions > 0 {
+        let outcome = env.send_warm(&transaction, config.smtp_sessions).await.unwrap_or_else(|_| {
+            Outcome::failed(ApiError::new(
+                ErrorCode::Misconfigured,
+                "SMTP_SESSION_POOL (the Durable Object binding for warm sessions) is not usable; or set SMTP_SESSIONS=0",
+            ))
+        });
+        return Submitted { outcome, after: None };
+    }
+    let mut session = match Session::open(env.clone(), &config.relay).await {
         Ok(session) => session,
         Err((error, transcript)) => {
-            return Submitted { result: Err(api_error(&error, &message_id)), transcript, round_trips: 0, session: None }
+            let result = Err(api_error(&error, &transaction.message_id));
+            return Submitted { outcome: Outcome { result, transcript, round_trips: 0, session: SessionUse::New }, after: None };
         }
     };
-    let result = session.send(&envelope, &bytes).await;
-    Submitted {
-        result: result.map(|delivery| sent(message_id.clone(), delivery)).map_err(|e| api_error(&e, &message_id)),
-        transcript: session.transcript().clone(),
+    let result = transaction.run(&mut session).await.map_err(|e| api_error(&e, &transaction.message_id));
+    let outcome = Outcome {
+        result,
+        transcript: session.take_transcript(),
         round_trips: session.round_trips(),
-        session: Some(session),
-    }
+        session: SessionUse::New,
+    };
+    Submitted { outcome, after: Some(session) }
 }
 
 /// The report of an accepted message.
@@ -128,7 +188,7 @@ pub fn detail(phase: Phase, reply: &Reply) -> SmtpDetail {
         code: reply.code,
         enhanced: reply.enhanced.map(|e| e.to_string()),
         text: reply.text(),
-        phase: phase.name(),
+        phase: phase.name().into(),
     }
 }
 

@@ -5,18 +5,17 @@
 use super::body::{self, BodySource};
 use super::pages;
 use super::request::{Field, FieldValue, Platform, RequestHead};
-use super::response::{Handled, HttpResponse};
+use super::response::{add_debug, Handled, HttpResponse};
 use super::send::media_type;
 use crate::address::{EmailAddress, Mailbox};
 use crate::config::forms::{origin_of, FormSettings};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::ratelimit::client_key;
-use crate::delivery::submit::{submit, Sent, Submission};
+use crate::delivery::submit::{submit, Outcome, Sent, Submission, Submitted};
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
 use crate::message::{implied_charset, Attachment, Content};
-use crate::smtp::transcript::Transcript;
 
 /// The field Cloudflare Turnstile's widget adds to the form.
 pub const TURNSTILE_FIELD: &str = "cf-turnstile-response";
@@ -89,9 +88,7 @@ pub async fn handle<P: Platform>(
     let origin = request_origin(head);
     let cors = cors_headers(form, origin.as_deref());
     let debug = form.debug && head.debug();
-    let fail = |error: ApiError, transcript: Option<&Transcript>| -> Handled<P> {
-        error_answer(answer, Some(form), &cors, &error, transcript.filter(|_| debug)).into()
-    };
+    let fail = |error: ApiError| -> Handled<P> { error_answer(answer, Some(form), &cors, &error, None).into() };
 
     if !form.allowed_origins.is_empty() && cors.is_empty() {
         let from = match &origin {
@@ -99,25 +96,25 @@ pub async fn handle<P: Platform>(
             None => "without an Origin or Referer header".to_string(),
         };
         let message = format!("this form accepts posts only from its allowed origins; this one came {from}");
-        return fail(ApiError::new(ErrorCode::ForbiddenOrigin, message), None);
+        return fail(ApiError::new(ErrorCode::ForbiddenOrigin, message));
     }
     let client = head.header("cf-connecting-ip").unwrap_or("unknown");
     match env.rate_limit(&format!("{name}|{}", client_key(client)), form.rate_limit_per_minute, 60).await {
         Ok(decision) if !decision.allowed => {
             let mut error = ApiError::new(ErrorCode::RateLimited, "too many submissions; try again later");
             error.retry_after = Some(decision.retry_after);
-            return fail(error, None);
+            return fail(error);
         }
         Ok(_) => {}
         Err(_) => {
             let error =
                 ApiError::new(ErrorCode::Misconfigured, "RATE_LIMITER (the Durable Object binding) is not usable");
-            return fail(error, None);
+            return fail(error);
         }
     }
     let fields = match read_fields(&env, config, head, &mut source).await {
         Ok(fields) => fields,
-        Err(error) => return fail(error, None),
+        Err(error) => return fail(error),
     };
     if let Some(honeypot) = &form.honeypot {
         if fields.iter().any(|f| f.name == *honeypot && !matches!(&f.value, FieldValue::Text(t) if t.is_empty())) {
@@ -127,22 +124,20 @@ pub async fn handle<P: Platform>(
     }
     if form.turnstile {
         if let Err(error) = verify_turnstile(&env, config, &fields, client).await {
-            return fail(error, None);
+            return fail(error);
         }
     }
     let submission = match submission(config, name, form, &fields) {
         Ok(submission) => submission,
-        Err(error) => return fail(error, None),
+        Err(error) => return fail(error),
     };
     drop(fields);
-    let submitted = submit(&env, &config.relay, &config.message_id_domain, &submission).await;
-    let response = match &submitted.result {
-        Ok(sent) => {
-            success_answer(answer, form, &cors, debug.then_some((sent, &submitted.transcript, submitted.round_trips)))
-        }
-        Err(error) => error_answer(answer, Some(form), &cors, error, debug.then_some(&submitted.transcript)),
+    let Submitted { outcome, after } = submit(&env, config, &submission).await;
+    let response = match &outcome.result {
+        Ok(sent) => success_answer(answer, form, &cors, debug.then_some((sent, &outcome))),
+        Err(error) => error_answer(answer, Some(form), &cors, error, debug.then_some(&outcome)),
     };
-    Handled { response, after: submitted.session }
+    Handled { response, after }
 }
 
 /// The submitted fields, from a body read within the limit: urlencoded (parsed here),
@@ -351,16 +346,15 @@ fn success_answer(
     answer: Answer,
     form: &FormSettings,
     cors: &[(String, String)],
-    debug: Option<(&Sent, &Transcript, u32)>,
+    debug: Option<(&Sent, &Outcome)>,
 ) -> HttpResponse {
     match answer {
         Answer::Json => {
             let mut body = serde_json::json!({"ok": true});
-            if let Some((sent, transcript, round_trips)) = debug {
+            if let Some((sent, outcome)) = debug {
                 body["message_id"] = serde_json::json!(sent.message_id);
                 body["smtp"] = serde_json::json!(sent.smtp);
-                body["transcript"] = serde_json::json!(transcript);
-                body["round_trips"] = serde_json::json!(round_trips);
+                add_debug(&mut body, outcome);
             }
             HttpResponse::json(200, &body).with_headers(cors)
         }
@@ -376,10 +370,13 @@ fn error_answer(
     form: Option<&FormSettings>,
     cors: &[(String, String)],
     error: &ApiError,
-    transcript: Option<&Transcript>,
+    debug: Option<&Outcome>,
 ) -> HttpResponse {
     let mut response = match answer {
-        Answer::Json => HttpResponse::error_with_transcript(error, transcript),
+        Answer::Json => match debug {
+            Some(outcome) => HttpResponse::send_failed(error, outcome, true),
+            None => HttpResponse::error(error),
+        },
         Answer::Browser => match form.and_then(|f| f.error_redirect.as_ref()) {
             Some(url) => {
                 let separator = if url.contains('?') { '&' } else { '?' };

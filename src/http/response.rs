@@ -2,9 +2,9 @@
 
 use std::future::Future;
 
+use crate::delivery::submit::Outcome;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::{Network, Session};
-use crate::smtp::transcript::Transcript;
 
 #[derive(Debug)]
 pub struct HttpResponse {
@@ -34,12 +34,12 @@ impl HttpResponse {
         response
     }
 
-    /// The error answer; in debug mode with the SMTP conversation up to the failure.
-    pub fn error_with_transcript(error: &ApiError, transcript: Option<&Transcript>) -> Self {
+    /// The answer to a send that failed, in debug mode with the conversation.
+    pub fn send_failed(error: &ApiError, outcome: &Outcome, debug: bool) -> Self {
         let mut response = HttpResponse::error(error);
-        if let Some(transcript) = transcript {
+        if debug {
             let mut body = error.to_json();
-            body["transcript"] = serde_json::json!(transcript);
+            add_debug(&mut body, outcome);
             response.body = body.to_string().into_bytes();
         }
         response
@@ -49,6 +49,14 @@ impl HttpResponse {
         self.headers.extend(headers.iter().cloned());
         self
     }
+}
+
+/// What debug mode adds to an answer: the SMTP conversation of this send (AUTH hidden), its
+/// round trips, and whether it used a new session or a warm one.
+pub fn add_debug(body: &mut serde_json::Value, outcome: &Outcome) {
+    body["transcript"] = serde_json::json!(outcome.transcript);
+    body["round_trips"] = serde_json::json!(outcome.round_trips);
+    body["session"] = serde_json::json!(outcome.session);
 }
 
 /// An answer, and the open SMTP session to close once the answer has gone out.

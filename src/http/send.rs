@@ -5,11 +5,11 @@ use serde::Deserialize;
 
 use super::body::{self, BodySource};
 use super::request::{Platform, RequestHead};
-use super::response::{Handled, HttpResponse};
+use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
 use crate::config::Config;
 use crate::delivery::idempotency::{self, Lookup};
-use crate::delivery::submit::{submit, Submission};
+use crate::delivery::submit::{submit, Submission, Submitted};
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
 use crate::message::{implied_charset, Attachment, Content};
@@ -67,23 +67,22 @@ pub async fn handle<P: Platform>(
         }
     };
     drop(body);
-    let submitted = submit(&env, &config.relay, &config.message_id_domain, &submission).await;
-    let response = match &submitted.result {
+    let Submitted { outcome, after } = submit(&env, config, &submission).await;
+    let response = match &outcome.result {
         Ok(sent) => {
             let mut answer = serde_json::json!({"ok": true, "message_id": sent.message_id, "accepted": sent.accepted,
                 "rejected": sent.rejected, "smtp": sent.smtp});
             if debug {
-                answer["transcript"] = serde_json::json!(submitted.transcript);
-                answer["round_trips"] = serde_json::json!(submitted.round_trips);
+                add_debug(&mut answer, &outcome);
             }
             HttpResponse::json(200, &answer)
         }
-        Err(error) => HttpResponse::error_with_transcript(error, debug.then_some(&submitted.transcript)),
+        Err(error) => HttpResponse::send_failed(error, &outcome, debug),
     };
     if let Some(claim) = claim {
-        idempotency::finish(&env, claim, response.status, &response.body, submitted.may_have_left()).await;
+        idempotency::finish(&env, claim, response.status, &response.body, outcome.may_have_left()).await;
     }
-    Handled { response, after: submitted.session }
+    Handled { response, after }
 }
 
 /// Checks the bearer key; returns it when valid.

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
+use sha2::{Digest, Sha256};
 
 use super::capabilities::AuthMechanism;
 
@@ -53,6 +54,11 @@ impl Credentials {
     /// LOGIN's two answers: base64 username, then base64 password.
     pub fn login_responses(&self) -> [String; 2] {
         [STANDARD.encode(&self.username), STANDARD.encode(&self.secret)]
+    }
+
+    /// SHA-256 of the secret: tells two configurations apart without holding the secret.
+    pub fn secret_digest(&self) -> [u8; 32] {
+        Sha256::digest(self.secret.as_bytes()).into()
     }
 
     /// The XOAUTH2 initial response: base64 of `user=…^Aauth=Bearer …^A^A`.

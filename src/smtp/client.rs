@@ -61,6 +61,12 @@ pub struct Session<N: Network> {
     /// Something was written since the last read from the socket.
     wrote: bool,
     round_trips: u32,
+    /// A transaction failed after MAIL went out: RSET before the next one.
+    needs_reset: bool,
+    /// The connection failed, timed out, or the relay said it is closing: never reuse it.
+    broken: bool,
+    /// Replies read in the current transaction (not counting an RSET before it).
+    transaction_replies: u32,
 }
 
 fn timeout(phase: Phase) -> Error {
@@ -109,6 +115,9 @@ impl<N: Network> Session<N> {
             // Waiting for the greeting is the first round trip after connect.
             wrote: true,
             round_trips: 0,
+            needs_reset: false,
+            broken: false,
+            transaction_replies: 0,
         };
         if relay.security == Security::ImplicitTls {
             // The implicit-TLS handshake happened inside connect: one more round trip.
@@ -161,16 +170,57 @@ impl<N: Network> Session<N> {
         &self.transcript
     }
 
+    /// What was said so far, leaving the record empty for what follows (one transaction's
+    /// worth at a time, on a session that lives for many).
+    pub fn take_transcript(&mut self) -> Transcript {
+        std::mem::take(&mut self.transcript)
+    }
+
     /// How many times the client has waited for the relay (TLS handshakes included).
     pub fn round_trips(&self) -> u32 {
         self.round_trips
+    }
+
+    /// The connection is still good for another transaction.
+    pub fn is_usable(&self) -> bool {
+        self.conn.is_some() && !self.broken
+    }
+
+    /// Whether a session that sat idle is still open, checked without waiting: the relay may
+    /// have closed it meanwhile, or said something unasked (a `421` before closing). Either way
+    /// the session is done, and nothing was sent on it.
+    pub async fn still_open(&mut self) -> bool {
+        if !self.is_usable() || !self.replies.is_empty() {
+            self.broken = true;
+            return false;
+        }
+        let Some(conn) = self.conn.as_mut() else { return false };
+        let mut chunk = [0u8; 512];
+        let open = match within(&self.net, 0, conn.read(&mut chunk)).await {
+            None => true, // nothing has arrived
+            Some(Ok(0) | Err(_)) => false,
+            Some(Ok(n)) => {
+                let said = String::from_utf8_lossy(&chunk[..n]).trim_end().to_string();
+                self.note(&format!("while idle the relay said: {said}"));
+                false
+            }
+        };
+        self.broken |= !open;
+        open
+    }
+
+    /// Replies the relay gave to the last transaction (an RSET before it not counted): none
+    /// means the relay cannot have accepted that transaction's message.
+    pub fn transaction_replies(&self) -> u32 {
+        self.transaction_replies
     }
 
     fn elapsed(&self) -> u64 {
         self.net.now_millis().saturating_sub(self.opened_at)
     }
 
-    fn note(&mut self, what: &str) {
+    /// Adds a line of our own to the transcript (`<what>`).
+    pub fn note(&mut self, what: &str) {
         let at = self.elapsed();
         self.transcript.note(at, what);
     }
@@ -237,8 +287,20 @@ impl<N: Network> Session<N> {
     /// One mail transaction. Recipients the relay refuses are reported while the others
     /// still get the message; the transaction fails only when no recipient is accepted.
     ///
-    /// Call [`Session::reset`] before sending another message over the same session.
+    /// Transactions can follow each other on one session: after one that failed half-way,
+    /// the next starts with RSET (in the same flight with PIPELINING).
     pub async fn send(&mut self, envelope: &Envelope<'_>, message: &[u8]) -> Result<Delivery, Error> {
+        self.transaction_replies = 0;
+        let result = self.transaction(envelope, message).await;
+        if let Err(error) = &result {
+            // 421: the relay is closing the connection.
+            self.broken |= error.reply().is_some_and(|r| r.code == 421) || is_fatal(error);
+            self.needs_reset = true;
+        }
+        result
+    }
+
+    async fn transaction(&mut self, envelope: &Envelope<'_>, message: &[u8]) -> Result<Delivery, Error> {
         let params = parameters(&self.capabilities, envelope, message)?;
         let chunking = self.capabilities.chunking;
         let pipelining = self.capabilities.pipelining;
@@ -256,8 +318,9 @@ impl<N: Network> Session<N> {
         // Once the whole message is out, a lost answer means the relay may have it — unless a
         // reply has already said it cannot (a refused MAIL, or every RCPT refused).
         let mut message_sent = false;
+        let reset = std::mem::take(&mut self.needs_reset);
         if pipelining {
-            let mut flight = vec![mail];
+            let mut flight = if reset { vec![Command::Rset, mail] } else { vec![mail] };
             flight.extend(rcpts.iter().cloned());
             flight.push(last.clone());
             self.write(&flight, Phase::Mail).await?;
@@ -265,7 +328,16 @@ impl<N: Network> Session<N> {
                 self.write_message(&payload, false).await?;
                 message_sent = true;
             }
+            if reset {
+                // Its answer comes first; nothing of this transaction has been read yet.
+                let reply = self.read_reply(Phase::Mail, self.timeouts.command).await?;
+                expect(Phase::Mail, reply, 250)?;
+            }
         } else {
+            if reset {
+                let reply = self.command(Command::Rset, Phase::Mail).await?;
+                expect(Phase::Mail, reply, 250)?;
+            }
             self.write(&[mail], Phase::Mail).await?;
         }
 
@@ -346,6 +418,7 @@ impl<N: Network> Session<N> {
     /// Ends the current transaction so another can follow on this connection.
     pub async fn reset(&mut self) -> Result<(), Error> {
         let reply = self.command(Command::Rset, Phase::Mail).await?;
+        self.needs_reset = false;
         expect(Phase::Mail, reply, 250).map(drop)
     }
 
@@ -419,10 +492,12 @@ impl<N: Network> Session<N> {
     /// Reads a reply; when the message may already be with the relay (`at_risk`), losing the
     /// answer means it may have been accepted.
     async fn read_in_transaction(&mut self, phase: Phase, millis: u64, at_risk: bool) -> Result<Reply, Error> {
-        self.read_reply(phase, millis).await.map_err(|mut error| {
+        let reply = self.read_reply(phase, millis).await.map_err(|mut error| {
             error.message_may_have_left = at_risk;
             error
-        })
+        })?;
+        self.transaction_replies += 1;
+        Ok(reply)
     }
 
     /// Reads one reply within `millis` in all, however the relay dribbles its bytes.
@@ -458,6 +533,14 @@ impl<N: Network> Session<N> {
             }
         }
     }
+}
+
+/// The connection cannot carry another transaction after this.
+fn is_fatal(error: &Error) -> bool {
+    matches!(
+        error.kind,
+        ErrorKind::Timeout | ErrorKind::Closed | ErrorKind::Io | ErrorKind::Tls | ErrorKind::Malformed(_)
+    )
 }
 
 /// An I/O failure; before the first reply over TLS it is the handshake that failed.

@@ -1,13 +1,15 @@
 //! The envelope of one transaction and the ESMTP parameters it needs (RFC 1870 SIZE,
 //! RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 3461 DSN), decided before anything is sent.
 
+use serde::{Deserialize, Serialize};
+
 use super::capabilities::Capabilities;
 use super::error::{Error, ErrorKind, Extension};
 use super::outcome::Phase;
 use crate::address::EmailAddress;
 
 /// When the relay should report on delivery (RFC 3461 §4.1 NOTIFY).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Notify {
     Success,
     Failure,
@@ -15,7 +17,7 @@ pub enum Notify {
 }
 
 /// Delivery status notifications the caller asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dsn {
     /// `None`: no NOTIFY (the relay's default); `Some(empty)`: NOTIFY=NEVER.
     pub notify: Option<Vec<Notify>>,

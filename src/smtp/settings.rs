@@ -1,6 +1,8 @@
 //! How to reach the relay: where, how the connection is protected, who we are, and how long
 //! each wait may last. Plain data, built by `config` from the environment.
 
+use sha2::{Digest, Sha256};
+
 use super::auth::{AuthChoice, Credentials};
 use super::capabilities::AuthMechanism;
 
@@ -56,6 +58,19 @@ pub struct RelaySettings {
 }
 
 impl RelaySettings {
+    /// Identifies these settings (the secret only by its digest): a session opened with other
+    /// settings, a changed password included, is never reused for these.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        let plain = format!("{}|{}|{:?}|{}|{:?}", self.host, self.port, self.security, self.ehlo_name, self.timeouts);
+        hasher.update(plain.as_bytes());
+        if let Some(credentials) = &self.credentials {
+            hasher.update(format!("|{}|{:?}|", credentials.username, credentials.choice).as_bytes());
+            hasher.update(credentials.secret_digest());
+        }
+        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The longest a session with these settings can take to open and send one message to
     /// `recipients` recipients, when every wait runs to just under its timeout. Counted the
     /// way `client.rs` waits: each command is a write and a reply (`command` each); lock-step
@@ -83,5 +98,34 @@ impl RelaySettings {
         total += recipients as u64 * command; // RCPT, in lock-step
         total += command; // DATA (or the BDAT command)
         total + 3 * t.data_end // the message, its flush, the verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_changes_with_every_setting_and_hides_the_secret() {
+        let base = RelaySettings {
+            host: "smtp.example.com".into(),
+            port: 587,
+            security: Security::StartTls,
+            ehlo_name: "example.com".into(),
+            credentials: Some(Credentials::new("user", "first-password")),
+            timeouts: Timeouts::default(),
+        };
+        let changed = [
+            RelaySettings { host: "smtp2.example.com".into(), ..base.clone() },
+            RelaySettings { port: 465, security: Security::ImplicitTls, ..base.clone() },
+            RelaySettings { credentials: Some(Credentials::new("user", "second-password")), ..base.clone() },
+            RelaySettings { credentials: Some(Credentials::new("other", "first-password")), ..base.clone() },
+            RelaySettings { credentials: None, ..base.clone() },
+        ];
+        for other in &changed {
+            assert_ne!(other.fingerprint(), base.fingerprint(), "{other:?}");
+        }
+        assert_eq!(base.clone().fingerprint(), base.fingerprint());
+        assert!(!base.fingerprint().contains("first-password"));
     }
 }

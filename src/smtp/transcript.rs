@@ -1,7 +1,7 @@
 //! A record of the conversation for debug mode and the `www/` demo: what the client sent
 //! (AUTH payloads as `***`, the message as its size) and what the relay answered, with times.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::command::Command;
 use super::reply::Reply;
@@ -9,32 +9,39 @@ use super::reply::Reply;
 /// At most this many entries are kept; a long session keeps its beginning.
 const MAX_ENTRIES: usize = 200;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Who said a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Client,
+    Relay,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Milliseconds since the connection was opened.
     pub at_ms: u64,
-    /// `"client"` or `"relay"`.
-    pub from: &'static str,
+    pub from: Side,
     pub line: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Transcript(Vec<Entry>);
 
 impl Transcript {
-    fn push(&mut self, at_ms: u64, from: &'static str, line: String) {
+    fn push(&mut self, at_ms: u64, from: Side, line: String) {
         if self.0.len() < MAX_ENTRIES {
             self.0.push(Entry { at_ms, from, line });
         }
     }
 
     pub fn sent(&mut self, at_ms: u64, command: &Command) {
-        self.push(at_ms, "client", command.redacted());
+        self.push(at_ms, Side::Client, command.redacted());
     }
 
     pub fn sent_message(&mut self, at_ms: u64, bytes: usize) {
-        self.push(at_ms, "client", format!("<message, {bytes} bytes>"));
+        self.push(at_ms, Side::Client, format!("<message, {bytes} bytes>"));
     }
 
     /// Records a reply. Replies during AUTH keep only their codes: a relay may quote what
@@ -53,11 +60,11 @@ impl Transcript {
                 format!("{}{separator}{code}{text}", reply.code)
             })
             .collect();
-        self.push(at_ms, "relay", lines.join("\n"));
+        self.push(at_ms, Side::Relay, lines.join("\n"));
     }
 
     pub fn note(&mut self, at_ms: u64, what: &str) {
-        self.push(at_ms, "client", format!("<{what}>"));
+        self.push(at_ms, Side::Client, format!("<{what}>"));
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -85,6 +92,6 @@ mod tests {
             lines,
             vec!["AUTH PLAIN ***", "250-relay.test\n250 SMTPUTF8", "535 5.7.8 ***", "<message, 1234 bytes>"]
         );
-        assert_eq!(transcript.entries()[1].from, "relay");
+        assert_eq!(transcript.entries()[1].from, Side::Relay);
     }
 }

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use edge_mailer::config::Config;
 use edge_mailer::delivery::env::{Environment, Unavailable};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
+use edge_mailer::delivery::submit::{Outcome, Transaction};
+use edge_mailer::delivery::warm::WarmSession;
 use edge_mailer::http::body::{BodySource, WholeBody};
 use edge_mailer::http::{after_response, serve, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use edge_mailer::smtp::client::Network;
@@ -55,7 +57,8 @@ pub struct Seen {
 
 #[derive(Clone)]
 pub struct ScriptedRelay {
-    script: Rc<Vec<Step>>,
+    /// One script per connection, in order; the last one serves any further connection.
+    scripts: Rc<Vec<Rc<Vec<Step>>>>,
     pub seen: Rc<RefCell<Seen>>,
     pub refuse_connect: bool,
     /// How a refused connect fails (workerd's "cannot connect" is `Other`).
@@ -71,7 +74,7 @@ pub struct ScriptedRelay {
 impl ScriptedRelay {
     pub fn new(script: Vec<Step>) -> Self {
         ScriptedRelay {
-            script: Rc::new(script),
+            scripts: Rc::new(vec![Rc::new(script)]),
             seen: Rc::default(),
             refuse_connect: false,
             refuse_with: io::ErrorKind::ConnectionRefused,
@@ -79,6 +82,13 @@ impl ScriptedRelay {
             buffer: 1 << 20,
             handshake_delay: 0,
         }
+    }
+
+    /// A relay whose first connection follows `scripts[0]`, the second `scripts[1]`, …
+    pub fn per_connection(scripts: Vec<Vec<Step>>) -> Self {
+        let mut relay = ScriptedRelay::new(Vec::new());
+        relay.scripts = Rc::new(scripts.into_iter().map(Rc::new).collect());
+        relay
     }
 
     pub fn wire(&self) -> String {
@@ -160,7 +170,8 @@ impl Network for ScriptedRelay {
             self.seen.borrow_mut().tls_connects += 1;
         }
         let (client, server) = tokio::io::duplex(self.buffer);
-        tokio::task::spawn_local(run_script(server, self.script.clone(), self.seen.clone()));
+        let script = self.scripts[(self.seen.borrow().connects - 1).min(self.scripts.len() - 1)].clone();
+        tokio::task::spawn_local(run_script(server, script, self.seen.clone()));
         Ok(client)
     }
 
@@ -219,6 +230,9 @@ pub struct ScriptedEnv {
     /// Answers to outbound POSTs (the Turnstile fake), and what was posted.
     pub post_answer: Rc<RefCell<(u16, String)>>,
     pub posted: Rc<RefCell<Vec<Posted>>>,
+    /// The warm sessions the platform keeps in Durable Objects, taken in turn.
+    pub warm: Rc<Vec<WarmSession<ScriptedRelay>>>,
+    warm_turn: Rc<RefCell<usize>>,
 }
 
 impl ScriptedEnv {
@@ -231,6 +245,8 @@ impl ScriptedEnv {
             rate_windows: Rc::default(),
             post_answer: Rc::new(RefCell::new((200, r#"{"success": true}"#.into()))),
             posted: Rc::default(),
+            warm: Rc::new((0..32).map(|_| WarmSession::default()).collect()),
+            warm_turn: Rc::default(),
         }
     }
 }
@@ -287,6 +303,21 @@ impl Environment for ScriptedEnv {
     async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
         self.posted.borrow_mut().push((url.to_string(), Vec::new()));
         Ok(self.post_answer.borrow().clone())
+    }
+
+    /// Like the platform's objects, but in turn rather than at random; the transaction makes
+    /// the same JSON round trip it makes between a Worker and a Durable Object.
+    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, Unavailable> {
+        let index = {
+            let mut turn = self.warm_turn.borrow_mut();
+            *turn += 1;
+            *turn % sessions as usize
+        };
+        let mut travelled: Transaction = serde_json::from_slice(&serde_json::to_vec(transaction).unwrap()).unwrap();
+        travelled.message = transaction.message.clone();
+        let config = self.config().map_err(|_| Unavailable)?;
+        let outcome = self.warm[index].send(&self.relay, &config.relay, &travelled).await;
+        Ok(serde_json::from_slice(&serde_json::to_vec(&outcome).unwrap()).unwrap())
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
