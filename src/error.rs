@@ -12,7 +12,7 @@ pub struct ErrorSpec {
     pub code: &'static str,
     pub status: u16,
     pub retryable: bool,
-    /// SMTP reply codes that lead here (see `delivery::submit::error_code`).
+    /// SMTP reply codes that lead here (see `delivery::transaction::error_code`).
     pub smtp: &'static [u16],
     /// Steps of the send flow where it can happen (the ids the `www/` page draws).
     pub steps: &'static [&'static str],

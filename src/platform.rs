@@ -14,9 +14,9 @@ use worker::{
 
 use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable};
-use crate::delivery::submit::{Outcome, Transaction};
-use crate::delivery::warm::WarmSession;
 use crate::delivery::ratelimit::{Decision, Window};
+use crate::delivery::transaction::{Outcome, Transaction};
+use crate::delivery::warm::WarmSession;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use crate::smtp::client::Network;
 use crate::smtp::settings::Security;
@@ -330,7 +330,8 @@ impl DurableObject for SmtpSession {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let idle_ms = Config::from_lookup(|name| self.workers.var(name)).map(|c| c.smtp_idle_seconds).unwrap_or(30) * 1000;
+        let idle_ms =
+            Config::from_lookup(|name| self.workers.var(name)).map(|c| c.smtp_idle_seconds).unwrap_or(30) * 1000;
         if let Some(left) = self.warm.close_if_idle(self.workers.now_millis(), idle_ms).await {
             self.arm_idle_alarm(left).await;
         }

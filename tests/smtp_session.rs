@@ -2,7 +2,7 @@
 //! error for each fault.
 
 use edge_mailer::address::EmailAddress;
-use edge_mailer::delivery::submit::{api_error, sent, Sent};
+use edge_mailer::delivery::transaction::{api_error, sent, Sent};
 use edge_mailer::error::{ApiError, ErrorCode};
 use edge_mailer::smtp::auth::{AuthChoice, Credentials};
 use edge_mailer::smtp::capabilities::AuthMechanism;

@@ -6,3 +6,4 @@ mod support;
 mod api;
 mod forms;
 mod smtp_session;
+mod warm;

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use super::ratelimit::Decision;
-use super::submit::{Outcome, Transaction};
+use super::transaction::{Outcome, Transaction};
 use crate::smtp::client::Network;
 
 /// A platform service (KV, the rate limiter, an outbound fetch) is missing or failed.
@@ -30,5 +30,6 @@ pub trait Environment: Network + Clone {
     fn get_text(&self, url: &str) -> impl Future<Output = Result<(u16, String), Unavailable>>;
     /// Runs `transaction` on one of `sessions` warm sessions (a [`super::warm::WarmSession`]
     /// each, kept by the platform between requests).
-    fn send_warm(&self, transaction: &Transaction, sessions: u32) -> impl Future<Output = Result<Outcome, Unavailable>>;
+    fn send_warm(&self, transaction: &Transaction, sessions: u32)
+        -> impl Future<Output = Result<Outcome, Unavailable>>;
 }

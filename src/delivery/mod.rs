@@ -6,4 +6,5 @@ pub mod env;
 pub mod idempotency;
 pub mod ratelimit;
 pub mod submit;
+pub mod transaction;
 pub mod warm;

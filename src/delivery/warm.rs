@@ -16,7 +16,7 @@
 
 use futures_util::lock::Mutex;
 
-use super::submit::{api_error, Outcome, SessionUse, Transaction};
+use super::transaction::{api_error, Outcome, SessionUse, Transaction};
 use crate::smtp::client::{Network, Session};
 use crate::smtp::error::{Error, ErrorKind};
 use crate::smtp::settings::RelaySettings;

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::delivery::submit::Outcome;
+use crate::delivery::transaction::Outcome;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::{Network, Session};
 

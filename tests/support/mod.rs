@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use edge_mailer::config::Config;
 use edge_mailer::delivery::env::{Environment, Unavailable};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
-use edge_mailer::delivery::submit::{Outcome, Transaction};
+use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
 use edge_mailer::http::body::{BodySource, WholeBody};
 use edge_mailer::http::{after_response, serve, Field, FieldValue, HttpResponse, Platform, RequestHead};
@@ -28,6 +28,9 @@ pub enum Step {
     Expect(&'static str),
     /// The server reads a DATA payload up to and including CRLF.CRLF.
     ExpectData,
+    /// The server reads a pipelined transaction with CHUNKING: command lines up to and
+    /// including `BDAT <n> LAST`, then the n bytes of the message.
+    ExpectChunked,
     /// The server waits this many milliseconds (virtual time) before its next step, so the
     /// client sees what came before in a read of its own.
     Pause(u64),
@@ -44,6 +47,8 @@ pub enum Step {
 pub struct Seen {
     pub wire: Vec<u8>,
     pub data: Vec<u8>,
+    /// Whole messages the relay read (DATA or BDAT), over every connection.
+    pub messages: usize,
     pub tls_upgrades: usize,
     pub connects: usize,
     /// Connections opened with implicit TLS (each one a handshake round trip).
@@ -143,6 +148,34 @@ async fn run_script(mut server: DuplexStream, script: Rc<Vec<Step>>, seen: Rc<Re
                 let mut seen = seen.borrow_mut();
                 seen.wire.extend_from_slice(&data);
                 seen.data = data;
+                seen.messages += 1;
+            }
+            Step::ExpectChunked => {
+                read_since_say = true;
+                let mut flight = Vec::new();
+                let mut byte = [0u8; 1];
+                let size = loop {
+                    if server.read_exact(&mut byte).await.is_err() {
+                        seen.borrow_mut().mismatch = Some("connection ended inside a flight".into());
+                        return;
+                    }
+                    flight.push(byte[0]);
+                    let line_start = flight[..flight.len() - 1].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    let line = &flight[line_start..];
+                    if line.ends_with(b" LAST\r\n") && line.starts_with(b"BDAT ") {
+                        break std::str::from_utf8(&line[5..line.len() - 7]).unwrap().parse::<usize>().unwrap();
+                    }
+                };
+                let mut data = vec![0u8; size];
+                if server.read_exact(&mut data).await.is_err() {
+                    seen.borrow_mut().mismatch = Some("connection ended inside BDAT".into());
+                    return;
+                }
+                let mut seen = seen.borrow_mut();
+                seen.wire.extend_from_slice(&flight);
+                seen.wire.extend_from_slice(&data);
+                seen.data = data;
+                seen.messages += 1;
             }
             Step::Close => return,
             Step::Hang => {
@@ -412,14 +445,22 @@ pub fn call_with_body(
     head: RequestHead,
     body: impl BodySource,
 ) -> (HttpResponse, serde_json::Value) {
+    run(serve_now(env, head, body))
+}
+
+/// [`call`] inside a runtime that is already running: for several requests that share what
+/// lives between them (warm sessions, whose relay runs on that runtime).
+pub async fn serve_now(
+    env: &ScriptedEnv,
+    head: RequestHead,
+    body: impl BodySource,
+) -> (HttpResponse, serde_json::Value) {
     let config = env.config();
-    let response = run(async {
-        let handled = serve(env.clone(), config.as_ref(), head, body).await;
-        if let Some(quit) = after_response(handled.after) {
-            quit.await;
-        }
-        handled.response
-    });
+    let handled = serve(env.clone(), config.as_ref(), head, body).await;
+    if let Some(quit) = after_response(handled.after) {
+        quit.await;
+    }
+    let response = handled.response;
     let json = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
     (response, json)
 }
