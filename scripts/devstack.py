@@ -206,6 +206,7 @@ class Stack:
         self.extra_vars = extra_vars
         self.creds = credentials(state)
         self.wrangler = None
+        self.name = name
         self.log_path = state / f"{name}.log"
         self.log_start = 0  # where this launch's output begins in log_path
         self.others = []
@@ -251,7 +252,7 @@ class Stack:
         command = [str(ROOT / "node_modules" / ".bin" / "wrangler"), "dev",
                    "--ip", "127.0.0.1", "--port", str(self.http_port),
                    "--inspector-port", str(free_port()),
-                   "--persist-to", str(self.state / "wrangler-state"),
+                   "--persist-to", str(self.state / f"wrangler-state-{self.name}"),
                    "--show-interactive-dev-session=false"]
         if self.vars_file:
             command += ["--env-file", str(self.vars_file)]

@@ -144,8 +144,12 @@ async function send(form, name) {
     showTranscript(answer.transcript);
     if (response.ok) {
       status.className = "ok";
+      const trips = answer.round_trips === 1 ? "1 round trip" : `${answer.round_trips} round trips`;
+      const session = answer.session === "warm"
+        ? " on a warm session, already open and authenticated"
+        : answer.session === "new" ? " on a new session (send again: the next send reuses it)" : "";
       status.textContent = `Sent: the relay answered ${answer.smtp.code} ${answer.smtp.enhanced || ""} ${answer.smtp.text} ` +
-        `in ${answer.round_trips} round trips.`;
+        `in ${trips}${session}.`;
       if (window.demoHasInbox && answer.message_id) await showReceived(answer.message_id);
     } else {
       status.textContent = `HTTP ${response.status}`;

@@ -7,7 +7,16 @@ import ssl
 import uuid
 from datetime import datetime, timezone
 
-from conftest import relay_session
+import pytest
+
+from conftest import Client, relay_session
+
+
+@pytest.fixture(scope="module")
+def cold(stack):
+    """A Worker without warm sessions: each send opens, uses and QUITs a session of its own, so
+    the whole conversation and Postfix's account of it belong to one send."""
+    return Client(stack.start_workers({"cold": {"SMTP_SESSIONS": "0"}})["cold"])
 
 SUBJECT = "Grüße aus edge-mailer — ✓ 日本語"
 TEXT = "Hallo Welt!\nZweite Zeile mit Umlauten: äöüß.\n.a line starting with a dot\n"
@@ -151,9 +160,9 @@ def test_worker_log_never_shows_secrets(client, stack):
         assert secret not in log
 
 
-def test_pipelining_and_chunking_are_used_against_postfix(client, stack):
+def test_pipelining_and_chunking_are_used_against_postfix(cold, stack):
     """Postfix offers PIPELINING and CHUNKING: MAIL, RCPT and BDAT go out in one flight."""
-    status, _, answer = client.send_debug({"to": ["someone@example.org", "bob@example.org"], "subject": "flight", "text": "x"})
+    status, _, answer = cold.send_debug({"to": ["someone@example.org", "bob@example.org"], "subject": "flight", "text": "x"})
     assert status == 200, answer
     lines = [(entry["from"], entry["line"]) for entry in answer["transcript"]]
     sent = [line for side, line in lines if side == "client"]

@@ -1,0 +1,102 @@
+"""Warm sessions under workerd: Durable Objects keep an authenticated session to Postfix open
+between requests, so a send after the first costs one round trip; a session the relay drops
+is replaced without losing or doubling a message; a session left idle ends with QUIT.
+
+Postfix logs which smtpd process took each message (`smtpd[pid]: <queue id>: client=`): one
+process is one SMTP connection."""
+
+import re
+import threading
+import time
+import uuid
+
+import pytest
+
+import devstack
+from conftest import Client, relay_session
+
+
+@pytest.fixture(scope="module")
+def workers(stack):
+    return {
+        name: Client(worker)
+        for name, worker in stack.start_workers({
+            "one_session": {"SMTP_SESSIONS": "1"},
+            "two_sessions": {"SMTP_SESSIONS": "2"},
+            "quick_idle": {"SMTP_SESSIONS": "1", "SMTP_IDLE_SECONDS": "2"},
+        }).items()
+    }
+
+
+def connection_of(stack, reply: str, timeout: float = 10) -> str:
+    """The smtpd process (`smtpd[1234]`) that queued the message of `reply`: its connection."""
+    queue_id = re.search(r"queued as ([0-9A-Za-z]+)", reply).group(1)
+    log = stack.relay_dir / "maillog"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if f": {queue_id}: client=" in line:
+                return re.search(r" (\S+\[\d+\]): ", line).group(1)
+        time.sleep(0.2)
+    raise AssertionError(f"Postfix logged no client line for {queue_id}")
+
+
+def send(client: Client, tag: str):
+    status, _, answer = client.send_debug({"to": "someone@example.org", "subject": f"warm {tag}", "text": tag})
+    assert status == 200, answer
+    return answer
+
+
+def test_five_sends_in_a_row_share_one_connection_and_one_round_trip_each(workers, client, stack):
+    tags = [uuid.uuid4().hex for _ in range(5)]
+    answers = [send(workers["one_session"], tag) for tag in tags]
+    assert [(a["session"], a["round_trips"]) for a in answers] == [("new", 7)] + [("warm", 1)] * 4
+    assert not any("AUTH" in e["line"] for a in answers[1:] for e in a["transcript"])
+    assert len({connection_of(stack, a["smtp"]["text"]) for a in answers}) == 1
+    for tag in tags:
+        client.wait_for_message(tag)
+        client.assert_no_message(tag, within=0, besides=1)
+
+
+def test_a_relay_restart_between_sends_costs_a_new_session_not_the_message(workers, client, stack):
+    first = send(workers["one_session"], uuid.uuid4().hex)
+    devstack.local_relay.stop(stack.relay_dir)
+    for _ in range(100):  # until the old master has let go of its ports
+        try:
+            devstack.local_relay.start(stack.relay_dir, stack.relay_ports, stack.creds["relay_user"],
+                                       stack.creds["relay_password"])
+            break
+        except devstack.local_relay.PortInUse:
+            time.sleep(0.1)
+    tag = uuid.uuid4().hex
+    second = send(workers["one_session"], tag)
+    assert second["session"] == "new", second
+    assert connection_of(stack, second["smtp"]["text"]) != connection_of(stack, first["smtp"]["text"])
+    client.wait_for_message(tag)
+    client.assert_no_message(tag, within=3, besides=1)
+
+
+def test_ten_concurrent_sends_use_at_most_two_connections(workers, client, stack):
+    tags = [uuid.uuid4().hex for _ in range(10)]
+    answers = {}
+
+    def one(tag):
+        answers[tag] = send(workers["two_sessions"], tag)
+
+    threads = [threading.Thread(target=one, args=(tag,)) for tag in tags]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(answers) == sorted(tags)
+    connections = {connection_of(stack, a["smtp"]["text"]) for a in answers.values()}
+    assert 1 <= len(connections) <= 2, connections
+    for tag in tags:
+        client.wait_for_message(tag)
+        client.assert_no_message(tag, within=0, besides=1)
+
+
+def test_an_idle_session_ends_with_quit(workers, stack):
+    answer = send(workers["quick_idle"], uuid.uuid4().hex)
+    session = relay_session(stack, answer["smtp"]["text"], timeout=20)
+    assert " quit=1 " in session, session
