@@ -148,6 +148,8 @@ def worker_vars(creds: dict, relay_port: int, extra: dict | None = None) -> str:
         "ALLOWED_FROM": "*@edge-mailer.localhost",
         "API_KEYS": creds["api_key"],
         "FORMS": json.dumps(DEMO_FORMS),
+        # One warm session: locally, the page's second demo send always finds it open.
+        "SMTP_SESSIONS": "1",
         **(extra or {}),
     }
     lines = [f"{GENERATED_MARKER} for the local relay; delete it to regenerate. Never commit it."]

@@ -46,6 +46,15 @@ try {
   result.received = await page.textContent("#received");
   await page.screenshot({ path: `${shots}/www-demo-sent.png`, fullPage: true });
 
+  // Send again: the session the first send used (or warmed) is still open.
+  await page.click("#demo-send");
+  await page.waitForFunction(() => {
+    const text = document.getElementById("demo-status").textContent;
+    return text.startsWith("Sent") && text.includes("warm session");
+  }, null, { timeout: 30000 }).catch(() => {});
+  result.secondStatus = await page.textContent("#demo-status");
+  await page.screenshot({ path: `${shots}/www-demo-warm.png`, fullPage: true });
+
   await page.click("#demo-refuse");
   await page.waitForSelector("#demo-error:not([hidden])", { timeout: 30000 });
   result.refusal = { code: await page.textContent("#demo-error-code"), text: await page.textContent("#demo-error") };

@@ -85,6 +85,11 @@ def test_demo_plays_back_the_transcript_of_the_send_and_the_received_message(pag
     assert email.utils.parseaddr(received["Reply-To"])[1] == "visitor@example.net"
 
 
+def test_a_second_demo_send_takes_one_round_trip_on_the_warm_session(page):
+    assert page["secondStatus"].startswith("Sent: the relay answered 250"), page["secondStatus"]
+    assert "in 1 round trip on a warm session" in page["secondStatus"], page["secondStatus"]
+
+
 def test_demo_refusal_shows_the_code_and_its_explanation(page):
     spec = next(e for e in page["source"]["errors"] if e["code"] == "relay_rejected_recipient")
     assert page["refusal"]["code"] == "relay_rejected_recipient"
