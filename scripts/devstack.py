@@ -88,11 +88,12 @@ def credentials(state: Path) -> dict:
 
 
 # The www page's live demo: a form that delivers, and one whose recipient the relay refuses.
+# Both wait for the relay ("delivery": "sync"), so the page can show the conversation.
 DEMO_FORMS = {
     "demo": {"to": ["Demo Inbox <demo@example.org>"], "subject": "Demo message from {{name}}",
-             "debug": True, "rate_limit_per_minute": 60},
+             "debug": True, "rate_limit_per_minute": 60, "delivery": "sync"},
     "demo-refused": {"to": ["reject-demo@example.org"], "subject": "Demo message from {{name}}",
-                     "debug": True, "rate_limit_per_minute": 60},
+                     "debug": True, "rate_limit_per_minute": 60, "delivery": "sync"},
 }
 
 

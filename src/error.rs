@@ -28,6 +28,12 @@ pub const STEPS: &[(&str, &str, &str, &str)] = &[
     ("request", "client", "worker", "HTTP request: POST /v1/send (API key) or /v1/forms/{form}"),
     ("validation", "worker", "worker", "Request validated into typed values; policy checked"),
     ("mime", "worker", "worker", "MIME message assembled (Date, Message-ID, encodings)"),
+    (
+        "queue",
+        "worker",
+        "worker",
+        "Queued mode: the message is stored (R2, the ledger, the queue) and answered 202; a queue consumer goes on from here",
+    ),
     ("connect", "worker", "relay", "TCP connect to SMTP_HOST:SMTP_PORT"),
     ("greeting", "relay", "worker", "220 greeting"),
     ("ehlo", "worker", "relay", "EHLO; the relay lists its extensions (must include STARTTLS)"),
@@ -126,6 +132,9 @@ error_codes! {
     RateLimited => "rate_limited", 429, true, [], ["request"],
         "Too many requests; wait for Retry-After seconds.",
         "Wait Retry-After seconds, then try again.";
+    StorageUnavailable => "storage_unavailable", 503, true, [], ["queue"],
+        "The queue, the message store or the delivery ledger could not be reached; nothing was queued.",
+        "Retry after Retry-After seconds; if it persists, check the DELIVERY_QUEUE, MESSAGE_BODIES and DELIVERY_LEDGER bindings.";
     RelayUnreachable => "relay_unreachable", 502, true, [], RELAY_STEPS_WITH_CONNECT,
         "The TCP connection to the SMTP relay failed, or broke before the message was sent.",
         "Retry later; if it persists, check SMTP_HOST and SMTP_PORT (not 25).";

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::MessageExt;
 use worker::{
     durable_object, event, js_sys, web_sys, ByteStream, Context, Delay, DurableObject, Env, Fetch, Headers, Method,
     Request, RequestInit, Response, SecureTransport, Socket, State,
@@ -14,6 +15,7 @@ use worker::{
 
 use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable};
+use crate::delivery::queue::{self, Record, Status, Verdict};
 use crate::delivery::ratelimit::{Decision, Window};
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
@@ -27,6 +29,12 @@ const IDEMPOTENCY_KV: &str = "IDEMPOTENCY";
 const RATE_LIMITER: &str = "RATE_LIMITER";
 /// The Durable Object namespace binding of [`SmtpSession`].
 const SMTP_SESSION_POOL: &str = "SMTP_SESSION_POOL";
+/// Queued delivery: the queue (produced and consumed here), its dead-letter queue, the R2
+/// bucket of message bodies, and the ledger of their status (one [`DeliveryLedger`]).
+const DELIVERY_QUEUE: &str = "DELIVERY_QUEUE";
+const DELIVERY_DLQ: &str = "DELIVERY_DLQ";
+const MESSAGE_BODIES: &str = "MESSAGE_BODIES";
+const DELIVERY_LEDGER: &str = "DELIVERY_LEDGER";
 
 #[derive(Clone)]
 struct Workers {
@@ -131,15 +139,49 @@ impl Environment for Workers {
         Ok((response.status_code(), text))
     }
 
+    async fn put_body(&self, id: &str, bytes: &[u8]) -> Result<(), Unavailable> {
+        let bucket = self.env.bucket(MESSAGE_BODIES).map_err(|_| Unavailable)?;
+        bucket.put(id, bytes.to_vec()).execute().await.map(drop).map_err(|_| Unavailable)
+    }
+
+    async fn get_body(&self, id: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        let bucket = self.env.bucket(MESSAGE_BODIES).map_err(|_| Unavailable)?;
+        let Some(object) = bucket.get(id).execute().await.map_err(|_| Unavailable)? else { return Ok(None) };
+        let body = object.body().ok_or(Unavailable)?;
+        body.bytes().await.map(Some).map_err(|_| Unavailable)
+    }
+
+    async fn enqueue(&self, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
+        self.send_to(DELIVERY_QUEUE, id, delay_seconds).await
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<(), Unavailable> {
+        self.send_to(DELIVERY_DLQ, id, 0).await
+    }
+
+    async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
+        self.ledger::<bool>(&LedgerCall::Save { record: Box::new(record.clone()) }).await.map(drop)
+    }
+
+    async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
+        self.ledger(&LedgerCall::Load { id: id.to_string() }).await
+    }
+
+    async fn list_records(&self, status: Option<Status>, limit: u32) -> Result<Vec<Record>, Unavailable> {
+        self.ledger(&LedgerCall::List { status, limit }).await
+    }
+
+    async fn claim_attempt(&self, id: &str, now_ms: u64) -> Result<Option<Record>, Unavailable> {
+        self.ledger(&LedgerCall::Claim { id: id.to_string(), now_ms }).await
+    }
+
     /// The transaction goes to one of the session objects, picked at random: its JSON, a
     /// line feed, then the message's bytes.
     async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, Unavailable> {
         let mut pick = [0u8; 4];
         getrandom::fill(&mut pick).map_err(|_| Unavailable)?;
         let stub = self.session_object(u32::from_le_bytes(pick) % sessions.max(1))?;
-        let mut body = serde_json::to_vec(transaction).map_err(|_| Unavailable)?;
-        body.push(b'\n');
-        body.extend_from_slice(&transaction.message);
+        let body = transaction.to_bytes();
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         drop(body);
@@ -157,7 +199,43 @@ impl Environment for Workers {
     }
 }
 
+/// What the Worker asks of the ledger.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum LedgerCall {
+    Save { record: Box<Record> },
+    Load { id: String },
+    List { status: Option<Status>, limit: u32 },
+    Claim { id: String, now_ms: u64 },
+}
+
+/// A message on the delivery queue: which stored message to deliver.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct QueuedId {
+    id: String,
+}
+
 impl Workers {
+    async fn ledger<T: serde::de::DeserializeOwned>(&self, call: &LedgerCall) -> Result<T, Unavailable> {
+        let namespace = self.env.durable_object(DELIVERY_LEDGER).map_err(|_| Unavailable)?;
+        let stub = namespace.id_from_name("ledger").and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
+        let body = serde_json::to_string(call).map_err(|_| Unavailable)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
+        let request = Request::new_with_init("https://ledger/", &init).map_err(|_| Unavailable)?;
+        let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
+        if response.status_code() != 200 {
+            return Err(Unavailable);
+        }
+        response.json().await.map_err(|_| Unavailable)
+    }
+
+    async fn send_to(&self, queue: &str, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
+        let queue = self.env.queue(queue).map_err(|_| Unavailable)?;
+        let message = worker::MessageBuilder::new(QueuedId { id: id.to_string() }).delay_seconds(delay_seconds).build();
+        queue.send(message).await.map_err(|_| Unavailable)
+    }
+
     /// The one that keeps warm session number `index`.
     fn session_object(&self, index: u32) -> Result<worker::Stub, Unavailable> {
         let namespace = self.env.durable_object(SMTP_SESSION_POOL).map_err(|_| Unavailable)?;
@@ -314,9 +392,8 @@ impl DurableObject for SmtpSession {
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
         let bytes = request.bytes().await?;
-        let split = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
-        let mut transaction: Transaction = serde_json::from_slice(&bytes[..split])?;
-        transaction.message = bytes.get(split + 1..).unwrap_or_default().to_vec();
+        let transaction =
+            Transaction::from_bytes(&bytes).ok_or_else(|| worker::Error::RustError("not a transaction".into()))?;
         drop(bytes);
         let outcome = match Config::from_lookup(|name| self.workers.var(name)) {
             Err(error) => Outcome::failed(error),
@@ -337,4 +414,117 @@ impl DurableObject for SmtpSession {
         }
         Response::ok("")
     }
+}
+
+/// The delivery ledger: every queued message's record, in this object's SQLite. One object
+/// for the whole deployment, so reads and writes are strongly consistent and a claim (read,
+/// check, write) happens in one step: nothing else runs in the object between them.
+#[durable_object(fetch)]
+pub struct DeliveryLedger {
+    sql: worker::SqlStorage,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredRecord {
+    record: String,
+}
+
+impl DeliveryLedger {
+    fn load(&self, id: &str) -> worker::Result<Option<Record>> {
+        let rows: Vec<StoredRecord> =
+            self.sql.exec("SELECT record FROM records WHERE id = ?", vec![id.into()])?.to_array()?;
+        Ok(rows.first().and_then(|row| serde_json::from_str(&row.record).ok()))
+    }
+
+    fn save(&self, record: &Record) -> worker::Result<()> {
+        let json = serde_json::to_string(record)?;
+        self.sql.exec(
+            "INSERT INTO records (id, status, created_at, record) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status, record = excluded.record",
+            vec![
+                record.id.as_str().into(),
+                record.status.as_str().into(),
+                (record.created_at as i64).into(),
+                json.into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl DurableObject for DeliveryLedger {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        // Created on first use: no migration step, under wrangler dev or deployed.
+        let _ = sql.exec(
+            "CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY, status TEXT NOT NULL, \
+             created_at INTEGER NOT NULL, record TEXT NOT NULL)",
+            None,
+        );
+        let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", None);
+        DeliveryLedger { sql }
+    }
+
+    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
+        let call: LedgerCall = request.json().await?;
+        match call {
+            LedgerCall::Save { record } => {
+                self.save(&record)?;
+                Response::from_json(&true)
+            }
+            LedgerCall::Load { id } => Response::from_json(&self.load(&id)?),
+            LedgerCall::List { status, limit } => {
+                let rows: Vec<StoredRecord> = match status {
+                    Some(status) => self.sql.exec(
+                        "SELECT record FROM records WHERE status = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                        vec![status.as_str().into(), i64::from(limit).into()],
+                    )?,
+                    None => self.sql.exec(
+                        "SELECT record FROM records ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                        vec![i64::from(limit).into()],
+                    )?,
+                }
+                .to_array()?;
+                let records: Vec<Record> =
+                    rows.iter().filter_map(|row| serde_json::from_str(&row.record).ok()).collect();
+                Response::from_json(&records)
+            }
+            LedgerCall::Claim { id, now_ms } => {
+                let Some(mut record) = self.load(&id)? else { return Response::from_json(&None::<Record>) };
+                if !queue::claim(&mut record, now_ms) {
+                    return Response::from_json(&None::<Record>);
+                }
+                self.save(&record)?;
+                Response::from_json(&Some(record))
+            }
+        }
+    }
+}
+
+/// The delivery queue's consumer: one SMTP session per batch; each message acknowledged, or
+/// retried after the delay its attempt asked for.
+#[event(queue)]
+async fn consume(batch: worker::MessageBatch<QueuedId>, env: Env, _ctx: Context) -> worker::Result<()> {
+    let workers = Workers { env };
+    let config = match Config::from_lookup(|name| workers.var(name)) {
+        Ok(config) => config,
+        Err(error) => {
+            worker::console_log!("queue {}: {error}", batch.queue());
+            batch.retry_all();
+            return Ok(());
+        }
+    };
+    let messages = batch.messages()?;
+    let ids: Vec<String> = messages.iter().map(|m| m.body().id.clone()).collect();
+    let verdicts = queue::deliver_batch(&workers, &config, &ids).await;
+    for (message, verdict) in messages.iter().zip(verdicts) {
+        match verdict {
+            Verdict::Ack => message.ack(),
+            Verdict::Retry(delay) => {
+                message.retry_with_options(&worker::QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build())
+            }
+        }
+    }
+    worker::console_log!("queue {}: {} message(s)", batch.queue(), ids.len());
+    Ok(())
 }

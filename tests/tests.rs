@@ -5,5 +5,6 @@ mod support;
 
 mod api;
 mod forms;
+mod queue;
 mod smtp_session;
 mod warm;

@@ -181,11 +181,18 @@ async function setUpDemo() {
   });
 }
 
+function renderStatuses() {
+  const list = document.getElementById("statuses");
+  list.replaceChildren(...table.statuses.map((s) =>
+    el("li", { "data-status": s.status }, el("code", {}, s.status), ` ${s.meaning}`)));
+}
+
 async function main() {
   try {
     const response = await fetch("/v1/errors");
     table = await response.json();
     renderFlow();
+    renderStatuses();
     renderTable();
     document.body.dataset.ready = "true";
   } catch (failure) {

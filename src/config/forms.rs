@@ -28,6 +28,8 @@ pub struct FormSettings {
     pub rate_limit_per_minute: u32,
     /// `?debug=1` may return the SMTP transcript (for the demo form of the www page).
     pub debug: bool,
+    /// `"delivery": "sync"` waits for the relay; by default a submission is queued.
+    pub queued: bool,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +52,7 @@ struct Raw {
     rate_limit_per_minute: Option<u32>,
     #[serde(default)]
     debug: bool,
+    delivery: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +143,11 @@ pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
         if !raw.allowed_file_types.iter().all(type_ok) {
             return Err(bad("allowed_file_types"));
         }
+        let queued = match raw.delivery.as_deref() {
+            None | Some("queue") => true,
+            Some("sync") => false,
+            Some(_) => return Err(bad("delivery")),
+        };
         forms.insert(
             name.clone(),
             FormSettings {
@@ -156,6 +164,7 @@ pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
                 allowed_file_types: raw.allowed_file_types.iter().map(|t| t.to_ascii_lowercase()).collect(),
                 rate_limit_per_minute: raw.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE).max(1),
                 debug: raw.debug,
+                queued,
             },
         );
     }

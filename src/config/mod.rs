@@ -25,6 +25,10 @@ pub const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_SMTP_SESSIONS: u32 = 2;
 /// How long a warm session may sit unused before it is closed with QUIT.
 pub const DEFAULT_SMTP_IDLE_SECONDS: u64 = 30;
+/// The waits before the retries of a queued message, in seconds; the last one repeats.
+pub const DEFAULT_RETRY_SECONDS: [u32; 5] = [30, 120, 600, 1800, 7200];
+/// Attempts before a queued message is `failed`.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 /// Cloudflare's Turnstile verification endpoint; `TURNSTILE_VERIFY_URL` overrides it (tests
 /// use a fake).
 pub const TURNSTILE_VERIFY_URL: &str = "https://challenges.cloudflare.com/turnstile/v0/siteverify";
@@ -111,6 +115,13 @@ pub struct Config {
     pub smtp_sessions: u32,
     /// `SMTP_IDLE_SECONDS`: how long a warm session may sit unused before QUIT.
     pub smtp_idle_seconds: u64,
+    /// `DELIVERY_MODE=queue`: `/v1/send` queues unless asked otherwise (default: sync).
+    pub queue_by_default: bool,
+    /// `DELIVERY_RETRY_SECONDS`: the wait before each retry of a queued message; the last
+    /// one repeats.
+    pub retry_seconds: Vec<u32>,
+    /// `DELIVERY_MAX_ATTEMPTS`: attempts before a queued message is `failed`.
+    pub max_attempts: u32,
     /// `FORMS`: form name → settings.
     pub forms: BTreeMap<String, FormSettings>,
     pub turnstile_secret: Option<Secret>,
@@ -242,6 +253,24 @@ impl Config {
         };
         let smtp_sessions = number("SMTP_SESSIONS", u64::from(DEFAULT_SMTP_SESSIONS), 0..=32)? as u32;
         let smtp_idle_seconds = number("SMTP_IDLE_SECONDS", DEFAULT_SMTP_IDLE_SECONDS, 1..=3600)?;
+        let queue_by_default = match get("DELIVERY_MODE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("sync") => false,
+            Some("queue") => true,
+            Some(_) => return Err(misconfigured("DELIVERY_MODE", "must be sync or queue")),
+        };
+        // Queues delay a retry by at most 12 hours.
+        let retry_seconds = match get("DELIVERY_RETRY_SECONDS") {
+            None => DEFAULT_RETRY_SECONDS.to_vec(),
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().parse::<u32>().ok().filter(|n| *n <= 43_200))
+                .collect::<Option<Vec<u32>>>()
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| {
+                    misconfigured("DELIVERY_RETRY_SECONDS", "must be comma-separated seconds, each at most 43200")
+                })?,
+        };
+        let max_attempts = number("DELIVERY_MAX_ATTEMPTS", u64::from(DEFAULT_MAX_ATTEMPTS), 1..=100)? as u32;
 
         let forms = match get("FORMS") {
             None => Default::default(),
@@ -271,6 +300,9 @@ impl Config {
             request_body_timeout_ms,
             smtp_sessions,
             smtp_idle_seconds,
+            queue_by_default,
+            retry_seconds,
+            max_attempts,
             relay: RelaySettings { host: smtp_host, port: smtp_port, security, ehlo_name, credentials, timeouts },
             mail_from,
             allowed_from,
@@ -333,6 +365,21 @@ mod tests {
         assert_eq!(with(&[("SMTP_SECURITY", "tls")]).unwrap().relay.port, 465);
         assert_eq!((c.max_request_bytes, c.request_body_timeout_ms), (DEFAULT_MAX_REQUEST_BYTES, 30_000));
         assert_eq!((c.smtp_sessions, c.smtp_idle_seconds), (2, 30));
+        assert_eq!(
+            (c.queue_by_default, c.retry_seconds.as_slice(), c.max_attempts),
+            (false, &[30, 120, 600, 1800, 7200][..], 8)
+        );
+        let q = with(&[("DELIVERY_MODE", "queue"), ("DELIVERY_RETRY_SECONDS", "1, 2"), ("DELIVERY_MAX_ATTEMPTS", "3")])
+            .unwrap();
+        assert_eq!((q.queue_by_default, q.retry_seconds.as_slice(), q.max_attempts), (true, &[1, 2][..], 3));
+        for (variable, bad) in [
+            ("DELIVERY_MODE", "later"),
+            ("DELIVERY_RETRY_SECONDS", "1,x"),
+            ("DELIVERY_RETRY_SECONDS", "50000"),
+            ("DELIVERY_MAX_ATTEMPTS", "0"),
+        ] {
+            assert!(with(&[(variable, bad)]).unwrap_err().message.starts_with(variable), "{variable}={bad}");
+        }
         assert_eq!(with(&[("SMTP_SESSIONS", "0")]).unwrap().smtp_sessions, 0);
         for (variable, bad) in [("SMTP_SESSIONS", "33"), ("SMTP_SESSIONS", "two"), ("SMTP_IDLE_SECONDS", "0")] {
             assert!(with(&[(variable, bad)]).unwrap_err().message.starts_with(variable));

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use super::ratelimit::Decision;
+use super::record::{Record, Status};
 use super::transaction::{Outcome, Transaction};
 use crate::smtp::client::Network;
 
@@ -28,6 +29,26 @@ pub trait Environment: Network + Clone {
         -> impl Future<Output = Result<(u16, String), Unavailable>>;
     /// GETs `url`; answers status and body.
     fn get_text(&self, url: &str) -> impl Future<Output = Result<(u16, String), Unavailable>>;
+    /// The body store (R2): a queued message's rendered transaction, by id.
+    fn put_body(&self, id: &str, bytes: &[u8]) -> impl Future<Output = Result<(), Unavailable>>;
+    fn get_body(&self, id: &str) -> impl Future<Output = Result<Option<Vec<u8>>, Unavailable>>;
+    /// The queue: deliver `id` after `delay_seconds`.
+    fn enqueue(&self, id: &str, delay_seconds: u32) -> impl Future<Output = Result<(), Unavailable>>;
+    /// The dead-letter queue: `id` failed after its last attempt.
+    fn dead_letter(&self, id: &str) -> impl Future<Output = Result<(), Unavailable>>;
+    /// The ledger (strongly consistent): writes a record whole.
+    fn save_record(&self, record: &Record) -> impl Future<Output = Result<(), Unavailable>>;
+    fn load_record(&self, id: &str) -> impl Future<Output = Result<Option<Record>, Unavailable>>;
+    /// The newest records first, of one status or all.
+    fn list_records(
+        &self,
+        status: Option<Status>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Record>, Unavailable>>;
+    /// Claims an attempt in one step: a record that is `queued` (or `sending`, left by an
+    /// attempt that died) becomes `sending` with one more attempt, and comes back; a final one
+    /// (or none) gives `None`. See [`super::record::claim`].
+    fn claim_attempt(&self, id: &str, now_ms: u64) -> impl Future<Output = Result<Option<Record>, Unavailable>>;
     /// Runs `transaction` on one of `sessions` warm sessions (a [`super::warm::WarmSession`]
     /// each, kept by the platform between requests).
     fn send_warm(&self, transaction: &Transaction, sessions: u32)

@@ -4,7 +4,9 @@
 
 pub mod env;
 pub mod idempotency;
+pub mod queue;
 pub mod ratelimit;
+pub mod record;
 pub mod submit;
 pub mod transaction;
 pub mod warm;

@@ -76,6 +76,23 @@ impl Transaction {
         })
     }
 
+    /// The transaction as bytes, for a Durable Object or a stored body: its JSON on one line,
+    /// a line feed, then the message as it is.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&self.message);
+        bytes
+    }
+
+    /// The transaction [`Transaction::to_bytes`] made, or `None` when the bytes are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let split = bytes.iter().position(|b| *b == b'\n')?;
+        let mut transaction: Transaction = serde_json::from_slice(&bytes[..split]).ok()?;
+        transaction.message = bytes[split + 1..].to_vec();
+        Some(transaction)
+    }
+
     /// Runs this transaction on `session`: the relay's verdict, as the table reports it.
     pub async fn run<N: Network>(&self, session: &mut Session<N>) -> Result<Sent, Error> {
         // The addresses were validated when the request was; a copy that does not parse was

@@ -11,6 +11,7 @@ use crate::address::{EmailAddress, Mailbox};
 use crate::config::forms::{origin_of, FormSettings};
 use crate::config::Config;
 use crate::delivery::env::Environment;
+use crate::delivery::queue::{self, Record};
 use crate::delivery::ratelimit::client_key;
 use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::{Outcome, Sent, Submission};
@@ -133,6 +134,13 @@ pub async fn handle<P: Platform>(
         Err(error) => return fail(error),
     };
     drop(fields);
+    if form.queued {
+        // Stored means the owner gets it: a relay outage only delays it.
+        return match queue::accept(&env, config, &submission, Some(name)).await {
+            Ok(record) => accepted_answer(answer, form, &cors, &record).into(),
+            Err(error) => fail(error),
+        };
+    }
     let Submitted { outcome, after } = submit(&env, config, &submission).await;
     let response = match &outcome.result {
         Ok(sent) => success_answer(answer, form, &cors, debug.then_some((sent, &outcome))),
@@ -363,6 +371,15 @@ fn success_answer(
             Some(url) => see_other(url.clone(), cors),
             None => pages::thanks().with_headers(cors),
         },
+    }
+}
+
+/// A submission stored for queued delivery: JSON `{"ok":true,"id":…}`, or what a browser gets
+/// for a sent one.
+fn accepted_answer(answer: Answer, form: &FormSettings, cors: &[(String, String)], record: &Record) -> HttpResponse {
+    match answer {
+        Answer::Json => HttpResponse::json(200, &serde_json::json!({"ok": true, "id": record.id})).with_headers(cors),
+        Answer::Browser => success_answer(answer, form, cors, None),
     }
 }
 

@@ -6,9 +6,11 @@
 //! route, the API key, the form and its origin, the rate limit); then the body is read with a
 //! running count that stops at the limit, and a deadline.
 
+pub mod auth;
 pub mod body;
 pub mod demo;
 pub mod forms;
+pub mod messages;
 pub mod meta;
 pub mod pages;
 pub mod request;
@@ -38,6 +40,11 @@ pub async fn serve<P: Platform>(
         "/v1/demo/message" if method == "GET" => demo::received(&env, config, &head).await.into(),
         "/v1/send" if method == "POST" => send::handle(env, config, &head, body).await,
         "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
+        "/v1/messages" if method == "GET" => messages::list(&env, config, &head).await.into(),
+        path if path.starts_with("/v1/messages/") && method == "GET" => {
+            messages::get(&env, config, &head, &path["/v1/messages/".len()..]).await.into()
+        }
+        path if path.starts_with("/v1/messages") => HttpResponse::error(&method_not_allowed("GET")).into(),
         path if path.starts_with("/v1/forms/") => {
             let name = &path["/v1/forms/".len()..];
             match method {

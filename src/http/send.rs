@@ -3,12 +3,14 @@
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::Deserialize;
 
+use super::auth::authorize;
 use super::body::{self, BodySource};
 use super::request::{Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
 use crate::config::Config;
 use crate::delivery::idempotency::{self, Lookup};
+use crate::delivery::queue::{self, Record};
 use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::Submission;
 use crate::error::{ApiError, ErrorCode};
@@ -23,6 +25,22 @@ pub const MAX_ATTACHMENTS: usize = 20;
 pub const MAX_EXTRA_HEADERS: usize = 20;
 /// Most `reply_to` addresses.
 pub const MAX_REPLY_TO: usize = 10;
+
+/// Queued delivery: asked for with `Prefer: respond-async` (RFC 7240), or the deployment's
+/// default (`DELIVERY_MODE=queue`).
+fn wants_queue(head: &RequestHead, config: &Config) -> bool {
+    let prefer = head.header("prefer").unwrap_or_default();
+    config.queue_by_default || prefer.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+/// `202 Accepted` for a stored message: where to follow it, and its id and Message-ID.
+pub fn queued_answer(record: &Record) -> HttpResponse {
+    let body = serde_json::json!({"id": record.id, "status": record.status, "message_id": record.message_id});
+    let mut response = HttpResponse::json(202, &body);
+    response.headers.push(("location".into(), format!("/v1/messages/{}", record.id)));
+    response.headers.push(("preference-applied".into(), "respond-async".into()));
+    response
+}
 
 /// `POST /v1/send`. The key is checked before a byte of the body is read.
 pub async fn handle<P: Platform>(
@@ -68,6 +86,16 @@ pub async fn handle<P: Platform>(
         }
     };
     drop(body);
+    if wants_queue(head, config) {
+        let (response, accepted) = match queue::accept(&env, config, &submission, None).await {
+            Ok(record) => (queued_answer(&record), true),
+            Err(error) => (HttpResponse::error(&error), false),
+        };
+        if let Some(claim) = claim {
+            idempotency::finish(&env, claim, response.status, &response.body, accepted).await;
+        }
+        return response.into();
+    }
     let Submitted { outcome, after } = submit(&env, config, &submission).await;
     let response = match &outcome.result {
         Ok(sent) => {
@@ -84,22 +112,6 @@ pub async fn handle<P: Platform>(
         idempotency::finish(&env, claim, response.status, &response.body, outcome.may_have_left()).await;
     }
     Handled { response, after }
-}
-
-/// Checks the bearer key; returns it when valid.
-fn authorize<'h>(config: &Config, head: &'h RequestHead) -> Result<&'h str, ApiError> {
-    if config.api_keys.is_empty() {
-        return Err(ApiError::new(ErrorCode::Misconfigured, "API_KEYS is not set"));
-    }
-    let presented = head
-        .header("authorization")
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    // Check every key, so timing does not reveal which one matched.
-    match presented {
-        Some(key) if config.api_keys.iter().fold(false, |hit, k| k.matches(key) | hit) => Ok(key),
-        _ => Err(ApiError::new(ErrorCode::Unauthorized, "a valid API key is required: Authorization: Bearer <key>")),
-    }
 }
 
 /// `{"filename", "content_type"?, "content" (base64), "content_id"?}`

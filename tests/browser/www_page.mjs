@@ -20,6 +20,7 @@ try {
   result.steps = await page.$$eval("#steps li", (items) => items.map((li) => ({
     id: li.dataset.step, text: li.querySelector(".title").textContent,
     risks: [...li.querySelectorAll(".risks code")].map((c) => c.textContent) })));
+  result.statuses = await page.$$eval("#statuses li", (items) => items.map((li) => li.dataset.status));
   result.table = await page.$$eval("#error-table tbody tr", (rows) => rows.map((tr) => {
     const cells = [...tr.querySelectorAll("td")].map((td) => td.textContent.trim());
     return { code: cells[0], status: Number(cells[1]), retryable: cells[2] === "yes", smtp: cells[3],

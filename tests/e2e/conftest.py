@@ -86,6 +86,24 @@ class Client:
             time.sleep(0.2)
 
 
+def restart_relay(stack: "devstack.Stack", stopped=None) -> None:
+    """Stops the stack's Postfix, runs `stopped()` meanwhile, and starts it again (waiting for
+    the old master to let go of its ports)."""
+    devstack.local_relay.stop(stack.relay_dir)
+    try:
+        if stopped:
+            stopped()
+    finally:
+        for _ in range(100):
+            try:
+                devstack.local_relay.start(stack.relay_dir, stack.relay_ports, stack.creds["relay_user"],
+                                           stack.creds["relay_password"])
+                return
+            except devstack.local_relay.PortInUse:
+                time.sleep(0.1)
+        raise AssertionError("the relay did not start again")
+
+
 def relay_session(stack: "devstack.Stack", reply: str, timeout: float = 10) -> str:
     """Postfix's summary of the SMTP session that queued a message: the `disconnect from` line
     with its command counts (`ehlo=2 starttls=1 auth=1 mail=1 rcpt=2 bdat=1 quit=1 commands=9`).

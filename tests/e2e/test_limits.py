@@ -101,7 +101,10 @@ def test_a_chunked_body_over_the_limit_is_cut_off(stack):
     before = workerd_peak_bytes(stack)
     status, body, _ = post_chunked(stack.base_url, "/v1/send", {"Authorization": f"Bearer {stack.api_key}"})
     assert status == 413, body
-    assert json.loads(body)["error"]["code"] == "payload_too_large"
+    # The server closes on the rest of the upload; the reset that follows can take the answer's
+    # body with it, but never its status line.
+    if body:
+        assert json.loads(body)["error"]["code"] == "payload_too_large"
     grown = workerd_peak_bytes(stack) - before
     assert grown < GROWTH_LIMIT, f"workerd's peak memory grew by {grown >> 20} MiB"
 

@@ -12,8 +12,7 @@ import uuid
 
 import pytest
 
-import devstack
-from conftest import Client, relay_session
+from conftest import Client, relay_session, restart_relay
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +59,7 @@ def test_five_sends_in_a_row_share_one_connection_and_one_round_trip_each(worker
 
 def test_a_relay_restart_between_sends_costs_a_new_session_not_the_message(workers, client, stack):
     first = send(workers["one_session"], uuid.uuid4().hex)
-    devstack.local_relay.stop(stack.relay_dir)
-    for _ in range(100):  # until the old master has let go of its ports
-        try:
-            devstack.local_relay.start(stack.relay_dir, stack.relay_ports, stack.creds["relay_user"],
-                                       stack.creds["relay_password"])
-            break
-        except devstack.local_relay.PortInUse:
-            time.sleep(0.1)
+    restart_relay(stack)
     tag = uuid.uuid4().hex
     second = send(workers["one_session"], tag)
     assert second["session"] == "new", second

@@ -48,11 +48,18 @@ def test_page_is_served_with_a_strict_csp_and_no_outside_resources(stack):
 def test_flow_shows_every_step_with_what_can_fail_there(page):
     source_steps = [s["id"] for s in page["source"]["steps"]]
     assert [s["id"] for s in page["steps"]] == source_steps
-    assert source_steps[:4] == ["request", "validation", "mime", "connect"] and source_steps[-2:] == ["answer", "quit"]
+    assert source_steps[:5] == ["request", "validation", "mime", "queue", "connect"]
+    assert source_steps[-2:] == ["answer", "quit"]
     by_step = {s["id"]: s["risks"] for s in page["steps"]}
+    assert "storage_unavailable" in by_step["queue"]
     assert "relay_tls_failed" in by_step["tls"]
     assert "relay_rejected_recipient" in by_step["rcpt"]
     assert "delivery_unknown" in by_step["data"]
+
+
+def test_the_queued_statuses_are_the_workers_own(page):
+    assert page["statuses"] == [s["status"] for s in page["source"]["statuses"]]
+    assert page["statuses"] == ["queued", "sending", "delivered", "failed", "unknown"]
 
 
 def test_error_table_is_the_workers_own(page):

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use edge_mailer::config::Config;
 use edge_mailer::delivery::env::{Environment, Unavailable};
+use edge_mailer::delivery::queue::{self, Record, Status};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
@@ -263,9 +264,16 @@ pub struct ScriptedEnv {
     /// Answers to outbound POSTs (the Turnstile fake), and what was posted.
     pub post_answer: Rc<RefCell<(u16, String)>>,
     pub posted: Rc<RefCell<Vec<Posted>>>,
+    /// R2: stored bodies by id.
+    pub bodies: Rc<RefCell<HashMap<String, Vec<u8>>>>,
+    /// The queue and the dead-letter queue: ids in the order sent, with their delays.
+    pub queue: Rc<RefCell<Vec<(String, u32)>>>,
+    pub dead_letters: Rc<RefCell<Vec<String>>>,
+    /// The ledger, in the order records were first written.
+    pub ledger: Rc<RefCell<Vec<Record>>>,
     /// The warm sessions the platform keeps in Durable Objects, taken in turn.
     pub warm: Rc<Vec<WarmSession<ScriptedRelay>>>,
-    warm_turn: Rc<RefCell<usize>>,
+    pub warm_turn: Rc<RefCell<usize>>,
 }
 
 impl ScriptedEnv {
@@ -278,6 +286,10 @@ impl ScriptedEnv {
             rate_windows: Rc::default(),
             post_answer: Rc::new(RefCell::new((200, r#"{"success": true}"#.into()))),
             posted: Rc::default(),
+            bodies: Rc::default(),
+            queue: Rc::default(),
+            dead_letters: Rc::default(),
+            ledger: Rc::default(),
             warm: Rc::new((0..32).map(|_| WarmSession::default()).collect()),
             warm_turn: Rc::default(),
         }
@@ -338,6 +350,49 @@ impl Environment for ScriptedEnv {
         Ok(self.post_answer.borrow().clone())
     }
 
+    async fn put_body(&self, id: &str, bytes: &[u8]) -> Result<(), Unavailable> {
+        self.bodies.borrow_mut().insert(id.to_string(), bytes.to_vec());
+        Ok(())
+    }
+
+    async fn get_body(&self, id: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        Ok(self.bodies.borrow().get(id).cloned())
+    }
+
+    async fn enqueue(&self, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
+        self.queue.borrow_mut().push((id.to_string(), delay_seconds));
+        Ok(())
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<(), Unavailable> {
+        self.dead_letters.borrow_mut().push(id.to_string());
+        Ok(())
+    }
+
+    async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
+        let mut ledger = self.ledger.borrow_mut();
+        match ledger.iter_mut().find(|r| r.id == record.id) {
+            Some(existing) => *existing = record.clone(),
+            None => ledger.push(record.clone()),
+        }
+        Ok(())
+    }
+
+    async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
+        Ok(self.ledger.borrow().iter().find(|r| r.id == id).cloned())
+    }
+
+    async fn list_records(&self, status: Option<Status>, limit: u32) -> Result<Vec<Record>, Unavailable> {
+        let ledger = self.ledger.borrow();
+        let newest_first = ledger.iter().rev().filter(|r| status.is_none_or(|s| r.status == s));
+        Ok(newest_first.take(limit as usize).cloned().collect())
+    }
+
+    async fn claim_attempt(&self, id: &str, now_ms: u64) -> Result<Option<Record>, Unavailable> {
+        let mut ledger = self.ledger.borrow_mut();
+        Ok(ledger.iter_mut().find(|r| r.id == id).and_then(|r| queue::claim(r, now_ms).then(|| r.clone())))
+    }
+
     /// Like the platform's objects, but in turn rather than at random; the transaction makes
     /// the same JSON round trip it makes between a Worker and a Durable Object.
     async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, Unavailable> {
@@ -346,8 +401,7 @@ impl Environment for ScriptedEnv {
             *turn += 1;
             *turn % sessions as usize
         };
-        let mut travelled: Transaction = serde_json::from_slice(&serde_json::to_vec(transaction).unwrap()).unwrap();
-        travelled.message = transaction.message.clone();
+        let travelled = Transaction::from_bytes(&transaction.to_bytes()).unwrap();
         let config = self.config().map_err(|_| Unavailable)?;
         let outcome = self.warm[index].send(&self.relay, &config.relay, &travelled).await;
         Ok(serde_json::from_slice(&serde_json::to_vec(&outcome).unwrap()).unwrap())
@@ -464,3 +518,22 @@ pub async fn serve_now(
     let json = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
     (response, json)
 }
+
+/// A relay's side of opening a session to `example.com` with STARTTLS, PIPELINING and
+/// CHUNKING, and AUTH PLAIN answering `auth` (the line the client must send).
+pub fn chunking_opening(auth: &'static str) -> Vec<Step> {
+    vec![
+        Step::Say("220 relay.test ESMTP\r\n"),
+        Step::Expect("EHLO example.com\r\n"),
+        Step::Say("250-relay.test\r\n250 STARTTLS\r\n"),
+        Step::Expect("STARTTLS\r\n"),
+        Step::Say("220 go\r\n"),
+        Step::Expect("EHLO example.com\r\n"),
+        Step::Say("250-relay.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 AUTH PLAIN\r\n"),
+        Step::Expect(auth),
+        Step::Say("235 2.7.0 ok\r\n"),
+    ]
+}
+
+/// AUTH PLAIN for user `dev`, password `secret`.
+pub const AUTH_DEV_SECRET: &str = "AUTH PLAIN AGRldgBzZWNyZXQ=\r\n";

@@ -1,0 +1,205 @@
+//! Queued delivery: accept a message now, deliver it from a queue consumer, retry what may
+//! work later, and keep its status.
+//!
+//! A message is accepted only once it is stored: the rendered transaction in the body store
+//! (R2), its record in the ledger (a Durable Object's SQLite), then its id on the queue. Every
+//! attempt sends those same bytes, with the same Message-ID.
+//!
+//! The two sins, and what keeps each away:
+//! - a loss: the answer `202` comes only after all three writes; a transient failure is
+//!   retried with backoff (`DELIVERY_RETRY_SECONDS`, `DELIVERY_MAX_ATTEMPTS`); the last failed
+//!   attempt goes to the dead-letter queue with its record `failed`; a consumer that dies
+//!   mid-batch leaves its messages unacknowledged, and the queue delivers them again;
+//! - a duplicate: an attempt first claims the message in the ledger, which refuses one whose
+//!   status is final (`delivered`, `failed`, `unknown`), so a queue redelivery never sends a
+//!   delivered message; `delivery_unknown` is never retried. The one window left is between
+//!   the relay's `250` and the ledger's write of `delivered`: a consumer that dies in it sends
+//!   the message again on the redelivery. It is one storage write wide.
+
+use super::env::{Environment, Unavailable};
+pub use super::record::{claim, Record, Status};
+use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
+use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
+use crate::smtp::client::Session;
+
+/// A 128-bit random id for a queued message.
+fn new_id() -> Result<String, ApiError> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)
+        .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the message id"))?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn storage_error(what: &str) -> ApiError {
+    let mut error = ApiError::new(
+        ErrorCode::StorageUnavailable,
+        format!("the message could not be stored ({what}); nothing was queued"),
+    );
+    error.retry_after = Some(5);
+    error
+}
+
+/// Renders the message and stores it for the queue: the body, its record, then its id on the
+/// queue. The record comes back once all three are written.
+pub async fn accept<E: Environment>(
+    env: &E,
+    config: &Config,
+    submission: &Submission,
+    form: Option<&str>,
+) -> Result<Record, ApiError> {
+    let now = env.now_millis();
+    let transaction = Transaction::render(submission, &config.message_id_domain, now)?;
+    let id = new_id()?;
+    env.put_body(&id, &transaction.to_bytes()).await.map_err(|_| storage_error("MESSAGE_BODIES, the R2 bucket"))?;
+    let record = Record {
+        id: id.clone(),
+        status: Status::Queued,
+        message_id: transaction.message_id.clone(),
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+        next_attempt_at: Some(now),
+        accepted: Vec::new(),
+        rejected: Vec::new(),
+        smtp: None,
+        last_error: None,
+        form: form.map(str::to_string),
+        dead_lettered: false,
+    };
+    env.save_record(&record).await.map_err(|_| storage_error("DELIVERY_LEDGER, the Durable Object"))?;
+    if env.enqueue(&id, 0).await.is_err() {
+        // Not accepted after all: say so in the record too, so nobody waits for it.
+        let mut failed = record.clone();
+        failed.status = Status::Failed;
+        failed.last_error = Some(storage_error("DELIVERY_QUEUE, the queue"));
+        let _ = env.save_record(&failed).await;
+        return Err(storage_error("DELIVERY_QUEUE, the queue"));
+    }
+    Ok(record)
+}
+
+/// What the consumer does with one queue message after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Done with it (delivered, failed for good, unknown, or nothing to do).
+    Ack,
+    /// Deliver it again after this many seconds.
+    Retry(u32),
+}
+
+/// The wait before attempt `attempts + 1`: the configured step for this attempt, the last one
+/// repeating, with ±20 % jitter so retries of many messages do not arrive together.
+pub fn retry_delay(config: &Config, attempts: u32, jitter: u8) -> u32 {
+    let step = (attempts.max(1) - 1) as usize;
+    let base = config.retry_seconds.get(step).or(config.retry_seconds.last()).copied().unwrap_or(60);
+    let spread = base / 5;
+    let offset = (u64::from(spread) * 2 * u64::from(jitter) / 255) as u32;
+    (base - spread + offset).min(43_200)
+}
+
+/// Errors a later attempt may get past: the relay unreachable, busy or slow, its TLS
+/// handshake (a relay mid-restart), the ledger or store unavailable.
+fn worth_retrying(error: &ApiError) -> bool {
+    error.code.retryable() || error.code == ErrorCode::RelayTlsFailed
+}
+
+/// Delivers the messages of one queue batch over one SMTP session (RSET between messages
+/// that need it), and says what to do with each.
+pub async fn deliver_batch<E: Environment>(env: &E, config: &Config, ids: &[String]) -> Vec<Verdict> {
+    let mut session: Option<Session<E>> = None;
+    let mut verdicts = Vec::with_capacity(ids.len());
+    for id in ids {
+        verdicts.push(deliver_one(env, config, id, &mut session).await);
+    }
+    if let Some(session) = session {
+        session.quit().await;
+    }
+    verdicts
+}
+
+async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session: &mut Option<Session<E>>) -> Verdict {
+    let now = env.now_millis();
+    // The ledger refuses a message whose status is final: a redelivery sends nothing again.
+    let mut record = match env.claim_attempt(id, now).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Verdict::Ack,
+        Err(Unavailable) => return Verdict::Retry(retry_delay(config, 1, 128)),
+    };
+    let transaction = match env.get_body(id).await {
+        Ok(Some(bytes)) => Transaction::from_bytes(&bytes),
+        Ok(None) => None,
+        Err(Unavailable) => return Verdict::Retry(retry_delay(config, record.attempts, 128)),
+    };
+    let outcome = match transaction {
+        None => Outcome::failed(ApiError::new(ErrorCode::StorageUnavailable, "the stored message is missing")),
+        Some(transaction) => attempt(env, config, &transaction, session).await,
+    };
+    record.updated_at = env.now_millis();
+    record.next_attempt_at = None;
+    let verdict = match outcome.result {
+        Ok(sent) => {
+            record.status = Status::Delivered;
+            record.accepted = sent.accepted;
+            record.rejected = sent.rejected;
+            record.smtp = Some(sent.smtp);
+            record.last_error = None;
+            Verdict::Ack
+        }
+        Err(error) if error.code == ErrorCode::DeliveryUnknown => {
+            record.status = Status::Unknown;
+            record.smtp = error.smtp.clone();
+            record.last_error = Some(error);
+            Verdict::Ack
+        }
+        Err(error) if worth_retrying(&error) && record.attempts < config.max_attempts => {
+            let mut jitter = [128u8];
+            let _ = getrandom::fill(&mut jitter);
+            let delay = retry_delay(config, record.attempts, jitter[0]);
+            record.status = Status::Queued;
+            record.next_attempt_at = Some(record.updated_at + u64::from(delay) * 1000);
+            record.smtp = error.smtp.clone();
+            record.last_error = Some(error);
+            Verdict::Retry(delay)
+        }
+        Err(error) => {
+            record.status = Status::Failed;
+            record.smtp = error.smtp.clone();
+            // Tried as often as allowed: the dead-letter queue keeps it for the owner.
+            if worth_retrying(&error) {
+                record.dead_lettered = env.dead_letter(id).await.is_ok();
+            }
+            record.last_error = Some(error);
+            Verdict::Ack
+        }
+    };
+    match env.save_record(&record).await {
+        Ok(()) => verdict,
+        // A delivered message whose record could not be written is acknowledged all the same:
+        // another attempt would send it twice. Its record stays `sending`.
+        Err(Unavailable) if record.status == Status::Delivered => Verdict::Ack,
+        Err(Unavailable) => Verdict::Retry(retry_delay(config, record.attempts, 128)),
+    }
+}
+
+/// One attempt on the batch's session, opening it when there is none (or it failed).
+async fn attempt<E: Environment>(
+    env: &E,
+    config: &Config,
+    transaction: &Transaction,
+    session: &mut Option<Session<E>>,
+) -> Outcome {
+    let open = match session {
+        Some(open) if open.is_usable() => open,
+        _ => match Session::open(env.clone(), &config.relay).await {
+            Ok(opened) => session.insert(opened),
+            Err((error, transcript)) => {
+                *session = None;
+                let result = Err(api_error(&error, &transaction.message_id));
+                return Outcome { result, transcript, round_trips: 0, session: SessionUse::New };
+            }
+        },
+    };
+    let result = transaction.run(open).await.map_err(|e| api_error(&e, &transaction.message_id));
+    Outcome { result, transcript: open.take_transcript(), round_trips: open.round_trips(), session: SessionUse::Warm }
+}

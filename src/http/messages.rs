@@ -1,0 +1,80 @@
+//! `GET /v1/messages/{id}` and `GET /v1/messages?status=failed&limit=50`: what became of
+//! queued messages (form submissions included, with the form's name). API key required.
+
+use super::auth::authorize;
+use super::request::RequestHead;
+use super::response::HttpResponse;
+use crate::config::Config;
+use crate::delivery::env::Environment;
+use crate::delivery::queue::Status;
+use crate::error::{ApiError, ErrorCode};
+
+/// Most records one list answers.
+const MAX_LIST: u32 = 100;
+
+fn unavailable() -> ApiError {
+    let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
+    error.retry_after = Some(5);
+    error
+}
+
+/// One message's record.
+pub async fn get<E: Environment>(
+    env: &E,
+    config: Result<&Config, &ApiError>,
+    head: &RequestHead,
+    id: &str,
+) -> HttpResponse {
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return HttpResponse::error(error),
+    };
+    if let Err(error) = authorize(config, head) {
+        return HttpResponse::error(&error);
+    }
+    let not_found = || HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "no queued message has that id"));
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return not_found();
+    }
+    match env.load_record(id).await {
+        Ok(Some(record)) => HttpResponse::json(200, &serde_json::json!(record)),
+        Ok(None) => not_found(),
+        Err(_) => HttpResponse::error(&unavailable()),
+    }
+}
+
+/// The latest records, newest first: `?status=` one of queued, sending, delivered, failed,
+/// unknown (all when absent), `?limit=` 1 to 100 (default 50).
+pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return HttpResponse::error(error),
+    };
+    if let Err(error) = authorize(config, head) {
+        return HttpResponse::error(&error);
+    }
+    let mut status = None;
+    let mut limit = 50;
+    for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
+        let bad = |why: &str| {
+            let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{name} {why}"));
+            error.details = vec![(name.to_string(), why.to_string())];
+            HttpResponse::error(&error)
+        };
+        match name.as_ref() {
+            "status" => match Status::parse(&value) {
+                Some(s) => status = Some(s),
+                None => return bad("must be queued, sending, delivered, failed or unknown"),
+            },
+            "limit" => match value.parse::<u32>().ok().filter(|n| (1..=MAX_LIST).contains(n)) {
+                Some(n) => limit = n,
+                None => return bad("must be a number from 1 to 100"),
+            },
+            _ => {}
+        }
+    }
+    match env.list_records(status, limit).await {
+        Ok(records) => HttpResponse::json(200, &serde_json::json!({"messages": records})),
+        Err(_) => HttpResponse::error(&unavailable()),
+    }
+}

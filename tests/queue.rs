@@ -1,0 +1,230 @@
+//! Queued delivery natively: accepted only once stored, delivered by the consumer over one
+//! session per batch, retried when it may help, never sent again once delivered.
+
+use serde_json::Value;
+
+use crate::support::{call, chunking_opening, run, Req, ScriptedEnv, ScriptedRelay, Step, Step::*, AUTH_DEV_SECRET};
+use edge_mailer::delivery::queue::{deliver_batch, retry_delay, Verdict};
+
+const VARS: &[(&str, &str)] = &[
+    ("SMTP_HOST", "relay.test"),
+    ("SMTP_USERNAME", "dev"),
+    ("SMTP_PASSWORD", "secret"),
+    ("MAIL_FROM", "Site <noreply@example.com>"),
+    ("API_KEYS", "key-one"),
+    ("SMTP_SESSIONS", "0"),
+    ("DELIVERY_RETRY_SECONDS", "1,2,4"),
+    ("DELIVERY_MAX_ATTEMPTS", "3"),
+];
+
+fn opening() -> Vec<Step> {
+    chunking_opening(AUTH_DEV_SECRET)
+}
+
+/// A session whose transactions get `replies` (MAIL, RCPT and end of data in one string).
+fn relay_answering(replies: &[&'static str]) -> Vec<Step> {
+    let mut script = opening();
+    for reply in replies {
+        script.extend([ExpectChunked, Say(reply)]);
+    }
+    script.extend([Expect("QUIT\r\n"), Say("221 Bye\r\n")]);
+    script
+}
+
+const OK: &str = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued as Q1\r\n";
+
+fn queued_send(env: &ScriptedEnv, prefer: bool) -> (u16, Value, Vec<(String, String)>) {
+    let mut req = Req::new("POST", "/v1/send", r#"{"to": "a@example.org", "subject": "Hi", "text": "Hello"}"#)
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer key-one");
+    if prefer {
+        req = req.header("Prefer", "respond-async");
+    }
+    let (response, json) = call(env, req);
+    (response.status, json, response.headers)
+}
+
+/// Runs the consumer on everything queued until nothing is left, as the queue would (retry
+/// delays only counted, not waited for). Answers each round's verdicts.
+fn drain(env: &ScriptedEnv) -> Vec<Vec<Verdict>> {
+    let config = env.config().unwrap();
+    let mut rounds = Vec::new();
+    run(async {
+        loop {
+            let ids: Vec<String> = env.queue.borrow_mut().drain(..).map(|(id, _)| id).collect();
+            if ids.is_empty() {
+                break;
+            }
+            let verdicts = deliver_batch(env, &config, &ids).await;
+            for (id, verdict) in ids.iter().zip(&verdicts) {
+                if let Verdict::Retry(delay) = verdict {
+                    env.queue.borrow_mut().push((id.clone(), *delay));
+                }
+            }
+            rounds.push(verdicts);
+        }
+    });
+    rounds
+}
+
+fn record(env: &ScriptedEnv, id: &str) -> Value {
+    let req = Req::new("GET", &format!("/v1/messages/{id}"), Vec::new()).header("authorization", "Bearer key-one");
+    call(env, req).1
+}
+
+#[test]
+fn a_queued_send_is_answered_202_once_stored_and_delivered_once() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK])), VARS);
+    let (status, json, headers) = queued_send(&env, true);
+    assert_eq!(status, 202, "{json}");
+    let id = json["id"].as_str().unwrap().to_string();
+    assert!(headers.contains(&("location".into(), format!("/v1/messages/{id}"))));
+    assert_eq!(json["status"], "queued");
+    assert_eq!(env.relay.seen.borrow().connects, 0, "the answer does not wait for the relay");
+    assert!(env.bodies.borrow().contains_key(&id) && env.queue.borrow().len() == 1);
+    assert_eq!(drain(&env), vec![vec![Verdict::Ack]]);
+    let stored = record(&env, &id);
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("delivered"), Some(1)), "{stored}");
+    assert_eq!(stored["smtp"]["text"], "Ok: queued as Q1");
+    let data = String::from_utf8(env.relay.seen.borrow().data.clone()).unwrap();
+    assert!(data.contains(&format!("Message-ID: {}", json["message_id"].as_str().unwrap())));
+    // A redelivery of the same queue message sends nothing again.
+    env.queue.borrow_mut().push((id.clone(), 0));
+    assert_eq!(drain(&env), vec![vec![Verdict::Ack]]);
+    assert_eq!((env.relay.seen.borrow().connects, env.relay.seen.borrow().messages), (1, 1));
+}
+
+#[test]
+fn the_deployment_default_queues_and_forms_queue_unless_they_say_sync() {
+    let mut vars = VARS.to_vec();
+    vars.push(("DELIVERY_MODE", "queue"));
+    vars.push(("FORMS", r#"{"q": {"to": "o@example.com"}, "s": {"to": "o@example.com", "delivery": "sync"}}"#));
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &vars);
+    assert_eq!(queued_send(&env, false).0, 202);
+    let form = |name: &str| {
+        let req = Req::new("POST", &format!("/v1/forms/{name}"), "message=hi")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json");
+        call(&env, req)
+    };
+    let (response, json) = form("q");
+    assert_eq!(response.status, 200, "{json}");
+    let id = json["id"].as_str().unwrap();
+    assert_eq!(env.ledger.borrow().iter().find(|r| r.id == id).unwrap().form.as_deref(), Some("q"));
+    let (response, json) = form("s");
+    assert_eq!(json["error"]["code"], "relay_timeout", "a sync form waits for the relay, silent here");
+    assert_eq!(response.status, 504);
+    assert_eq!(env.queue.borrow().len(), 2);
+}
+
+#[test]
+fn a_refused_recipient_fails_after_one_attempt_with_the_reply() {
+    let refused = "250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n";
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[refused])), VARS);
+    let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
+    assert_eq!(drain(&env), vec![vec![Verdict::Ack]]);
+    let stored = record(&env, &id);
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("failed"), Some(1)), "{stored}");
+    assert_eq!(stored["last_error"]["code"], "relay_rejected_recipient");
+    assert_eq!(stored["smtp"]["code"], 550);
+    assert!(env.dead_letters.borrow().is_empty(), "a permanent refusal is not retried");
+}
+
+#[test]
+fn a_deferred_recipient_is_retried_with_backoff_then_failed_and_dead_lettered() {
+    let deferred = "250 2.1.0 Ok\r\n450 4.2.0 mailbox busy\r\n554 5.5.1 no valid recipients\r\n";
+    let sessions = vec![relay_answering(&[deferred]); 3];
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(sessions), VARS);
+    let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
+    let rounds = drain(&env);
+    assert_eq!(rounds.len(), 3, "DELIVERY_MAX_ATTEMPTS");
+    let delays: Vec<u32> = rounds[..2]
+        .iter()
+        .map(|r| match r[0] {
+            Verdict::Retry(delay) => delay,
+            Verdict::Ack => panic!("not retried: {rounds:?}"),
+        })
+        .collect();
+    assert!((1..=1).contains(&delays[0]) && (2..=3).contains(&delays[1]), "{delays:?}");
+    let stored = record(&env, &id);
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("failed"), Some(3)), "{stored}");
+    assert_eq!(stored["last_error"]["code"], "relay_busy");
+    assert_eq!(*env.dead_letters.borrow(), vec![id]);
+    assert_eq!(stored["dead_lettered"], true);
+}
+
+#[test]
+fn a_relay_that_is_down_delays_the_message_and_loses_nothing() {
+    let mut relay = ScriptedRelay::new(relay_answering(&[OK]));
+    relay.refuse_connect = true;
+    let env = ScriptedEnv::new(relay, VARS);
+    let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
+    let config = env.config().unwrap();
+    let first = run(deliver_batch(&env, &config, std::slice::from_ref(&id)));
+    assert!(matches!(first[..], [Verdict::Retry(_)]), "{first:?}");
+    assert_eq!(record(&env, &id)["status"], "queued");
+    let mut relay = env.relay.clone();
+    relay.refuse_connect = false;
+    let env = ScriptedEnv { relay, ..env };
+    let second = run(deliver_batch(&env, &config, std::slice::from_ref(&id)));
+    assert_eq!(second, vec![Verdict::Ack]);
+    let stored = record(&env, &id);
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("delivered"), Some(2)), "{stored}");
+}
+
+#[test]
+fn a_lost_verdict_is_unknown_and_never_retried() {
+    let mut script = opening();
+    script.extend([ExpectChunked, Close]);
+    let env = ScriptedEnv::new(ScriptedRelay::new(script), VARS);
+    let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
+    assert_eq!(drain(&env), vec![vec![Verdict::Ack]]);
+    let stored = record(&env, &id);
+    assert_eq!(
+        (stored["status"].as_str(), stored["last_error"]["code"].as_str()),
+        (Some("unknown"), Some("delivery_unknown"))
+    );
+}
+
+#[test]
+fn a_batch_shares_one_session() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK, OK, OK])), VARS);
+    for _ in 0..3 {
+        assert_eq!(queued_send(&env, true).0, 202);
+    }
+    assert_eq!(drain(&env), vec![vec![Verdict::Ack; 3]]);
+    let seen = env.relay.seen.borrow();
+    assert_eq!((seen.connects, seen.messages, seen.mismatch.as_deref()), (1, 3, None));
+}
+
+#[test]
+fn status_answers_need_the_key_and_list_the_newest_first() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), VARS);
+    let ids: Vec<String> = (0..3).map(|_| queued_send(&env, true).1["id"].as_str().unwrap().to_string()).collect();
+    let list = |query: &str, key: Option<&str>| {
+        let mut req = Req::new("GET", &format!("/v1/messages{query}"), Vec::new());
+        if let Some(key) = key {
+            req = req.header("authorization", &format!("Bearer {key}"));
+        }
+        call(&env, req)
+    };
+    let (response, _) = list("", None);
+    assert_eq!(response.status, 401);
+    let (response, json) = list("?status=queued&limit=2", Some("key-one"));
+    assert_eq!(response.status, 200);
+    let listed: Vec<&str> = json["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, vec![ids[2].as_str(), ids[1].as_str()]);
+    assert_eq!(list("?status=failed", Some("key-one")).1["messages"], serde_json::json!([]));
+    assert_eq!(list("?status=lost", Some("key-one")).0.status, 422);
+    assert_eq!(record(&env, &"0".repeat(32))["error"]["code"], "not_found");
+    let (response, _) = call(&env, Req::new("GET", &format!("/v1/messages/{}", ids[0]), Vec::new()));
+    assert_eq!(response.status, 401);
+}
+
+#[test]
+fn retry_delays_follow_the_schedule_with_jitter() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &[VARS, &[("DELIVERY_RETRY_SECONDS", "30,120")]].concat());
+    let config = env.config().unwrap();
+    assert_eq!((retry_delay(&config, 1, 0), retry_delay(&config, 1, 255)), (24, 36));
+    assert_eq!((retry_delay(&config, 2, 0), retry_delay(&config, 5, 255)), (96, 144), "the last step repeats");
+}
