@@ -15,6 +15,7 @@ use worker::{
 
 use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable};
+use crate::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use crate::delivery::queue::{self, Record, Status, Verdict};
 use crate::delivery::ratelimit::{Decision, Window};
 use crate::delivery::transaction::{Outcome, Transaction};
@@ -23,8 +24,8 @@ use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, R
 use crate::smtp::client::Network;
 use crate::smtp::settings::Security;
 
-/// The KV namespace binding that keeps Idempotency-Key answers.
-const IDEMPOTENCY_KV: &str = "IDEMPOTENCY";
+/// The Durable Object namespace binding of [`IdempotencyKey`]: one object per key.
+const IDEMPOTENCY_KEYS: &str = "IDEMPOTENCY_KEYS";
 /// The Durable Object namespace binding of [`RateLimiter`].
 const RATE_LIMITER: &str = "RATE_LIMITER";
 /// The Durable Object namespace binding of [`SmtpSession`].
@@ -103,20 +104,18 @@ impl Workers {
 }
 
 impl Environment for Workers {
-    async fn kv_get(&self, key: &str) -> Result<Option<String>, Unavailable> {
-        let kv = self.env.kv(IDEMPOTENCY_KV).map_err(|_| Unavailable)?;
-        kv.get(key).text().await.map_err(|_| Unavailable)
-    }
-
-    async fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), Unavailable> {
-        let kv = self.env.kv(IDEMPOTENCY_KV).map_err(|_| Unavailable)?;
-        let put = kv.put(key, value).map_err(|_| Unavailable)?;
-        put.expiration_ttl(ttl_seconds).execute().await.map_err(|_| Unavailable)
-    }
-
-    async fn kv_delete(&self, key: &str) -> Result<(), Unavailable> {
-        let kv = self.env.kv(IDEMPOTENCY_KV).map_err(|_| Unavailable)?;
-        kv.delete(key).await.map_err(|_| Unavailable)
+    async fn idempotency(&self, store_key: &str, call: KeyCall) -> Result<KeyAnswer, Unavailable> {
+        let namespace = self.env.durable_object(IDEMPOTENCY_KEYS).map_err(|_| Unavailable)?;
+        let stub = namespace.id_from_name(store_key).and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
+        let body = serde_json::to_string(&call).map_err(|_| Unavailable)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
+        let request = Request::new_with_init("https://idempotency-key/", &init).map_err(|_| Unavailable)?;
+        let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
+        if response.status_code() != 200 {
+            return Err(Unavailable);
+        }
+        response.json().await.map_err(|_| Unavailable)
     }
 
     async fn rate_limit(&self, key: &str, limit: u32, window_seconds: u32) -> Result<Decision, Unavailable> {
@@ -527,4 +526,57 @@ async fn consume(batch: worker::MessageBatch<QueuedId>, env: Env, _ctx: Context)
     }
     worker::console_log!("queue {}: {} message(s)", batch.queue(), ids.len());
     Ok(())
+}
+
+/// One Idempotency-Key (named by a hash of API key and key): its record in this object's
+/// SQLite, changed by [`idempotency::apply`] in one step, since the SQL calls are synchronous
+/// and nothing else runs in the object meanwhile. An alarm deletes the record when it expires.
+#[durable_object(alarm)]
+pub struct IdempotencyKey {
+    state: State,
+    sql: worker::SqlStorage,
+}
+
+impl IdempotencyKey {
+    fn load(&self) -> worker::Result<Option<KeyRecord>> {
+        let rows: Vec<StoredRecord> = self.sql.exec("SELECT record FROM key WHERE id = 1", None)?.to_array()?;
+        Ok(rows.first().and_then(|row| serde_json::from_str(&row.record).ok()))
+    }
+}
+
+impl DurableObject for IdempotencyKey {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        let _ = sql.exec("CREATE TABLE IF NOT EXISTS key (id INTEGER PRIMARY KEY, record TEXT NOT NULL)", None);
+        IdempotencyKey { state, sql }
+    }
+
+    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
+        let call: KeyCall = request.json().await?;
+        let mut record = self.load()?;
+        let answer = idempotency::apply(&mut record, call);
+        match &record {
+            Some(record) => {
+                let json = serde_json::to_string(record)?;
+                self.sql.exec("INSERT OR REPLACE INTO key (id, record) VALUES (1, ?)", vec![json.into()])?;
+                let _ = self
+                    .state
+                    .storage()
+                    .set_alarm(record.expires_at_ms as i64 - worker::Date::now().as_millis() as i64)
+                    .await;
+            }
+            None => {
+                self.sql.exec("DELETE FROM key", None)?;
+            }
+        }
+        Response::from_json(&answer)
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let now = worker::Date::now().as_millis();
+        if self.load()?.is_some_and(|record| record.expires_at_ms <= now) {
+            self.sql.exec("DELETE FROM key", None)?;
+        }
+        Response::ok("")
+    }
 }

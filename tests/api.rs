@@ -244,14 +244,17 @@ fn idempotent_retry_returns_the_first_answer_and_sends_once() {
     assert!(second.headers.iter().any(|(n, v)| n == "idempotent-replayed" && v == "true"));
     assert_eq!(env.relay.seen.borrow().connects, 1, "sent twice");
     // Stored for 24 hours, under a hash: neither the API key nor the Idempotency-Key in clear.
-    let kv = env.kv.borrow();
-    let (store_key, (record, ttl)) = kv.iter().next().unwrap();
-    assert_eq!(*ttl, 86_400);
+    let keys = env.keys.borrow();
+    let (store_key, record) = keys.iter().next().unwrap();
+    let record = record.clone().unwrap();
+    let ttl = (record.expires_at_ms - crate::support::virtual_now()) / 1000;
+    let record = serde_json::to_string(&record).unwrap();
+    assert!((86_390..=86_400).contains(&ttl), "kept 24 hours: {ttl} s");
     assert!(!store_key.contains("order-42") && !store_key.contains("key-one"));
     assert!(!record.contains("key-one"));
 
     // The same key with another body is a conflict; another API key has its own namespace.
-    drop(kv);
+    drop(keys);
     let other = with_key(request("POST", "/v1/send", Some("key-one"), &SEND.replace("Hello", "Bye")), "order-42");
     let (response, json) = call(env.clone(), other);
     assert_eq!((response.status, json["error"]["code"].as_str()), (409, Some("idempotency_conflict")));
@@ -264,7 +267,7 @@ fn failed_send_releases_the_key_so_a_retry_can_send() {
     let send = || with_key(request("POST", "/v1/send", Some("key-one"), SEND), "retry-me");
     let (first, _) = call(env.clone(), send());
     assert_eq!(first.status, 503);
-    assert!(env.kv.borrow().is_empty(), "nothing was sent, so the key is free again");
+    assert!(env.keys.borrow().values().all(Option::is_none), "nothing was sent, so the key is free again");
     let (second, _) = call(env.clone(), send());
     assert_eq!(second.status, 503);
     assert_eq!(env.relay.seen.borrow().connects, 2);
@@ -303,20 +306,21 @@ fn request_over_the_configured_limit_is_413() {
     assert_eq!(env.relay.seen.borrow().connects, 0);
 }
 
+/// N requests racing with one key: one claims it and sends; the others are told it is in
+/// progress, and nothing is sent twice.
 #[test]
-fn kv_writes_to_one_key_are_a_second_apart() {
-    for (relay, kept) in
-        [(accepting_relay(Some("250 2.0.0 Ok\r\n")), true), (ScriptedRelay::new(vec![Say("421 busy\r\n")]), false)]
-    {
-        let env = ScriptedEnv::new(relay, VARS);
-        call(env.clone(), with_key(request("POST", "/v1/send", Some("key-one"), SEND), "spaced"));
-        let writes = env.kv_writes.borrow();
-        assert_eq!(writes.len(), 2, "{writes:?}");
-        let (claim, last) = (&writes[0], &writes[1]);
-        assert_eq!(claim.0, last.0);
-        assert_eq!(last.1, if kept { 86_400 } else { 0 });
-        assert!(last.2 - claim.2 >= 1_100, "KV takes one write per key per second: {} ms apart", last.2 - claim.2);
-    }
+fn concurrent_requests_with_one_key_send_once() {
+    let env = ScriptedEnv::new(accepting_relay(Some("250 2.0.0 Ok\r\n")), VARS);
+    let statuses = crate::support::run(async {
+        let all = (0..20).map(|_| async {
+            let req = with_key(request("POST", "/v1/send", Some("key-one"), SEND), "race");
+            crate::support::serve_now(&env, req.head, edge_mailer::http::body::WholeBody::new(req.body)).await.0.status
+        });
+        futures_util::future::join_all(all).await
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    assert_eq!(env.relay.seen.borrow().connects, 1);
 }
 
 /// The slowest relay the default timeouts allow: every write and every reply of a lock-step
@@ -349,11 +353,14 @@ fn the_idempotency_claim_outlives_the_slowest_send_the_timeouts_allow() {
     let (response, json) = call(env.clone(), with_key(request("POST", "/v1/send", Some("key-one"), SEND), "slow"));
     assert_eq!(response.status, 200, "{json}");
     assert_eq!(env.relay.seen.borrow().mismatch, None);
-    let writes = env.kv_writes.borrow();
-    let (claim, answer) = (&writes[0], &writes[1]);
-    let took_ms = answer.2 - claim.2;
+    let calls = env.key_calls.borrow();
+    let (claim, answer) = (&calls[0], &calls[1]);
+    let edge_mailer::delivery::idempotency::KeyCall::Begin { pending_ms, .. } = claim.0 else { panic!("{calls:?}") };
+    let took_ms = answer.1 - claim.1;
     assert!(took_ms > 20 * C, "the relay was not slow: {took_ms} ms");
-    assert!(claim.1 * 1000 > took_ms, "the claim ({} s) expired before the answer was stored ({took_ms} ms)", claim.1);
+    assert!(pending_ms > took_ms, "the claim ({pending_ms} ms) expired before the answer was stored ({took_ms} ms)");
+    let key = env.keys.borrow().values().next().cloned().flatten().unwrap();
+    assert!(key.answer.is_some(), "the answer was kept, so a retry gets it");
 }
 
 /// A body that arrives in pieces, each after `gap_ms` of virtual time.

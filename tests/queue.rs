@@ -228,3 +228,50 @@ fn retry_delays_follow_the_schedule_with_jitter() {
     assert_eq!((retry_delay(&config, 1, 0), retry_delay(&config, 1, 255)), (24, 36));
     assert_eq!((retry_delay(&config, 2, 0), retry_delay(&config, 5, 255)), (96, 144), "the last step repeats");
 }
+
+fn batch(env: &ScriptedEnv, messages: Value, prefer: bool) -> (u16, Value) {
+    let mut req = Req::new("POST", "/v1/send/batch", serde_json::json!({ "messages": messages }).to_string())
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer key-one");
+    if prefer {
+        req = req.header("Prefer", "respond-async");
+    }
+    let (response, json) = call(env, req);
+    (response.status, json)
+}
+
+fn batch_of(count: usize, invalid_at: usize) -> Value {
+    let messages: Vec<Value> = (0..count)
+        .map(|i| {
+            let to = if i == invalid_at { "not an address".to_string() } else { format!("r{i}@example.org") };
+            serde_json::json!({"to": to, "subject": format!("batch {i}"), "text": "x"})
+        })
+        .collect();
+    Value::Array(messages)
+}
+
+#[test]
+fn a_sync_batch_goes_over_one_session_and_an_invalid_message_fails_alone() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK, OK])), VARS);
+    let (status, json) = batch(&env, batch_of(3, 1), false);
+    assert_eq!(status, 200, "{json}");
+    let results = json["data"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!((results[0]["ok"].as_bool(), results[2]["ok"].as_bool()), (Some(true), Some(true)), "{json}");
+    assert_eq!(results[1]["error"]["code"], "validation_failed");
+    let seen = env.relay.seen.borrow();
+    assert_eq!((seen.connects, seen.messages, seen.mismatch.as_deref()), (1, 2, None));
+}
+
+#[test]
+fn a_queued_batch_answers_one_id_per_message() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), VARS);
+    let (status, json) = batch(&env, batch_of(4, 2), true);
+    assert_eq!(status, 202, "{json}");
+    let results = json["data"].as_array().unwrap();
+    assert_eq!(results.iter().filter(|r| r["status"] == "queued").count(), 3);
+    assert_eq!(results[2]["error"]["code"], "validation_failed");
+    assert_eq!(env.queue.borrow().len(), 3);
+    assert_eq!(batch(&env, batch_of(101, 200), true).0, 422);
+    assert_eq!(batch(&env, Value::Array(vec![]), true).0, 422);
+}

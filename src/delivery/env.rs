@@ -1,8 +1,10 @@
 //! What the Worker's runtime offers the services, beyond the network and its clock
-//! ([`Network`]): a key-value store, the rate limiter, outbound HTTP, and warm SMTP sessions.
+//! ([`Network`]): Idempotency-Key records, the rate limiter, outbound HTTP, warm SMTP
+//! sessions, and the parts of queued delivery (bodies, the ledger, the queues).
 
 use std::future::Future;
 
+use super::key::{KeyAnswer, KeyCall};
 use super::ratelimit::Decision;
 use super::record::{Record, Status};
 use super::transaction::{Outcome, Transaction};
@@ -13,10 +15,9 @@ use crate::smtp::client::Network;
 pub struct Unavailable;
 
 pub trait Environment: Network + Clone {
-    /// The key-value store for idempotency records (`Err` when it is not bound).
-    fn kv_get(&self, key: &str) -> impl Future<Output = Result<Option<String>, Unavailable>>;
-    fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> impl Future<Output = Result<(), Unavailable>>;
-    fn kv_delete(&self, key: &str) -> impl Future<Output = Result<(), Unavailable>>;
+    /// Applies `call` to the record of one Idempotency-Key in one step ([`super::key::apply`]),
+    /// in a strongly consistent store (a Durable Object per key).
+    fn idempotency(&self, store_key: &str, call: KeyCall) -> impl Future<Output = Result<KeyAnswer, Unavailable>>;
     /// Counts a hit for `key`: at most `limit` in any `window_seconds`.
     fn rate_limit(
         &self,

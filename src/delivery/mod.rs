@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod idempotency;
+pub mod key;
 pub mod queue;
 pub mod ratelimit;
 pub mod record;

@@ -7,6 +7,7 @@
 //! running count that stops at the limit, and a deadline.
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod demo;
 pub mod forms;
@@ -40,6 +41,8 @@ pub async fn serve<P: Platform>(
         "/v1/demo/message" if method == "GET" => demo::received(&env, config, &head).await.into(),
         "/v1/send" if method == "POST" => send::handle(env, config, &head, body).await,
         "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
+        "/v1/send/batch" if method == "POST" => batch::handle(env, config, &head, body).await,
+        "/v1/send/batch" => HttpResponse::error(&method_not_allowed("POST")).into(),
         "/v1/messages" if method == "GET" => messages::list(&env, config, &head).await.into(),
         path if path.starts_with("/v1/messages/") && method == "GET" => {
             messages::get(&env, config, &head, &path["/v1/messages/".len()..]).await.into()

@@ -28,7 +28,7 @@ pub const MAX_REPLY_TO: usize = 10;
 
 /// Queued delivery: asked for with `Prefer: respond-async` (RFC 7240), or the deployment's
 /// default (`DELIVERY_MODE=queue`).
-fn wants_queue(head: &RequestHead, config: &Config) -> bool {
+pub fn wants_queue(head: &RequestHead, config: &Config) -> bool {
     let prefer = head.header("prefer").unwrap_or_default();
     config.queue_by_default || prefer.split(',').any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
@@ -367,6 +367,11 @@ fn extra_headers(problems: &mut Problems, input: &serde_json::Map<String, serde_
 pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
+    parse_value(value, config)
+}
+
+/// [`parse`] for a message already read as JSON (one of a batch).
+pub fn parse_value(value: serde_json::Value, config: &Config) -> Result<Submission, ApiError> {
     if !value.is_object() {
         return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"));
     }

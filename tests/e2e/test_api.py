@@ -108,3 +108,24 @@ def test_oversized_request_is_413(client):
     status, _, raw = client.request("POST", "/v1/send", huge, api_key=client.stack.api_key)
     assert status == 413
     assert b"payload_too_large" in raw
+
+
+def test_twenty_racing_requests_with_one_idempotency_key_send_once(client):
+    import threading
+    tag = uuid.uuid4().hex
+    body = {"to": "someone@example.org", "subject": f"race {tag}", "text": "once"}
+    statuses = []
+
+    def one():
+        status, _, _ = client.request("POST", "/v1/send", body, api_key=client.stack.api_key,
+                                      headers={"Idempotency-Key": f"race-{tag}"})
+        statuses.append(status)
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(statuses) == 20 and set(statuses) <= {200, 409}, statuses
+    client.wait_for_message(tag)
+    client.assert_no_message(tag, within=3, besides=1)

@@ -131,3 +131,38 @@ def test_a_five_megabyte_attachment_goes_through_the_queue_intact(queued, client
     assert record["status"] == "delivered", record
     _, parsed = client.wait_for_message(tag)
     assert next(parsed.iter_attachments()).get_content() == data
+
+
+@pytest.mark.parametrize("invalid", [None, 4])
+def test_a_sync_batch_uses_one_connection_and_an_invalid_message_fails_alone(client, stack, invalid):
+    tags = [uuid.uuid4().hex for _ in range(10)]
+    messages = [message(tag) for tag in tags]
+    if invalid is not None:
+        messages[invalid]["to"] = "not an address"
+    status, _, raw = client.request("POST", "/v1/send/batch", {"messages": messages}, api_key=stack.api_key)
+    assert status == 200, raw
+    results = json.loads(raw)["data"]
+    assert [r.get("ok", False) for r in results] == [i != invalid for i in range(10)], results
+    if invalid is not None:
+        assert results[invalid]["error"]["code"] == "validation_failed"
+    ids = [re.search(r"queued as ([0-9A-Za-z]+)", r["smtp"]["text"]).group(1) for r in results if r.get("ok")]
+    for tag, result in zip(tags, results):
+        if result.get("ok"):  # in order: the i-th result is the i-th message
+            raw, _ = client.wait_for_message(tag)
+            assert result["message_id"].encode() in raw
+    log = (stack.relay_dir / "maillog").read_text(errors="replace")
+    connections = {re.search(rf" (\S+\[\d+\]): {i}: client=", log).group(1) for i in ids}
+    assert len(connections) == 1, connections
+    if invalid is not None:
+        client.assert_no_message(tags[invalid], within=1)
+
+
+def test_a_queued_batch_answers_202_with_an_id_per_message(queued):
+    tags = [uuid.uuid4().hex for _ in range(3)]
+    status, _, raw = queued.request("POST", "/v1/send/batch", {"messages": [message(t) for t in tags]},
+                                    api_key=queued.stack.api_key)
+    assert status == 202, raw
+    results = json.loads(raw)["data"]
+    assert [r["status"] for r in results] == ["queued"] * 3
+    for r in results:
+        assert wait_for_status(queued, r["id"], {"delivered", "failed", "unknown"})["status"] == "delivered"

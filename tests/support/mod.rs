@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use edge_mailer::config::Config;
 use edge_mailer::delivery::env::{Environment, Unavailable};
+use edge_mailer::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use edge_mailer::delivery::queue::{self, Record, Status};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
@@ -256,10 +257,10 @@ pub type Posted = (String, Vec<(String, String)>);
 pub struct ScriptedEnv {
     pub relay: ScriptedRelay,
     pub vars: Rc<HashMap<String, String>>,
-    /// The KV store: key → (value, ttl seconds).
-    pub kv: Rc<RefCell<HashMap<String, (String, u64)>>>,
-    /// Every KV write (put or delete): key, TTL (0 for a delete), virtual time in ms.
-    pub kv_writes: Rc<RefCell<Vec<(String, u64, u64)>>>,
+    /// The Idempotency-Key objects: store key → the record each holds.
+    pub keys: Rc<RefCell<HashMap<String, Option<KeyRecord>>>>,
+    /// Every call to them, with the virtual time it was made at.
+    pub key_calls: Rc<RefCell<Vec<(KeyCall, u64)>>>,
     pub rate_windows: Rc<RefCell<HashMap<String, Window>>>,
     /// Answers to outbound POSTs (the Turnstile fake), and what was posted.
     pub post_answer: Rc<RefCell<(u16, String)>>,
@@ -281,8 +282,8 @@ impl ScriptedEnv {
         ScriptedEnv {
             relay,
             vars: Rc::new(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            kv: Rc::default(),
-            kv_writes: Rc::default(),
+            keys: Rc::default(),
+            key_calls: Rc::default(),
             rate_windows: Rc::default(),
             post_answer: Rc::new(RefCell::new((200, r#"{"success": true}"#.into()))),
             posted: Rc::default(),
@@ -324,20 +325,10 @@ impl ScriptedEnv {
 }
 
 impl Environment for ScriptedEnv {
-    async fn kv_get(&self, key: &str) -> Result<Option<String>, Unavailable> {
-        Ok(self.kv.borrow().get(key).map(|(value, _)| value.clone()))
-    }
-
-    async fn kv_put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), Unavailable> {
-        self.kv.borrow_mut().insert(key.to_string(), (value.to_string(), ttl_seconds));
-        self.kv_writes.borrow_mut().push((key.to_string(), ttl_seconds, virtual_now()));
-        Ok(())
-    }
-
-    async fn kv_delete(&self, key: &str) -> Result<(), Unavailable> {
-        self.kv.borrow_mut().remove(key);
-        self.kv_writes.borrow_mut().push((key.to_string(), 0, virtual_now()));
-        Ok(())
+    async fn idempotency(&self, store_key: &str, call: KeyCall) -> Result<KeyAnswer, Unavailable> {
+        self.key_calls.borrow_mut().push((call.clone(), virtual_now()));
+        let mut keys = self.keys.borrow_mut();
+        Ok(idempotency::apply(keys.entry(store_key.to_string()).or_default(), call))
     }
 
     async fn rate_limit(&self, key: &str, limit: u32, window_seconds: u32) -> Result<Decision, Unavailable> {

@@ -1,0 +1,100 @@
+//! One Idempotency-Key's record, and the state machine its store applies in one step.
+
+use serde::{Deserialize, Serialize};
+
+/// How long an answer is kept.
+pub const TTL_SECONDS: u64 = 24 * 60 * 60;
+
+/// What the store keeps for one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// SHA-256 of the request body, to refuse the key's reuse for another message.
+    pub body: String,
+    /// The first answer; `None` while the first request is still sending.
+    pub answer: Option<(u16, String)>,
+    /// Milliseconds since the epoch after which the record is gone.
+    pub expires_at_ms: u64,
+}
+
+/// What a request asks of its key's store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum KeyCall {
+    /// Claim the key for a request with this body, for `pending_ms` at most.
+    Begin { body: String, now_ms: u64, pending_ms: u64 },
+    /// The claimed request is done: keep its answer, or (`None`) free the key.
+    Finish { body: String, now_ms: u64, answer: Option<(u16, String)> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyAnswer {
+    Claimed,
+    Replay { status: u16, body: String },
+    Conflict,
+    InProgress,
+    Done,
+}
+
+/// The key's state machine, applied by its store in one step to the record it holds.
+pub fn apply(stored: &mut Option<KeyRecord>, call: KeyCall) -> KeyAnswer {
+    let now = match &call {
+        KeyCall::Begin { now_ms, .. } | KeyCall::Finish { now_ms, .. } => *now_ms,
+    };
+    if stored.as_ref().is_some_and(|r| r.expires_at_ms <= now) {
+        *stored = None;
+    }
+    match call {
+        KeyCall::Begin { body, pending_ms, .. } => match stored {
+            None => {
+                *stored = Some(KeyRecord { body, answer: None, expires_at_ms: now + pending_ms });
+                KeyAnswer::Claimed
+            }
+            Some(record) if record.body != body => KeyAnswer::Conflict,
+            Some(KeyRecord { answer: Some((status, body)), .. }) => {
+                KeyAnswer::Replay { status: *status, body: body.clone() }
+            }
+            Some(_) => KeyAnswer::InProgress,
+        },
+        KeyCall::Finish { body, answer, .. } => {
+            // Only the claim of this body is finished; a record of another body is not ours.
+            if stored.as_ref().is_some_and(|r| r.body == body && r.answer.is_none()) {
+                *stored = answer.map(|answer| KeyRecord {
+                    body,
+                    answer: Some(answer),
+                    expires_at_ms: now + TTL_SECONDS * 1000,
+                });
+            }
+            KeyAnswer::Done
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn begin(stored: &mut Option<KeyRecord>, body: &str, now_ms: u64) -> KeyAnswer {
+        apply(stored, KeyCall::Begin { body: body.into(), now_ms, pending_ms: 60_000 })
+    }
+
+    #[test]
+    fn one_claim_then_the_first_answer_until_it_expires() {
+        let mut stored = None;
+        assert_eq!(begin(&mut stored, "a", 0), KeyAnswer::Claimed);
+        assert_eq!(begin(&mut stored, "a", 10), KeyAnswer::InProgress);
+        assert_eq!(begin(&mut stored, "b", 10), KeyAnswer::Conflict);
+        apply(&mut stored, KeyCall::Finish { body: "a".into(), now_ms: 20, answer: Some((200, "{}".into())) });
+        assert_eq!(begin(&mut stored, "a", 30), KeyAnswer::Replay { status: 200, body: "{}".into() });
+        assert_eq!(begin(&mut stored, "a", 20 + TTL_SECONDS * 1000), KeyAnswer::Claimed, "expired after 24 h");
+    }
+
+    #[test]
+    fn a_failed_send_frees_the_key_and_a_dead_claim_expires() {
+        let mut stored = None;
+        assert_eq!(begin(&mut stored, "a", 0), KeyAnswer::Claimed);
+        apply(&mut stored, KeyCall::Finish { body: "a".into(), now_ms: 5, answer: None });
+        assert_eq!(stored, None);
+        assert_eq!(begin(&mut stored, "a", 6), KeyAnswer::Claimed);
+        assert_eq!(begin(&mut stored, "a", 59_999), KeyAnswer::InProgress);
+        assert_eq!(begin(&mut stored, "a", 60_006), KeyAnswer::Claimed, "the claim of a request that died expired");
+    }
+}

@@ -1,0 +1,106 @@
+//! `POST /v1/send/batch`: up to 100 messages, `{"messages": [ /v1/send bodies ]}`. Sync: all
+//! over one SMTP session, `200` with one result per message in order. Queued (as for
+//! `/v1/send`): `202` with one id per message. A message that is invalid fails alone.
+
+use super::auth::authorize;
+use super::body::{self, BodySource};
+use super::request::{Platform, RequestHead};
+use super::response::{Handled, HttpResponse};
+use super::send::{parse_value, wants_queue};
+use crate::config::Config;
+use crate::delivery::queue;
+use crate::delivery::transaction::{api_error, Transaction};
+use crate::error::{ApiError, ErrorCode};
+use crate::smtp::client::Session;
+
+/// Most messages one batch may carry.
+pub const MAX_BATCH: usize = 100;
+
+pub async fn handle<P: Platform>(
+    env: P,
+    config: Result<&Config, &ApiError>,
+    head: &RequestHead,
+    mut source: impl BodySource,
+) -> Handled<P> {
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return HttpResponse::error(error).into(),
+    };
+    if let Err(error) = authorize(config, head) {
+        return HttpResponse::error(&error).into();
+    }
+    let body = match body::read(&env, head, &mut source, config.max_request_bytes, config.request_body_timeout_ms).await
+    {
+        Ok(body) => body,
+        Err(error) => return HttpResponse::error(&error).into(),
+    };
+    let messages = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut object)) => match object.remove("messages") {
+            Some(serde_json::Value::Array(messages)) => messages,
+            _ => return invalid("the body must be {\"messages\": [ … ]}").into(),
+        },
+        Ok(_) => return invalid("the body must be {\"messages\": [ … ]}").into(),
+        Err(e) => return invalid(&format!("the body is not valid JSON: {e}")).into(),
+    };
+    drop(body);
+    if messages.is_empty() || messages.len() > MAX_BATCH {
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("send 1 to {MAX_BATCH} messages"));
+        error.details = vec![("messages".into(), format!("must hold 1 to {MAX_BATCH} messages"))];
+        return HttpResponse::error(&error).into();
+    }
+    let submissions: Vec<_> = messages.into_iter().map(|m| parse_value(m, config)).collect();
+
+    if wants_queue(head, config) {
+        let mut results = Vec::with_capacity(submissions.len());
+        for submission in &submissions {
+            results.push(match submission {
+                Ok(submission) => match queue::accept(&env, config, submission, None).await {
+                    Ok(record) => {
+                        serde_json::json!({"id": record.id, "status": record.status, "message_id": record.message_id})
+                    }
+                    Err(error) => error.to_json(),
+                },
+                Err(error) => error.to_json(),
+            });
+        }
+        let mut response = HttpResponse::json(202, &serde_json::json!({"data": results}));
+        response.headers.push(("preference-applied".into(), "respond-async".into()));
+        return response.into();
+    }
+
+    // Sync: one session for the whole batch, opened by the first valid message.
+    let now = env.now_millis();
+    let mut session: Option<Session<P>> = None;
+    let mut results = Vec::with_capacity(submissions.len());
+    for submission in &submissions {
+        let result = match submission {
+            Err(error) => Err(error.clone()),
+            Ok(submission) => match Transaction::render(submission, &config.message_id_domain, now) {
+                Err(error) => Err(error),
+                Ok(transaction) => {
+                    if session.as_ref().is_none_or(|s| !s.is_usable()) {
+                        session = match Session::open(env.clone(), &config.relay).await {
+                            Ok(opened) => Some(opened),
+                            Err((error, _)) => {
+                                results.push(api_error(&error, &transaction.message_id).to_json());
+                                continue;
+                            }
+                        };
+                    }
+                    let open = session.as_mut().expect("opened just above");
+                    transaction.run(open).await.map_err(|e| api_error(&e, &transaction.message_id))
+                }
+            },
+        };
+        results.push(match result {
+            Ok(sent) => serde_json::json!({"ok": true, "message_id": sent.message_id, "accepted": sent.accepted,
+                "rejected": sent.rejected, "smtp": sent.smtp}),
+            Err(error) => error.to_json(),
+        });
+    }
+    Handled { response: HttpResponse::json(200, &serde_json::json!({"data": results})), after: session }
+}
+
+fn invalid(why: &str) -> HttpResponse {
+    HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, why))
+}
