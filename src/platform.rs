@@ -105,17 +105,7 @@ impl Workers {
 
 impl Environment for Workers {
     async fn idempotency(&self, store_key: &str, call: KeyCall) -> Result<KeyAnswer, Unavailable> {
-        let namespace = self.env.durable_object(IDEMPOTENCY_KEYS).map_err(|_| Unavailable)?;
-        let stub = namespace.id_from_name(store_key).and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
-        let body = serde_json::to_string(&call).map_err(|_| Unavailable)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
-        let request = Request::new_with_init("https://idempotency-key/", &init).map_err(|_| Unavailable)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
-        if response.status_code() != 200 {
-            return Err(Unavailable);
-        }
-        response.json().await.map_err(|_| Unavailable)
+        self.call_object(IDEMPOTENCY_KEYS, store_key, &call).await
     }
 
     async fn rate_limit(&self, key: &str, limit: u32, window_seconds: u32) -> Result<Decision, Unavailable> {
@@ -216,12 +206,22 @@ struct QueuedId {
 
 impl Workers {
     async fn ledger<T: serde::de::DeserializeOwned>(&self, call: &LedgerCall) -> Result<T, Unavailable> {
-        let namespace = self.env.durable_object(DELIVERY_LEDGER).map_err(|_| Unavailable)?;
-        let stub = namespace.id_from_name("ledger").and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
+        self.call_object(DELIVERY_LEDGER, "ledger", call).await
+    }
+
+    /// POSTs `call` as JSON to the Durable Object `name` of `binding`; its JSON answer.
+    async fn call_object<T: serde::de::DeserializeOwned>(
+        &self,
+        binding: &str,
+        name: &str,
+        call: &impl serde::Serialize,
+    ) -> Result<T, Unavailable> {
+        let namespace = self.env.durable_object(binding).map_err(|_| Unavailable)?;
+        let stub = namespace.id_from_name(name).and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
         let body = serde_json::to_string(call).map_err(|_| Unavailable)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
-        let request = Request::new_with_init("https://ledger/", &init).map_err(|_| Unavailable)?;
+        let request = Request::new_with_init("https://object/", &init).map_err(|_| Unavailable)?;
         let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
         if response.status_code() != 200 {
             return Err(Unavailable);

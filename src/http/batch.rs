@@ -2,8 +2,8 @@
 //! over one SMTP session, `200` with one result per message in order. Queued (as for
 //! `/v1/send`): `202` with one id per message. A message that is invalid fails alone.
 
-use super::auth::authorize;
-use super::body::{self, BodySource};
+use super::auth::authorized_body;
+use super::body::BodySource;
 use super::request::{Platform, RequestHead};
 use super::response::{Handled, HttpResponse};
 use super::send::{parse_value, wants_queue};
@@ -22,17 +22,9 @@ pub async fn handle<P: Platform>(
     head: &RequestHead,
     mut source: impl BodySource,
 ) -> Handled<P> {
-    let config = match config {
-        Ok(config) => config,
-        Err(error) => return HttpResponse::error(error).into(),
-    };
-    if let Err(error) = authorize(config, head) {
-        return HttpResponse::error(&error).into();
-    }
-    let body = match body::read(&env, head, &mut source, config.max_request_bytes, config.request_body_timeout_ms).await
-    {
-        Ok(body) => body,
-        Err(error) => return HttpResponse::error(&error).into(),
+    let (config, _, body) = match authorized_body(&env, config, head, &mut source).await {
+        Ok(ready) => ready,
+        Err(response) => return response.into(),
     };
     let messages = match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Object(mut object)) => match object.remove("messages") {

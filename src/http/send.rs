@@ -3,8 +3,8 @@
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde::Deserialize;
 
-use super::auth::authorize;
-use super::body::{self, BodySource};
+use super::auth::authorized_body;
+use super::body::BodySource;
 use super::request::{Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
@@ -50,18 +50,9 @@ pub async fn handle<P: Platform>(
     mut source: impl BodySource,
 ) -> Handled<P> {
     let debug = head.debug();
-    let config = match config {
-        Ok(config) => config,
-        Err(error) => return HttpResponse::error(error).into(),
-    };
-    let api_key = match authorize(config, head) {
-        Ok(key) => key,
-        Err(error) => return HttpResponse::error(&error).into(),
-    };
-    let body = match body::read(&env, head, &mut source, config.max_request_bytes, config.request_body_timeout_ms).await
-    {
-        Ok(body) => body,
-        Err(error) => return HttpResponse::error(&error).into(),
+    let (config, api_key, body) = match authorized_body(&env, config, head, &mut source).await {
+        Ok(ready) => ready,
+        Err(response) => return response.into(),
     };
     let submission = match parse(&body, config) {
         Ok(submission) => submission,

@@ -104,6 +104,26 @@ def restart_relay(stack: "devstack.Stack", stopped=None) -> None:
         raise AssertionError("the relay did not start again")
 
 
+def connection_of(stack: "devstack.Stack", reply: str, timeout: float = 10) -> str:
+    """The SMTP connection that queued the message of `reply` ("Ok: … queued as 4819D51C37A"):
+    the smtpd process that logged `<queue id>: client=`, and the line where that process's
+    current connection began (`connect from`). Postfix reuses an smtpd process for later
+    connections, so the process alone does not name a connection."""
+    queue_id = re.search(r"queued as ([0-9A-Za-z]+)", reply).group(1)
+    log = stack.relay_dir / "maillog"
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        for i, line in enumerate(lines):
+            if f": {queue_id}: client=" in line:
+                process = re.search(r" (\S+\[\d+\]): ", line).group(1)
+                start = next(j for j in range(i, -1, -1) if f" {process}: connect from " in lines[j])
+                return f"{process} from line {start}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Postfix logged no client line for {queue_id} within {timeout}s")
+        time.sleep(0.2)
+
+
 def relay_session(stack: "devstack.Stack", reply: str, timeout: float = 10) -> str:
     """Postfix's summary of the SMTP session that queued a message: the `disconnect from` line
     with its command counts (`ehlo=2 starttls=1 auth=1 mail=1 rcpt=2 bdat=1 quit=1 commands=9`).

@@ -6,14 +6,13 @@ its last attempt."""
 import base64
 import json
 import os
-import re
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import Client, restart_relay
+from conftest import Client, connection_of, restart_relay
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +116,7 @@ def test_fifty_concurrent_sends_arrive_once_each_over_few_connections(queued, cl
     for tag in tags:
         client.wait_for_message(tag)
         client.assert_no_message(tag, within=0, besides=1)
-    log = (stack.relay_dir / "maillog").read_text(errors="replace")
-    queue_ids = [re.search(r"queued as ([0-9A-Za-z]+)", r["smtp"]["text"]).group(1) for r in records]
-    connections = {re.search(rf" (\S+\[\d+\]): {q}: client=", log).group(1) for q in queue_ids}
+    connections = {connection_of(stack, r["smtp"]["text"]) for r in records}
     assert len(connections) <= 25, f"{len(connections)} SMTP connections for 50 messages"
 
 
@@ -145,13 +142,11 @@ def test_a_sync_batch_uses_one_connection_and_an_invalid_message_fails_alone(cli
     assert [r.get("ok", False) for r in results] == [i != invalid for i in range(10)], results
     if invalid is not None:
         assert results[invalid]["error"]["code"] == "validation_failed"
-    ids = [re.search(r"queued as ([0-9A-Za-z]+)", r["smtp"]["text"]).group(1) for r in results if r.get("ok")]
     for tag, result in zip(tags, results):
         if result.get("ok"):  # in order: the i-th result is the i-th message
             raw, _ = client.wait_for_message(tag)
             assert result["message_id"].encode() in raw
-    log = (stack.relay_dir / "maillog").read_text(errors="replace")
-    connections = {re.search(rf" (\S+\[\d+\]): {i}: client=", log).group(1) for i in ids}
+    connections = {connection_of(stack, r["smtp"]["text"]) for r in results if r.get("ok")}
     assert len(connections) == 1, connections
     if invalid is not None:
         client.assert_no_message(tags[invalid], within=1)

@@ -2,17 +2,15 @@
 between requests, so a send after the first costs one round trip; a session the relay drops
 is replaced without losing or doubling a message; a session left idle ends with QUIT.
 
-Postfix logs which smtpd process took each message (`smtpd[pid]: <queue id>: client=`): one
-process is one SMTP connection."""
+Postfix logs which connection took each message (conftest.connection_of)."""
 
-import re
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import Client, relay_session, restart_relay
+from conftest import Client, connection_of, relay_session, restart_relay
 
 
 @pytest.fixture(scope="module")
@@ -25,19 +23,6 @@ def workers(stack):
             "quick_idle": {"SMTP_SESSIONS": "1", "SMTP_IDLE_SECONDS": "2"},
         }).items()
     }
-
-
-def connection_of(stack, reply: str, timeout: float = 10) -> str:
-    """The smtpd process (`smtpd[1234]`) that queued the message of `reply`: its connection."""
-    queue_id = re.search(r"queued as ([0-9A-Za-z]+)", reply).group(1)
-    log = stack.relay_dir / "maillog"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if f": {queue_id}: client=" in line:
-                return re.search(r" (\S+\[\d+\]): ", line).group(1)
-        time.sleep(0.2)
-    raise AssertionError(f"Postfix logged no client line for {queue_id}")
 
 
 def send(client: Client, tag: str):
