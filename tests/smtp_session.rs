@@ -155,6 +155,10 @@ fn pipelining_and_chunking_send_the_whole_transaction_in_one_flight_within_7_rou
     assert_eq!(delivery.smtp.text, "Ok: 22 bytes queued as XYZ");
     // greeting, EHLO, STARTTLS, TLS handshake, EHLO, AUTH, transaction
     assert_eq!(relay.seen.borrow().round_trips(), 7);
+    // One write per flight — EHLO, STARTTLS, EHLO, AUTH, the transaction with its message —
+    // and QUIT: never a command and its payload as two small writes (each its own TLS record,
+    // which stalls on a relay that delays its ACKs).
+    assert_eq!(relay.seen.borrow().writes, 6);
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub trait Network {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Largest flight (commands and message) sent as one write; a larger message costs one copy
+/// less as separate writes, and is large enough that the extra write does not stall.
+const ONE_WRITE: usize = 64 * 1024;
 
 /// An open, greeted, secured and authenticated SMTP session.
 pub struct Session<N: Network> {
@@ -323,10 +326,12 @@ impl<N: Network> Session<N> {
             let mut flight = if reset { vec![Command::Rset, mail] } else { vec![mail] };
             flight.extend(rcpts.iter().cloned());
             flight.push(last.clone());
-            self.write(&flight, Phase::Mail).await?;
             if chunking {
-                self.write_message(&payload, false).await?;
+                let head = self.flight(&flight);
+                self.write_message(&head, &payload, false).await?;
                 message_sent = true;
+            } else {
+                self.write(&flight, Phase::Mail).await?;
             }
             if reset {
                 // Its answer comes first; nothing of this transaction has been read yet.
@@ -374,10 +379,12 @@ impl<N: Network> Session<N> {
             if accepted.is_empty() {
                 return Err(refused_all(&rejected));
             }
-            self.write(std::slice::from_ref(&last), Phase::Data).await?;
             if chunking {
-                self.write_message(&payload, false).await?;
+                let head = self.flight(std::slice::from_ref(&last));
+                self.write_message(&head, &payload, false).await?;
                 message_sent = true;
+            } else {
+                self.write(std::slice::from_ref(&last), Phase::Data).await?;
             }
         }
 
@@ -398,7 +405,7 @@ impl<N: Network> Session<N> {
             if !chunking && reply.code == 354 {
                 // The relay opened DATA despite the failure: close it with an empty message
                 // that has no recipients, so the connection stays in step.
-                self.write_message(b"", true).await?;
+                self.write_message(b"", b"", true).await?;
                 let _ = self.read_reply(Phase::DataEnd, self.timeouts.command).await;
             }
             return Err(error);
@@ -408,7 +415,7 @@ impl<N: Network> Session<N> {
             reply
         } else {
             expect(Phase::Data, reply, 354)?;
-            self.write_message(&payload, true).await?;
+            self.write_message(b"", &payload, true).await?;
             self.read_in_transaction(Phase::DataEnd, self.timeouts.data_end, true).await?
         };
         let reply = expect(Phase::DataEnd, reply, 250)?;
@@ -444,6 +451,18 @@ impl<N: Network> Session<N> {
 
     /// Writes commands in one flight, recording each in the transcript.
     async fn write(&mut self, commands: &[Command], phase: Phase) -> Result<(), Error> {
+        let bytes = self.flight(commands);
+        let awaiting_tls = self.awaiting_tls;
+        let Some(conn) = self.conn.as_mut() else { return Err(gone(phase)) };
+        match within(&self.net, self.timeouts.command, conn.write_all(&bytes)).await {
+            None => Err(timeout(phase)),
+            Some(Err(error)) => Err(io_error(phase, error, awaiting_tls)),
+            Some(Ok(())) => Ok(()),
+        }
+    }
+
+    /// The commands as they go on the wire, each recorded in the transcript.
+    fn flight(&mut self, commands: &[Command]) -> Vec<u8> {
         let mut bytes = String::new();
         let at = self.elapsed();
         for command in commands {
@@ -451,28 +470,30 @@ impl<N: Network> Session<N> {
             self.transcript.sent(at, command);
         }
         self.wrote = true;
-        let awaiting_tls = self.awaiting_tls;
-        let Some(conn) = self.conn.as_mut() else { return Err(gone(phase)) };
-        match within(&self.net, self.timeouts.command, conn.write_all(bytes.as_bytes())).await {
-            None => Err(timeout(phase)),
-            Some(Err(error)) => Err(io_error(phase, error, awaiting_tls)),
-            Some(Ok(())) => Ok(()),
-        }
+        bytes.into_bytes()
     }
 
-    /// Writes the message (and, for DATA, the final dot). If that fails the relay cannot have
-    /// the whole message; if only the flush after it fails, it may.
-    async fn write_message(&mut self, payload: &[u8], end_of_data: bool) -> Result<(), Error> {
+    /// Writes the message after `head` (the commands of its flight, if any) and, for DATA,
+    /// the final dot. A message of up to [`ONE_WRITE`] goes out in the same write as its
+    /// commands: two small writes stall on a relay that delays its ACKs (Nagle), one TLS
+    /// record each. If writing fails the relay cannot have the whole message; if only the
+    /// flush after it fails, it may.
+    async fn write_message(&mut self, head: &[u8], payload: &[u8], end_of_data: bool) -> Result<(), Error> {
         let at = self.elapsed();
         self.transcript.sent_message(at, payload.len());
         self.wrote = true;
+        let tail: &[u8] = if end_of_data { END_OF_DATA } else { b"" };
+        let one = (head.len() + payload.len() + tail.len() <= ONE_WRITE).then(|| [head, payload, tail].concat());
         let Some(conn) = self.conn.as_mut() else { return Err(gone(Phase::DataEnd)) };
         let write = async {
-            conn.write_all(payload).await?;
-            if end_of_data {
-                conn.write_all(END_OF_DATA).await?;
+            match &one {
+                Some(bytes) => conn.write_all(bytes).await,
+                None => {
+                    conn.write_all(head).await?;
+                    conn.write_all(payload).await?;
+                    conn.write_all(tail).await
+                }
             }
-            Ok::<(), io::Error>(())
         };
         match within(&self.net, self.timeouts.data_end, write).await {
             None => return Err(timeout(Phase::DataEnd)),

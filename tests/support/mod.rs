@@ -51,6 +51,8 @@ pub struct Seen {
     pub data: Vec<u8>,
     /// Whole messages the relay read (DATA or BDAT), over every connection.
     pub messages: usize,
+    /// Writes the client made (each `poll_write` that wrote something).
+    pub writes: usize,
     pub tls_upgrades: usize,
     pub connects: usize,
     /// Connections opened with implicit TLS (each one a handshake round trip).
@@ -193,9 +195,9 @@ async fn run_script(mut server: DuplexStream, script: Rc<Vec<Step>>, seen: Rc<Re
 }
 
 impl Network for ScriptedRelay {
-    type Conn = DuplexStream;
+    type Conn = Counted;
 
-    async fn connect(&self, _host: &str, _port: u16, security: Security) -> io::Result<DuplexStream> {
+    async fn connect(&self, _host: &str, _port: u16, security: Security) -> io::Result<Counted> {
         tokio::time::sleep(Duration::from_millis(self.handshake_delay)).await;
         if self.refuse_connect {
             return Err(io::Error::new(self.refuse_with, "refused"));
@@ -207,10 +209,10 @@ impl Network for ScriptedRelay {
         let (client, server) = tokio::io::duplex(self.buffer);
         let script = self.scripts[(self.seen.borrow().connects - 1).min(self.scripts.len() - 1)].clone();
         tokio::task::spawn_local(run_script(server, script, self.seen.clone()));
-        Ok(client)
+        Ok(Counted { stream: client, seen: self.seen.clone() })
     }
 
-    async fn start_tls(&self, conn: DuplexStream) -> io::Result<DuplexStream> {
+    async fn start_tls(&self, conn: Counted) -> io::Result<Counted> {
         tokio::time::sleep(Duration::from_millis(self.handshake_delay)).await;
         if self.fail_tls {
             return Err(io::Error::other("certificate verify failed"));
@@ -225,6 +227,50 @@ impl Network for ScriptedRelay {
 
     fn now_millis(&self) -> u64 {
         virtual_now()
+    }
+}
+
+/// The client's end of a scripted connection, counting its writes.
+pub struct Counted {
+    stream: DuplexStream,
+    seen: Rc<RefCell<Seen>>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.seen.borrow_mut().writes += 1;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -298,13 +344,13 @@ impl ScriptedEnv {
 }
 
 impl Network for ScriptedEnv {
-    type Conn = DuplexStream;
+    type Conn = Counted;
 
-    async fn connect(&self, host: &str, port: u16, security: Security) -> io::Result<DuplexStream> {
+    async fn connect(&self, host: &str, port: u16, security: Security) -> io::Result<Counted> {
         self.relay.connect(host, port, security).await
     }
 
-    async fn start_tls(&self, conn: DuplexStream) -> io::Result<DuplexStream> {
+    async fn start_tls(&self, conn: Counted) -> io::Result<Counted> {
         self.relay.start_tls(conn).await
     }
 
