@@ -14,9 +14,9 @@ use worker::{
 };
 
 use crate::config::Config;
-use crate::delivery::env::{Environment, Unavailable};
+use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
-use crate::delivery::queue::{self, Record, Status, Verdict};
+use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
 use crate::delivery::ratelimit::{Decision, Window};
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
@@ -160,24 +160,28 @@ impl Environment for Workers {
         self.ledger(&LedgerCall::List { status, limit }).await
     }
 
-    async fn claim_attempt(&self, id: &str, now_ms: u64) -> Result<Option<Record>, Unavailable> {
-        self.ledger(&LedgerCall::Claim { id: id.to_string(), now_ms }).await
+    async fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<Claimed, Unavailable> {
+        self.ledger(&LedgerCall::Claim { id: id.to_string(), now_ms, lease_ms }).await
     }
 
     /// The transaction goes to one of the session objects, picked at random: its JSON, a
     /// line feed, then the message's bytes.
-    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, Unavailable> {
+    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, WarmUnavailable> {
+        let before = WarmUnavailable { handed_over: false };
         let mut pick = [0u8; 4];
-        getrandom::fill(&mut pick).map_err(|_| Unavailable)?;
-        let stub = self.session_object(u32::from_le_bytes(pick) % sessions.max(1))?;
+        getrandom::fill(&mut pick).map_err(|_| WarmUnavailable { handed_over: false })?;
+        let stub = self.session_object(u32::from_le_bytes(pick) % sessions.max(1)).map_err(|_| before)?;
         let body = transaction.to_bytes();
         let mut init = RequestInit::new();
         init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         drop(body);
-        let request = Request::new_with_init("https://smtp-session/send", &init).map_err(|_| Unavailable)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
-        let answer = response.bytes().await.map_err(|_| Unavailable)?;
-        serde_json::from_slice(&answer).map_err(|_| Unavailable)
+        let request = Request::new_with_init("https://smtp-session/send", &init)
+            .map_err(|_| WarmUnavailable { handed_over: false })?;
+        // From here on the object may have the message.
+        let after = || WarmUnavailable { handed_over: true };
+        let mut response = stub.fetch_with_request(request).await.map_err(|_| after())?;
+        let answer = response.bytes().await.map_err(|_| after())?;
+        serde_json::from_slice(&answer).map_err(|_| after())
     }
 
     async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
@@ -195,7 +199,7 @@ enum LedgerCall {
     Save { record: Box<Record> },
     Load { id: String },
     List { status: Option<Status>, limit: u32 },
-    Claim { id: String, now_ms: u64 },
+    Claim { id: String, now_ms: u64, lease_ms: u64 },
 }
 
 /// A message on the delivery queue: which stored message to deliver.
@@ -432,7 +436,9 @@ impl DeliveryLedger {
     fn load(&self, id: &str) -> worker::Result<Option<Record>> {
         let rows: Vec<StoredRecord> =
             self.sql.exec("SELECT record FROM records WHERE id = ?", vec![id.into()])?.to_array()?;
-        Ok(rows.first().and_then(|row| serde_json::from_str(&row.record).ok()))
+        // A record that does not parse is an error (the consumer retries), never "no record"
+        // (which would drop the message).
+        Ok(rows.first().map(|row| serde_json::from_str(&row.record)).transpose()?)
     }
 
     fn save(&self, record: &Record) -> worker::Result<()> {
@@ -488,13 +494,13 @@ impl DurableObject for DeliveryLedger {
                     rows.iter().filter_map(|row| serde_json::from_str(&row.record).ok()).collect();
                 Response::from_json(&records)
             }
-            LedgerCall::Claim { id, now_ms } => {
-                let Some(mut record) = self.load(&id)? else { return Response::from_json(&None::<Record>) };
-                if !queue::claim(&mut record, now_ms) {
-                    return Response::from_json(&None::<Record>);
+            LedgerCall::Claim { id, now_ms, lease_ms } => {
+                let Some(mut record) = self.load(&id)? else { return Response::from_json(&Claimed::Done) };
+                let claimed = queue::claim(&mut record, now_ms, lease_ms);
+                if matches!(claimed, Claimed::Granted(_)) {
+                    self.save(&record)?;
                 }
-                self.save(&record)?;
-                Response::from_json(&Some(record))
+                Response::from_json(&claimed)
             }
         }
     }

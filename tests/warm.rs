@@ -229,3 +229,21 @@ fn a_transaction_survives_the_trip_to_its_session_object() {
     assert_eq!((back.recipients, back.utf8_headers, back.message), (t.recipients, true, t.message));
     assert!(Transaction::from_bytes(b"{\"message_id\": 1}\nx").is_none());
 }
+
+/// RSET leads a chunked flight that carries the whole message; a relay that closes before
+/// answering even the RSET may have the message, so it is not sent again.
+#[test]
+fn a_close_before_the_rset_reply_of_a_chunked_flight_is_delivery_unknown_not_resent() {
+    let mut first = opening(AUTH_SECRET);
+    first.extend([ExpectChunked, Say("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n")]);
+    first.extend([Pause(1), Expect("RSET\r\n"), ExpectChunked, Close]);
+    let mut second = opening(AUTH_SECRET);
+    second.extend(accepted());
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, second]), VARS);
+    let answers = sends(&env, 2);
+    assert_eq!(answers[0].0.status, 422);
+    let (response, json) = &answers[1];
+    assert_eq!((response.status, json["error"]["code"].as_str()), (502, Some("delivery_unknown")), "{json}");
+    let seen = env.relay.seen.borrow();
+    assert_eq!((seen.connects, seen.messages), (1, 2), "not sent again on a new session");
+}

@@ -6,13 +6,20 @@ use std::future::Future;
 
 use super::key::{KeyAnswer, KeyCall};
 use super::ratelimit::Decision;
-use super::record::{Record, Status};
+use super::record::{Claimed, Record, Status};
 use super::transaction::{Outcome, Transaction};
 use crate::smtp::client::Network;
 
-/// A platform service (KV, the rate limiter, an outbound fetch) is missing or failed.
+/// A platform service (a store, the rate limiter, an outbound fetch) is missing or failed.
 #[derive(Debug)]
 pub struct Unavailable;
+
+/// The warm session's object could not be used; `handed_over` when the transaction had
+/// already gone to it (it may have sent the message).
+#[derive(Debug)]
+pub struct WarmUnavailable {
+    pub handed_over: bool,
+}
 
 pub trait Environment: Network + Clone {
     /// Applies `call` to the record of one Idempotency-Key in one step ([`super::key::apply`]),
@@ -46,12 +53,14 @@ pub trait Environment: Network + Clone {
         status: Option<Status>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Record>, Unavailable>>;
-    /// Claims an attempt in one step: a record that is `queued` (or `sending`, left by an
-    /// attempt that died) becomes `sending` with one more attempt, and comes back; a final one
-    /// (or none) gives `None`. See [`super::record::claim`].
-    fn claim_attempt(&self, id: &str, now_ms: u64) -> impl Future<Output = Result<Option<Record>, Unavailable>>;
+    /// Claims an attempt in one step ([`super::record::claim`]); no record is `Done`.
+    fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64)
+        -> impl Future<Output = Result<Claimed, Unavailable>>;
     /// Runs `transaction` on one of `sessions` warm sessions (a [`super::warm::WarmSession`]
     /// each, kept by the platform between requests).
-    fn send_warm(&self, transaction: &Transaction, sessions: u32)
-        -> impl Future<Output = Result<Outcome, Unavailable>>;
+    fn send_warm(
+        &self,
+        transaction: &Transaction,
+        sessions: u32,
+    ) -> impl Future<Output = Result<Outcome, WarmUnavailable>>;
 }

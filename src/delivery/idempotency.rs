@@ -30,6 +30,7 @@ pub fn pending_ttl_seconds(relay: &RelaySettings, recipients: usize) -> u64 {
 pub struct Claim {
     store_key: String,
     body_digest: String,
+    id: String,
 }
 
 pub enum Lookup {
@@ -78,9 +79,17 @@ pub async fn begin<E: Environment>(
     // Keys are scoped to the API key and stored hashed: the store never sees either.
     let store_key = hex_digest(&[api_key.as_bytes(), key.as_bytes()]);
     let body_digest = hex_digest(&[body]);
-    let call = KeyCall::Begin { body: body_digest.clone(), now_ms: env.now_millis(), pending_ms: pending_ttl * 1000 };
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|_| store_error())?;
+    let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let call = KeyCall::Begin {
+        body: body_digest.clone(),
+        claim: id.clone(),
+        now_ms: env.now_millis(),
+        pending_ms: pending_ttl * 1000,
+    };
     match env.idempotency(&store_key, call).await.map_err(|_| store_error())? {
-        KeyAnswer::Claimed => Ok(Lookup::Claimed(Claim { store_key, body_digest })),
+        KeyAnswer::Claimed => Ok(Lookup::Claimed(Claim { store_key, body_digest, id })),
         KeyAnswer::Replay { status, body } => Ok(Lookup::Replay { status, body }),
         KeyAnswer::Conflict => Err(ApiError::new(
             ErrorCode::IdempotencyConflict,
@@ -101,9 +110,9 @@ pub async fn begin<E: Environment>(
 /// or queued); otherwise frees the key so the client can try again.
 pub async fn finish<E: Environment>(env: &E, claim: Claim, status: u16, body: &[u8], keep: bool) {
     let answer = keep.then(|| (status, String::from_utf8_lossy(body).into_owned()));
-    let call = KeyCall::Finish { body: claim.body_digest, now_ms: env.now_millis(), answer };
+    let call = KeyCall::Finish { body: claim.body_digest, claim: claim.id, now_ms: env.now_millis(), answer };
     // One retry: a store that fails twice leaves the claim to expire (request_in_progress
-    // until then), never a free key for a message that left.
+    // until then, a free key after).
     for _ in 0..2 {
         if env.idempotency(&claim.store_key, call.clone()).await.is_ok() {
             return;

@@ -10,6 +10,9 @@ pub const TTL_SECONDS: u64 = 24 * 60 * 60;
 pub struct KeyRecord {
     /// SHA-256 of the request body, to refuse the key's reuse for another message.
     pub body: String,
+    /// The claim this record belongs to: only that request may finish it (a request whose
+    /// claim expired cannot finish a later one's).
+    pub claim: String,
     /// The first answer; `None` while the first request is still sending.
     pub answer: Option<(u16, String)>,
     /// Milliseconds since the epoch after which the record is gone.
@@ -19,10 +22,11 @@ pub struct KeyRecord {
 /// What a request asks of its key's store.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum KeyCall {
-    /// Claim the key for a request with this body, for `pending_ms` at most.
-    Begin { body: String, now_ms: u64, pending_ms: u64 },
+    /// Claim the key for a request with this body, for `pending_ms` at most; `claim` is the
+    /// request's own random id.
+    Begin { body: String, claim: String, now_ms: u64, pending_ms: u64 },
     /// The claimed request is done: keep its answer, or (`None`) free the key.
-    Finish { body: String, now_ms: u64, answer: Option<(u16, String)> },
+    Finish { body: String, claim: String, now_ms: u64, answer: Option<(u16, String)> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,9 +47,9 @@ pub fn apply(stored: &mut Option<KeyRecord>, call: KeyCall) -> KeyAnswer {
         *stored = None;
     }
     match call {
-        KeyCall::Begin { body, pending_ms, .. } => match stored {
+        KeyCall::Begin { body, claim, pending_ms, .. } => match stored {
             None => {
-                *stored = Some(KeyRecord { body, answer: None, expires_at_ms: now + pending_ms });
+                *stored = Some(KeyRecord { body, claim, answer: None, expires_at_ms: now + pending_ms });
                 KeyAnswer::Claimed
             }
             Some(record) if record.body != body => KeyAnswer::Conflict,
@@ -54,11 +58,12 @@ pub fn apply(stored: &mut Option<KeyRecord>, call: KeyCall) -> KeyAnswer {
             }
             Some(_) => KeyAnswer::InProgress,
         },
-        KeyCall::Finish { body, answer, .. } => {
-            // Only the claim of this body is finished; a record of another body is not ours.
-            if stored.as_ref().is_some_and(|r| r.body == body && r.answer.is_none()) {
+        KeyCall::Finish { body, claim, answer, .. } => {
+            // Only this request's own claim is finished; another's record is not ours.
+            if stored.as_ref().is_some_and(|r| r.claim == claim && r.answer.is_none()) {
                 *stored = answer.map(|answer| KeyRecord {
                     body,
+                    claim,
                     answer: Some(answer),
                     expires_at_ms: now + TTL_SECONDS * 1000,
                 });
@@ -73,7 +78,11 @@ mod tests {
     use super::*;
 
     fn begin(stored: &mut Option<KeyRecord>, body: &str, now_ms: u64) -> KeyAnswer {
-        apply(stored, KeyCall::Begin { body: body.into(), now_ms, pending_ms: 60_000 })
+        apply(stored, KeyCall::Begin { body: body.into(), claim: format!("c{now_ms}"), now_ms, pending_ms: 60_000 })
+    }
+
+    fn finish(stored: &mut Option<KeyRecord>, claim: &str, now_ms: u64, answer: Option<(u16, String)>) {
+        apply(stored, KeyCall::Finish { body: "a".into(), claim: claim.into(), now_ms, answer });
     }
 
     #[test]
@@ -82,7 +91,7 @@ mod tests {
         assert_eq!(begin(&mut stored, "a", 0), KeyAnswer::Claimed);
         assert_eq!(begin(&mut stored, "a", 10), KeyAnswer::InProgress);
         assert_eq!(begin(&mut stored, "b", 10), KeyAnswer::Conflict);
-        apply(&mut stored, KeyCall::Finish { body: "a".into(), now_ms: 20, answer: Some((200, "{}".into())) });
+        finish(&mut stored, "c0", 20, Some((200, "{}".into())));
         assert_eq!(begin(&mut stored, "a", 30), KeyAnswer::Replay { status: 200, body: "{}".into() });
         assert_eq!(begin(&mut stored, "a", 20 + TTL_SECONDS * 1000), KeyAnswer::Claimed, "expired after 24 h");
     }
@@ -91,10 +100,13 @@ mod tests {
     fn a_failed_send_frees_the_key_and_a_dead_claim_expires() {
         let mut stored = None;
         assert_eq!(begin(&mut stored, "a", 0), KeyAnswer::Claimed);
-        apply(&mut stored, KeyCall::Finish { body: "a".into(), now_ms: 5, answer: None });
+        finish(&mut stored, "c0", 5, None);
         assert_eq!(stored, None);
         assert_eq!(begin(&mut stored, "a", 6), KeyAnswer::Claimed);
         assert_eq!(begin(&mut stored, "a", 59_999), KeyAnswer::InProgress);
         assert_eq!(begin(&mut stored, "a", 60_006), KeyAnswer::Claimed, "the claim of a request that died expired");
+        // The first request, still alive after its claim expired, cannot finish the new one.
+        finish(&mut stored, "c6", 60_010, None);
+        assert_eq!(begin(&mut stored, "a", 60_020), KeyAnswer::InProgress);
     }
 }

@@ -17,10 +17,14 @@
 //!   the message again on the redelivery. It is one storage write wide.
 
 use super::env::{Environment, Unavailable};
-pub use super::record::{claim, Record, Status};
+pub use super::record::{claim, Claimed, Record, Status};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+
+/// Most envelope recipients a message can have (the API's limit): the lease of an attempt
+/// covers a send to this many.
+const MAX_RECIPIENTS: usize = 50;
 use crate::smtp::client::Session;
 
 /// A 128-bit random id for a queued message.
@@ -120,10 +124,14 @@ pub async fn deliver_batch<E: Environment>(env: &E, config: &Config, ids: &[Stri
 
 async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session: &mut Option<Session<E>>) -> Verdict {
     let now = env.now_millis();
-    // The ledger refuses a message whose status is final: a redelivery sends nothing again.
-    let mut record = match env.claim_attempt(id, now).await {
-        Ok(Some(record)) => record,
-        Ok(None) => return Verdict::Ack,
+    // The ledger refuses a message whose status is final, so a redelivery sends nothing
+    // again, and one that another attempt holds until that attempt's lease (longer than the
+    // longest send the settings allow) ends.
+    let lease_ms = config.relay.longest_send_millis(MAX_RECIPIENTS) + 60_000;
+    let mut record = match env.claim_attempt(id, now, lease_ms).await {
+        Ok(Claimed::Granted(record)) => *record,
+        Ok(Claimed::Done) => return Verdict::Ack,
+        Ok(Claimed::Busy(wait_ms)) => return Verdict::Retry(wait_ms.div_ceil(1000).min(43_200) as u32),
         Err(Unavailable) => return Verdict::Retry(retry_delay(config, 1, 128)),
     };
     let transaction = match env.get_body(id).await {
@@ -175,9 +183,9 @@ async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session
     };
     match env.save_record(&record).await {
         Ok(()) => verdict,
-        // A delivered message whose record could not be written is acknowledged all the same:
-        // another attempt would send it twice. Its record stays `sending`.
-        Err(Unavailable) if record.status == Status::Delivered => Verdict::Ack,
+        // A final outcome whose record could not be written is acknowledged all the same:
+        // another attempt would send it again. Its record stays `sending`.
+        Err(Unavailable) if record.status.is_final() => Verdict::Ack,
         Err(Unavailable) => Verdict::Retry(retry_delay(config, record.attempts, 128)),
     }
 }

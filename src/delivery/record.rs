@@ -75,16 +75,66 @@ pub struct Record {
     pub dead_lettered: bool,
 }
 
-/// The ledger's claim, as every ledger applies it to the record it holds: `queued` or
-/// `sending` (an attempt that died) becomes `sending` with one more attempt; a final status
+/// What a claim comes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Claimed {
+    /// This attempt may send; the record as it now stands.
+    Granted(Box<Record>),
+    /// Nothing to do: the status is final, or there is no such message.
+    Done,
+    /// Another attempt holds the message (a queue redelivery while it runs): ask again after
+    /// this many milliseconds, when that attempt's lease ends.
+    Busy(u64),
+}
+
+/// The ledger's claim, as every ledger applies it to the record it holds: `queued`, or
+/// `sending` whose lease (`lease_ms` from the attempt's start, longer than any send) has run
+/// out because its attempt died, becomes `sending` with one more attempt; a final status
 /// refuses. The caller holds the record exclusively (one Durable Object, one call).
-pub fn claim(record: &mut Record, now_ms: u64) -> bool {
+pub fn claim(record: &mut Record, now_ms: u64, lease_ms: u64) -> Claimed {
     if record.status.is_final() {
-        return false;
+        return Claimed::Done;
+    }
+    let lease_ends = record.updated_at.saturating_add(lease_ms);
+    if record.status == Status::Sending && now_ms < lease_ends {
+        return Claimed::Busy(lease_ends - now_ms);
     }
     record.status = Status::Sending;
     record.attempts += 1;
     record.updated_at = now_ms;
     record.next_attempt_at = None;
-    true
+    Claimed::Granted(Box::new(record.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued() -> Record {
+        Record {
+            id: "x".into(),
+            status: Status::Queued,
+            message_id: "<x@y>".into(),
+            attempts: 0,
+            created_at: 0,
+            updated_at: 0,
+            next_attempt_at: None,
+            accepted: vec![],
+            rejected: vec![],
+            smtp: None,
+            last_error: None,
+            form: None,
+            dead_lettered: false,
+        }
+    }
+
+    #[test]
+    fn an_attempt_in_flight_is_not_claimed_twice_until_its_lease_ends() {
+        let mut record = queued();
+        assert!(matches!(claim(&mut record, 1_000, 60_000), Claimed::Granted(_)));
+        assert_eq!(claim(&mut record, 2_000, 60_000), Claimed::Busy(59_000), "a redelivery while it runs");
+        assert!(matches!(claim(&mut record, 61_000, 60_000), Claimed::Granted(r) if r.attempts == 2), "it died");
+        record.status = Status::Delivered;
+        assert_eq!(claim(&mut record, 200_000, 60_000), Claimed::Done);
+    }
 }

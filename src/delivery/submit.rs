@@ -22,11 +22,21 @@ pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submi
         Err(error) => return Submitted { outcome: Outcome::failed(error), after: None },
     };
     if config.smtp_sessions > 0 {
-        let outcome = env.send_warm(&transaction, config.smtp_sessions).await.unwrap_or_else(|_| {
-            Outcome::failed(ApiError::new(
-                ErrorCode::Misconfigured,
-                "SMTP_SESSION_POOL (the Durable Object binding for warm sessions) is not usable; or set SMTP_SESSIONS=0",
-            ))
+        let outcome = env.send_warm(&transaction, config.smtp_sessions).await.unwrap_or_else(|failure| {
+            Outcome::failed(if failure.handed_over {
+                // The object had the message and gave no answer: it may have sent it.
+                let mut error = ApiError::new(
+                    ErrorCode::DeliveryUnknown,
+                    "the warm session did not answer after taking the message; it may have been delivered, so it is not retried",
+                );
+                error.message_id = Some(transaction.message_id.clone());
+                error
+            } else {
+                ApiError::new(
+                    ErrorCode::Misconfigured,
+                    "SMTP_SESSION_POOL (the Durable Object binding for warm sessions) is not usable; or set SMTP_SESSIONS=0",
+                )
+            })
         });
         return Submitted { outcome, after: None };
     }

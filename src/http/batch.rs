@@ -26,6 +26,12 @@ pub async fn handle<P: Platform>(
         Ok(ready) => ready,
         Err(response) => return response.into(),
     };
+    if head.header("idempotency-key").is_some() {
+        // Not kept for batches yet: refuse it rather than let a retried batch send twice.
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, "Idempotency-Key is not supported on batches");
+        error.details = vec![("Idempotency-Key".into(), "is not supported on /v1/send/batch".into())];
+        return HttpResponse::error(&error).into();
+    }
     let messages = match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Object(mut object)) => match object.remove("messages") {
             Some(serde_json::Value::Array(messages)) => messages,
@@ -63,6 +69,8 @@ pub async fn handle<P: Platform>(
     // Sync: one session for the whole batch, opened by the first valid message.
     let now = env.now_millis();
     let mut session: Option<Session<P>> = None;
+    // A relay that could not be reached once is not tried again for every message.
+    let mut unreachable: Option<ApiError> = None;
     let mut results = Vec::with_capacity(submissions.len());
     for submission in &submissions {
         let result = match submission {
@@ -70,11 +78,17 @@ pub async fn handle<P: Platform>(
             Ok(submission) => match Transaction::render(submission, &config.message_id_domain, now) {
                 Err(error) => Err(error),
                 Ok(transaction) => {
+                    if let Some(error) = &unreachable {
+                        results.push(error.to_json());
+                        continue;
+                    }
                     if session.as_ref().is_none_or(|s| !s.is_usable()) {
                         session = match Session::open(env.clone(), &config.relay).await {
                             Ok(opened) => Some(opened),
                             Err((error, _)) => {
-                                results.push(api_error(&error, &transaction.message_id).to_json());
+                                let error = api_error(&error, &transaction.message_id);
+                                results.push(error.to_json());
+                                unreachable = Some(error);
                                 continue;
                             }
                         };

@@ -334,9 +334,17 @@ impl<N: Network> Session<N> {
                 self.write(&flight, Phase::Mail).await?;
             }
             if reset {
-                // Its answer comes first; nothing of this transaction has been read yet.
-                let reply = self.read_reply(Phase::Mail, self.timeouts.command).await?;
-                expect(Phase::Mail, reply, 250)?;
+                // Its answer comes first; nothing of this transaction has been read yet, but
+                // with CHUNKING the whole message is already out.
+                let reply = self.read_reply(Phase::Mail, self.timeouts.command).await.map_err(|mut error| {
+                    error.message_may_have_left = message_sent;
+                    error
+                })?;
+                if reply.code != 250 {
+                    // The pipelined replies behind it are unread: the session is out of step.
+                    self.broken = true;
+                    return Err(refusal(Phase::Mail, reply));
+                }
             }
         } else {
             if reset {
@@ -454,11 +462,13 @@ impl<N: Network> Session<N> {
         let bytes = self.flight(commands);
         let awaiting_tls = self.awaiting_tls;
         let Some(conn) = self.conn.as_mut() else { return Err(gone(phase)) };
-        match within(&self.net, self.timeouts.command, conn.write_all(&bytes)).await {
+        let result = match within(&self.net, self.timeouts.command, conn.write_all(&bytes)).await {
             None => Err(timeout(phase)),
             Some(Err(error)) => Err(io_error(phase, error, awaiting_tls)),
             Some(Ok(())) => Ok(()),
-        }
+        };
+        self.broken |= result.is_err();
+        result
     }
 
     /// The commands as they go on the wire, each recorded in the transcript.
@@ -495,10 +505,14 @@ impl<N: Network> Session<N> {
                 }
             }
         };
-        match within(&self.net, self.timeouts.data_end, write).await {
-            None => return Err(timeout(Phase::DataEnd)),
-            Some(Err(error)) => return Err(io_error(Phase::DataEnd, error, false)),
-            Some(Ok(())) => {}
+        let written = match within(&self.net, self.timeouts.data_end, write).await {
+            None => Err(timeout(Phase::DataEnd)),
+            Some(Err(error)) => Err(io_error(Phase::DataEnd, error, false)),
+            Some(Ok(())) => Ok(()),
+        };
+        if written.is_err() {
+            self.broken = true;
+            return written;
         }
         let Some(conn) = self.conn.as_mut() else { return Err(gone(Phase::DataEnd)) };
         let mut error = match within(&self.net, self.timeouts.data_end, conn.flush()).await {
@@ -507,6 +521,7 @@ impl<N: Network> Session<N> {
             None => timeout(Phase::DataEnd),
         };
         error.message_may_have_left = true;
+        self.broken = true;
         Err(error)
     }
 
@@ -534,7 +549,10 @@ impl<N: Network> Session<N> {
                     return Ok(reply);
                 }
                 Ok(None) => {}
-                Err(malformed) => return Err(Error::new(phase, ErrorKind::Malformed(malformed.0))),
+                Err(malformed) => {
+                    self.broken = true;
+                    return Err(Error::new(phase, ErrorKind::Malformed(malformed.0)));
+                }
             }
             if std::mem::take(&mut self.wrote) {
                 self.round_trips += 1;
@@ -543,15 +561,22 @@ impl<N: Network> Session<N> {
             let Some(conn) = self.conn.as_mut() else { return Err(gone(phase)) };
             let left = deadline.saturating_sub(self.net.now_millis());
             if left == 0 {
+                self.broken = true;
                 return Err(timeout(phase));
             }
-            match within(&self.net, left, conn.read(&mut chunk)).await {
-                None => return Err(timeout(phase)),
-                Some(Err(error)) => return Err(io_error(phase, error, awaiting_tls)),
-                Some(Ok(0)) if awaiting_tls => return Err(Error::new(phase, ErrorKind::Tls)),
-                Some(Ok(0)) => return Err(Error::new(phase, ErrorKind::Closed)),
-                Some(Ok(n)) => self.replies.push(&chunk[..n]),
-            }
+            let failed = match within(&self.net, left, conn.read(&mut chunk)).await {
+                None => timeout(phase),
+                Some(Err(error)) => io_error(phase, error, awaiting_tls),
+                Some(Ok(0)) if awaiting_tls => Error::new(phase, ErrorKind::Tls),
+                Some(Ok(0)) => Error::new(phase, ErrorKind::Closed),
+                Some(Ok(n)) => {
+                    self.replies.push(&chunk[..n]);
+                    continue;
+                }
+            };
+            // Whatever the caller makes of it, this connection cannot carry another transaction.
+            self.broken = true;
+            return Err(failed);
         }
     }
 }

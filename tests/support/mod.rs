@@ -9,9 +9,9 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use edge_mailer::config::Config;
-use edge_mailer::delivery::env::{Environment, Unavailable};
+use edge_mailer::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use edge_mailer::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
-use edge_mailer::delivery::queue::{self, Record, Status};
+use edge_mailer::delivery::queue::{self, Claimed, Record, Status};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
@@ -425,21 +425,21 @@ impl Environment for ScriptedEnv {
         Ok(newest_first.take(limit as usize).cloned().collect())
     }
 
-    async fn claim_attempt(&self, id: &str, now_ms: u64) -> Result<Option<Record>, Unavailable> {
+    async fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<Claimed, Unavailable> {
         let mut ledger = self.ledger.borrow_mut();
-        Ok(ledger.iter_mut().find(|r| r.id == id).and_then(|r| queue::claim(r, now_ms).then(|| r.clone())))
+        Ok(ledger.iter_mut().find(|r| r.id == id).map_or(Claimed::Done, |r| queue::claim(r, now_ms, lease_ms)))
     }
 
     /// Like the platform's objects, but in turn rather than at random; the transaction makes
     /// the same JSON round trip it makes between a Worker and a Durable Object.
-    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, Unavailable> {
+    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, WarmUnavailable> {
         let index = {
             let mut turn = self.warm_turn.borrow_mut();
             *turn += 1;
             *turn % sessions as usize
         };
         let travelled = Transaction::from_bytes(&transaction.to_bytes()).unwrap();
-        let config = self.config().map_err(|_| Unavailable)?;
+        let config = self.config().map_err(|_| WarmUnavailable { handed_over: false })?;
         let outcome = self.warm[index].send(&self.relay, &config.relay, &travelled).await;
         Ok(serde_json::from_slice(&serde_json::to_vec(&outcome).unwrap()).unwrap())
     }
