@@ -47,24 +47,25 @@ fn queued_send(env: &ScriptedEnv, prefer: bool) -> (u16, Value, Vec<(String, Str
 /// Runs the consumer on everything queued until nothing is left, as the queue would (retry
 /// delays only counted, not waited for). Answers each round's verdicts.
 fn drain(env: &ScriptedEnv) -> Vec<Vec<Verdict>> {
+    run(drain_now(env))
+}
+
+async fn drain_now(env: &ScriptedEnv) -> Vec<Vec<Verdict>> {
     let config = env.config().unwrap();
     let mut rounds = Vec::new();
-    run(async {
-        loop {
-            let ids: Vec<String> = env.queue.borrow_mut().drain(..).map(|(id, _)| id).collect();
-            if ids.is_empty() {
-                break;
-            }
-            let verdicts = deliver_batch(env, &config, &ids).await;
-            for (id, verdict) in ids.iter().zip(&verdicts) {
-                if let Verdict::Retry(delay) = verdict {
-                    env.queue.borrow_mut().push((id.clone(), *delay));
-                }
-            }
-            rounds.push(verdicts);
+    loop {
+        let ids: Vec<String> = env.queue.borrow_mut().drain(..).map(|(id, _)| id).collect();
+        if ids.is_empty() {
+            return rounds;
         }
-    });
-    rounds
+        let verdicts = deliver_batch(env, &config, &ids).await;
+        for (id, verdict) in ids.iter().zip(&verdicts) {
+            if let Verdict::Retry(delay) = verdict {
+                env.queue.borrow_mut().push((id.clone(), *delay));
+            }
+        }
+        rounds.push(verdicts);
+    }
 }
 
 fn record(env: &ScriptedEnv, id: &str) -> Value {
@@ -274,4 +275,31 @@ fn a_queued_batch_answers_one_id_per_message() {
     assert_eq!(env.queue.borrow().len(), 3);
     assert_eq!(batch(&env, batch_of(101, 200), true).0, 422);
     assert_eq!(batch(&env, Value::Array(vec![]), true).0, 422);
+}
+
+#[test]
+fn with_warm_sessions_the_consumer_sends_batch_after_batch_on_one_session() {
+    let mut vars = VARS.to_vec();
+    vars.retain(|(k, _)| *k != "SMTP_SESSIONS");
+    vars.push(("SMTP_SESSIONS", "1"));
+    let mut script = opening();
+    script.extend([ExpectChunked, Say(OK), ExpectChunked, Say(OK)]);
+    let env = ScriptedEnv::new(ScriptedRelay::new(script), &vars);
+    let rounds = run(async {
+        let mut rounds = Vec::new();
+        for _ in 0..2 {
+            let req = Req::new("POST", "/v1/send", r#"{"to": "a@example.org", "subject": "Hi", "text": "Hello"}"#)
+                .header("content-type", "application/json")
+                .header("authorization", "Bearer key-one")
+                .header("Prefer", "respond-async");
+            let (response, _) =
+                crate::support::serve_now(&env, req.head, edge_mailer::http::body::WholeBody::new(req.body)).await;
+            assert_eq!(response.status, 202);
+            rounds.extend(drain_now(&env).await);
+        }
+        rounds
+    });
+    assert_eq!(rounds, vec![vec![Verdict::Ack], vec![Verdict::Ack]]);
+    let seen = env.relay.seen.borrow();
+    assert_eq!((seen.connects, seen.messages, seen.mismatch.as_deref()), (1, 2, None), "two batches, one session");
 }

@@ -18,6 +18,7 @@
 
 use super::env::{Environment, Unavailable};
 pub use super::record::{claim, Claimed, Record, Status};
+use super::submit::through_warm_session;
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -190,13 +191,18 @@ async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session
     }
 }
 
-/// One attempt on the batch's session, opening it when there is none (or it failed).
+/// One attempt: on a warm session of the pool when `SMTP_SESSIONS` is above zero (one round
+/// trip, no handshake per batch), else on the batch's own session, opening it when there is
+/// none (or it failed).
 async fn attempt<E: Environment>(
     env: &E,
     config: &Config,
     transaction: &Transaction,
     session: &mut Option<Session<E>>,
 ) -> Outcome {
+    if config.smtp_sessions > 0 {
+        return through_warm_session(env, config, transaction).await;
+    }
     let open = match session {
         Some(open) if open.is_usable() => open,
         _ => match Session::open(env.clone(), &config.relay).await {

@@ -22,23 +22,7 @@ pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submi
         Err(error) => return Submitted { outcome: Outcome::failed(error), after: None },
     };
     if config.smtp_sessions > 0 {
-        let outcome = env.send_warm(&transaction, config.smtp_sessions).await.unwrap_or_else(|failure| {
-            Outcome::failed(if failure.handed_over {
-                // The object had the message and gave no answer: it may have sent it.
-                let mut error = ApiError::new(
-                    ErrorCode::DeliveryUnknown,
-                    "the warm session did not answer after taking the message; it may have been delivered, so it is not retried",
-                );
-                error.message_id = Some(transaction.message_id.clone());
-                error
-            } else {
-                ApiError::new(
-                    ErrorCode::Misconfigured,
-                    "SMTP_SESSION_POOL (the Durable Object binding for warm sessions) is not usable; or set SMTP_SESSIONS=0",
-                )
-            })
-        });
-        return Submitted { outcome, after: None };
+        return Submitted { outcome: through_warm_session(env, config, &transaction).await, after: None };
     }
     let mut session = match Session::open(env.clone(), &config.relay).await {
         Ok(session) => session,
@@ -58,4 +42,25 @@ pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submi
         session: SessionUse::New,
     };
     Submitted { outcome, after: Some(session) }
+}
+
+/// `transaction` on one of the `SMTP_SESSIONS` warm sessions; a failure of the session's object
+/// itself reported as the table says: `delivery_unknown` once it had the message.
+pub async fn through_warm_session<E: Environment>(env: &E, config: &Config, transaction: &Transaction) -> Outcome {
+    env.send_warm(transaction, config.smtp_sessions).await.unwrap_or_else(|failure| {
+        Outcome::failed(if failure.handed_over {
+            // The object had the message and gave no answer: it may have sent it.
+            let mut error = ApiError::new(
+                ErrorCode::DeliveryUnknown,
+                "the warm session did not answer after taking the message; it may have been delivered, so it is not retried",
+            );
+            error.message_id = Some(transaction.message_id.clone());
+            error
+        } else {
+            ApiError::new(
+                ErrorCode::Misconfigured,
+                "SMTP_SESSION_POOL (the Durable Object binding for warm sessions) is not usable; or set SMTP_SESSIONS=0",
+            )
+        })
+    })
 }
