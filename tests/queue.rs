@@ -3,19 +3,14 @@
 
 use serde_json::Value;
 
-use crate::support::{call, chunking_opening, run, Req, ScriptedEnv, ScriptedRelay, Step, Step::*, AUTH_DEV_SECRET};
+use crate::support::{
+    call, chunking_opening, relay_vars, run, Req, ScriptedEnv, ScriptedRelay, Step, Step::*, AUTH_DEV_SECRET,
+};
 use edge_mailer::delivery::queue::{deliver_batch, retry_delay, Verdict};
 
-const VARS: &[(&str, &str)] = &[
-    ("SMTP_HOST", "relay.test"),
-    ("SMTP_USERNAME", "dev"),
-    ("SMTP_PASSWORD", "secret"),
-    ("MAIL_FROM", "Site <noreply@example.com>"),
-    ("API_KEYS", "key-one"),
-    ("SMTP_SESSIONS", "0"),
-    ("DELIVERY_RETRY_SECONDS", "1,2,4"),
-    ("DELIVERY_MAX_ATTEMPTS", "3"),
-];
+static VARS: std::sync::LazyLock<Vec<(&str, &str)>> = std::sync::LazyLock::new(|| {
+    relay_vars(&[("SMTP_SESSIONS", "0"), ("DELIVERY_RETRY_SECONDS", "1,2,4"), ("DELIVERY_MAX_ATTEMPTS", "3")])
+});
 
 fn opening() -> Vec<Step> {
     chunking_opening(AUTH_DEV_SECRET)
@@ -75,7 +70,7 @@ fn record(env: &ScriptedEnv, id: &str) -> Value {
 
 #[test]
 fn a_queued_send_is_answered_202_once_stored_and_delivered_once() {
-    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK])), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK])), &VARS);
     let (status, json, headers) = queued_send(&env, true);
     assert_eq!(status, 202, "{json}");
     let id = json["id"].as_str().unwrap().to_string();
@@ -121,7 +116,7 @@ fn the_deployment_default_queues_and_forms_queue_unless_they_say_sync() {
 #[test]
 fn a_refused_recipient_fails_after_one_attempt_with_the_reply() {
     let refused = "250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n";
-    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[refused])), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[refused])), &VARS);
     let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
     assert_eq!(drain(&env), vec![vec![Verdict::Ack]]);
     let stored = record(&env, &id);
@@ -135,7 +130,7 @@ fn a_refused_recipient_fails_after_one_attempt_with_the_reply() {
 fn a_deferred_recipient_is_retried_with_backoff_then_failed_and_dead_lettered() {
     let deferred = "250 2.1.0 Ok\r\n450 4.2.0 mailbox busy\r\n554 5.5.1 no valid recipients\r\n";
     let sessions = vec![relay_answering(&[deferred]); 3];
-    let env = ScriptedEnv::new(ScriptedRelay::per_connection(sessions), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(sessions), &VARS);
     let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
     let rounds = drain(&env);
     assert_eq!(rounds.len(), 3, "DELIVERY_MAX_ATTEMPTS");
@@ -158,7 +153,7 @@ fn a_deferred_recipient_is_retried_with_backoff_then_failed_and_dead_lettered() 
 fn a_relay_that_is_down_delays_the_message_and_loses_nothing() {
     let mut relay = ScriptedRelay::new(relay_answering(&[OK]));
     relay.refuse_connect = true;
-    let env = ScriptedEnv::new(relay, VARS);
+    let env = ScriptedEnv::new(relay, &VARS);
     let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
     let config = env.config().unwrap();
     let first = run(deliver_batch(&env, &config, std::slice::from_ref(&id)));
@@ -177,7 +172,7 @@ fn a_relay_that_is_down_delays_the_message_and_loses_nothing() {
 fn a_lost_verdict_is_unknown_and_never_retried() {
     let mut script = opening();
     script.extend([ExpectChunked, Close]);
-    let env = ScriptedEnv::new(ScriptedRelay::new(script), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(script), &VARS);
     let id = queued_send(&env, true).1["id"].as_str().unwrap().to_string();
     assert_eq!(drain(&env), vec![vec![Verdict::Ack]]);
     let stored = record(&env, &id);
@@ -189,7 +184,7 @@ fn a_lost_verdict_is_unknown_and_never_retried() {
 
 #[test]
 fn a_batch_shares_one_session() {
-    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK, OK, OK])), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK, OK, OK])), &VARS);
     for _ in 0..3 {
         assert_eq!(queued_send(&env, true).0, 202);
     }
@@ -200,7 +195,7 @@ fn a_batch_shares_one_session() {
 
 #[test]
 fn status_answers_need_the_key_and_list_the_newest_first() {
-    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &VARS);
     let ids: Vec<String> = (0..3).map(|_| queued_send(&env, true).1["id"].as_str().unwrap().to_string()).collect();
     let list = |query: &str, key: Option<&str>| {
         let mut req = Req::new("GET", &format!("/v1/messages{query}"), Vec::new());
@@ -224,7 +219,8 @@ fn status_answers_need_the_key_and_list_the_newest_first() {
 
 #[test]
 fn retry_delays_follow_the_schedule_with_jitter() {
-    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &[VARS, &[("DELIVERY_RETRY_SECONDS", "30,120")]].concat());
+    let env =
+        ScriptedEnv::new(ScriptedRelay::new(vec![]), &[&VARS[..], &[("DELIVERY_RETRY_SECONDS", "30,120")]].concat());
     let config = env.config().unwrap();
     assert_eq!((retry_delay(&config, 1, 0), retry_delay(&config, 1, 255)), (24, 36));
     assert_eq!((retry_delay(&config, 2, 0), retry_delay(&config, 5, 255)), (96, 144), "the last step repeats");
@@ -253,7 +249,7 @@ fn batch_of(count: usize, invalid_at: usize) -> Value {
 
 #[test]
 fn a_sync_batch_goes_over_one_session_and_an_invalid_message_fails_alone() {
-    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK, OK])), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK, OK])), &VARS);
     let (status, json) = batch(&env, batch_of(3, 1), false);
     assert_eq!(status, 200, "{json}");
     let results = json["data"].as_array().unwrap();
@@ -266,7 +262,7 @@ fn a_sync_batch_goes_over_one_session_and_an_invalid_message_fails_alone() {
 
 #[test]
 fn a_queued_batch_answers_one_id_per_message() {
-    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &VARS);
     let (status, json) = batch(&env, batch_of(4, 2), true);
     assert_eq!(status, 202, "{json}");
     let results = json["data"].as_array().unwrap();

@@ -4,20 +4,14 @@
 
 use serde_json::Value;
 
-use crate::support::{run, serve_now, Req, ScriptedEnv, ScriptedRelay, Step, Step::*};
+use crate::support::{relay_vars, run, serve_now, Req, ScriptedEnv, ScriptedRelay, Step, Step::*};
 use edge_mailer::delivery::transaction::Transaction;
 use edge_mailer::delivery::warm::WarmSession;
 use edge_mailer::http::body::WholeBody;
 use edge_mailer::http::HttpResponse;
 
-const VARS: &[(&str, &str)] = &[
-    ("SMTP_HOST", "relay.test"),
-    ("SMTP_USERNAME", "dev"),
-    ("SMTP_PASSWORD", "secret"),
-    ("MAIL_FROM", "Site <noreply@example.com>"),
-    ("API_KEYS", "key-one"),
-    ("SMTP_SESSIONS", "1"),
-];
+static VARS: std::sync::LazyLock<Vec<(&str, &str)>> =
+    std::sync::LazyLock::new(|| relay_vars(&[("SMTP_SESSIONS", "1")]));
 
 const SEND: &str = r#"{"to": "a@example.org", "subject": "Hi", "text": "Hello"}"#;
 
@@ -60,7 +54,7 @@ fn sends_in_a_row_share_one_session_and_cost_one_round_trip_each() {
     for _ in 0..5 {
         script.extend(accepted());
     }
-    let env = ScriptedEnv::new(ScriptedRelay::new(script), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(script), &VARS);
     let answers: Vec<(String, u64)> = sends(&env, 5)
         .iter()
         .map(|(response, json)| {
@@ -86,7 +80,7 @@ fn a_session_the_relay_closed_while_idle_is_replaced_before_anything_is_sent() {
         first.extend(goodbye);
         let mut second = opening(AUTH_SECRET);
         second.extend(accepted());
-        let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, second]), VARS);
+        let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, second]), &VARS);
         let answers = sends(&env, 2);
         assert_eq!(answers[0].0.status, 200);
         let (response, json) = &answers[1];
@@ -108,7 +102,7 @@ fn a_421_as_the_first_reply_sends_the_message_on_a_new_session() {
     let mut second = opening(AUTH_SECRET);
     second.extend(accepted());
     let relay = ScriptedRelay::per_connection(vec![first, second]);
-    let env = ScriptedEnv::new(relay, VARS);
+    let env = ScriptedEnv::new(relay, &VARS);
     let answers = sends(&env, 2);
     assert_eq!(answers[0].0.status, 200);
     let (response, json) = &answers[1];
@@ -125,7 +119,7 @@ fn a_relay_that_closes_after_the_message_is_delivery_unknown_not_resent() {
     let mut first = opening(AUTH_SECRET);
     first.extend(accepted());
     first.extend([Pause(1), ExpectChunked, Close]);
-    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, opening(AUTH_SECRET)]), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, opening(AUTH_SECRET)]), &VARS);
     let answers = sends(&env, 2);
     assert_eq!(answers[0].0.status, 200);
     let (response, json) = &answers[1];
@@ -144,7 +138,7 @@ fn after_a_refused_transaction_rset_joins_the_next_flight() {
         ExpectChunked,
         Say("250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued\r\n"),
     ]);
-    let env = ScriptedEnv::new(ScriptedRelay::new(script), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::new(script), &VARS);
     let answers = sends(&env, 2);
     assert_eq!(answers[0].0.status, 422);
     let (response, json) = &answers[1];
@@ -161,7 +155,7 @@ fn a_changed_password_opens_a_new_session_with_the_new_secret() {
     let mut second = opening("AUTH PLAIN AGRldgBuZXctc2VjcmV0\r\n"); // \0dev\0new-secret
     second.extend(accepted());
     let relay = ScriptedRelay::per_connection(vec![first, second]);
-    let env = ScriptedEnv::new(relay.clone(), VARS);
+    let env = ScriptedEnv::new(relay.clone(), &VARS);
     let mut vars = VARS.to_vec();
     vars.retain(|(k, _)| *k != "SMTP_PASSWORD");
     vars.push(("SMTP_PASSWORD", "new-secret"));
@@ -181,7 +175,7 @@ fn an_idle_session_ends_with_quit() {
     script.extend(accepted());
     script.extend([Expect("QUIT\r\n"), Say("221 2.0.0 Bye\r\n")]);
     let relay = ScriptedRelay::new(script);
-    let env = ScriptedEnv::new(relay.clone(), VARS);
+    let env = ScriptedEnv::new(relay.clone(), &VARS);
     let warm: &WarmSession<ScriptedRelay> = &env.warm[0];
     run(async {
         assert_eq!(send(&env).await.0.status, 200);
@@ -239,7 +233,7 @@ fn a_close_before_the_rset_reply_of_a_chunked_flight_is_delivery_unknown_not_res
     first.extend([Pause(1), Expect("RSET\r\n"), ExpectChunked, Close]);
     let mut second = opening(AUTH_SECRET);
     second.extend(accepted());
-    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, second]), VARS);
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, second]), &VARS);
     let answers = sends(&env, 2);
     assert_eq!(answers[0].0.status, 422);
     let (response, json) = &answers[1];

@@ -574,3 +574,17 @@ pub fn chunking_opening(auth: &'static str) -> Vec<Step> {
 
 /// AUTH PLAIN for user `dev`, password `secret`.
 pub const AUTH_DEV_SECRET: &str = "AUTH PLAIN AGRldgBzZWNyZXQ=\r\n";
+
+/// The settings the scripted relay of `chunking_opening` expects (relay.test, user `dev`,
+/// password `secret`, key `key-one`), with `extra` after them.
+pub fn relay_vars(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut vars = vec![
+        ("SMTP_HOST", "relay.test"),
+        ("SMTP_USERNAME", "dev"),
+        ("SMTP_PASSWORD", "secret"),
+        ("MAIL_FROM", "Site <noreply@example.com>"),
+        ("API_KEYS", "key-one"),
+    ];
+    vars.extend_from_slice(extra);
+    vars
+}
