@@ -52,11 +52,21 @@ impl HttpResponse {
 }
 
 /// What debug mode adds to an answer: the SMTP conversation of this send (AUTH hidden), its
-/// round trips, and whether it used a new session or a warm one.
+/// round trips, whether it used a new session or a warm one, and the Worker's memory.
 pub fn add_debug(body: &mut serde_json::Value, outcome: &Outcome) {
     body["transcript"] = serde_json::json!(outcome.transcript);
     body["round_trips"] = serde_json::json!(outcome.round_trips);
     body["session"] = serde_json::json!(outcome.session);
+    body["wasm_memory_bytes"] = serde_json::json!(wasm_memory_bytes());
+}
+
+/// The size of the Worker's wasm linear memory. It only ever grows, so this is the high-water
+/// mark of everything this instance has handled so far. `None` outside wasm (native tests).
+pub fn wasm_memory_bytes() -> Option<usize> {
+    #[cfg(target_arch = "wasm32")]
+    return Some(core::arch::wasm32::memory_size(0) * 65536);
+    #[cfg(not(target_arch = "wasm32"))]
+    None
 }
 
 /// An answer, and the open SMTP session to close once the answer has gone out.
