@@ -202,8 +202,13 @@ fn is_clean_text(data: &[u8], bare_line_feeds: bool) -> bool {
 
 /// A leaf part. mail-builder sends text as 7bit whenever its lines are short and it has no byte
 /// over 126, NUL, bare CR and other control characters included; anything that is not clean
-/// text is sent as base64 instead, so it arrives byte for byte and no relay sees it raw.
-fn leaf(mut part: MimePart<'_>, bare_line_feeds: bool) -> MimePart<'_> {
+/// text is sent as base64 instead, so it arrives byte for byte and no relay sees it raw. A part
+/// of a type other than `text/*` mail-builder encodes as base64 itself, straight into the
+/// message (no copy of the data on the way): it is left to it.
+fn leaf(mut part: MimePart<'_>, text: bool, bare_line_feeds: bool) -> MimePart<'_> {
+    if !text {
+        return part;
+    }
     let data: &[u8] = match &part.contents {
         BodyPart::Text(text) => text.as_bytes(),
         BodyPart::Binary(data) => data,
@@ -221,6 +226,10 @@ fn leaf(mut part: MimePart<'_>, bare_line_feeds: bool) -> MimePart<'_> {
     }
     part.contents = BodyPart::Binary(encoded.into_bytes().into());
     part.transfer_encoding("base64")
+}
+
+fn is_text(attachment: &Attachment) -> bool {
+    attachment.content_type.starts_with("text/")
 }
 
 fn content_type(attachment: &Attachment) -> ContentType<'_> {
@@ -247,7 +256,7 @@ fn body<'x>(content: &'x Content, boundaries: &mut Boundaries<'_>) -> MimePart<'
     let (inline, attached): (Vec<&Attachment>, Vec<&Attachment>) =
         content.attachments.iter().partition(|a| a.content_id.is_some());
     let html = content.html.as_deref().map(|html| {
-        let html = leaf(MimePart::new("text/html", html), true);
+        let html = leaf(MimePart::new("text/html", html), true, true);
         if inline.is_empty() {
             return html;
         }
@@ -257,11 +266,11 @@ fn body<'x>(content: &'x Content, boundaries: &mut Boundaries<'_>) -> MimePart<'
             let part = MimePart::new(content_type(a), a.data.as_slice())
                 .header("Content-Disposition", disposition)
                 .cid(a.content_id.as_deref().unwrap_or_default());
-            leaf(part, false)
+            leaf(part, is_text(a), false)
         }));
         boundaries.multipart("multipart/related", parts)
     });
-    let text = content.text.as_deref().map(|text| leaf(MimePart::new("text/plain", text), true));
+    let text = content.text.as_deref().map(|text| leaf(MimePart::new("text/plain", text), true, true));
     let main = match (text, html) {
         (Some(text), Some(html)) => boundaries.multipart("multipart/alternative", vec![text, html]),
         (Some(only), None) | (None, Some(only)) => only,
@@ -274,7 +283,7 @@ fn body<'x>(content: &'x Content, boundaries: &mut Boundaries<'_>) -> MimePart<'
     parts.extend(
         attached
             .iter()
-            .map(|a| leaf(MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str()), false)),
+            .map(|a| leaf(MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str()), is_text(a), false)),
     );
     boundaries.multipart("multipart/mixed", parts)
 }

@@ -18,7 +18,7 @@
 
 use super::env::{Environment, Unavailable};
 pub use super::record::{claim, Claimed, Record, Status};
-use super::submit::through_warm_session;
+use super::submit::{through_warm_session, WARM_MAX_BYTES};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -192,15 +192,15 @@ async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session
 }
 
 /// One attempt: on a warm session of the pool when `SMTP_SESSIONS` is above zero (one round
-/// trip, no handshake per batch), else on the batch's own session, opening it when there is
-/// none (or it failed).
+/// trip, no handshake per batch) and the message is at most [`WARM_MAX_BYTES`], else on the
+/// batch's own session, opening it when there is none (or it failed).
 async fn attempt<E: Environment>(
     env: &E,
     config: &Config,
     transaction: &Transaction,
     session: &mut Option<Session<E>>,
 ) -> Outcome {
-    if config.smtp_sessions > 0 {
+    if config.smtp_sessions > 0 && transaction.message.len() <= WARM_MAX_BYTES {
         return through_warm_session(env, config, transaction).await;
     }
     let open = match session {

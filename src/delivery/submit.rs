@@ -14,14 +14,21 @@ pub struct Submitted<N: Network> {
     pub after: Option<Session<N>>,
 }
 
+/// Largest message sent through a warm session. A larger one goes over a session of its own:
+/// handing it to the pool's object would copy it whole twice more (its request, and the
+/// object's read of it), while the round trips a warm session saves are small beside the time
+/// the message itself takes on the wire.
+pub const WARM_MAX_BYTES: usize = 1024 * 1024;
+
 /// Renders the message and submits it: through a warm session of the pool when
-/// `SMTP_SESSIONS` is above zero, else over a session of its own.
+/// `SMTP_SESSIONS` is above zero and the message is at most [`WARM_MAX_BYTES`], else over a
+/// session of its own.
 pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submission) -> Submitted<E> {
     let transaction = match Transaction::render(submission, &config.message_id_domain, env.now_millis()) {
         Ok(transaction) => transaction,
         Err(error) => return Submitted { outcome: Outcome::failed(error), after: None },
     };
-    if config.smtp_sessions > 0 {
+    if config.smtp_sessions > 0 && transaction.message.len() <= WARM_MAX_BYTES {
         return Submitted { outcome: through_warm_session(env, config, &transaction).await, after: None };
     }
     let mut session = match Session::open(env.clone(), &config.relay).await {

@@ -6,7 +6,7 @@ use super::auth::authorized_body;
 use super::body::BodySource;
 use super::request::{Platform, RequestHead};
 use super::response::{Handled, HttpResponse};
-use super::send::{parse_value, wants_queue};
+use super::send::{parse, wants_queue};
 use crate::config::Config;
 use crate::delivery::queue;
 use crate::delivery::transaction::{api_error, Transaction};
@@ -32,21 +32,26 @@ pub async fn handle<P: Platform>(
         error.details = vec![("Idempotency-Key".into(), "is not supported on /v1/send/batch".into())];
         return HttpResponse::error(&error).into();
     }
-    let messages = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(serde_json::Value::Object(mut object)) => match object.remove("messages") {
-            Some(serde_json::Value::Array(messages)) => messages,
-            _ => return invalid("the body must be {\"messages\": [ … ]}").into(),
-        },
-        Ok(_) => return invalid("the body must be {\"messages\": [ … ]}").into(),
-        Err(e) => return invalid(&format!("the body is not valid JSON: {e}")).into(),
+    // Each message is kept as its raw JSON and parsed on its own, so one that is invalid fails
+    // alone with the same answer /v1/send would give.
+    #[derive(serde::Deserialize)]
+    struct Batch<'a> {
+        #[serde(borrow)]
+        messages: Vec<&'a serde_json::value::RawValue>,
+    }
+    let messages = match serde_json::from_slice::<Batch<'_>>(&body) {
+        Ok(batch) => batch.messages,
+        Err(e) if e.is_syntax() || e.is_eof() => return invalid(&format!("the body is not valid JSON: {e}")).into(),
+        Err(_) => return invalid("the body must be {\"messages\": [ … ]}").into(),
     };
-    drop(body);
     if messages.is_empty() || messages.len() > MAX_BATCH {
         let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("send 1 to {MAX_BATCH} messages"));
         error.details = vec![("messages".into(), format!("must hold 1 to {MAX_BATCH} messages"))];
         return HttpResponse::error(&error).into();
     }
-    let submissions: Vec<_> = messages.into_iter().map(|m| parse_value(m, config)).collect();
+    let submissions: Vec<_> = messages.iter().map(|m| parse(m.get().as_bytes(), config)).collect();
+    drop(messages);
+    drop(body);
 
     if wants_queue(head, config) {
         let mut results = Vec::with_capacity(submissions.len());

@@ -1,6 +1,10 @@
 //! `POST /v1/send`: the API key, then the JSON body → a validated [`Submission`] → the relay.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use base64::{engine::general_purpose::STANDARD, Engine};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::auth::authorized_body;
@@ -105,34 +109,164 @@ pub async fn handle<P: Platform>(
     Handled { response, after }
 }
 
-/// `{"filename", "content_type"?, "content" (base64), "content_id"?}`
+/// `{"filename", "content_type"?, "content" (base64), "content_id"?}`. The content is borrowed
+/// from the request body (JSON strings of base64 have no escapes), so it is never copied before
+/// it is decoded.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AttachmentInput {
+struct AttachmentInput<'a> {
     filename: String,
     content_type: Option<String>,
-    content: String,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
     content_id: Option<String>,
 }
 
 /// `"a@b.c"`, `"Name <a@b.c>"` or `{"name": …, "email": …}`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum AddressInput {
     Text(String),
-    Object {
-        #[serde(default)]
-        name: Option<String>,
-        email: String,
-    },
+    Object { name: Option<String>, email: String },
 }
 
 /// One address or a list of them.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum AddressField {
     One(AddressInput),
     Many(Vec<AddressInput>),
+}
+
+/// `{"name"?, "email"}`, the object form of an address.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressObject {
+    #[serde(default)]
+    name: Option<String>,
+    email: String,
+}
+
+const ADDRESS: &str = "an address: \"a@b.c\", \"Name <a@b.c>\" or {\"name\", \"email\"}";
+
+/// Reads an address, or (`list`) an address or a list of them, by the JSON type it finds: one
+/// pass over the input, where an untagged enum would buffer and try each form in turn.
+struct AddressVisitor {
+    list: bool,
+}
+
+impl<'de> Visitor<'de> for AddressVisitor {
+    type Value = AddressField;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(ADDRESS)?;
+        if self.list {
+            f.write_str(", or a list of them")?;
+        }
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<AddressField, E> {
+        Ok(AddressField::One(AddressInput::Text(text.to_string())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AddressField, A::Error> {
+        let AddressObject { name, email } = AddressObject::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        Ok(AddressField::One(AddressInput::Object { name, email }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AddressField, A::Error> {
+        if !self.list {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        }
+        let mut many = Vec::new();
+        while let Some(one) = seq.next_element::<AddressInput>()? {
+            many.push(one);
+        }
+        Ok(AddressField::Many(many))
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_any(AddressVisitor { list: false })? {
+            AddressField::One(one) => Ok(one),
+            AddressField::Many(_) => Err(de::Error::custom("a list where one address belongs")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AddressField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AddressVisitor { list: true })
+    }
+}
+
+/// `"headers": {"X-Name": "value", …}` in the order given (a name given twice keeps its last
+/// value). A value that is not a string is kept as `None`, to be reported with the others.
+#[derive(Debug, Default)]
+struct HeadersInput(Vec<(String, Option<String>)>);
+
+impl<'de> Deserialize<'de> for HeadersInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Headers;
+        impl<'de> Visitor<'de> for Headers {
+            type Value = HeadersInput;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of header names and values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeadersInput, A::Error> {
+                let mut headers: Vec<(String, Option<String>)> = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let value = map.next_value::<AnyString>()?.0;
+                    headers.retain(|(known, _)| *known != name);
+                    headers.push((name, value));
+                }
+                Ok(HeadersInput(headers))
+            }
+        }
+        deserializer.deserialize_map(Headers)
+    }
+}
+
+/// Any JSON value: the string if it is one, else `None`.
+struct AnyString(Option<String>);
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = AnyString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<AnyString, E> {
+                Ok(AnyString(Some(text.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<AnyString, E> {
+                Ok(AnyString(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<AnyString, E> {
+                Ok(AnyString(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<AnyString, E> {
+                Ok(AnyString(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<AnyString, E> {
+                Ok(AnyString(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<AnyString, E> {
+                Ok(AnyString(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyString, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(AnyString(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyString, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(AnyString(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
 }
 
 /// `"dsn": {"notify": ["failure", "delay"], "return": "headers", "envelope_id": "…"}`
@@ -147,7 +281,7 @@ struct DsnInput {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SendBody {
+struct SendBody<'a> {
     dsn: Option<DsnInput>,
     from: Option<AddressInput>,
     to: Option<AddressField>,
@@ -157,10 +291,10 @@ struct SendBody {
     subject: Option<String>,
     text: Option<String>,
     html: Option<String>,
+    #[serde(default, borrow)]
+    attachments: Vec<AttachmentInput<'a>>,
     #[serde(default)]
-    attachments: Vec<AttachmentInput>,
-    #[serde(default)]
-    headers: serde_json::Map<String, serde_json::Value>,
+    headers: HeadersInput,
 }
 
 /// Collects every problem before answering, so a caller fixes them all at once.
@@ -269,7 +403,7 @@ pub(crate) fn media_type(value: &str) -> Option<(String, Option<String>)> {
     Some((format!("{kind}/{subtype}").to_ascii_lowercase(), charset))
 }
 
-fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) -> Option<Attachment> {
+fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput<'_>) -> Option<Attachment> {
     let field = |name: &str| format!("attachments[{index}].{name}");
     let before = problems.0.len();
     let filename = input.filename.trim();
@@ -326,19 +460,19 @@ fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput) ->
     })
 }
 
-fn extra_headers(problems: &mut Problems, input: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
-    if input.len() > MAX_EXTRA_HEADERS {
+fn extra_headers(problems: &mut Problems, input: &HeadersInput) -> Vec<(String, String)> {
+    if input.0.len() > MAX_EXTRA_HEADERS {
         problems.add("headers", format!("at most {MAX_EXTRA_HEADERS} extra headers are allowed"));
         return Vec::new();
     }
     let mut headers = Vec::new();
-    for (name, value) in input {
+    for (name, value) in &input.0 {
         let field = format!("headers.{name}");
         if !header::is_extension_name(name) {
             problems.add(field, "only X- headers of letters, digits and hyphens may be added");
             continue;
         }
-        let Some(value) = value.as_str() else {
+        let Some(value) = value else {
             problems.add(field, "must be a string");
             continue;
         };
@@ -347,31 +481,29 @@ fn extra_headers(problems: &mut Problems, input: &serde_json::Map<String, serde_
         } else if value.chars().count() > 900 {
             problems.add(field, "is longer than 900 characters");
         } else {
-            headers.push((name.clone(), value.to_string()));
+            headers.push((name.clone(), value.clone()));
         }
     }
     headers
 }
 
 /// Parses and validates a send request. Policy (allowed senders and recipients) is checked
-/// here too, so nothing unvalidated leaves this function.
+/// here too, so nothing unvalidated leaves this function. Strings are read in one pass straight
+/// into their fields, attachment contents borrowed from `body`.
 pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
-    parse_value(value, config)
+    let input: SendBody<'_> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}"))
+        } else if body.trim_ascii_start().first() != Some(&b'{') {
+            ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object")
+        } else {
+            ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}"))
+        }
+    })?;
+    submission(input, config)
 }
 
-/// [`parse`] for a message already read as JSON (one of a batch).
-pub fn parse_value(value: serde_json::Value, config: &Config) -> Result<Submission, ApiError> {
-    if !value.is_object() {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"));
-    }
-    let body: SendBody = serde_json::from_value(value)
-        .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}")))?;
-    submission(body, config)
-}
-
-fn submission(body: SendBody, config: &Config) -> Result<Submission, ApiError> {
+fn submission(body: SendBody<'_>, config: &Config) -> Result<Submission, ApiError> {
     let mut problems = Problems::default();
     let from = match &body.from {
         None => Some(config.mail_from.clone()),

@@ -9,7 +9,6 @@
 //! submission waits 7 times after connecting (greeting, EHLO, STARTTLS, TLS handshake, EHLO,
 //! AUTH, transaction) and an implicit-TLS one 5 times.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
@@ -20,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::auth::Credentials;
 use super::capabilities::{AuthMechanism, Capabilities};
 use super::command::Command;
-use super::data::{encode_for_bdat, encode_for_data, END_OF_DATA};
+use super::data::{Payload, END_OF_DATA};
 use super::envelope::{parameters, Envelope};
 use super::error::{Error, ErrorKind, Extension};
 use super::outcome::{Delivery, Phase, Refusal};
@@ -307,8 +306,8 @@ impl<N: Network> Session<N> {
         let params = parameters(&self.capabilities, envelope, message)?;
         let chunking = self.capabilities.chunking;
         let pipelining = self.capabilities.pipelining;
-        let encoded = if chunking { encode_for_bdat(message) } else { encode_for_data(message) };
-        let payload: Cow<'_, [u8]> = encoded.map_err(|_| Error::new(Phase::Mail, ErrorKind::LineTooLong))?;
+        let encoded = if chunking { Payload::for_bdat(message) } else { Payload::for_data(message) };
+        let payload = encoded.map_err(|_| Error::new(Phase::Mail, ErrorKind::LineTooLong))?;
 
         let mail = Command::MailFrom { sender: envelope.sender.clone(), params: params.mail };
         let rcpts: Vec<Command> = envelope
@@ -413,7 +412,7 @@ impl<N: Network> Session<N> {
             if !chunking && reply.code == 354 {
                 // The relay opened DATA despite the failure: close it with an empty message
                 // that has no recipients, so the connection stays in step.
-                self.write_message(b"", b"", true).await?;
+                self.write_message(b"", &Payload::EMPTY, true).await?;
                 let _ = self.read_reply(Phase::DataEnd, self.timeouts.command).await;
             }
             return Err(error);
@@ -486,24 +485,27 @@ impl<N: Network> Session<N> {
     /// Writes the message after `head` (the commands of its flight, if any) and, for DATA,
     /// the final dot. A message of up to [`ONE_WRITE`] goes out in the same write as its
     /// commands: two small writes stall on a relay that delays its ACKs (Nagle), one TLS
-    /// record each. If writing fails the relay cannot have the whole message; if only the
-    /// flush after it fails, it may.
-    async fn write_message(&mut self, head: &[u8], payload: &[u8], end_of_data: bool) -> Result<(), Error> {
+    /// record each. A larger one goes out in writes of about [`ONE_WRITE`], so neither side of
+    /// the socket ever holds a second copy of it. If writing fails the relay cannot have the
+    /// whole message; if only the flush after it fails, it may.
+    async fn write_message(&mut self, head: &[u8], payload: &Payload<'_>, end_of_data: bool) -> Result<(), Error> {
         let at = self.elapsed();
         self.transcript.sent_message(at, payload.len());
         self.wrote = true;
         let tail: &[u8] = if end_of_data { END_OF_DATA } else { b"" };
-        let one = (head.len() + payload.len() + tail.len() <= ONE_WRITE).then(|| [head, payload, tail].concat());
         let Some(conn) = self.conn.as_mut() else { return Err(gone(Phase::DataEnd)) };
         let write = async {
-            match &one {
-                Some(bytes) => conn.write_all(bytes).await,
-                None => {
-                    conn.write_all(head).await?;
-                    conn.write_all(payload).await?;
-                    conn.write_all(tail).await
+            let mut out = Vec::with_capacity((head.len() + payload.len() + tail.len()).min(ONE_WRITE + head.len()));
+            out.extend_from_slice(head);
+            for piece in payload.pieces(ONE_WRITE) {
+                if out.len() + piece.len() > ONE_WRITE && !out.is_empty() {
+                    conn.write_all(&out).await?;
+                    out.clear();
                 }
+                out.extend_from_slice(&piece);
             }
+            out.extend_from_slice(tail);
+            conn.write_all(&out).await
         };
         let written = match within(&self.net, self.timeouts.data_end, write).await {
             None => Err(timeout(Phase::DataEnd)),
