@@ -167,9 +167,7 @@ async fn read_fields<P: Platform>(
     }
     let body = body::read(env, head, source, config.max_request_bytes, config.request_body_timeout_ms).await?;
     let fields = match kind.as_str() {
-        "application/x-www-form-urlencoded" => form_urlencoded::parse(&body)
-            .map(|(name, value)| Field { name: name.into_owned(), value: FieldValue::Text(value.into_owned()) })
-            .collect(),
+        "application/x-www-form-urlencoded" => urlencoded_fields(&body),
         "multipart/form-data" => {
             let content_type = head.header("content-type").unwrap_or_default().to_string();
             env.parse_multipart(&content_type, body)
@@ -182,6 +180,13 @@ async fn read_fields<P: Platform>(
         return Err(ApiError::new(ErrorCode::ValidationFailed, format!("at most {MAX_FIELDS} fields are accepted")));
     }
     Ok(fields)
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, in order.
+pub fn urlencoded_fields(body: &[u8]) -> Vec<Field> {
+    form_urlencoded::parse(body)
+        .map(|(name, value)| Field { name: name.into_owned(), value: FieldValue::Text(value.into_owned()) })
+        .collect()
 }
 
 fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
@@ -273,7 +278,9 @@ fn subject(template: &str, fields: &[&Field]) -> String {
     }
 }
 
-fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Field]) -> Result<Submission, ApiError> {
+/// The message a submission of form `name` makes: its fields listed in the body, its files
+/// attached, within the form's limits.
+pub fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Field]) -> Result<Submission, ApiError> {
     let listed: Vec<&Field> = fields.iter().filter(|f| !is_control_field(form, &f.name)).collect();
     let mut attachments = Vec::new();
     for field in &listed {
