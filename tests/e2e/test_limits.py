@@ -1,12 +1,14 @@
 """What the Worker does before it reads a body, under workerd: a huge chunked body without an
 API key, or to a form that does not exist, is answered from the headers without workerd's
-memory growing; one with a key is cut off at MAX_REQUEST_BYTES; and the request log holds one
-line per request, never a body.
+memory growing; one with a key is cut off at MAX_REQUEST_BYTES; the request log holds one
+line per request, never a body; and the largest message the defaults promise (a 10 MB
+attachment) goes through in bounded wasm memory.
 
 wrangler dev's local server takes the whole request body before it passes the answer on (seen
 here: all 100 MiB went out first), so what these tests can prove is that the Worker never
 holds it: workerd's peak memory does not move."""
 
+import base64
 import json
 import os
 import re
@@ -123,3 +125,22 @@ def test_the_log_has_one_line_per_request_and_no_body(client, stack):
         time.sleep(0.2)
     assert lines, "no request line for the refused send"
     assert tag not in log, "a request or response body reached the log"
+
+
+def test_a_10_mb_attachment_arrives_byte_for_byte_in_at_most_32_mib_of_wasm_memory(client):
+    """The default MAX_REQUEST_BYTES takes a 10 MB attachment as base64 JSON, and the Worker
+    holds it in at most two copies: its wasm memory (which only grows, so this is the high-water
+    mark of everything this Worker has handled) stays within 32 MiB."""
+    data = os.urandom(10_000_000)
+    tag = uuid.uuid4().hex
+    status, _, answer = client.send_debug({
+        "to": "someone@example.org", "subject": f"ten megabytes {tag}", "text": "see the attachment",
+        "attachments": [{"filename": "random.bin", "content": base64.b64encode(data).decode()}],
+    })
+    assert status == 200, {k: v for k, v in answer.items() if k != "transcript"}
+    memory = answer["wasm_memory_bytes"]
+    assert 0 < memory <= 32 * 1024 * 1024, f"wasm memory {memory / 2**20:.1f} MiB"
+    _, message = client.wait_for_message(answer["message_id"], timeout=60)
+    attached = list(message.iter_attachments())
+    assert [a.get_filename() for a in attached] == ["random.bin"]
+    assert attached[0].get_content() == data
