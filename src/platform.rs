@@ -192,9 +192,9 @@ impl Environment for Workers {
     }
 }
 
-/// What the Worker asks of the ledger.
+/// What the Worker asks of the ledger. Externally tagged (`{"Load": {…}}`): an internally
+/// tagged enum would make serde buffer every call and costs its bundle kilobytes.
 #[derive(serde::Serialize, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
 enum LedgerCall {
     Save { record: Box<Record> },
     Load { id: String },

@@ -55,11 +55,31 @@ struct Raw {
     delivery: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
+/// One string or a list of them (`"to"`), read by the JSON type found rather than as an
+/// untagged enum, which serde would buffer and try variant by variant.
+struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Strings;
+        impl<'de> serde::de::Visitor<'de> for Strings {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![one.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(OneOrMany(many))
+            }
+        }
+        deserializer.deserialize_any(Strings)
+    }
 }
 
 /// Default limits: no files unless the owner allows them; ten posts a minute per client.
@@ -102,10 +122,7 @@ pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
             return Err("has a form name that is not letters, digits, - or _".into());
         }
         let bad = |key: &str| format!("form {name}: {key} is invalid");
-        let to: Vec<String> = match raw.to {
-            OneOrMany::One(one) => vec![one],
-            OneOrMany::Many(many) => many,
-        };
+        let to = raw.to.0;
         let to = to.iter().map(|t| Mailbox::parse(t)).collect::<Result<Vec<_>, _>>().map_err(|_| bad("to"))?;
         if to.is_empty() {
             return Err(bad("to"));
