@@ -211,6 +211,8 @@ class Stack:
         self.wrangler = None
         self.name = name
         self.log_path = state / f"{name}.log"
+        # workerd's DevTools endpoint (scripts/profile takes CPU profiles through it).
+        self.inspector_port = free_port()
         self.log_start = 0  # where this launch's output begins in log_path
         self.others = []
         self.inbox_server = None
@@ -254,7 +256,7 @@ class Stack:
     def wrangler_command(self) -> list:
         command = [str(ROOT / "node_modules" / ".bin" / "wrangler"), "dev",
                    "--ip", "127.0.0.1", "--port", str(self.http_port),
-                   "--inspector-port", str(free_port()),
+                   "--inspector-port", str(self.inspector_port),
                    "--persist-to", str(self.state / f"wrangler-state-{self.name}"),
                    "--show-interactive-dev-session=false"]
         if self.vars_file:
@@ -304,6 +306,7 @@ class Stack:
         def relaunch():
             self.stop_worker()
             self.http_port = free_port()
+            self.inspector_port = free_port()
             self.launch()
 
         on_free_ports(lambda: self.wait_ready(timeout), relaunch, self.choose_http_port)

@@ -5,13 +5,17 @@ use std::cell::RefCell;
 use std::io;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::MessageExt;
 use worker::{
-    durable_object, event, js_sys, web_sys, ByteStream, Context, Delay, DurableObject, Env, Fetch, Headers, Method,
-    Request, RequestInit, Response, SecureTransport, Socket, State,
+    durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Fetch, Headers, Method,
+    Request, RequestInit, Response, State,
 };
+
+mod socket;
+mod stream;
+use socket::Conn;
+use stream::ChunkReader;
 
 use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
@@ -42,48 +46,43 @@ struct Workers {
     env: Env,
 }
 
-fn io_error(error: worker::Error) -> io::Error {
-    io::Error::other(error.to_string())
-}
-
 /// The port took a TCP connection but not an implicit-TLS one ([`Network::connect`]'s contract).
 fn tls_refused() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "the implicit-TLS handshake failed")
 }
 
 impl Network for Workers {
-    type Conn = Socket;
+    type Conn = Conn;
 
-    async fn connect(&self, host: &str, port: u16, security: Security) -> io::Result<Socket> {
+    async fn connect(&self, host: &str, port: u16, security: Security) -> io::Result<Conn> {
         let secure = match security {
-            Security::ImplicitTls => SecureTransport::On,
-            Security::StartTls => SecureTransport::StartTls,
-            Security::None => SecureTransport::Off,
+            Security::ImplicitTls => "on",
+            Security::StartTls => "starttls",
+            Security::None => "off",
         };
-        let socket = Socket::builder().secure_transport(secure).connect(host, port).map_err(io_error)?;
+        let socket = Conn::connect(host, port, secure)?;
         match socket.opened().await {
-            Ok(_) => Ok(socket),
+            Ok(()) => Ok(socket),
             // workerd says "cannot connect" alike for a closed port and a failed implicit-TLS
             // handshake (seen under wrangler dev); a plain connection tells them apart.
             Err(error) if security == Security::ImplicitTls => {
-                let plain = Socket::builder().secure_transport(SecureTransport::Off).connect(host, port);
-                let port_is_open = match plain {
-                    Ok(mut plain) => {
+                let port_is_open = match Conn::connect(host, port, "off") {
+                    Ok(plain) => {
                         let open = plain.opened().await.is_ok();
-                        let _ = plain.close().await;
+                        plain.close().await;
                         open
                     }
                     Err(_) => false,
                 };
-                Err(if port_is_open { tls_refused() } else { io_error(error) })
+                Err(if port_is_open { tls_refused() } else { error })
             }
-            Err(error) => Err(io_error(error)),
+            Err(error) => Err(error),
         }
     }
 
-    async fn start_tls(&self, conn: Socket) -> io::Result<Socket> {
-        let upgraded = conn.start_tls();
-        upgraded.opened().await.map_err(io_error)?;
+    async fn start_tls(&self, conn: Conn) -> io::Result<Conn> {
+        let upgraded = conn.start_tls()?;
+        upgraded.opened().await?;
         Ok(upgraded)
     }
 
@@ -286,20 +285,23 @@ async fn form_fields(request: &mut Request) -> Result<Vec<Field>, Unavailable> {
 /// workerd reset the connection before the client has read the answer).
 enum Body {
     Unread(Request),
-    Reading(ByteStream),
+    Reading(ChunkReader),
     Empty,
 }
 
 impl BodySource for Body {
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ()> {
         if let Body::Unread(request) = self {
-            *self = match request.stream() {
-                Ok(stream) => Body::Reading(stream),
-                Err(_) => Body::Empty, // a request without a body
+            *self = match request.inner().body() {
+                Some(stream) => Body::Reading(ChunkReader::new(&stream)),
+                None => Body::Empty, // a request without a body
             };
         }
         match self {
-            Body::Reading(stream) => stream.next().await.transpose().map_err(drop),
+            Body::Reading(reader) => {
+                let chunk = std::future::poll_fn(|cx| reader.poll_chunk(cx)).await.map_err(drop)?;
+                Ok(chunk.map(|bytes| bytes.to_vec()))
+            }
             _ => Ok(None),
         }
     }
