@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::rc::Rc;
 use std::time::Duration;
 
 use worker::wasm_bindgen::{JsCast, JsValue};
@@ -18,6 +19,7 @@ use socket::Conn;
 use stream::ChunkReader;
 
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
@@ -99,6 +101,17 @@ impl Workers {
     /// A setting by name: plain vars and secrets are both strings here; either may hold one.
     fn var(&self, name: &str) -> Option<String> {
         self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
+    }
+
+    /// The settings, parsed at this isolate's first request and kept: a deployment's variables
+    /// and secrets never change under a running isolate (new settings are a new version, in new
+    /// isolates; `wrangler dev` restarts the Worker), and parsing them (FORMS, URLs, addresses)
+    /// was a visible share of every request's CPU.
+    fn config(&self) -> Rc<Result<Config, ApiError>> {
+        thread_local! {
+            static CONFIG: std::cell::OnceCell<Rc<Result<Config, ApiError>>> = const { std::cell::OnceCell::new() };
+        }
+        CONFIG.with(|cell| cell.get_or_init(|| Rc::new(Config::from_lookup(|name| self.var(name)))).clone())
     }
 }
 
@@ -329,18 +342,19 @@ fn request_id(head: &RequestHead) -> String {
 async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let workers = Workers { env };
     let started = worker::Date::now().as_millis();
-    let url = request.url()?;
+    let url = request.inner().url();
+    let (path, query) = http::request::path_and_query(&url);
     let head = RequestHead {
         method: request.method().to_string(),
-        path: url.path().to_string(),
-        query: url.query().unwrap_or_default().to_string(),
+        path: path.to_string(),
+        query: query.to_string(),
         headers: request.headers().entries().collect(),
     };
-    // Parsed once per request and handed down; the body is not touched until a handler asks.
-    let config = Config::from_lookup(|name| workers.var(name));
+    // Parsed once per isolate and handed down; the body is not touched until a handler asks.
+    let config = workers.config();
     let (method, path, id) = (head.method.clone(), head.path.clone(), request_id(&head));
     let body = Body::Unread(request);
-    let handled = http::serve(workers, config.as_ref(), head, body).await;
+    let handled = http::serve(workers, config.as_ref().as_ref(), head, body).await;
     // One line per request, never a body: the answers of failed sends carry addresses.
     let response = &handled.response;
     let code = response.error.map(|c| c.as_str()).unwrap_or("-");
@@ -400,8 +414,8 @@ impl DurableObject for SmtpSession {
         let transaction =
             Transaction::from_bytes(&bytes).ok_or_else(|| worker::Error::RustError("not a transaction".into()))?;
         drop(bytes);
-        let outcome = match Config::from_lookup(|name| self.workers.var(name)) {
-            Err(error) => Outcome::failed(error),
+        let outcome = match self.workers.config().as_ref() {
+            Err(error) => Outcome::failed(error.clone()),
             Ok(config) => {
                 let outcome = self.warm.send(&self.workers, &config.relay, &transaction).await;
                 self.arm_idle_alarm(config.smtp_idle_seconds * 1000).await;
@@ -412,8 +426,7 @@ impl DurableObject for SmtpSession {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let idle_ms =
-            Config::from_lookup(|name| self.workers.var(name)).map(|c| c.smtp_idle_seconds).unwrap_or(30) * 1000;
+        let idle_ms = self.workers.config().as_ref().as_ref().map(|c| c.smtp_idle_seconds).unwrap_or(30) * 1000;
         if let Some(left) = self.warm.close_if_idle(self.workers.now_millis(), idle_ms).await {
             self.arm_idle_alarm(left).await;
         }
@@ -513,7 +526,8 @@ impl DurableObject for DeliveryLedger {
 #[event(queue)]
 async fn consume(batch: worker::MessageBatch<QueuedId>, env: Env, _ctx: Context) -> worker::Result<()> {
     let workers = Workers { env };
-    let config = match Config::from_lookup(|name| workers.var(name)) {
+    let config = workers.config();
+    let config = match config.as_ref() {
         Ok(config) => config,
         Err(error) => {
             worker::console_log!("queue {}: {error}", batch.queue());
@@ -523,7 +537,7 @@ async fn consume(batch: worker::MessageBatch<QueuedId>, env: Env, _ctx: Context)
     };
     let messages = batch.messages()?;
     let ids: Vec<String> = messages.iter().map(|m| m.body().id.clone()).collect();
-    let verdicts = queue::deliver_batch(&workers, &config, &ids).await;
+    let verdicts = queue::deliver_batch(&workers, config, &ids).await;
     for (message, verdict) in messages.iter().zip(verdicts) {
         match verdict {
             Verdict::Ack => message.ack(),
