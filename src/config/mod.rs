@@ -113,6 +113,10 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// `REQUEST_BODY_TIMEOUT_MS`: how long the whole body may take to arrive.
     pub request_body_timeout_ms: u64,
+    /// `LOG_REQUESTS=all`: a log line for every request; by default (`errors`) only for those
+    /// answered 4xx or 5xx. Cloudflare logs every invocation anyway, and a line costs about as
+    /// much CPU as the rest of a small request.
+    pub log_all_requests: bool,
     /// `SMTP_SESSIONS`: how many warm sessions sends share (0: a session of its own each).
     pub smtp_sessions: u32,
     /// `SMTP_IDLE_SECONDS`: how long a warm session may sit unused before QUIT.
@@ -253,6 +257,11 @@ impl Config {
                 misconfigured(variable, &format!("must be a whole number from {} to {}", range.start(), range.end()))
             }),
         };
+        let log_all_requests = match get("LOG_REQUESTS").as_deref() {
+            None | Some("errors") => false,
+            Some("all") => true,
+            Some(_) => return Err(misconfigured("LOG_REQUESTS", "must be errors or all")),
+        };
         let smtp_sessions = number("SMTP_SESSIONS", u64::from(DEFAULT_SMTP_SESSIONS), 0..=32)? as u32;
         let smtp_idle_seconds = number("SMTP_IDLE_SECONDS", DEFAULT_SMTP_IDLE_SECONDS, 1..=3600)?;
         let queue_by_default = match get("DELIVERY_MODE").as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -300,6 +309,7 @@ impl Config {
             turnstile_verify_url,
             max_request_bytes,
             request_body_timeout_ms,
+            log_all_requests,
             smtp_sessions,
             smtp_idle_seconds,
             queue_by_default,
@@ -367,6 +377,8 @@ mod tests {
         assert_eq!(with(&[("SMTP_SECURITY", "tls")]).unwrap().relay.port, 465);
         assert_eq!((c.max_request_bytes, c.request_body_timeout_ms), (DEFAULT_MAX_REQUEST_BYTES, 30_000));
         assert_eq!((c.smtp_sessions, c.smtp_idle_seconds), (2, 30));
+        assert!(!c.log_all_requests && with(&[("LOG_REQUESTS", "all")]).unwrap().log_all_requests);
+        assert!(with(&[("LOG_REQUESTS", "some")]).is_err());
         assert_eq!(
             (c.queue_by_default, c.retry_seconds.as_slice(), c.max_attempts),
             (false, &[30, 120, 600, 1800, 7200][..], 8)

@@ -329,8 +329,8 @@ fn to_response(response: HttpResponse) -> worker::Result<Response> {
 }
 
 /// A short id for the request log: Cloudflare's ray id, else a random one.
-fn request_id(head: &RequestHead) -> String {
-    if let Some(ray) = head.header("cf-ray") {
+fn request_id(ray: Option<&str>) -> String {
+    if let Some(ray) = ray {
         return ray.chars().filter(char::is_ascii_alphanumeric).take(32).collect();
     }
     let mut random = [0u8; 6];
@@ -352,14 +352,19 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
     };
     // Parsed once per isolate and handed down; the body is not touched until a handler asks.
     let config = workers.config();
-    let (method, path, id) = (head.method.clone(), head.path.clone(), request_id(&head));
+    let (method, path, ray) = (head.method.clone(), head.path.clone(), head.header("cf-ray").map(String::from));
     let body = Body::Unread(request);
     let handled = http::serve(workers, config.as_ref().as_ref(), head, body).await;
     // One line per request, never a body: the answers of failed sends carry addresses.
     let response = &handled.response;
     let code = response.error.map(|c| c.as_str()).unwrap_or("-");
     let took = worker::Date::now().as_millis().saturating_sub(started);
-    worker::console_log!("{id} {method} {path} {} {code} {took}ms", response.status);
+    // Failures always; successes when LOG_REQUESTS=all (or the settings are broken).
+    let log_all = config.as_ref().as_ref().map_or(true, |c| c.log_all_requests);
+    if response.status >= 400 || log_all {
+        let id = request_id(ray.as_deref());
+        worker::console_log!("{id} {method} {path} {} {code} {took}ms", response.status);
+    }
     if let Some(quit) = http::after_response(handled.after) {
         ctx.wait_until(quit);
     }

@@ -116,6 +116,13 @@ def test_a_chunked_body_over_the_limit_is_cut_off(stack):
 
 
 def test_the_log_has_one_line_per_request_and_no_body(client, stack):
+    """One line for each failed request (LOG_REQUESTS=errors, the default), none for successes."""
+    def health_lines():
+        return stack.log_path.read_text(errors="replace").count("GET /v1/health 200")
+
+    healthy_before = health_lines()
+    for _ in range(3):
+        assert client.request("GET", "/v1/health")[0] == 200
     tag = uuid.uuid4().hex
     address = f"reject-{tag}@example.org"
     status, _, answer = client.send({"to": address, "subject": f"log {tag}", "text": f"secret body {tag}"})
@@ -129,6 +136,8 @@ def test_the_log_has_one_line_per_request_and_no_body(client, stack):
         time.sleep(0.2)
     assert lines, "no request line for the refused send"
     assert tag not in log, "a request or response body reached the log"
+    # The refused send's line is out, so the health checks' would be too.
+    assert health_lines() == healthy_before, "successful requests were logged"
 
 
 @pytest.fixture(scope="module")
