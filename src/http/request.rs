@@ -15,8 +15,25 @@ pub struct RequestHead {
     pub headers: Vec<(String, String)>,
 }
 
+/// Every request header a handler reads. The platform copies only these out of the runtime (one
+/// call each) rather than every header the client sent; [`RequestHead::header`] checks, in
+/// debug builds, that nothing asks for another.
+pub const HEADERS_READ: [&str; 10] = [
+    "accept",
+    "authorization",
+    "cf-connecting-ip",
+    "cf-ray",
+    "content-length",
+    "content-type",
+    "idempotency-key",
+    "origin",
+    "prefer",
+    "referer",
+];
+
 impl RequestHead {
     pub fn header(&self, name: &str) -> Option<&str> {
+        debug_assert!(HEADERS_READ.contains(&name), "{name} is not in HEADERS_READ");
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 

@@ -344,11 +344,15 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Respo
     let started = worker::Date::now().as_millis();
     let url = request.inner().url();
     let (path, query) = http::request::path_and_query(&url);
+    let headers = request.headers();
     let head = RequestHead {
         method: request.method().to_string(),
         path: path.to_string(),
         query: query.to_string(),
-        headers: request.headers().entries().collect(),
+        headers: http::request::HEADERS_READ
+            .iter()
+            .filter_map(|name| Some((name.to_string(), headers.get(name).ok()??)))
+            .collect(),
     };
     // Parsed once per isolate and handed down; the body is not touched until a handler asks.
     let config = workers.config();
