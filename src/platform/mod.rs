@@ -320,12 +320,18 @@ impl BodySource for Body {
     }
 }
 
-fn to_response(response: HttpResponse) -> worker::Result<Response> {
-    let mut out = Response::from_bytes(response.body)?.with_status(response.status);
+/// workerd's response object, built directly (worker::Response would build it through a body
+/// enum, a builder and a second headers object).
+fn to_response(response: HttpResponse) -> worker::Result<web_sys::Response> {
+    let headers = web_sys::Headers::new()?;
     for (name, value) in &response.headers {
-        out.headers_mut().set(name, value)?;
+        headers.set(name, value)?;
     }
-    Ok(out)
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status);
+    init.set_headers(&headers);
+    let body = (!response.body.is_empty()).then(|| js_sys::Uint8Array::from(&response.body[..]));
+    Ok(web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)?)
 }
 
 /// A short id for the request log: Cloudflare's ray id, else a random one.
@@ -342,7 +348,7 @@ fn request_id(ray: Option<&str>) -> String {
 /// `cf` properties, which costs every request CPU (about a tenth of a health check's) for
 /// data nothing here uses.
 #[event(fetch)]
-async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let workers = Workers { env };
     let started = worker::Date::now().as_millis();
     let url = request.url();
