@@ -125,6 +125,9 @@ fn lock_step_submission_puts_exact_bytes_on_the_wire() {
     assert_script_followed(&relay);
     let seen = relay.seen.borrow();
     assert_eq!(seen.tls_upgrades, 1);
+    // One timer for opening the session, one for the transaction, one for QUIT: not one for
+    // each of the 12 waits (lock-step replies, STARTTLS, writes) the timeouts cover.
+    assert_eq!(seen.timers, 3);
     assert_eq!(seen.data, b"Subject: hi\r\n\r\nhello\r\n.\r\n");
     assert_eq!(delivery.accepted, vec!["a@example.org"]);
     assert_eq!((delivery.smtp.code, delivery.smtp.enhanced.as_deref()), (250, Some("2.0.0")));

@@ -88,8 +88,10 @@ impl Network for Workers {
         Ok(upgraded)
     }
 
-    async fn sleep(&self, millis: u64) {
-        Delay::from(Duration::from_millis(millis)).await
+    type Timer = Delay;
+
+    fn sleep(&self, millis: u64) -> Delay {
+        Delay::from(Duration::from_millis(millis))
     }
 
     fn now_millis(&self) -> u64 {

@@ -36,7 +36,9 @@ pub trait Network {
     fn connect(&self, host: &str, port: u16, security: Security) -> impl Future<Output = io::Result<Self::Conn>>;
     /// Upgrades a plain connection to TLS, verifying the relay's certificate.
     fn start_tls(&self, conn: Self::Conn) -> impl Future<Output = io::Result<Self::Conn>>;
-    fn sleep(&self, millis: u64) -> impl Future<Output = ()>;
+    /// A timer that completes `millis` from now; dropping it cancels it.
+    type Timer: Future<Output = ()> + Unpin;
+    fn sleep(&self, millis: u64) -> Self::Timer;
     /// Wall-clock milliseconds since the Unix epoch: the one clock, for timeouts, the
     /// transcript's timings and the Date header.
     fn now_millis(&self) -> u64;
@@ -69,6 +71,7 @@ pub struct Session<N: Network> {
     broken: bool,
     /// Replies read in the current transaction (not counting an RSET before it).
     transaction_replies: u32,
+    clock: Clock<N::Timer>,
 }
 
 fn timeout(phase: Phase) -> Error {
@@ -79,10 +82,44 @@ fn gone(phase: Phase) -> Error {
     Error::new(phase, ErrorKind::Malformed("the connection is gone"))
 }
 
-async fn within<N: Network, T>(net: &N, millis: u64, fut: impl Future<Output = T>) -> Option<T> {
-    match select(pin!(fut), pin!(net.sleep(millis))).await {
-        Either::Left((value, _)) => Some(value),
-        Either::Right(_) => None,
+/// The timeouts of a session's waits, on one timer for as long as it fits: a timer costs the
+/// runtime about as much CPU as a read (a callback, `setTimeout`, `clearTimeout`), and a send
+/// waits about ten times. The timer is kept while each new deadline is no earlier than the one
+/// it is armed for; when it fires before the current deadline, it is armed again for the rest.
+struct Clock<T> {
+    armed: Option<(u64, T)>,
+}
+
+impl<T: Future<Output = ()> + Unpin> Clock<T> {
+    fn new() -> Self {
+        Clock { armed: None }
+    }
+
+    /// `fut`'s output, or `None` when `millis` pass first.
+    async fn within<N: Network<Timer = T>, F: Future>(&mut self, net: &N, millis: u64, fut: F) -> Option<F::Output> {
+        let deadline = net.now_millis().saturating_add(millis);
+        let mut fut = pin!(fut);
+        loop {
+            if !matches!(&self.armed, Some((at, _)) if *at <= deadline) {
+                self.armed = Some((deadline, net.sleep(deadline.saturating_sub(net.now_millis()))));
+            }
+            let (_, timer) = self.armed.as_mut()?;
+            match select(fut.as_mut(), timer).await {
+                Either::Left((value, _)) => return Some(value),
+                Either::Right(((), _)) => {
+                    self.armed = None;
+                    if net.now_millis() >= deadline {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancels the timer: nothing is waited for until the next wait (which may be in another
+    /// request, for a warm session).
+    fn stop(&mut self) {
+        self.armed = None;
     }
 }
 
@@ -94,8 +131,9 @@ impl<N: Network> Session<N> {
             return Err((Error::new(Phase::Connect, ErrorKind::Insecure), Transcript::default()));
         }
         let opened_at = net.now_millis();
+        let mut clock = Clock::new();
         let conn =
-            match within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, relay.security)).await {
+            match clock.within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, relay.security)).await {
                 None => return Err((timeout(Phase::Connect), Transcript::default())),
                 // A failed implicit-TLS handshake (here, or on the first read as `awaiting_tls`), or
                 // a refused or unroutable connection: nothing was said yet either way.
@@ -120,13 +158,16 @@ impl<N: Network> Session<N> {
             needs_reset: false,
             broken: false,
             transaction_replies: 0,
+            clock,
         };
         if relay.security == Security::ImplicitTls {
             // The implicit-TLS handshake happened inside connect: one more round trip.
             session.round_trips += 1;
             session.note("TLS established");
         }
-        match session.handshake(relay).await {
+        let opened = session.handshake(relay).await;
+        session.clock.stop();
+        match opened {
             Ok(()) => Ok(session),
             Err(error) => Err((error, session.transcript)),
         }
@@ -198,7 +239,7 @@ impl<N: Network> Session<N> {
         }
         let Some(conn) = self.conn.as_mut() else { return false };
         let mut chunk = [0u8; 512];
-        let open = match within(&self.net, 0, conn.read(&mut chunk)).await {
+        let open = match self.clock.within(&self.net, 0, conn.read(&mut chunk)).await {
             None => true, // nothing has arrived
             Some(Ok(0) | Err(_)) => false,
             Some(Ok(n)) => {
@@ -230,7 +271,7 @@ impl<N: Network> Session<N> {
     async fn upgrade(&mut self) -> Result<(), Error> {
         // start_tls consumes the plain connection; until it returns there is none.
         let plain = self.conn.take().ok_or_else(|| gone(Phase::Tls))?;
-        let upgraded = match within(&self.net, self.timeouts.command, self.net.start_tls(plain)).await {
+        let upgraded = match self.clock.within(&self.net, self.timeouts.command, self.net.start_tls(plain)).await {
             None => return Err(timeout(Phase::Tls)),
             Some(Err(error)) => return Err(Error::io(Phase::Tls, ErrorKind::Tls, error)),
             Some(Ok(conn)) => conn,
@@ -294,6 +335,7 @@ impl<N: Network> Session<N> {
     pub async fn send(&mut self, envelope: &Envelope<'_>, message: &[u8]) -> Result<Delivery, Error> {
         self.transaction_replies = 0;
         let result = self.transaction(envelope, message).await;
+        self.clock.stop();
         if let Err(error) = &result {
             // 421: the relay is closing the connection.
             self.broken |= error.reply().is_some_and(|r| r.code == 421) || is_fatal(error);
@@ -440,7 +482,7 @@ impl<N: Network> Session<N> {
     pub async fn quit(self) {
         let Session { net, conn, timeouts, .. } = self;
         let Some(mut conn) = conn else { return };
-        let _ = within(&net, timeouts.quit, async {
+        let _ = Clock::new().within(&net, timeouts.quit, async {
             // The reply does not matter: the message was already accepted or refused.
             if conn.write_all(Command::Quit.to_string().as_bytes()).await.is_ok() {
                 let mut reply = [0u8; 512];
@@ -461,7 +503,7 @@ impl<N: Network> Session<N> {
         let bytes = self.flight(commands);
         let awaiting_tls = self.awaiting_tls;
         let Some(conn) = self.conn.as_mut() else { return Err(gone(phase)) };
-        let result = match within(&self.net, self.timeouts.command, conn.write_all(&bytes)).await {
+        let result = match self.clock.within(&self.net, self.timeouts.command, conn.write_all(&bytes)).await {
             None => Err(timeout(phase)),
             Some(Err(error)) => Err(io_error(phase, error, awaiting_tls)),
             Some(Ok(())) => Ok(()),
@@ -507,7 +549,7 @@ impl<N: Network> Session<N> {
             out.extend_from_slice(tail);
             conn.write_all(&out).await
         };
-        let written = match within(&self.net, self.timeouts.data_end, write).await {
+        let written = match self.clock.within(&self.net, self.timeouts.data_end, write).await {
             None => Err(timeout(Phase::DataEnd)),
             Some(Err(error)) => Err(io_error(Phase::DataEnd, error, false)),
             Some(Ok(())) => Ok(()),
@@ -517,7 +559,7 @@ impl<N: Network> Session<N> {
             return written;
         }
         let Some(conn) = self.conn.as_mut() else { return Err(gone(Phase::DataEnd)) };
-        let mut error = match within(&self.net, self.timeouts.data_end, conn.flush()).await {
+        let mut error = match self.clock.within(&self.net, self.timeouts.data_end, conn.flush()).await {
             Some(Ok(())) => return Ok(()),
             Some(Err(error)) => io_error(Phase::DataEnd, error, false),
             None => timeout(Phase::DataEnd),
@@ -566,7 +608,7 @@ impl<N: Network> Session<N> {
                 self.broken = true;
                 return Err(timeout(phase));
             }
-            let failed = match within(&self.net, left, conn.read(&mut chunk)).await {
+            let failed = match self.clock.within(&self.net, left, conn.read(&mut chunk)).await {
                 None => timeout(phase),
                 Some(Err(error)) => io_error(phase, error, awaiting_tls),
                 Some(Ok(0)) if awaiting_tls => Error::new(phase, ErrorKind::Tls),

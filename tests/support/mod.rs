@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -54,6 +55,8 @@ pub struct Seen {
     /// Writes the client made (each `poll_write` that wrote something).
     pub writes: usize,
     pub tls_upgrades: usize,
+    /// Timers the client armed (each one costs the runtime a callback and two calls).
+    pub timers: usize,
     pub connects: usize,
     /// Connections opened with implicit TLS (each one a handshake round trip).
     pub tls_connects: usize,
@@ -221,8 +224,11 @@ impl Network for ScriptedRelay {
         Ok(conn)
     }
 
-    async fn sleep(&self, millis: u64) {
-        tokio::time::sleep(Duration::from_millis(millis)).await
+    type Timer = Pin<Box<tokio::time::Sleep>>;
+
+    fn sleep(&self, millis: u64) -> Self::Timer {
+        self.seen.borrow_mut().timers += 1;
+        Box::pin(tokio::time::sleep(Duration::from_millis(millis)))
     }
 
     fn now_millis(&self) -> u64 {
@@ -354,8 +360,10 @@ impl Network for ScriptedEnv {
         self.relay.start_tls(conn).await
     }
 
-    async fn sleep(&self, millis: u64) {
-        self.relay.sleep(millis).await
+    type Timer = <ScriptedRelay as Network>::Timer;
+
+    fn sleep(&self, millis: u64) -> Self::Timer {
+        self.relay.sleep(millis)
     }
 
     fn now_millis(&self) -> u64 {
