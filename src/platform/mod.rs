@@ -369,7 +369,7 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Res
     let config = workers.config();
     let (method, path, ray) = (head.method.clone(), head.path.clone(), head.header("cf-ray").map(String::from));
     let body = Body::Unread(request);
-    let handled = http::serve(workers, config.as_ref().as_ref(), head, body).await;
+    let handled = http::boxed(http::serve(workers, config.as_ref().as_ref(), head, body)).await;
     // One line per request, never a body: the answers of failed sends carry addresses.
     let response = &handled.response;
     let code = response.error.map(|c| c.as_str()).unwrap_or("-");
