@@ -30,8 +30,8 @@ use crate::error::{ApiError, ErrorCode};
 
 /// A handler's future behind a pointer, polled through its vtable: each route's state machine
 /// stays a function of its own instead of being inlined, with every other route, into the one
-/// function that polls a request (the Worker's largest, and the costliest part of a small
-/// request's CPU in `scripts/profile --kind health`).
+/// function that polls a request (the Worker's largest: 56 KB). The module came out 8 KB
+/// smaller; the CPU of a request did not measurably change.
 pub fn boxed<'a, T>(future: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<Output = T> + 'a>> {
     Box::pin(future)
 }
