@@ -74,7 +74,7 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("form post (urlencoded): all", |b| {
         b.iter(|| {
             let fields = forms::urlencoded_fields(black_box(&form_body));
-            to_wire(&forms::submission(&config, "contact", form, &fields).expect("valid"), &config)
+            to_wire(&forms::submission(&config, "contact", form, fields).expect("valid"), &config)
         })
     });
     group.finish();

@@ -130,3 +130,54 @@ fn origin_null_is_refused_and_never_replaced_by_the_referer() {
     let (status, _) = answer(&env, post("f", vec![text("a", "b")]).header("origin", "https://site.example"));
     assert_ne!(status, 403);
 }
+
+#[test]
+fn required_fields_are_checked_and_each_missing_one_named() {
+    let forms = r#"{"f": {"to": "o@example.com", "required": ["email", "message"], "honeypot": "_gotcha"}}"#;
+    let cases = [
+        (vec![text("name", "Ada")], vec!["email", "message"]),
+        (vec![text("email", "ada@example.com"), text("message", "   ")], vec!["message"]),
+        // The honeypot is not a field of the message: filling it in does not count.
+        (vec![text("_gotcha", ""), text("email", "a@example.com")], vec!["message"]),
+    ];
+    for (fields, missing) in cases {
+        let env = scripted(forms);
+        let (status, json) = answer(&env, post("f", fields));
+        assert_eq!(status, 422, "{json}");
+        assert_eq!(json["error"]["code"], "validation_failed");
+        let named: Vec<&str> = json["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+        assert_eq!(named, missing, "{json}");
+        assert!(json["error"]["details"].as_array().unwrap().iter().all(|d| d["message"] == "is required"));
+        assert_eq!(env.relay.seen.borrow().connects, 0);
+    }
+    let env = scripted(r#"{"f": {"to": "o@example.com", "required": ["bad\nname"]}}"#);
+    let (status, json) = answer(&env, post("f", vec![text("a", "b")]));
+    assert_eq!((status, json["error"]["code"].as_str()), (500, Some("misconfigured")), "{json}");
+}
+
+#[test]
+fn a_submission_with_nothing_filled_in_is_refused_without_required() {
+    let forms = r#"{"f": {"to": "o@example.com", "max_files": 1}}"#;
+    for fields in [
+        vec![],
+        vec![text("name", ""), text("message", " \r\n ")],
+        vec![text("name", ""), file("upload", "", "application/octet-stream", 0)],
+    ] {
+        let env = scripted(forms);
+        let (status, json) = answer(&env, post("f", fields));
+        assert_eq!(status, 422, "{json}");
+        assert_eq!(json["error"]["details"][0]["field"], "fields", "{json}");
+        assert_eq!(env.relay.seen.borrow().connects, 0);
+    }
+}
+
+#[test]
+fn one_file_too_many_names_its_field() {
+    let forms = r#"{"f": {"to": "o@example.com", "max_files": 1}}"#;
+    let env = scripted(forms);
+    let fields = vec![file("first", "a.txt", "text/plain", 3), file("second", "b.txt", "text/plain", 3)];
+    let (status, json) = answer(&env, post("f", fields));
+    assert_eq!(status, 422, "{json}");
+    assert_eq!(json["error"]["message"], "at most 1 file is accepted");
+    assert_eq!(json["error"]["details"][0]["field"], "second", "{json}");
+}

@@ -20,6 +20,8 @@ pub struct FormSettings {
     pub allowed_origins: Vec<String>,
     pub honeypot: Option<String>,
     pub email_field: String,
+    /// Fields a submission must fill in (`"required": ["email", "message"]`).
+    pub required: Vec<String>,
     pub turnstile: bool,
     pub max_files: usize,
     pub max_file_bytes: usize,
@@ -43,6 +45,8 @@ struct Raw {
     allowed_origins: Vec<String>,
     honeypot: Option<String>,
     email_field: Option<String>,
+    #[serde(default)]
+    required: Vec<String>,
     #[serde(default)]
     turnstile: bool,
     max_files: Option<usize>,
@@ -150,6 +154,9 @@ pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
         if !field_name_ok(&email_field) {
             return Err(bad("email_field"));
         }
+        if !raw.required.iter().all(field_name_ok) {
+            return Err(bad("required"));
+        }
         let type_ok = |t: &String| {
             t.split_once('/').is_some_and(|(a, b)| {
                 !a.is_empty()
@@ -175,6 +182,7 @@ pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
                 allowed_origins,
                 honeypot: raw.honeypot,
                 email_field,
+                required: raw.required,
                 turnstile: raw.turnstile,
                 max_files: raw.max_files.unwrap_or(0),
                 max_file_bytes: raw.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),

@@ -129,11 +129,10 @@ pub async fn handle<P: Platform>(
             return fail(error);
         }
     }
-    let submission = match submission(config, name, form, &fields) {
+    let submission = match submission(config, name, form, fields) {
         Ok(submission) => submission,
         Err(error) => return fail(error),
     };
-    drop(fields);
     if form.queued {
         // Stored means the owner gets it: a relay outage only delays it.
         return match queue::accept(&env, config, &submission, Some(name)).await {
@@ -279,12 +278,41 @@ fn subject(template: &str, fields: &[&Field]) -> String {
 }
 
 /// The message a submission of form `name` makes: its fields listed in the body, its files
-/// attached, within the form's limits.
-pub fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Field]) -> Result<Submission, ApiError> {
-    let listed: Vec<&Field> = fields.iter().filter(|f| !is_control_field(form, &f.name)).collect();
+/// attached (moved out of `fields`, not copied), within the form's limits. A submission must
+/// fill in the form's `required` fields, and at least one field in any case.
+pub fn submission(
+    config: &Config,
+    name: &str,
+    form: &FormSettings,
+    mut fields: Vec<Field>,
+) -> Result<Submission, ApiError> {
+    let filled = |field: &Field| match &field.value {
+        FieldValue::Text(text) => !text.trim().is_empty(),
+        FieldValue::File { data, .. } => !data.is_empty(),
+    };
+    let positions: Vec<usize> = (0..fields.len()).filter(|&i| !is_control_field(form, &fields[i].name)).collect();
+    let missing: Vec<&String> = form
+        .required
+        .iter()
+        .filter(|required| !positions.iter().any(|&i| fields[i].name == **required && filled(&fields[i])))
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+        let verb = if names.len() == 1 { "is" } else { "are" };
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", names.join(", ")));
+        error.details = names.iter().map(|n| (n.to_string(), "is required".to_string())).collect();
+        return Err(error);
+    }
+    if !positions.iter().any(|&i| filled(&fields[i])) {
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, "the submission has no field filled in");
+        error.details = vec![("fields".into(), "fill in at least one field".into())];
+        return Err(error);
+    }
+    // Files are checked here and their bytes moved into the message below, once the text that
+    // lists them (with their sizes) is written.
     let mut attachments = Vec::new();
-    for field in &listed {
-        if let FieldValue::File { filename, content_type, data } = &field.value {
+    for &i in &positions {
+        if let FieldValue::File { filename, content_type, data } = &fields[i].value {
             if filename.is_empty() && data.is_empty() {
                 continue; // an empty file input
             }
@@ -294,7 +322,9 @@ pub fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Fi
                     1 => "at most 1 file is accepted".to_string(),
                     n => format!("at most {n} files are accepted"),
                 };
-                return Err(ApiError::new(ErrorCode::ValidationFailed, why));
+                let mut error = ApiError::new(ErrorCode::ValidationFailed, why);
+                error.details = vec![(fields[i].name.clone(), "one file too many".into())];
+                return Err(error);
             }
             if data.len() > form.max_file_bytes {
                 return Err(ApiError::new(
@@ -318,20 +348,32 @@ pub fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Fi
             }
             let charset = charset.or_else(|| implied_charset(&kind, data));
             let filename = header::repair(filename.rsplit(['/', '\\']).next().unwrap_or_default(), 200);
-            attachments.push(Attachment {
+            let attachment = Attachment {
                 filename: if filename.is_empty() { "attachment".into() } else { filename },
                 content_type: kind,
                 charset,
-                data: data.clone(),
+                data: Vec::new(),
                 content_id: None,
-            });
+            };
+            attachments.push((i, attachment));
         }
     }
+    let listed: Vec<&Field> = positions.iter().map(|&i| &fields[i]).collect();
     let reply_to = listed.iter().find_map(|f| match &f.value {
         FieldValue::Text(t) if f.name == form.email_field => EmailAddress::parse(t.trim()).ok(),
         _ => None,
     });
     let (text, html) = pages::render_fields(name, &listed);
+    let subject = subject(&form.subject, &listed);
+    let attachments: Vec<Attachment> = attachments
+        .into_iter()
+        .map(|(i, mut attachment)| {
+            if let FieldValue::File { data, .. } = &mut fields[i].value {
+                attachment.data = std::mem::take(data);
+            }
+            attachment
+        })
+        .collect();
     let rendered = text.len() + html.len() + attachments.iter().map(|a| a.data.len()).sum::<usize>();
     if rendered > config.max_request_bytes {
         return Err(ApiError::new(
@@ -345,7 +387,7 @@ pub fn submission(config: &Config, name: &str, form: &FormSettings, fields: &[Fi
         cc: Vec::new(),
         bcc: Vec::new(),
         reply_to: reply_to.into_iter().map(|email| Mailbox { name: None, email }).collect(),
-        subject: subject(&form.subject, &listed),
+        subject,
         text: Some(text),
         html: Some(html),
         attachments,
