@@ -181,3 +181,17 @@ fn one_file_too_many_names_its_field() {
     assert_eq!(json["error"]["message"], "at most 1 file is accepted");
     assert_eq!(json["error"]["details"][0]["field"], "second", "{json}");
 }
+
+#[test]
+fn a_json_body_that_is_not_json_says_where_and_one_that_is_not_an_object_says_so() {
+    let env = scripted(r#"{"f": {"to": "o@example.com"}}"#);
+    let json_post = |body: &str| {
+        Req::new("POST", "/v1/forms/f", body.as_bytes().to_vec()).header("content-type", "application/json")
+    };
+    let (status, json) = answer(&env, json_post(r#"{"name": "Ada", "message": "#));
+    assert_eq!(status, 400, "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the body is not valid JSON") && message.contains("line 1 column"), "{message}");
+    let (status, json) = answer(&env, json_post(r#"["Ada"]"#));
+    assert_eq!((status, json["error"]["message"].as_str()), (400, Some("the body must be a JSON object of fields")));
+}

@@ -111,8 +111,8 @@ fn normalise_origin(raw: &str) -> Option<String> {
 }
 
 /// An absolute http(s) URL with a host and no credentials, safe to put in a `Location`
-/// header (printable ASCII, at most 2000 characters).
-fn is_redirect(raw: &str) -> bool {
+/// header or a link (printable ASCII, at most 2000 characters).
+pub fn is_redirect(raw: &str) -> bool {
     raw.len() <= 2000 && raw.bytes().all(|b| b.is_ascii_graphic()) && origin_of(raw).is_some()
 }
 

@@ -8,7 +8,7 @@ use super::request::{Field, FieldValue, Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use super::send::media_type;
 use crate::address::{EmailAddress, Mailbox};
-use crate::config::forms::{origin_of, FormSettings};
+use crate::config::forms::{is_redirect, origin_of, FormSettings};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::queue::{self, Record};
@@ -27,11 +27,11 @@ pub const MAX_FIELDS: usize = 100;
 const MAX_SUBJECT_CHARS: usize = 200;
 
 /// How the caller wants its answer: JSON for fetch/XHR, pages and redirects for a browser
-/// that posted a plain HTML form.
+/// that posted a plain HTML form (`back`: the page it came from, for the built-in pages' link).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Answer {
+enum Answer<'h> {
     Json,
-    Browser,
+    Browser { back: Option<&'h str> },
 }
 
 /// The origin a request comes from: `Origin` when the browser sent one (`null` included: an
@@ -78,7 +78,11 @@ pub async fn handle<P: Platform>(
 ) -> Handled<P> {
     let accept = head.header("accept").unwrap_or_default();
     let is_json_body = head.media_type() == "application/json";
-    let answer = if accept.contains("application/json") || is_json_body { Answer::Json } else { Answer::Browser };
+    let answer = if accept.contains("application/json") || is_json_body {
+        Answer::Json
+    } else {
+        Answer::Browser { back: head.header("referer").filter(|r| is_redirect(r)) }
+    };
     let config = match config {
         Ok(config) => config,
         Err(error) => return error_answer(answer, None, &[], error, None).into(),
@@ -189,8 +193,14 @@ pub fn urlencoded_fields(body: &[u8]) -> Vec<Field> {
 }
 
 fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not a JSON object: {e}")))?;
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
+        let why = if e.is_syntax() || e.is_eof() {
+            format!("the body is not valid JSON: {e}")
+        } else {
+            "the body must be a JSON object of fields".to_string()
+        };
+        ApiError::new(ErrorCode::InvalidRequest, why)
+    })?;
     let mut fields = Vec::new();
     for (name, value) in object {
         let values = match value {
@@ -416,9 +426,9 @@ fn success_answer(
             }
             HttpResponse::json(200, &body).with_headers(cors)
         }
-        Answer::Browser => match &form.redirect {
+        Answer::Browser { back } => match &form.redirect {
             Some(url) => see_other(url.clone(), cors),
-            None => pages::thanks().with_headers(cors),
+            None => pages::thanks(back).with_headers(cors),
         },
     }
 }
@@ -428,7 +438,7 @@ fn success_answer(
 fn accepted_answer(answer: Answer, form: &FormSettings, cors: &[(String, String)], record: &Record) -> HttpResponse {
     match answer {
         Answer::Json => HttpResponse::json(200, &serde_json::json!({"ok": true, "id": record.id})).with_headers(cors),
-        Answer::Browser => success_answer(answer, form, cors, None),
+        Answer::Browser { .. } => success_answer(answer, form, cors, None),
     }
 }
 
@@ -444,7 +454,7 @@ fn error_answer(
             Some(outcome) => HttpResponse::send_failed(error, outcome, true),
             None => HttpResponse::error(error),
         },
-        Answer::Browser => match form.and_then(|f| f.error_redirect.as_ref()) {
+        Answer::Browser { back } => match form.and_then(|f| f.error_redirect.as_ref()) {
             Some(url) => {
                 let separator = if url.contains('?') { '&' } else { '?' };
                 let query: String = form_urlencoded::Serializer::new(String::new())
@@ -453,7 +463,7 @@ fn error_answer(
                     .finish();
                 see_other(format!("{url}{separator}{query}"), &[])
             }
-            None => pages::error(error),
+            None => pages::error(error, back),
         },
     };
     response.error = Some(error.code);

@@ -80,26 +80,33 @@ fn page(status: u16, title: &str, body: &str) -> HttpResponse {
     HttpResponse::new(status, headers, html.into_bytes())
 }
 
-/// The built-in thank-you page.
-pub fn thanks() -> HttpResponse {
-    page(
-        200,
-        "Thank you",
-        "<h1>Thank you</h1><p>Your message has been sent.</p><p><a href=\"javascript:history.back()\">Back</a></p>",
-    )
+/// The way back to the form: a link to `back` (the page the form was posted from, already
+/// checked to be an http(s) URL), or the browser's own Back button. No script: the pages'
+/// Content-Security-Policy allows none, `javascript:` links included.
+fn back_link(back: Option<&str>) -> String {
+    match back {
+        Some(url) => format!("<p><a href=\"{}\">Back to the form</a></p>", escape(url)),
+        None => "<p>Use your browser's Back button to return to the form.</p>".into(),
+    }
 }
 
-/// The built-in error page: the error's status, code and message.
-pub fn error(error: &ApiError) -> HttpResponse {
+/// The built-in thank-you page.
+pub fn thanks(back: Option<&str>) -> HttpResponse {
+    page(200, "Thank you", &format!("<h1>Thank you</h1><p>Your message has been sent.</p>{}", back_link(back)))
+}
+
+/// The built-in error page: the error's status, code and message, and the way back.
+pub fn error(error: &ApiError, back: Option<&str>) -> HttpResponse {
     let spec = error.code.spec();
     let retry = if spec.retryable { "<p>This is temporary: please try again in a little while.</p>" } else { "" };
     page(
         spec.status,
         "Your message was not sent",
         &format!(
-            "<h1>Your message was not sent</h1><p>{}</p>{retry}<p>Error code: <code>{}</code></p>",
+            "<h1>Your message was not sent</h1><p>{}</p>{retry}<p>Error code: <code>{}</code></p>{}",
             escape(&error.message),
-            spec.code
+            spec.code,
+            back_link(back)
         ),
     )
 }
@@ -147,9 +154,26 @@ mod tests {
     #[test]
     fn error_page_shows_code_and_escaped_message() {
         let error = ApiError::new(crate::error::ErrorCode::ValidationFailed, "bad <input>");
-        let response = super::error(&error);
+        let response = super::error(&error, None);
         let body = String::from_utf8(response.body).unwrap();
         assert_eq!(response.status, 422);
         assert!(body.contains("<code>validation_failed</code>") && body.contains("bad &lt;input&gt;"));
+    }
+
+    /// Both pages lead back to the form without script (their CSP allows none): a link to
+    /// the page the form came from, escaped, or words.
+    #[test]
+    fn built_in_pages_lead_back_without_script() {
+        let error = ApiError::new(crate::error::ErrorCode::ValidationFailed, "x");
+        let back = "https://example.com/contact?a=1&b=\"2\"";
+        for response in [super::thanks(Some(back)), super::error(&error, Some(back))] {
+            let body = String::from_utf8(response.body).unwrap();
+            assert!(body.contains("<a href=\"https://example.com/contact?a=1&amp;b=&quot;2&quot;\">Back to the form</a>"), "{body}");
+            assert!(!body.contains("javascript:"));
+        }
+        for response in [super::thanks(None), super::error(&error, None)] {
+            let body = String::from_utf8(response.body).unwrap();
+            assert!(body.contains("Back button") && !body.contains("<a "), "{body}");
+        }
     }
 }

@@ -77,8 +77,10 @@ def test_another_origin_is_refused_and_gets_no_cors(client):
 
 
 def test_browser_errors_redirect_to_the_error_page_with_code_and_message(client, site):
-    status, headers, _ = form_post(client, "contact", {"name": "x", "message": "y"}, {"origin": "https://evil.example"})
+    status, headers, raw = form_post(client, "contact", {"name": "x", "message": "y"}, {"origin": "https://evil.example"})
     assert status == 303
+    # A redirect has no body, so it says no content type (it said application/octet-stream).
+    assert raw == b"" and "content-type" not in lower(headers), headers
     location = urllib.parse.urlsplit(lower(headers)["location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == f"{site.origin}/oops.html"
     query = dict(urllib.parse.parse_qsl(location.query))
@@ -87,12 +89,20 @@ def test_browser_errors_redirect_to_the_error_page_with_code_and_message(client,
 
 
 def test_built_in_pages_without_configured_redirects(client):
+    """The built-in pages lead back to the page the form was on, without script (their CSP
+    allows none); a submission with nothing filled in gets the error page, not a message."""
     tag = uuid.uuid4().hex[:8]
-    status, headers, raw = form_post(client, "plain", {"name": tag, "message": "hello"})
+    back = {"referer": "https://site.example/contact.html"}
+    status, headers, raw = form_post(client, "plain", {"name": tag, "message": "hello"}, back)
     assert status == 200, raw
     assert "text/html" in lower(headers)["content-type"]
     assert b"Thank you" in raw
+    assert b'<a href="https://site.example/contact.html">Back to the form</a>' in raw
     client.wait_for_message(tag)
+    status, headers, raw = form_post(client, "plain", {"name": "", "message": " "}, back)
+    assert status == 422, raw
+    assert b"Your message was not sent" in raw and b"<code>validation_failed</code>" in raw
+    assert b'<a href="https://site.example/contact.html">Back to the form</a>' in raw
 
 
 def test_honeypot_looks_like_success_and_sends_nothing(client, site):
