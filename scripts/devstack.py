@@ -138,7 +138,45 @@ class InboxServer:
         self.server.server_close()
 
 
-def worker_vars(creds: dict, relay_port: int, extra: dict | None = None) -> str:
+# Settings the developer owns: merged over the generated ones by `scripts/dev` at every start,
+# never written to. Git-ignored. FORMS there adds forms to the demo ones (or replaces one of the
+# same name); any other variable replaces the generated value.
+LOCAL_VARS = ROOT / "dev.vars.local"
+
+
+def read_local_vars(path: Path) -> dict:
+    """KEY=value lines (value bare, in '' or in ""), # comments and blank lines; one line each."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.replace("_", "").isalnum() or not key[0].isalpha():
+            raise ValueError(f"{path.name} line {number}: expected KEY=value")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    if "FORMS" in values:
+        try:
+            forms = json.loads(values["FORMS"])
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path.name}: FORMS is not JSON ({error})") from None
+        if not isinstance(forms, dict):
+            raise ValueError(f"{path.name}: FORMS must be a JSON object of forms")
+    return values
+
+
+def merged_vars(generated: dict, local: dict) -> dict:
+    """`local` over `generated`; FORMS merged form by form."""
+    merged = {**generated, **local}
+    if "FORMS" in local and "FORMS" in generated:
+        merged["FORMS"] = json.dumps({**json.loads(generated["FORMS"]), **json.loads(local["FORMS"])})
+    return merged
+
+
+def worker_vars(creds: dict, relay_port: int, extra: dict | None = None, local: dict | None = None) -> str:
     values = {
         "SMTP_HOST": "localhost",
         "SMTP_PORT": str(relay_port),
@@ -153,7 +191,9 @@ def worker_vars(creds: dict, relay_port: int, extra: dict | None = None) -> str:
         "SMTP_SESSIONS": "1",
         **(extra or {}),
     }
-    lines = [f"{GENERATED_MARKER} for the local relay; delete it to regenerate. Never commit it."]
+    values = merged_vars(values, local or {})
+    lines = [f"{GENERATED_MARKER} for the local relay, with dev.vars.local merged over it; "
+             "rewritten at every start: put your own settings in dev.vars.local. Never commit it."]
     # Single quotes: dotenv takes the value literally (JSON such as FORMS keeps its quotes).
     for key, value in values.items():
         if "'" in value or "\n" in value:
@@ -249,7 +289,9 @@ class Stack:
         if target == ROOT / ".dev.vars" and target.exists() and GENERATED_MARKER not in target.read_text():
             print(f"keeping your own {target} (it was not generated); make sure it points at the local relay")
             return target
-        target.write_text(worker_vars(self.creds, self.relay_port, self.extra_vars))
+        # Only the developer's own stack (scripts/dev) takes dev.vars.local; tests never do.
+        local = read_local_vars(LOCAL_VARS) if target == ROOT / ".dev.vars" and LOCAL_VARS.exists() else None
+        target.write_text(worker_vars(self.creds, self.relay_port, self.extra_vars, local))
         target.chmod(0o600)
         return target
 
@@ -370,36 +412,89 @@ def interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def dev_failure(message: str, stack: "Stack") -> None:
+    """Says what went wrong, stops whatever still runs, and exits non-zero."""
+    print(f"\nscripts/dev: {message}", file=sys.stderr, flush=True)
+    stack.stop()
+    sys.exit(1)
+
+
 def main() -> None:
-    """The README's run command: relay + Worker in the foreground until Ctrl-C."""
+    """The README's run command: relay + Worker in the foreground until Ctrl-C. The banner comes
+    once the Worker answers; if wrangler or the relay stops, this says which and exits."""
     state = ROOT / ".local" / "dev"
     relay_ports = local_relay.Ports.from_base(int(os.environ.get("RELAY_PORT", "2587")))
     http_port = int(os.environ.get("PORT", "8787"))
+    inbox_port = int(os.environ.get("INBOX_PORT", "8025"))
+    if not port_is_free(http_port):
+        sys.exit(f"port {http_port} is taken (another scripts/dev or wrangler dev?): set PORT to use another, "
+                 f"e.g. PORT={http_port + 1} scripts/dev")
+    if not port_is_free(inbox_port):
+        sys.exit(f"port {inbox_port} (the local inbox for the page's demo) is taken: set INBOX_PORT to use another")
     stack = Stack(state, relay_ports, http_port, vars_file=None)
+    try:
+        local = read_local_vars(LOCAL_VARS) if LOCAL_VARS.exists() else {}
+    except ValueError as bad:
+        sys.exit(str(bad))
+    print("building the Worker (about two minutes the first time, seconds after that)…", flush=True)
     try:
         build_worker()
     except RuntimeError as failed:
         sys.exit(str(failed))
     local_relay.stop(stack.relay_dir)  # a relay left over from an interrupted run
     try:
-        stack.start_relay(inbox_port=int(os.environ.get("INBOX_PORT", "8025")))
+        stack.start_relay(inbox_port=inbox_port)
     except local_relay.PortInUse as taken:
-        sys.exit(f"{taken} (set RELAY_PORT to use others)")
+        sys.exit(f"{taken}: set RELAY_PORT to use others (it takes four in a row: "
+                 f"RELAY_PORT=3587 uses 3587-3590)")
     stack.write_vars()
-    print(f"relay: 127.0.0.1:{relay_ports.starttls} (STARTTLS + AUTH), {relay_ports.tls} (implicit TLS); "
-          f"received mail: {stack.inbox}")
-    print(f"worker: {stack.base_url}/  (the page with its live demo; API key: see API_KEYS in .dev.vars)")
-    print("try:")
-    print(f"  curl -s {stack.base_url}/v1/send -H \"Authorization: Bearer $(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)\" \\")
-    print("       -H 'content-type: application/json' \\")
-    print("       -d '{\"to\":\"you@example.com\",\"subject\":\"Hello\",\"text\":\"It works.\"}'")
-    print(f"  ls {stack.inbox}")
+    if local:
+        print(f"with your settings from dev.vars.local: {', '.join(sorted(local))}")
+    print("starting the Worker under wrangler dev…", flush=True)
     # Ctrl-C and SIGTERM both end here, and stop() takes wrangler's process group down.
     signal.signal(signal.SIGTERM, interrupt)
     stack.wrangler = subprocess.Popen(stack.wrangler_command(), cwd=ROOT, env=stack.wrangler_env(),
                                       stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def check_running() -> None:
+        code = stack.wrangler.poll()
+        if code is not None:
+            dev_failure(f"wrangler dev exited (code {code}); its output is above. The relay is stopped too. "
+                        "(Saving wrangler.toml while it runs can end it: start scripts/dev again.)", stack)
+        if not local_relay.running(stack.relay_dir):
+            dev_failure(f"the relay (Postfix) stopped; see {stack.relay_dir / 'maillog'}. wrangler dev is "
+                        "stopped too.", stack)
+
     try:
-        stack.wrangler.wait()
+        while not stack.answers_health():
+            check_running()
+            time.sleep(0.5)
+        key = "$(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)"
+        print(f"""
+ready.
+  relay:  127.0.0.1:{relay_ports.starttls} (STARTTLS + AUTH), {relay_ports.tls} (implicit TLS); to see failures,
+          {relay_ports.untrusted} (a certificate workerd will not trust) and {relay_ports.plain} (no STARTTLS):
+          put SMTP_PORT (and SMTP_SECURITY=tls for {relay_ports.tls}) in dev.vars.local and start again
+  mail:   {stack.inbox}
+  worker: {stack.base_url}/  (the page with its live demo; API key: API_KEYS in .dev.vars)
+try:
+  curl -sS {stack.base_url}/v1/send -H "Authorization: Bearer {key}" \\
+       -H 'content-type: application/json' \\
+       -d '{{"to":"you@example.com","subject":"Hello","text":"It works."}}'
+  ls {stack.inbox}
+""", flush=True)
+        while True:
+            check_running()
+            time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:

@@ -240,6 +240,12 @@ def start(directory: Path, ports: Ports, user: str, password: str) -> None:
         time.sleep(0.1)
 
 
+def running(directory: Path) -> bool:
+    """Whether this relay's Postfix master is up (without connecting to it, which it would log)."""
+    result = subprocess.run(["postfix", "-c", str(directory), "status"], capture_output=True, text=True)
+    return result.returncode == 0
+
+
 def stop(directory: Path) -> None:
     if (directory / "main.cf").exists():
         subprocess.run(["postfix", "-c", str(directory), "stop"], capture_output=True, text=True)
