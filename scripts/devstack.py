@@ -413,7 +413,9 @@ def interrupt(*_) -> None:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a server could listen on the port now (a connection in TIME_WAIT does not count)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
