@@ -387,6 +387,13 @@ fn a_body_is_read_only_after_the_key_and_only_up_to_the_limit() {
     let mut head = request("POST", "/v1/send", None, "").head;
     let (response, json) = call_with_body(&env, head.clone(), endless());
     assert_eq!((response.status, json["error"]["code"].as_str()), (401, Some("unauthorized")));
+    // A wrong key with an oversized body is told about the key, not the size: the key is
+    // checked before Content-Length is.
+    let mut wrong = head.clone();
+    wrong.headers.push(("authorization".into(), "Bearer not-a-key".into()));
+    wrong.headers.push(("content-length".into(), "104857600".into()));
+    let (response, json) = call_with_body(&env, wrong, Trickle { pieces: vec![], gap_ms: 0 });
+    assert_eq!((response.status, json["error"]["code"].as_str()), (401, Some("unauthorized")));
     // With a key: the count stops at the limit, chunked (no Content-Length) or not.
     head.headers.push(("authorization".into(), "Bearer key-one".into()));
     let (response, json) = call_with_body(&env, head.clone(), endless());
