@@ -43,6 +43,8 @@ function arrow(step) {
   return row;
 }
 
+// The flow as one compact sequence: an arrow and a title per step; what can fail at a step is
+// one click away (a disclosure), not a wall of codes under every arrow.
 function renderFlow() {
   const list = document.getElementById("steps");
   list.replaceChildren();
@@ -52,26 +54,42 @@ function renderFlow() {
       arrow(step),
       el("div", { class: "title" }, `${step.from} → ${step.to}: ${step.title}`));
     if (risks.length) {
-      const p = el("p", { class: "risks" }, "Can fail with: ");
+      const details = el("details", {},
+        el("summary", {}, risks.length === 1 ? "1 error code" : `${risks.length} error codes`));
+      const p = el("p", { class: "risks" });
       p.append(codeList(risks));
-      item.append(p);
+      details.append(p);
+      item.append(details);
     }
     list.append(item);
   }
 }
 
+const COLUMNS = ["Code", "HTTP", "Retry?", "SMTP replies", "What happened", "What to do"];
+
 function renderTable() {
   const body = document.querySelector("#error-table tbody");
   body.replaceChildren();
   for (const e of table.errors) {
+    const cells = [el("code", {}, e.code), e.status, e.retryable ? "yes" : "no",
+      e.smtp.length ? codeList(e.smtp) : "—", e.meaning, e.remedy];
+    // data-label: the column's name, shown beside each value when a row is a card (phones).
     body.append(el("tr", { id: `error-${e.code}`, "data-code": e.code },
-      el("td", { class: "code" }, el("code", {}, e.code)),
-      el("td", {}, e.status),
-      el("td", {}, e.retryable ? "yes" : "no"),
-      el("td", {}, e.smtp.length ? codeList(e.smtp) : "—"),
-      el("td", {}, e.meaning),
-      el("td", {}, e.remedy)));
+      ...cells.map((cell, i) => el("td", { "data-label": COLUMNS[i], class: i === 0 ? "code" : "" }, cell))));
   }
+  filterTable();
+}
+
+function filterTable() {
+  const words = document.getElementById("error-filter").value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+  let shown = 0;
+  for (const row of document.querySelectorAll("#error-table tbody tr")) {
+    const text = row.textContent.toLowerCase();
+    row.hidden = !words.every((w) => text.includes(w));
+    if (!row.hidden) shown++;
+  }
+  const total = table.errors.length;
+  document.getElementById("error-count").textContent = words.length ? `${shown} of ${total} codes` : `${total} codes`;
 }
 
 function showTranscript(entries) {
@@ -103,11 +121,17 @@ async function showReceived(messageId) {
   }
 }
 
-function explain(error) {
+// "the relay refused every recipient; nothing was delivered" → a heading in words.
+function headline(message) {
+  return message ? message.charAt(0).toUpperCase() + message.slice(1) : "Not sent";
+}
+
+function explain(error, status) {
   const box = document.getElementById("demo-error");
   const row = table.errors.find((e) => e.code === error.code);
   box.replaceChildren(
-    el("p", {}, el("strong", {}, "Not sent: "), el("code", { id: "demo-error-code" }, error.code), ` — ${error.message}`));
+    el("h3", { id: "demo-error-title" }, headline(error.message)),
+    el("p", {}, "Not sent. Error code ", el("code", { id: "demo-error-code" }, error.code), `, HTTP ${status}.`));
   if (error.smtp) {
     box.append(el("p", {}, `The relay said ${error.smtp.code}${error.smtp.enhanced ? " " + error.smtp.enhanced : ""} at ${error.smtp.phase}: ${error.smtp.text}`));
   }
@@ -152,8 +176,8 @@ async function send(form, name) {
         `in ${trips}${session}.`;
       if (window.demoHasInbox && answer.message_id) await showReceived(answer.message_id);
     } else {
-      status.textContent = `HTTP ${response.status}`;
-      explain(answer.error);
+      status.textContent = `Not sent: ${answer.error.message}`;
+      explain(answer.error, response.status);
     }
   } catch (failure) {
     status.textContent = `The request failed: ${failure}`;
@@ -194,6 +218,7 @@ async function main() {
     renderFlow();
     renderStatuses();
     renderTable();
+    document.getElementById("error-filter").addEventListener("input", filterTable);
     document.body.dataset.ready = "true";
   } catch (failure) {
     document.getElementById("steps").replaceChildren(el("li", {}, `Could not load /v1/errors: ${failure}`));

@@ -1,8 +1,20 @@
 // The www/ page in a real browser: the flow, the error table, a demo send with its
 // transcript, a refused send with its explanation; screenshots at desktop and phone widths.
 // Usage: node www_page.mjs <worker base URL> <screenshot dir> <name>. Prints JSON.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { launch } from "./browser.mjs";
+
+// axe-core, the accessibility checker, from npm. The page's CSP allows no injected script, so
+// the audit runs in pages opened with bypassCSP; the other checks run under the real CSP.
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+async function audit(page) {
+  await page.evaluate(axeSource);
+  const results = await page.evaluate(() => axe.run(document, { resultTypes: ["violations"] }));
+  return results.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length,
+    targets: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+}
 
 const [base, shots, name, withoutDemo] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
@@ -61,11 +73,36 @@ try {
   result.refusal = { code: await page.textContent("#demo-error-code"), text: await page.textContent("#demo-error") };
   await page.screenshot({ path: `${shots}/www-demo-refused.png`, fullPage: true });
   result.consoleErrors = consoleErrors;
+  result.order = await page.$$eval("main > section", (sections) => sections.map((s) => s.id));
+  result.refusalHeading = await page.textContent("#demo-error h3");
+
+  // The error table filters as one types.
+  await page.fill("#error-filter", "550");
+  result.filtered = await page.$$eval("#error-table tbody tr", (rows) => rows.filter((r) => !r.hidden).map((r) => r.dataset.code));
+  result.filterCount = await page.textContent("#error-count");
+  await page.fill("#error-filter", "");
+
+  // Accessibility, at both widths, with the demo's answer on the page.
+  for (const [width, height, mobile] of [[1280, 900, false], [390, 844, true]]) {
+    const audited = await browser.newPage({ viewport: { width, height }, isMobile: mobile, hasTouch: mobile, bypassCSP: true });
+    await audited.goto(`${base}/`);
+    await audited.waitForSelector("body[data-demo-ready=true]", { timeout: 20000 });
+    await audited.fill("#demo-name", "Audit");
+    await audited.fill("#demo-message", "An accessibility audit.");
+    await audited.click("#demo-refuse");
+    await audited.waitForSelector("#demo-error:not([hidden])", { timeout: 30000 });
+    result[`axe${width}`] = await audit(audited);
+    await audited.close();
+  }
 
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   await phone.goto(`${base}/`);
   await phone.waitForSelector("body[data-demo-ready=true]", { timeout: 20000 });
   result.phoneOverflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  // On a phone the error table is cards: each value with its column's name, nothing to scroll.
+  result.phoneCards = await phone.$$eval("#error-table tbody tr", (rows) => rows.length > 0 && rows.every((tr) =>
+    getComputedStyle(tr).display === "block" && getComputedStyle(tr.cells[4], "::before").content.includes("What happened")));
+  result.phoneTableOverflow = await phone.$eval("#error-table", (t) => t.scrollWidth - t.parentElement.clientWidth);
   await phone.screenshot({ path: `${shots}/www-phone.png`, fullPage: true });
   if (withoutDemo) {
     // A deployment without a demo form: the flow and the table, and no form at all.

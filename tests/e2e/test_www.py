@@ -39,6 +39,9 @@ def test_page_is_served_with_a_strict_csp_and_no_outside_resources(stack):
         html = response.read().decode()
     assert "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
     assert "://" not in html, "the page refers to another host"
+    assert '<link rel="icon" href="/favicon.svg"' in html
+    with urllib.request.urlopen(stack.base_url + "/favicon.svg") as response:
+        assert response.status == 200 and "svg" in response.headers["content-type"]
     for asset in ("/app.js", "/style.css"):
         with urllib.request.urlopen(stack.base_url + asset) as response:
             text = response.read().decode()
@@ -104,10 +107,31 @@ def test_demo_refusal_shows_the_code_and_its_explanation(page):
     assert spec["meaning"] in page["refusal"]["text"] and spec["remedy"] in page["refusal"]["text"]
 
 
+def test_page_leads_with_the_demo_and_heads_failures_in_words(page):
+    assert page["order"] == ["demo", "flow", "errors"]
+    assert page["refusalHeading"] == "The relay refused every recipient; nothing was delivered"
+
+
+def test_error_table_filters_as_one_types(page):
+    expected = [e["code"] for e in page["source"]["errors"]
+                if "550" in " ".join(str(c) for c in e["smtp"]) or "550" in e["meaning"] + e["remedy"]]
+    assert page["filtered"] and page["filtered"] == expected
+    assert page["filterCount"] == f"{len(expected)} of {len(page['source']['errors'])} codes"
+
+
+def test_axe_finds_no_serious_or_critical_violation_at_either_width(page):
+    for width in (1280, 390):
+        bad = [v for v in page[f"axe{width}"] if v["impact"] in ("serious", "critical")]
+        assert bad == [], f"at {width}px: {bad}"
+
+
 def test_page_is_accessible_and_fits_a_phone(page):
     assert page["unlabelled"] == []
+    # No 404 for a favicon, no script error.
     assert page["consoleErrors"] == []
     assert page["phoneOverflow"] <= 0
+    assert page["phoneCards"] is True
+    assert page["phoneTableOverflow"] <= 0
     for shot in ("www-desktop.png", "www-demo-sent.png", "www-demo-refused.png", "www-phone.png"):
         assert (SCREENSHOTS / shot).stat().st_size > 10_000
 
