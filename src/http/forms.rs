@@ -192,8 +192,31 @@ pub fn urlencoded_fields(body: &[u8]) -> Vec<Field> {
         .collect()
 }
 
+/// A JSON object's members in the order they were sent (what a form's fields keep).
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
+    let Members(object) = serde_json::from_slice(body).map_err(|e| {
         let why = if e.is_syntax() || e.is_eof() {
             format!("the body is not valid JSON: {e}")
         } else {
