@@ -55,7 +55,8 @@ fn pipeline(c: &mut Criterion) {
     let attachment: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let large = send_body(Some(&attachment));
     let form_body = b"name=Ada+Lovelace&email=ada%40example.com&phone=%2B44+20+7946+0000\
-        &message=Hello%2C+I+would+like+to+know+more+about+your+analytical+engine.%0D%0AThanks!".to_vec();
+        &message=Hello%2C+I+would+like+to+know+more+about+your+analytical+engine.%0D%0AThanks!"
+        .to_vec();
     let form = &config.forms["contact"];
 
     let mut group = c.benchmark_group("per request");

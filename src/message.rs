@@ -280,11 +280,9 @@ fn body<'x>(content: &'x Content, boundaries: &mut Boundaries<'_>) -> MimePart<'
         return main;
     }
     let mut parts = vec![main];
-    parts.extend(
-        attached
-            .iter()
-            .map(|a| leaf(MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str()), is_text(a), false)),
-    );
+    parts.extend(attached.iter().map(|a| {
+        leaf(MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str()), is_text(a), false)
+    }));
     boundaries.multipart("multipart/mixed", parts)
 }
 

@@ -145,7 +145,8 @@ fn required_fields_are_checked_and_each_missing_one_named() {
         let (status, json) = answer(&env, post("f", fields));
         assert_eq!(status, 422, "{json}");
         assert_eq!(json["error"]["code"], "validation_failed");
-        let named: Vec<&str> = json["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+        let named: Vec<&str> =
+            json["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
         assert_eq!(named, missing, "{json}");
         assert!(json["error"]["details"].as_array().unwrap().iter().all(|d| d["message"] == "is required"));
         assert_eq!(env.relay.seen.borrow().connects, 0);

@@ -168,7 +168,10 @@ mod tests {
         let back = "https://example.com/contact?a=1&b=\"2\"";
         for response in [super::thanks(Some(back)), super::error(&error, Some(back))] {
             let body = String::from_utf8(response.body).unwrap();
-            assert!(body.contains("<a href=\"https://example.com/contact?a=1&amp;b=&quot;2&quot;\">Back to the form</a>"), "{body}");
+            assert!(
+                body.contains("<a href=\"https://example.com/contact?a=1&amp;b=&quot;2&quot;\">Back to the form</a>"),
+                "{body}"
+            );
             assert!(!body.contains("javascript:"));
         }
         for response in [super::thanks(None), super::error(&error, None)] {

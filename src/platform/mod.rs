@@ -9,8 +9,8 @@ use std::time::Duration;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::MessageExt;
 use worker::{
-    durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Fetch, Headers, Method,
-    Request, RequestInit, Response, State,
+    durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Fetch, Headers, Method, Request,
+    RequestInit, Response, State,
 };
 
 mod socket;
@@ -19,13 +19,13 @@ use socket::Conn;
 use stream::ChunkReader;
 
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
 use crate::delivery::ratelimit::{Decision, Window};
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
+use crate::error::ApiError;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use crate::smtp::client::Network;
 use crate::smtp::settings::Security;

@@ -132,17 +132,19 @@ impl<N: Network> Session<N> {
         }
         let opened_at = net.now_millis();
         let mut clock = Clock::new();
-        let conn =
-            match clock.within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, relay.security)).await {
-                None => return Err((timeout(Phase::Connect), Transcript::default())),
-                // A failed implicit-TLS handshake (here, or on the first read as `awaiting_tls`), or
-                // a refused or unroutable connection: nothing was said yet either way.
-                Some(Err(error)) => {
-                    let kind = if error.kind() == io::ErrorKind::InvalidData { ErrorKind::Tls } else { ErrorKind::Io };
-                    return Err((Error::io(Phase::Connect, kind, error), Transcript::default()));
-                }
-                Some(Ok(conn)) => conn,
-            };
+        let conn = match clock
+            .within(&net, relay.timeouts.connect, net.connect(&relay.host, relay.port, relay.security))
+            .await
+        {
+            None => return Err((timeout(Phase::Connect), Transcript::default())),
+            // A failed implicit-TLS handshake (here, or on the first read as `awaiting_tls`), or
+            // a refused or unroutable connection: nothing was said yet either way.
+            Some(Err(error)) => {
+                let kind = if error.kind() == io::ErrorKind::InvalidData { ErrorKind::Tls } else { ErrorKind::Io };
+                return Err((Error::io(Phase::Connect, kind, error), Transcript::default()));
+            }
+            Some(Ok(conn)) => conn,
+        };
         let mut session = Session {
             net,
             conn: Some(conn),
@@ -482,15 +484,16 @@ impl<N: Network> Session<N> {
     pub async fn quit(self) {
         let Session { net, conn, timeouts, .. } = self;
         let Some(mut conn) = conn else { return };
-        let _ = Clock::new().within(&net, timeouts.quit, async {
-            // The reply does not matter: the message was already accepted or refused.
-            if conn.write_all(Command::Quit.to_string().as_bytes()).await.is_ok() {
-                let mut reply = [0u8; 512];
-                let _ = conn.read(&mut reply).await;
-            }
-            let _ = conn.shutdown().await;
-        })
-        .await;
+        let _ = Clock::new()
+            .within(&net, timeouts.quit, async {
+                // The reply does not matter: the message was already accepted or refused.
+                if conn.write_all(Command::Quit.to_string().as_bytes()).await.is_ok() {
+                    let mut reply = [0u8; 512];
+                    let _ = conn.read(&mut reply).await;
+                }
+                let _ = conn.shutdown().await;
+            })
+            .await;
     }
 
     async fn command(&mut self, command: Command, phase: Phase) -> Result<Reply, Error> {
