@@ -3,8 +3,10 @@
 //   node scripts/cpu-profile.mjs <inspector port> <out.cpuprofile>
 //
 // Starts the profiler, prints "started", and stops when a line arrives on stdin; then writes
-// the profile (open it in Chrome DevTools or speedscope) and prints the functions with the most
-// self time as JSON lines: {"self_ms", "share", "function", "url"}.
+// the profile (open it in Chrome DevTools or speedscope), the source of every script it ran
+// beside it (<out>.<script name>, to read a frame's line), and prints the functions with the
+// most self time as JSON lines: {"self_ms", "share", "function", "url"}. The self times are
+// samples × the mean interval: read them as shares, not as CPU (scripts/bench measures that).
 import { writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import WebSocket from "ws";
