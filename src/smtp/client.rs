@@ -45,8 +45,9 @@ pub trait Network {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
-/// Largest flight (commands and message) sent as one write; a larger message costs one copy
-/// less as separate writes, and is large enough that the extra write does not stall.
+/// Largest write: a flight (commands and a message that fits) goes out as one; a larger message
+/// goes out in writes of this size, large enough that none stalls and small enough that neither
+/// side of the socket ever holds the whole message twice.
 const ONE_WRITE: usize = 64 * 1024;
 
 /// An open, greeted, secured and authenticated SMTP session.
