@@ -230,6 +230,18 @@ def build_worker(log_path: Path | None = None) -> None:
         raise RuntimeError(f"scripts/build-worker failed (exit {result.returncode}):\n{tail}")
 
 
+# wrangler 4 runs the [build] command once more as soon as its file watcher is ready ("The file
+# src changed, restarting build...", with nothing changed) and then reloads the Worker. That can
+# come after "Ready on": a POST in flight during the reload is answered 503 "Your worker
+# restarted mid-request" (it failed a CI run). A Worker is ready once that reload is done.
+WATCHER_BUILD = "changed, restarting build"
+
+
+def build_reloaded(output: str) -> bool:
+    _, seen, after = output.rpartition(WATCHER_BUILD)
+    return bool(seen) and ("Ready on" in after or "Local server updated and ready" in after)
+
+
 class Stack:
     """A relay and a `wrangler dev`, started together and stopped together; more Workers with
     other settings can join (`start_workers`) and are stopped with the rest.
@@ -363,7 +375,7 @@ class Stack:
                 raise RuntimeError(f"wrangler dev exited early; see {self.log_path}:\n{self.log_tail()}")
             # Only once our own wrangler says it listens there: on a taken port, another server
             # (another checkout's Worker, say) could answer the health check in its place.
-            if f"Ready on {self.base_url}" in output and self.answers_health():
+            if f"Ready on {self.base_url}" in output and build_reloaded(output) and self.answers_health():
                 return
             time.sleep(0.5)
         raise RuntimeError(f"the Worker did not answer /v1/health in {timeout}s:\n{self.log_tail()}")

@@ -171,6 +171,13 @@ def stack(site):
         yield s
     finally:
         s.stop()
+        # The Workers' and the relay's logs outlive the run, for the next failure's diagnosis.
+        logs = ROOT / ".local" / "e2e-logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True)
+        for log in [*state.glob("*.log"), state / "relay" / "maillog"]:
+            if log.is_file():
+                shutil.copy(log, logs / log.name)
         shutil.rmtree(state, ignore_errors=True)
 
 
