@@ -10,7 +10,7 @@
 //! - `config` — every setting and default, `FORMS` included;
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
-//! - `error`, `header`, `address` — the vocabulary everything shares.
+//! - `error`, `header`, `address`, `time` — the vocabulary everything shares.
 #![forbid(unsafe_code)]
 // An ApiError ends the request; its size on the error path costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
@@ -23,6 +23,7 @@ pub mod header;
 pub mod http;
 pub mod message;
 pub mod smtp;
+pub mod time;
 
 #[cfg(target_arch = "wasm32")]
 mod platform;

@@ -6,5 +6,6 @@ mod support;
 mod api;
 mod forms;
 mod queue;
+mod resend;
 mod smtp_session;
 mod warm;

@@ -17,7 +17,7 @@
 //!   the message again on the redelivery. It is one storage write wide.
 
 use super::env::{Environment, Unavailable};
-pub use super::record::{claim, Claimed, Record, Status};
+pub use super::record::{claim, Claimed, Record, Status, Tag};
 use super::submit::{through_warm_session, WARM_MAX_BYTES};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
@@ -45,17 +45,35 @@ fn storage_error(what: &str) -> ApiError {
     error
 }
 
+/// What a queued message carries besides its content.
+#[derive(Default)]
+pub struct Extras<'a> {
+    /// The web form it came from.
+    pub form: Option<&'a str>,
+    /// Tags to keep with its status (the Resend-compatible API).
+    pub tags: Vec<Tag>,
+    /// Not before this time (milliseconds since the epoch; at most 12 hours ahead, the
+    /// queue's longest delay).
+    pub send_at: Option<u64>,
+}
+
+/// The queue's longest delivery delay, in seconds.
+pub const MAX_DELAY_SECONDS: u64 = 43_200;
+
 /// Renders the message and stores it for the queue: the body, its record, then its id on the
 /// queue. The record comes back once all three are written.
 pub async fn accept<E: Environment>(
     env: &E,
     config: &Config,
     submission: &Submission,
-    form: Option<&str>,
+    extras: Extras<'_>,
 ) -> Result<Record, ApiError> {
     let now = env.now_millis();
     let transaction = Transaction::render(submission, &config.message_id_domain, now)?;
     let id = new_id()?;
+    let send_at = extras.send_at.filter(|&at| at > now);
+    let delay = send_at.map_or(0, |at| (at - now).div_ceil(1000).min(MAX_DELAY_SECONDS) as u32);
+    let content = &submission.content;
     env.put_body(&id, &transaction.to_bytes()).await.map_err(|_| storage_error("MESSAGE_BODIES, the R2 bucket"))?;
     let record = Record {
         id: id.clone(),
@@ -64,16 +82,24 @@ pub async fn accept<E: Environment>(
         attempts: 0,
         created_at: now,
         updated_at: now,
-        next_attempt_at: Some(now),
+        next_attempt_at: Some(send_at.unwrap_or(now)),
         accepted: Vec::new(),
         rejected: Vec::new(),
         smtp: None,
         last_error: None,
-        form: form.map(str::to_string),
+        form: extras.form.map(str::to_string),
         dead_lettered: false,
+        from: match &content.from.name {
+            Some(name) => format!("{name} <{}>", content.from.email),
+            None => content.from.email.to_string(),
+        },
+        to: content.to.iter().map(|m| m.email.to_string()).collect(),
+        subject: content.subject.clone(),
+        tags: extras.tags,
+        scheduled_at: send_at,
     };
     env.save_record(&record).await.map_err(|_| storage_error("DELIVERY_LEDGER, the Durable Object"))?;
-    if env.enqueue(&id, 0).await.is_err() {
+    if env.enqueue(&id, delay).await.is_err() {
         // Not accepted after all: say so in the record too, so nobody waits for it.
         let mut failed = record.clone();
         failed.status = Status::Failed;

@@ -73,6 +73,27 @@ pub struct Record {
     /// The message went to the dead-letter queue after its last attempt.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dead_lettered: bool,
+    /// Who it is from and to, and its subject: what a status answer says about the message.
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub subject: String,
+    /// The tags it was sent with (`/emails`, the Resend-compatible API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    /// When it was scheduled for (`scheduled_at`), in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_at: Option<u64>,
+}
+
+/// A tag of the Resend-compatible API: `{"name", "value"}`, both ASCII letters, digits, `_`
+/// and `-`, kept with the message's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub name: String,
+    pub value: String,
 }
 
 /// What a claim comes to.
@@ -125,6 +146,11 @@ mod tests {
             last_error: None,
             form: None,
             dead_lettered: false,
+            from: String::new(),
+            to: vec![],
+            subject: String::new(),
+            tags: vec![],
+            scheduled_at: None,
         }
     }
 

@@ -57,7 +57,7 @@ pub async fn handle<P: Platform>(
         let mut results = Vec::with_capacity(submissions.len());
         for submission in &submissions {
             results.push(match submission {
-                Ok(submission) => match queue::accept(&env, config, submission, None).await {
+                Ok(submission) => match queue::accept(&env, config, submission, queue::Extras::default()).await {
                     Ok(record) => {
                         serde_json::json!({"id": record.id, "status": record.status, "message_id": record.message_id})
                     }

@@ -139,7 +139,9 @@ pub async fn handle<P: Platform>(
     };
     if form.queued {
         // Stored means the owner gets it: a relay outage only delays it.
-        return match queue::accept(&env, config, &submission, Some(name)).await {
+        return match queue::accept(&env, config, &submission, queue::Extras { form: Some(name), ..Default::default() })
+            .await
+        {
             Ok(record) => accepted_answer(answer, form, &cors, &record).into(),
             Err(error) => fail(error),
         };

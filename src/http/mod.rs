@@ -15,6 +15,7 @@ pub mod messages;
 pub mod meta;
 pub mod pages;
 pub mod request;
+pub mod resend;
 pub mod response;
 pub mod send;
 
@@ -67,7 +68,11 @@ pub async fn serve<P: Platform>(
                 _ => HttpResponse::error(&method_not_allowed("POST")).into(),
             }
         }
-        path => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, format!("no route {path}"))).into(),
+        path if path.starts_with("/v1/") => {
+            HttpResponse::error(&ApiError::new(ErrorCode::NotFound, format!("no route {path}"))).into()
+        }
+        // Outside /v1/: the Resend-compatible API (`/emails`), and 404s in its error shape.
+        _ => boxed(resend::serve(env, config, &head, body)).await.into(),
     }
 }
 

@@ -18,7 +18,7 @@ pub struct RequestHead {
 /// Every request header a handler reads. The platform copies only these out of the runtime (one
 /// call each) rather than every header the client sent; [`RequestHead::header`] checks, in
 /// debug builds, that nothing asks for another.
-pub const HEADERS_READ: [&str; 10] = [
+pub const HEADERS_READ: [&str; 11] = [
     "accept",
     "authorization",
     "cf-connecting-ip",
@@ -29,6 +29,7 @@ pub const HEADERS_READ: [&str; 10] = [
     "origin",
     "prefer",
     "referer",
+    "x-batch-validation",
 ];
 
 impl RequestHead {

@@ -25,6 +25,15 @@ impl HttpResponse {
         HttpResponse::new(status, headers, value.to_string().into_bytes())
     }
 
+    /// The answer stored under an `Idempotency-Key`, given again to a retry of its request.
+    pub fn replayed(status: u16, body: String) -> Self {
+        let headers = vec![
+            ("content-type".into(), "application/json; charset=utf-8".into()),
+            ("idempotent-replayed".into(), "true".into()),
+        ];
+        HttpResponse::new(status, headers, body.into_bytes())
+    }
+
     pub fn error(error: &ApiError) -> Self {
         let mut response = HttpResponse::json(error.code.status(), &error.to_json());
         if let Some(seconds) = error.retry_after {

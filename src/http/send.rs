@@ -14,13 +14,14 @@ use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
 use crate::config::Config;
 use crate::delivery::idempotency::{self, Lookup};
-use crate::delivery::queue::{self, Record};
+use crate::delivery::queue::{self, Record, Tag};
 use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::Submission;
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
 use crate::message::{implied_charset, Attachment, Content};
 use crate::smtp::envelope::{Dsn, Notify};
+use crate::time;
 
 /// Most envelope recipients (to + cc + bcc) one request may name.
 pub const MAX_RECIPIENTS: usize = 50;
@@ -69,20 +70,14 @@ pub async fn handle<P: Platform>(
             let ttl = idempotency::pending_ttl_seconds(&config.relay, recipients);
             match idempotency::begin(&env, api_key, key, &body, ttl).await {
                 Ok(Lookup::Claimed(claim)) => Some(claim),
-                Ok(Lookup::Replay { status, body }) => {
-                    let headers = vec![
-                        ("content-type".into(), "application/json; charset=utf-8".into()),
-                        ("idempotent-replayed".into(), "true".into()),
-                    ];
-                    return HttpResponse::new(status, headers, body.into_bytes()).into();
-                }
+                Ok(Lookup::Replay { status, body }) => return HttpResponse::replayed(status, body).into(),
                 Err(error) => return HttpResponse::error(&error).into(),
             }
         }
     };
     drop(body);
     if wants_queue(head, config) {
-        let (response, accepted) = match queue::accept(&env, config, &submission, None).await {
+        let (response, accepted) = match queue::accept(&env, config, &submission, queue::Extras::default()).await {
             Ok(record) => (queued_answer(&record), true),
             Err(error) => (HttpResponse::error(&error), false),
         };
@@ -109,17 +104,72 @@ pub async fn handle<P: Platform>(
     Handled { response, after }
 }
 
-/// `{"filename", "content_type"?, "content" (base64), "content_id"?}`. The content is borrowed
-/// from the request body (JSON strings of base64 have no escapes), so it is never copied before
-/// it is decoded.
+/// `{"filename", "content_type"?, "content", "content_id"?}`. `path` (a URL to fetch, in
+/// Resend's API) is read only to be refused by name.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AttachmentInput<'a> {
     filename: String,
     content_type: Option<String>,
     #[serde(borrow)]
-    content: Cow<'a, str>,
+    content: Option<ContentInput<'a>>,
     content_id: Option<String>,
+    path: Option<String>,
+}
+
+/// An attachment's content: base64, borrowed from the request body (JSON strings of base64
+/// have no escapes, so it is never copied before it is decoded); or bytes, as older Resend
+/// SDKs send a Node `Buffer` (`{"type": "Buffer", "data": [37, 80, …]}`) or a plain array.
+#[derive(Debug)]
+enum ContentInput<'a> {
+    Base64(Cow<'a, str>),
+    Bytes(Vec<u8>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ContentInput<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Content;
+        impl<'de> Visitor<'de> for Content {
+            type Value = ContentInput<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("base64, or bytes ({\"type\": \"Buffer\", \"data\": [...]} or [...])")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<ContentInput<'de>, E> {
+                Ok(ContentInput::Base64(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ContentInput<'de>, E> {
+                Ok(ContentInput::Base64(Cow::Owned(text.to_string())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ContentInput<'de>, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    bytes.push(byte);
+                }
+                Ok(ContentInput::Bytes(bytes))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContentInput<'de>, A::Error> {
+                let mut bytes = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "type" => {
+                            if map.next_value::<Cow<'de, str>>()? != "Buffer" {
+                                return Err(de::Error::custom("an object content must be a Buffer"));
+                            }
+                        }
+                        "data" => match map.next_value::<ContentInput<'de>>()? {
+                            ContentInput::Bytes(data) => bytes = Some(data),
+                            ContentInput::Base64(_) => {
+                                return Err(de::Error::custom("a Buffer's data is a list of bytes"))
+                            }
+                        },
+                        _ => return Err(de::Error::custom(format!("unknown field `{key}` in a Buffer"))),
+                    }
+                }
+                bytes.map(ContentInput::Bytes).ok_or_else(|| de::Error::missing_field("data"))
+            }
+        }
+        deserializer.deserialize_any(Content)
+    }
 }
 
 /// `"a@b.c"`, `"Name <a@b.c>"` or `{"name": …, "email": …}`.
@@ -295,6 +345,24 @@ struct SendBody<'a> {
     attachments: Vec<AttachmentInput<'a>>,
     #[serde(default)]
     headers: HeadersInput,
+    /// Resend-compatible API only (`/emails`): refused on `/v1/send`.
+    tags: Option<Vec<Tag>>,
+    scheduled_at: Option<String>,
+}
+
+/// Which API a body came to: `/v1/send`, or Resend's `/emails` (which also takes `tags` and
+/// `scheduled_at`, relative to `now_ms`).
+#[derive(Clone, Copy)]
+pub enum Api {
+    V1,
+    Resend { now_ms: u64 },
+}
+
+/// A validated request: the message, and what a queued one carries besides.
+pub struct Parsed {
+    pub submission: Submission,
+    pub tags: Vec<Tag>,
+    pub send_at: Option<u64>,
 }
 
 /// Collects every problem before answering, so a caller fixes them all at once.
@@ -403,7 +471,7 @@ pub(crate) fn media_type(value: &str) -> Option<(String, Option<String>)> {
     Some((format!("{kind}/{subtype}").to_ascii_lowercase(), charset))
 }
 
-fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput<'_>) -> Option<Attachment> {
+fn attachment(problems: &mut Problems, index: usize, input: AttachmentInput<'_>) -> Option<Attachment> {
     let field = |name: &str| format!("attachments[{index}].{name}");
     let before = problems.0.len();
     let filename = input.filename.trim();
@@ -429,20 +497,31 @@ fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput<'_>
             problems.add(field("content_id"), "must be 1 to 100 letters, digits or ._-@$");
         }
     }
-    // MIME-style base64 wraps at 76 columns: line breaks and spaces are not part of it.
-    let content = input.content.as_bytes();
-    let unwrapped: Vec<u8>;
-    let content = if content.iter().any(u8::is_ascii_whitespace) {
-        unwrapped = content.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
-        &unwrapped[..]
-    } else {
-        content
-    };
-    let data = match STANDARD.decode(content) {
-        Ok(data) => Some(data),
-        Err(_) => {
-            problems.add(field("content"), "is not valid base64");
+    let data = match (input.content, &input.path) {
+        (_, Some(_)) => {
+            problems.add(field("path"), "remote attachments are not supported: send the file as content");
             None
+        }
+        (None, None) => {
+            problems.add(field("content"), "is required");
+            None
+        }
+        (Some(ContentInput::Bytes(bytes)), None) => Some(bytes),
+        (Some(ContentInput::Base64(base64)), None) => {
+            // MIME-style base64 wraps at 76 columns: line breaks and spaces are not part of it.
+            let content = base64.as_bytes();
+            let unwrapped: Vec<u8>;
+            let content = if content.iter().any(u8::is_ascii_whitespace) {
+                unwrapped = content.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+                &unwrapped[..]
+            } else {
+                content
+            };
+            let decoded = STANDARD.decode(content);
+            if decoded.is_err() {
+                problems.add(field("content"), "is not valid base64");
+            }
+            decoded.ok()
         }
     };
     if problems.0.len() > before {
@@ -451,13 +530,7 @@ fn attachment(problems: &mut Problems, index: usize, input: &AttachmentInput<'_>
     let (content_type, charset) = content_type.unwrap_or_default();
     let data = data.unwrap_or_default();
     let charset = charset.or_else(|| implied_charset(&content_type, &data));
-    Some(Attachment {
-        filename: filename.to_string(),
-        content_type,
-        charset,
-        data,
-        content_id: input.content_id.clone(),
-    })
+    Some(Attachment { filename: filename.to_string(), content_type, charset, data, content_id: input.content_id })
 }
 
 fn extra_headers(problems: &mut Problems, input: &HeadersInput) -> Vec<(String, String)> {
@@ -491,6 +564,11 @@ fn extra_headers(problems: &mut Problems, input: &HeadersInput) -> Vec<(String, 
 /// here too, so nothing unvalidated leaves this function. Strings are read in one pass straight
 /// into their fields, attachment contents borrowed from `body`.
 pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
+    parse_for(Api::V1, body, config).map(|parsed| parsed.submission)
+}
+
+/// [`parse`], for either API.
+pub fn parse_for(api: Api, body: &[u8], config: &Config) -> Result<Parsed, ApiError> {
     let input: SendBody<'_> = serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}"))
@@ -500,11 +578,26 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
             ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}"))
         }
     })?;
-    submission(input, config)
+    submission(api, input, config)
 }
 
-fn submission(body: SendBody<'_>, config: &Config) -> Result<Submission, ApiError> {
+fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parsed, ApiError> {
     let mut problems = Problems::default();
+    let (tags, send_at) = match api {
+        Api::V1 => {
+            for (field, given) in [("tags", body.tags.is_some()), ("scheduled_at", body.scheduled_at.is_some())] {
+                if given {
+                    problems.add(field, "is taken by POST /emails (the Resend-compatible API), not /v1/send");
+                }
+            }
+            (Vec::new(), None)
+        }
+        Api::Resend { now_ms } => {
+            let tags = body.tags.take().unwrap_or_default();
+            check_tags(&mut problems, &tags);
+            (tags, body.scheduled_at.as_deref().and_then(|at| scheduled(&mut problems, at, now_ms)))
+        }
+    };
     let from = match &body.from {
         None => Some(config.mail_from.clone()),
         Some(input) => problems.mailbox("from".into(), input),
@@ -537,8 +630,11 @@ fn submission(body: SendBody<'_>, config: &Config) -> Result<Submission, ApiErro
     if body.attachments.len() > MAX_ATTACHMENTS {
         problems.add("attachments", format!("at most {MAX_ATTACHMENTS} attachments are allowed"));
     }
-    let attachments: Vec<Attachment> =
-        body.attachments.iter().enumerate().filter_map(|(i, a)| attachment(&mut problems, i, a)).collect();
+    let attachments: Vec<Attachment> = std::mem::take(&mut body.attachments)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, a)| attachment(&mut problems, i, a))
+        .collect();
     if body.html.is_none() && attachments.iter().any(|a| a.content_id.is_some()) {
         problems.add("html", "inline attachments (content_id) need an html body");
     }
@@ -577,7 +673,40 @@ fn submission(body: SendBody<'_>, config: &Config) -> Result<Submission, ApiErro
     }
     let content =
         Content { from, to, cc, bcc, reply_to, subject, text: body.text, html: body.html, attachments, headers };
-    Ok(Submission { content, dsn })
+    Ok(Parsed { submission: Submission { content, dsn }, tags, send_at })
+}
+
+/// Most tags a message may carry.
+const MAX_TAGS: usize = 20;
+
+/// Tags as Resend takes them: a name and a value of ASCII letters, digits, `_` and `-`, at
+/// most 256 characters each.
+fn check_tags(problems: &mut Problems, tags: &[Tag]) {
+    if tags.len() > MAX_TAGS {
+        problems.add("tags", format!("at most {MAX_TAGS} tags are allowed"));
+    }
+    let valid = |s: &str| {
+        (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    for (i, tag) in tags.iter().enumerate() {
+        if !valid(&tag.name) || !valid(&tag.value) {
+            problems.add(format!("tags[{i}]"), "name and value must be 1 to 256 ASCII letters, digits, _ or -");
+        }
+    }
+}
+
+/// `scheduled_at`: an ISO 8601 time at most 12 hours ahead (the queue's longest delay); a
+/// time already past sends now.
+fn scheduled(problems: &mut Problems, at: &str, now_ms: u64) -> Option<u64> {
+    let Some(at_ms) = time::parse_rfc3339(at) else {
+        problems.add("scheduled_at", "must be an ISO 8601 time with its offset, such as 2026-11-25T18:30:00Z");
+        return None;
+    };
+    if at_ms > now_ms + queue::MAX_DELAY_SECONDS * 1000 {
+        problems.add("scheduled_at", "must be at most 12 hours ahead");
+        return None;
+    }
+    Some(at_ms)
 }
 
 #[cfg(test)]
