@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod forms;
 mod queue;
+mod relay_check;
 mod resend;
 mod smtp_session;
 mod warm;

@@ -14,6 +14,7 @@ pub mod forms;
 pub mod messages;
 pub mod meta;
 pub mod pages;
+pub mod relay_check;
 pub mod request;
 pub mod resend;
 pub mod response;
@@ -55,6 +56,8 @@ pub async fn serve<P: Platform>(
         "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
         "/v1/send/batch" if method == "POST" => boxed(batch::handle(env, config, &head, body)).await,
         "/v1/send/batch" => HttpResponse::error(&method_not_allowed("POST")).into(),
+        "/v1/relay/check" if method == "POST" => boxed(relay_check::handle(env, config, &head)).await,
+        "/v1/relay/check" => HttpResponse::error(&method_not_allowed("POST")).into(),
         "/v1/messages" if method == "GET" => boxed(messages::list(&env, config, &head)).await.into(),
         path if path.starts_with("/v1/messages/") && method == "GET" => {
             boxed(messages::get(&env, config, &head, &path["/v1/messages/".len()..])).await.into()

@@ -163,6 +163,7 @@ impl<N: Network> Session<N> {
             transaction_replies: 0,
             clock,
         };
+        session.note("connected");
         if relay.security == Security::ImplicitTls {
             // The implicit-TLS handshake happened inside connect: one more round trip.
             session.round_trips += 1;

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod capabilities;
+pub mod check;
 pub mod client;
 pub mod command;
 pub mod data;

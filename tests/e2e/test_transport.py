@@ -54,7 +54,8 @@ def test_relay_without_starttls_gets_no_credentials_and_no_mail(workers):
     status, _, answer = workers["no_starttls"].send_debug(MESSAGE)
     assert status == 502, answer
     assert answer["error"]["code"] == "relay_tls_unavailable"
-    sent = [e["line"] for e in answer["transcript"] if e["from"] == "client"]
+    # What the client said (its own notes, such as "<connected>", left out).
+    sent = [e["line"] for e in answer["transcript"] if e["from"] == "client" and not e["line"].startswith("<")]
     assert sent == [sent[0]] and sent[0].startswith("EHLO "), sent
 
 
@@ -84,3 +85,37 @@ def test_implicit_tls_tells_a_closed_port_from_a_failed_handshake(workers, worke
     assert status == 502, answer
     assert answer["error"]["code"] == code
     assert answer["error"]["retryable"] is (code == "relay_unreachable")
+
+
+def check_relay(client: Client) -> dict:
+    status, _, raw = client.request("POST", "/v1/relay/check", api_key=client.stack.api_key)
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def test_the_relay_check_reports_every_step_against_postfix_and_sends_nothing(client, stack):
+    before = len(list(stack.inbox.iterdir())) if stack.inbox.exists() else 0
+    answer = check_relay(client)
+    assert answer["ok"] is True, answer
+    steps = [(s["step"], s["ok"]) for s in answer["steps"]]
+    assert steps == [(name, True) for name in ("connect", "greeting", "ehlo", "starttls", "tls", "ehlo_tls", "auth")]
+    assert answer["steps"][1]["reply"].startswith("220 ")
+    assert answer["steps"][6]["reply"].startswith("235 ") and "***" in answer["steps"][6]["reply"]
+    assert "PIPELINING" in answer["capabilities"] and any(c.startswith("AUTH ") for c in answer["capabilities"])
+    assert stack.creds["relay_password"] not in json.dumps(answer)
+    assert all(isinstance(s["ms"], int) and s["ms"] >= 0 for s in answer["steps"])
+    after = len(list(stack.inbox.iterdir())) if stack.inbox.exists() else 0
+    assert after == before, "the check sends no mail"
+
+
+@pytest.mark.parametrize("worker, last_step, code", [
+    ("untrusted_certificate", "tls", "relay_tls_failed"),
+    ("no_starttls", "starttls", "relay_tls_unavailable"),
+    ("closed_port", "connect", "relay_unreachable"),
+])
+def test_the_relay_check_ends_at_the_failing_step_with_its_code(workers, worker, last_step, code):
+    answer = check_relay(workers[worker])
+    assert answer["ok"] is False, answer
+    last = answer["steps"][-1]
+    assert (last["step"], last["ok"], last["code"]) == (last_step, False, code), answer
+    assert all(step["ok"] for step in answer["steps"][:-1])
