@@ -8,6 +8,8 @@
 //! - `delivery` — services with no HTTP types: the environment, submission, idempotency,
 //!   rate limits;
 //! - `config` — every setting and default, `FORMS` included;
+//! - `dkim` — canonicalisation, body hash and the DKIM-Signature header (the signing is the
+//!   platform's WebCrypto);
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
 //! - `error`, `header`, `address`, `time` — the vocabulary everything shares.
@@ -18,6 +20,7 @@
 pub mod address;
 pub mod config;
 pub mod delivery;
+pub mod dkim;
 pub mod error;
 pub mod header;
 pub mod http;

@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod dkim;
 mod forms;
 mod queue;
 mod relay_check;

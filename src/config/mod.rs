@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::address::{is_host_name, EmailAddress, Mailbox};
+use crate::dkim::DkimKey;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::auth::{AuthChoice, Credentials};
 use crate::smtp::capabilities::AuthMechanism;
@@ -134,6 +135,8 @@ pub struct Config {
     pub turnstile_verify_url: String,
     /// `DEMO_INBOX_URL`: the local relay's mailbox, for the www demo (local setup only).
     pub demo_inbox_url: Option<String>,
+    /// `DKIM_PRIVATE_KEY` (secret), `DKIM_SELECTOR`, `DKIM_DOMAIN`: every message is signed.
+    pub dkim: Option<DkimKey>,
 }
 
 /// An https URL, or an http one to this machine (the tests' fakes), parsed as a browser
@@ -302,7 +305,24 @@ impl Config {
             Some(_) => return Err(misconfigured("DEMO_INBOX_URL", "must be https (or http to 127.0.0.1/localhost)")),
         };
 
+        let dkim = match get("DKIM_PRIVATE_KEY") {
+            None => None,
+            Some(pem) => {
+                let domain = get("DKIM_DOMAIN");
+                if domain.as_deref().is_some_and(|d| !is_host_name(d)) {
+                    return Err(misconfigured("DKIM_DOMAIN", "is not a domain name"));
+                }
+                let selector = get("DKIM_SELECTOR").unwrap_or_default();
+                Some(DkimKey::from_pem(&pem, &selector, domain.as_deref()).map_err(|why| {
+                    match why.strip_prefix("DKIM_SELECTOR ") {
+                        Some(why) => misconfigured("DKIM_SELECTOR", why),
+                        None => misconfigured("DKIM_PRIVATE_KEY", &why),
+                    }
+                })?)
+            }
+        };
         Ok(Config {
+            dkim,
             demo_inbox_url,
             forms,
             turnstile_secret: get("TURNSTILE_SECRET").map(Secret),

@@ -8,6 +8,7 @@ use super::key::{KeyAnswer, KeyCall};
 use super::ratelimit::Decision;
 use super::record::{Claimed, Record, Status};
 use super::transaction::{Outcome, Transaction};
+use crate::dkim::DkimKey;
 use crate::smtp::client::Network;
 
 /// A platform service (a store, the rate limiter, an outbound fetch) is missing or failed.
@@ -56,6 +57,9 @@ pub trait Environment: Network + Clone {
     /// Claims an attempt in one step ([`super::record::claim`]); no record is `Done`.
     fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64)
         -> impl Future<Output = Result<Claimed, Unavailable>>;
+    /// Signs `data` with the DKIM key: RSASSA-PKCS1-v1_5 with SHA-256, or Ed25519 (the
+    /// runtime's WebCrypto, so no RSA code is in the Worker).
+    fn dkim_sign(&self, key: &DkimKey, data: &[u8]) -> impl Future<Output = Result<Vec<u8>, Unavailable>>;
     /// Runs `transaction` on one of `sessions` warm sessions (a [`super::warm::WarmSession`]
     /// each, kept by the platform between requests).
     fn send_warm(

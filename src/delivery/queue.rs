@@ -18,7 +18,7 @@
 
 use super::env::{Environment, Unavailable};
 pub use super::record::{claim, Claimed, Record, Status, Tag};
-use super::submit::{through_warm_session, WARM_MAX_BYTES};
+use super::submit::{render, through_warm_session, WARM_MAX_BYTES};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -69,7 +69,7 @@ pub async fn accept<E: Environment>(
     extras: Extras<'_>,
 ) -> Result<Record, ApiError> {
     let now = env.now_millis();
-    let transaction = Transaction::render(submission, &config.message_id_domain, now)?;
+    let transaction = render(env, config, submission).await?;
     let id = new_id()?;
     let send_at = extras.send_at.filter(|&at| at > now);
     let delay = send_at.map_or(0, |at| (at - now).div_ceil(1000).min(MAX_DELAY_SECONDS) as u32);

@@ -1,9 +1,10 @@
-//! Submitting one message: render it, then send it through a warm session of the pool or
-//! over a session of its own.
+//! Submitting one message: render it (and sign it, with DKIM set up), then send it through a
+//! warm session of the pool or over a session of its own.
 
 use super::env::Environment;
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
+use crate::dkim;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::{Network, Session};
 
@@ -24,7 +25,7 @@ pub const WARM_MAX_BYTES: usize = 1024 * 1024;
 /// `SMTP_SESSIONS` is above zero and the message is at most [`WARM_MAX_BYTES`], else over a
 /// session of its own.
 pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submission) -> Submitted<E> {
-    let transaction = match Transaction::render(submission, &config.message_id_domain, env.now_millis()) {
+    let transaction = match render(env, config, submission).await {
         Ok(transaction) => transaction,
         Err(error) => return Submitted { outcome: Outcome::failed(error), after: None },
     };
@@ -70,4 +71,26 @@ pub async fn through_warm_session<E: Environment>(env: &E, config: &Config, tran
             )
         })
     })
+}
+
+/// Renders `submission` with a fresh Message-ID and the time of now, and signs it when
+/// `DKIM_PRIVATE_KEY` is set: for `DKIM_DOMAIN`, else the domain of its `From`.
+pub async fn render<E: Environment>(
+    env: &E,
+    config: &Config,
+    submission: &Submission,
+) -> Result<Transaction, ApiError> {
+    let now = env.now_millis();
+    let mut transaction = Transaction::render(submission, &config.message_id_domain, now)?;
+    let Some(key) = &config.dkim else { return Ok(transaction) };
+    let from = submission.content.from.email.domain();
+    let unsigned = dkim::prepare(&transaction.message, key, key.domain.as_deref().unwrap_or(from), now / 1000);
+    let signature = env.dkim_sign(key, &unsigned.signing_input).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::Misconfigured,
+            "DKIM_PRIVATE_KEY could not be used to sign (the runtime refused the key)",
+        )
+    })?;
+    dkim::finish(&mut transaction.message, unsigned, &signature);
+    Ok(transaction)
 }

@@ -9,7 +9,8 @@ use super::response::{Handled, HttpResponse};
 use super::send::{parse, wants_queue};
 use crate::config::Config;
 use crate::delivery::queue;
-use crate::delivery::transaction::{api_error, Transaction};
+use crate::delivery::submit::render;
+use crate::delivery::transaction::api_error;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::Session;
 
@@ -72,7 +73,6 @@ pub async fn handle<P: Platform>(
     }
 
     // Sync: one session for the whole batch, opened by the first valid message.
-    let now = env.now_millis();
     let mut session: Option<Session<P>> = None;
     // A relay that could not be reached once is not tried again for every message.
     let mut unreachable: Option<ApiError> = None;
@@ -80,7 +80,7 @@ pub async fn handle<P: Platform>(
     for submission in &submissions {
         let result = match submission {
             Err(error) => Err(error.clone()),
-            Ok(submission) => match Transaction::render(submission, &config.message_id_domain, now) {
+            Ok(submission) => match render(&env, config, submission).await {
                 Err(error) => Err(error),
                 Ok(transaction) => {
                     if let Some(error) = &unreachable {

@@ -13,6 +13,7 @@ use worker::{
     RequestInit, Response, State,
 };
 
+mod crypto;
 mod socket;
 mod stream;
 use socket::Conn;
@@ -118,6 +119,10 @@ impl Workers {
 }
 
 impl Environment for Workers {
+    async fn dkim_sign(&self, key: &crate::dkim::DkimKey, data: &[u8]) -> Result<Vec<u8>, Unavailable> {
+        crypto::sign(key, data).await.map_err(|_| Unavailable)
+    }
+
     async fn idempotency(&self, store_key: &str, call: KeyCall) -> Result<KeyAnswer, Unavailable> {
         self.call_object(IDEMPOTENCY_KEYS, store_key, &call).await
     }
