@@ -186,6 +186,37 @@ async function send(form, name) {
   }
 }
 
+async function checkRelay() {
+  const button = document.getElementById("relay-check-run");
+  const status = document.getElementById("relay-check-status");
+  const list = document.getElementById("relay-steps");
+  button.disabled = true;
+  status.textContent = "Checking…";
+  list.replaceChildren();
+  try {
+    const response = await fetch("/v1/demo/relay-check", { method: "POST" });
+    const answer = await response.json();
+    if (!response.ok) {
+      status.textContent = `The check could not run: ${answer.error.message}`;
+      return;
+    }
+    for (const step of answer.steps) {
+      const item = el("li", { class: step.ok ? "ok" : "failed", "data-step": step.step },
+        el("strong", {}, step.step), ` ${step.ok ? "ok" : "failed"}, ${step.ms} ms`);
+      if (step.reply) item.append(el("code", {}, step.reply.split("\n")[0]));
+      if (!step.ok) item.append(el("span", {}, ` — ${step.code}: ${step.message}`));
+      list.append(item);
+    }
+    status.textContent = answer.ok
+      ? `The relay is ready: every step passed. It offers ${answer.capabilities.join(", ")}.`
+      : `The relay check failed at ${answer.steps[answer.steps.length - 1].step}.`;
+  } catch (failure) {
+    status.textContent = `The request failed: ${failure}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function setUpDemo() {
   const response = await fetch("/v1/demo");
   if (!response.ok) return; // no demo form here: no form that could be abused
@@ -203,6 +234,10 @@ async function setUpDemo() {
     event.preventDefault();
     send(form, chosen);
   });
+  if (demo.relay_check) {
+    document.getElementById("relay-check").hidden = false;
+    document.getElementById("relay-check-run").addEventListener("click", checkRelay);
+  }
 }
 
 function renderStatuses() {

@@ -1,10 +1,12 @@
 //! The live demo of the `www/` page: present only where the deployment configures a form
 //! named `demo` (and, to show a refusal, `demo-refused`), both with `"debug": true` so their
 //! answers carry the SMTP transcript. Under the local setup, `DEMO_INBOX_URL` points at the
-//! bundled relay's mailbox, so the page can show the message as it arrived.
+//! bundled relay's mailbox, so the page can show the message as it arrived, and run the relay
+//! check without an API key (only there: it is for the local relay).
 
-use super::request::RequestHead;
-use super::response::HttpResponse;
+use super::relay_check;
+use super::request::{Platform, RequestHead};
+use super::response::{Handled, HttpResponse};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::error::{ApiError, ErrorCode};
@@ -25,7 +27,8 @@ pub fn describe(config: Result<&Config, &ApiError>) -> HttpResponse {
     let refusal = config.forms.get(REFUSAL_FORM).is_some_and(|f| f.debug).then_some(REFUSAL_FORM);
     HttpResponse::json(
         200,
-        &serde_json::json!({"form": DEMO_FORM, "refusal_form": refusal, "inbox": config.demo_inbox_url.is_some()}),
+        &serde_json::json!({"form": DEMO_FORM, "refusal_form": refusal, "inbox": config.demo_inbox_url.is_some(),
+            "relay_check": config.demo_inbox_url.is_some()}),
     )
 }
 
@@ -50,5 +53,16 @@ pub async fn received<E: Environment>(env: &E, config: Result<&Config, &ApiError
             HttpResponse::new(200, vec![("content-type".into(), "text/plain; charset=utf-8".into())], text.into_bytes())
         }
         _ => HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "the relay has no such message (yet)")),
+    }
+}
+
+/// `POST /v1/demo/relay-check`: the relay check of `POST /v1/relay/check`, without a key, where
+/// the page's demo is set up against the bundled relay (`DEMO_INBOX_URL`, local setup only).
+pub async fn relay_check<P: Platform>(env: P, config: Result<&Config, &ApiError>) -> Handled<P> {
+    match config {
+        Ok(config) if config.demo_inbox_url.is_some() && config.forms.get(DEMO_FORM).is_some_and(|f| f.debug) => {
+            relay_check::run(env, config).await
+        }
+        _ => not_configured().into(),
     }
 }

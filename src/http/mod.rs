@@ -38,6 +38,27 @@ pub fn boxed<'a, T>(future: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<
     Box::pin(future)
 }
 
+/// Every route [`serve`] answers, as method and path template: what `www/v1/openapi.json`
+/// documents (a test holds the two together, and checks each route is served).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/health"),
+    ("GET", "/v1/errors"),
+    ("GET", "/v1/demo"),
+    ("GET", "/v1/demo/message"),
+    ("POST", "/v1/demo/relay-check"),
+    ("POST", "/v1/send"),
+    ("POST", "/v1/send/batch"),
+    ("GET", "/v1/messages"),
+    ("GET", "/v1/messages/{id}"),
+    ("POST", "/v1/relay/check"),
+    ("POST", "/v1/forms/{form}"),
+    ("OPTIONS", "/v1/forms/{form}"),
+    ("POST", "/emails"),
+    ("GET", "/emails"),
+    ("POST", "/emails/batch"),
+    ("GET", "/emails/{id}"),
+];
+
 /// The route table. `config` is the configuration the platform parsed for this request (or
 /// why it is broken, which routes that need it report as `misconfigured`).
 pub async fn serve<P: Platform>(
@@ -52,6 +73,7 @@ pub async fn serve<P: Platform>(
         "/v1/errors" => only(method, "GET", meta::errors).into(),
         "/v1/demo" if method == "GET" => demo::describe(config).into(),
         "/v1/demo/message" if method == "GET" => boxed(demo::received(&env, config, &head)).await.into(),
+        "/v1/demo/relay-check" if method == "POST" => boxed(demo::relay_check(env, config)).await,
         "/v1/send" if method == "POST" => boxed(send::handle(env, config, &head, body)).await,
         "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
         "/v1/send/batch" if method == "POST" => boxed(batch::handle(env, config, &head, body)).await,

@@ -25,6 +25,11 @@ pub async fn handle<P: Platform>(env: P, config: Result<&Config, &ApiError>, hea
     if let Err(error) = authorize(config, head) {
         return HttpResponse::error(&error).into();
     }
+    run(env, config).await
+}
+
+/// The check itself, for a caller already allowed it (an API key, or the local demo).
+pub async fn run<P: Platform>(env: P, config: &Config) -> Handled<P> {
     let started = env.now_millis();
     let (transcript, failure, session) = match Session::open(env.clone(), &config.relay).await {
         Ok(mut session) => (session.take_transcript(), None, Some(session)),

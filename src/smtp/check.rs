@@ -19,11 +19,12 @@ pub struct Step {
 }
 
 /// The step an opening failed at. A relay that offers no STARTTLS fails at `starttls`; a
-/// failed implicit-TLS handshake (inside connect) at `tls`.
+/// TLS failure at `tls` wherever it surfaced (workerd finishes a handshake, and so reports a
+/// certificate that does not verify, on the first read over TLS).
 pub fn failed_step(error: &Error, tls_established: bool) -> &'static str {
     match (error.phase, &error.kind) {
         (_, ErrorKind::Missing(Extension::StartTls)) => "starttls",
-        (Phase::Connect, ErrorKind::Tls) => "tls",
+        (_, ErrorKind::Tls) => "tls",
         (Phase::Connect, _) => "connect",
         (Phase::Greeting, _) => "greeting",
         (Phase::Ehlo, _) if tls_established => "ehlo_tls",
@@ -167,6 +168,8 @@ mod tests {
         assert_eq!(failed_step(&no_starttls, false), "starttls");
         let handshake = Error::io(Phase::Connect, ErrorKind::Tls, std::io::Error::other("bad certificate"));
         assert_eq!(failed_step(&handshake, false), "tls");
+        let on_first_read = Error::io(Phase::Ehlo, ErrorKind::Tls, std::io::Error::other("bad certificate"));
+        assert_eq!(failed_step(&on_first_read, true), "tls");
         assert_eq!(failed_step(&Error::new(Phase::Ehlo, ErrorKind::Timeout), true), "ehlo_tls");
     }
 }

@@ -76,6 +76,15 @@ try {
   result.order = await page.$$eval("main > section", (sections) => sections.map((s) => s.id));
   result.refusalHeading = await page.textContent("#demo-error h3");
 
+  // The relay check of the local relay: each step, then its summary.
+  await page.click("#relay-check-run");
+  await page.waitForFunction(() => document.getElementById("relay-check-status").textContent.startsWith("The relay"),
+    null, { timeout: 30000 });
+  result.relaySteps = await page.$$eval("#relay-steps li", (items) => items.map((li) => [li.dataset.step, li.className]));
+  result.relayStatus = await page.textContent("#relay-check-status");
+  result.openapiLink = await page.$$eval("a[href='/v1/openapi.json']", (links) => links.length);
+  await page.screenshot({ path: `${shots}/www-relay-check.png`, fullPage: true });
+
   // The error table filters as one types.
   await page.fill("#error-filter", "550");
   result.filtered = await page.$$eval("#error-table tbody tr", (rows) => rows.filter((r) => !r.hidden).map((r) => r.dataset.code));
@@ -91,6 +100,8 @@ try {
     await audited.fill("#demo-message", "An accessibility audit.");
     await audited.click("#demo-refuse");
     await audited.waitForSelector("#demo-error:not([hidden])", { timeout: 30000 });
+    await audited.click("#relay-check-run");
+    await audited.waitForSelector("#relay-steps li", { timeout: 30000 });
     result[`axe${width}`] = await audit(audited);
     await audited.close();
   }

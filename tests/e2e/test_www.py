@@ -112,6 +112,13 @@ def test_page_leads_with_the_demo_and_heads_failures_in_words(page):
     assert page["refusalHeading"] == "The relay refused every recipient; nothing was delivered"
 
 
+def test_the_demo_checks_the_local_relay_step_by_step_and_the_page_links_the_openapi_document(page):
+    steps = ["connect", "greeting", "ehlo", "starttls", "tls", "ehlo_tls", "auth"]
+    assert page["relaySteps"] == [[step, "ok"] for step in steps], page["relaySteps"]
+    assert page["relayStatus"].startswith("The relay is ready: every step passed. It offers ")
+    assert page["openapiLink"] >= 1
+
+
 def test_error_table_filters_as_one_types(page):
     expected = [e["code"] for e in page["source"]["errors"]
                 if "550" in " ".join(str(c) for c in e["smtp"]) or "550" in e["meaning"] + e["remedy"]]
@@ -132,7 +139,7 @@ def test_page_is_accessible_and_fits_a_phone(page):
     assert page["phoneOverflow"] <= 0
     assert page["phoneCards"] is True
     assert page["phoneTableOverflow"] <= 0
-    for shot in ("www-desktop.png", "www-demo-sent.png", "www-demo-refused.png", "www-phone.png"):
+    for shot in ("www-desktop.png", "www-demo-sent.png", "www-demo-refused.png", "www-relay-check.png", "www-phone.png"):
         assert (SCREENSHOTS / shot).stat().st_size > 10_000
 
 
