@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod dkim;
 mod forms;
+mod openapi;
 mod queue;
 mod relay_check;
 mod resend;
