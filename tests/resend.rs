@@ -179,3 +179,33 @@ fn errors_come_in_resends_shape() {
     assert_eq!((status, v1["error"]["code"].as_str()), (422, Some("validation_failed")), "{v1}");
     assert!(v1["error"]["message"].as_str().unwrap().contains("tags: is taken by POST /emails"));
 }
+
+#[test]
+fn a_batch_the_queue_fails_midway_says_which_emails_were_queued_and_a_retry_queues_none_twice() {
+    let env = ScriptedEnv::new(relay_for(0), &VARS);
+    *env.queue_room.borrow_mut() = Some(1);
+    let batch = json!([email(), email(), email()]);
+    let key = [("idempotency-key", "batch-7")];
+    let (status, answer) = post(&env, "/emails/batch", &batch, &key);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"].as_array().unwrap().len(), 1, "{answer}");
+    let failed: Vec<u64> = answer["errors"].as_array().unwrap().iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    assert_eq!(failed, [1, 2]);
+    // The ones not queued say so in their records: nobody waits for them.
+    let statuses: Vec<String> = env.ledger.borrow().iter().map(|r| r.status.as_str().to_string()).collect();
+    assert_eq!(statuses, ["queued", "failed", "failed"]);
+    // The same request again gets the same answer and queues nothing more (no duplicate of
+    // the one already queued); a new key would send the two that failed.
+    *env.queue_room.borrow_mut() = None;
+    let (status, again) = post(&env, "/emails/batch", &batch, &key);
+    assert_eq!((status, &again), (200, &answer));
+    assert_eq!(env.queue.borrow().len(), 1);
+
+    // Nothing stored at all: the storage error itself, in Resend's shape, and the key is free.
+    *env.queue_room.borrow_mut() = Some(0);
+    let (status, error) = post(&env, "/emails", &email(), &[("idempotency-key", "single-8")]);
+    assert_eq!((status, error["name"].as_str()), (503, Some("application_error")), "{error}");
+    *env.queue_room.borrow_mut() = None;
+    let (status, answer) = post(&env, "/emails", &email(), &[("idempotency-key", "single-8")]);
+    assert_eq!(status, 200, "a retry with the same key is sent: {answer}");
+}

@@ -10,7 +10,9 @@
 //!
 //! Loss and duplicates are the queue's (see `delivery::queue`): an id is answered only once
 //! the message is stored; a retried request with the same `Idempotency-Key` gets the first
-//! answer again instead of a second message.
+//! answer again instead of a second message. A batch whose storage fails midway answers `200`
+//! with the ids it queued and the indexes it did not (`errors`), and keeps that answer for its
+//! key: a retry never queues the stored ones twice (test: `a_batch_the_queue_fails_midway…`).
 
 use serde_json::json;
 

@@ -321,6 +321,8 @@ pub struct ScriptedEnv {
     pub bodies: Rc<RefCell<HashMap<String, Vec<u8>>>>,
     /// The queue and the dead-letter queue: ids in the order sent, with their delays.
     pub queue: Rc<RefCell<Vec<(String, u32)>>>,
+    /// The queue takes this many more messages, then is unavailable (`None`: always up).
+    pub queue_room: Rc<RefCell<Option<usize>>>,
     pub dead_letters: Rc<RefCell<Vec<String>>>,
     /// The ledger, in the order records were first written.
     pub ledger: Rc<RefCell<Vec<Record>>>,
@@ -341,6 +343,7 @@ impl ScriptedEnv {
             posted: Rc::default(),
             bodies: Rc::default(),
             queue: Rc::default(),
+            queue_room: Rc::default(),
             dead_letters: Rc::default(),
             ledger: Rc::default(),
             warm: Rc::new((0..32).map(|_| WarmSession::default()).collect()),
@@ -412,6 +415,12 @@ impl Environment for ScriptedEnv {
     }
 
     async fn enqueue(&self, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
+        if let Some(room) = self.queue_room.borrow_mut().as_mut() {
+            if *room == 0 {
+                return Err(Unavailable);
+            }
+            *room -= 1;
+        }
         self.queue.borrow_mut().push((id.to_string(), delay_seconds));
         Ok(())
     }
