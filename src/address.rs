@@ -30,6 +30,30 @@ fn local_char_allowed(c: char) -> bool {
         || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
 }
 
+/// A non-ASCII domain in punycode, mapped as URLs map hosts (UTS 46). Natively the `idna`
+/// crate; in the Worker the runtime's own URL parser, which the platform installs with
+/// [`set_domain_to_ascii`] (the crate's Unicode tables would be most of 70 KB of the gzip
+/// bundle). `None`: not a valid internationalised name.
+#[cfg(not(target_arch = "wasm32"))]
+fn domain_to_ascii(domain: &str) -> Option<String> {
+    idna::domain_to_ascii(domain).ok()
+}
+
+#[cfg(target_arch = "wasm32")]
+static DOMAIN_TO_ASCII: std::sync::OnceLock<fn(&str) -> Option<String>> = std::sync::OnceLock::new();
+
+/// Installs the runtime's conversion (once; later calls change nothing). Until it is, a
+/// non-ASCII domain is refused as invalid rather than guessed at.
+#[cfg(target_arch = "wasm32")]
+pub fn set_domain_to_ascii(convert: fn(&str) -> Option<String>) {
+    let _ = DOMAIN_TO_ASCII.set(convert);
+}
+
+#[cfg(target_arch = "wasm32")]
+fn domain_to_ascii(domain: &str) -> Option<String> {
+    DOMAIN_TO_ASCII.get().and_then(|convert| convert(domain))
+}
+
 impl EmailAddress {
     pub fn parse(input: &str) -> Result<Self, InvalidAddress> {
         let invalid = |why: &str| Err(InvalidAddress(why.to_string()));
@@ -55,8 +79,8 @@ impl EmailAddress {
         let domain = if domain.is_ascii() {
             domain.to_string()
         } else {
-            idna::domain_to_ascii(domain)
-                .map_err(|_| InvalidAddress("domain is not a valid internationalised name".into()))?
+            domain_to_ascii(domain)
+                .ok_or_else(|| InvalidAddress("domain is not a valid internationalised name".into()))?
         };
         if !is_host_name(&domain) {
             return invalid("domain is not a valid host name");

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use crate::address::Mailbox;
 use crate::header;
 
+use super::urls;
+
 /// One form, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FormSettings {
@@ -95,19 +97,15 @@ fn is_form_name(name: &str) -> bool {
 }
 
 /// The origin (`scheme://host[:port]`, as browsers write it in `Origin`) of an http(s) URL
-/// with a host and no credentials, parsed as a browser would.
+/// with a host and no credentials (read strictly: see [`super::urls`]).
 pub fn origin_of(raw: &str) -> Option<String> {
-    let url = url::Url::parse(raw).ok()?;
-    let plain = matches!(url.scheme(), "http" | "https") && url.username().is_empty() && url.password().is_none();
-    (plain && url.host().is_some()).then(|| url.origin().ascii_serialization())
+    urls::parse(raw).map(|url| url.origin())
 }
 
 /// An allowed origin as the owner wrote it, in the form browsers send: `https://Example.com:443`
 /// becomes `https://example.com`. Anything after the authority is refused.
 fn normalise_origin(raw: &str) -> Option<String> {
-    let url = url::Url::parse(raw).ok()?;
-    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
-    bare.then(|| origin_of(raw)).flatten()
+    urls::parse(raw).filter(|url| url.rest.is_empty() || url.rest == "/").map(|url| url.origin())
 }
 
 /// An absolute http(s) URL with a host and no credentials, safe to put in a `Location`

@@ -100,6 +100,24 @@ impl Network for Workers {
     }
 }
 
+/// A non-ASCII domain in punycode by the runtime's own URL parser (UTS 46, as for any URL's
+/// host); `None` when it is not a valid name. Only a bare name is handed over: anything that
+/// would end or change a URL's host is refused first.
+fn domain_to_ascii(domain: &str) -> Option<String> {
+    let bare = !domain.is_empty()
+        && !domain.contains(['/', '?', '#', '@', ':', '\\', '[', ']', '%'])
+        && !domain.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !bare {
+        return None;
+    }
+    let constructor: js_sys::Function =
+        js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("URL")).ok()?.dyn_into().ok()?;
+    let url =
+        js_sys::Reflect::construct(&constructor, &js_sys::Array::of1(&JsValue::from_str(&format!("http://{domain}/"))))
+            .ok()?;
+    js_sys::Reflect::get(&url, &JsValue::from_str("hostname")).ok()?.as_string()
+}
+
 impl Workers {
     /// A setting by name: plain vars and secrets are both strings here; either may hold one.
     fn var(&self, name: &str) -> Option<String> {
@@ -114,7 +132,14 @@ impl Workers {
         thread_local! {
             static CONFIG: std::cell::OnceCell<Rc<Result<Config, ApiError>>> = const { std::cell::OnceCell::new() };
         }
-        CONFIG.with(|cell| cell.get_or_init(|| Rc::new(Config::from_lookup(|name| self.var(name)))).clone())
+        CONFIG.with(|cell| {
+            cell.get_or_init(|| {
+                // Before the first address is parsed (MAIL_FROM is one).
+                crate::address::set_domain_to_ascii(domain_to_ascii);
+                Rc::new(Config::from_lookup(|name| self.var(name)))
+            })
+            .clone()
+        })
     }
 }
 
@@ -204,8 +229,8 @@ impl Environment for Workers {
     }
 
     async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
-        let url = worker::Url::parse(url).map_err(|_| Unavailable)?;
-        let mut response = Fetch::Url(url).send().await.map_err(|_| Unavailable)?;
+        let request = Request::new(url, Method::Get).map_err(|_| Unavailable)?;
+        let mut response = Fetch::Request(request).send().await.map_err(|_| Unavailable)?;
         let text = response.text().await.map_err(|_| Unavailable)?;
         Ok((response.status_code(), text))
     }
@@ -404,8 +429,13 @@ impl DurableObject for RateLimiter {
     }
 
     async fn fetch(&self, request: Request) -> worker::Result<Response> {
-        let url = request.url()?;
-        let param = |name: &str| url.query_pairs().find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok());
+        // The query as workerd serialised it: split, not re-parsed (the url crate would be the
+        // only reason for its IDNA tables in the bundle).
+        let url = request.inner().url();
+        let (_, query) = http::request::path_and_query(&url);
+        let param = |name: &str| {
+            form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok())
+        };
         let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
         let decision = self.window.borrow_mut().hit(worker::Date::now().as_millis(), limit, u64::from(window) * 1000);
         Response::from_json(&decision)
