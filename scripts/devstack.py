@@ -238,6 +238,8 @@ WATCHER_BUILD = "changed, restarting build"
 
 
 def build_reloaded(output: str) -> bool:
+    if "[custom build]" not in output:
+        return True  # a Worker without a [build] command (worker-mailer's, in scripts/bench)
     _, seen, after = output.rpartition(WATCHER_BUILD)
     return bool(seen) and ("Ready on" in after or "Local server updated and ready" in after)
 
