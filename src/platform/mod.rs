@@ -83,10 +83,12 @@ impl Network for Workers {
         }
     }
 
+    /// No wait for the upgraded socket's `opened`: workerd resolves it before the handshake
+    /// (a certificate that does not verify fails the first read over TLS, not `opened`; the
+    /// e2e suite's untrusted-certificate tests see it there), so waiting cost a promise round
+    /// trip and proved nothing.
     async fn start_tls(&self, conn: Conn) -> io::Result<Conn> {
-        let upgraded = conn.start_tls()?;
-        upgraded.opened().await?;
-        Ok(upgraded)
+        conn.start_tls()
     }
 
     type Timer = Delay;
