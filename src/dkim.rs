@@ -96,7 +96,8 @@ impl DkimKey {
         let algorithm = Self::algorithm(&pkcs8)?;
         let label =
             |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !selector.split('.').all(label) {
+        // At most 253 characters, as a DNS name: the header's first line stays far below 998.
+        if selector.len() > 253 || !selector.split('.').all(label) {
             return Err("DKIM_SELECTOR must be set to a DNS label such as mail2026".into());
         }
         Ok(DkimKey { algorithm, pkcs8, selector: selector.to_string(), domain: domain.map(str::to_string) })
@@ -123,7 +124,8 @@ impl DkimKey {
             .filter(|(tag, ..)| *tag == 0x02)
             .map(|(_, modulus, _)| modulus)
             .ok_or_else(bad)?;
-        let bits = modulus.iter().skip_while(|b| **b == 0).count() * 8;
+        let significant: Vec<u8> = modulus.iter().copied().skip_while(|b| *b == 0).collect();
+        let bits = significant.first().map_or(0, |first| significant.len() * 8 - first.leading_zeros() as usize);
         if bits < 2048 {
             return Err(format!("is a {bits}-bit RSA key; DKIM needs 2048 bits or more"));
         }
@@ -352,5 +354,23 @@ mod tests {
         let der = [&[0x30, 0x81, info.len() as u8][..], &info].concat();
         let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", STANDARD.encode(der));
         assert!(DkimKey::from_pem(&pem, "s", None).unwrap_err().contains("1024-bit"));
+        // Bits, not bytes: a 256-byte modulus whose first byte is 0x7f has 2047 bits.
+        let rsa_of = |modulus: &[u8]| {
+            let long = |tag: u8, content: &[u8]| {
+                [&[tag, 0x82, (content.len() >> 8) as u8, content.len() as u8][..], content].concat()
+            };
+            let key = long(0x30, &[&[0x02, 0x01, 0x00][..], &long(0x02, modulus)].concat());
+            let mut info = vec![0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09];
+            info.extend(RSA_ENCRYPTION);
+            info.extend([0x05, 0x00]);
+            info.extend(long(0x04, &key));
+            let der = long(0x30, &info);
+            format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", STANDARD.encode(der))
+        };
+        let mut modulus = vec![0x7fu8; 256];
+        assert!(DkimKey::from_pem(&rsa_of(&modulus), "s", None).unwrap_err().contains("2047-bit"));
+        modulus[0] = 0xc1;
+        assert_eq!(DkimKey::from_pem(&rsa_of(&modulus), "s", None).unwrap().algorithm, Algorithm::RsaSha256);
+        assert!(DkimKey::from_pem(ed, "a.".repeat(128).trim_end_matches('.'), None).is_err(), "selector over 253");
     }
 }

@@ -209,3 +209,35 @@ fn a_batch_the_queue_fails_midway_says_which_emails_were_queued_and_a_retry_queu
     let (status, answer) = post(&env, "/emails", &email(), &[("idempotency-key", "single-8")]);
     assert_eq!(status, 200, "a retry with the same key is sent: {answer}");
 }
+
+#[test]
+fn a_permissive_batch_that_stored_nothing_answers_each_failure_and_frees_its_key() {
+    let env = ScriptedEnv::new(relay_for(0), &VARS);
+    *env.queue_room.borrow_mut() = Some(0);
+    let batch = json!([email(), {"from": "hello@example.com", "to": "not an address", "subject": "x", "text": "y"}]);
+    let headers = [("x-batch-validation", "permissive"), ("idempotency-key", "perm-1")];
+    let (status, answer) = post(&env, "/emails/batch", &batch, &headers);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["data"], json!([]));
+    let failed: Vec<u64> = answer["errors"].as_array().unwrap().iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    assert_eq!(failed, [0, 1], "the storage failure is reported too, not only the invalid email");
+    // Nothing was queued and a retry may work: the key is free, and the retry queues the valid one.
+    *env.queue_room.borrow_mut() = None;
+    let (status, again) = post(&env, "/emails/batch", &batch, &headers);
+    assert_eq!((status, again["data"].as_array().map(Vec::len)), (200, Some(1)), "{again}");
+}
+
+#[test]
+fn one_key_for_the_same_body_on_another_route_is_a_conflict_not_a_replay() {
+    let env = ScriptedEnv::new(relay_for(0), &VARS);
+    let body = json!({"from": "hello@example.com", "to": "a@example.org", "subject": "Hi", "text": "x"});
+    let (status, _) = post(&env, "/emails", &body, &[("idempotency-key", "shared-1")]);
+    assert_eq!(status, 200);
+    let (status, answer) = post(&env, "/v1/send", &body, &[("idempotency-key", "shared-1")]);
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("idempotency_conflict")), "{answer}");
+    let (status, answer) = post(&env, "/emails/batch", &json!([body]), &[("idempotency-key", "batch-2")]);
+    assert_eq!(status, 200, "{answer}");
+    let permissive = [("idempotency-key", "batch-2"), ("x-batch-validation", "permissive")];
+    let (status, answer) = post(&env, "/emails/batch", &json!([body]), &permissive);
+    assert_eq!((status, answer["name"].as_str()), (409, Some("invalid_idempotent_request")), "{answer}");
+}

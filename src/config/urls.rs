@@ -1,7 +1,8 @@
 //! The URLs settings hold (redirects, allowed origins, verification endpoints) and the ones
 //! browsers send (`Referer`): absolute http(s) URLs, read strictly. Anything a browser might
 //! read differently from a plain reading — credentials (`@`), backslashes, whitespace or
-//! control characters, percent-encoding or non-ASCII in the host, odd ports — is refused
+//! control characters, percent-encoding or non-ASCII in the host, odd ports, IPv4 addresses
+//! not written as a dotted quad, IPv6 literals other than `[::1]` — is refused
 //! rather than guessed at, so a setting or a header can never name one host to us and
 //! another to a browser (`http://127.0.0.1:80@evil.example/` is on evil.example). Browsers
 //! send hosts already in punycode and lower case; settings must be written that way too.
@@ -48,6 +49,16 @@ fn is_host_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'
 }
 
+/// Four decimal octets, each 0 to 255 without leading zeros, and no trailing dot: an IPv4
+/// address as browsers write it.
+fn is_dotted_quad(host: &str) -> bool {
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets
+            .iter()
+            .all(|o| !o.is_empty() && o.len() <= 3 && (o.len() == 1 || !o.starts_with('0')) && o.parse::<u8>().is_ok())
+}
+
 /// Reads `raw` as an absolute http(s) URL with a host and no credentials.
 pub fn parse(raw: &str) -> Option<HttpUrl<'_>> {
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_graphic()) || raw.contains('\\') {
@@ -67,10 +78,12 @@ pub fn parse(raw: &str) -> Option<HttpUrl<'_>> {
     let (host, port) = match authority.strip_prefix('[') {
         Some(bracketed) => {
             let (address, port) = bracketed.split_once(']')?;
-            if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+            // Only the loopback address, written as browsers write it: any other IPv6 literal
+            // has many spellings, and a browser's origin is only one of them.
+            if address != "::1" {
                 return None;
             }
-            (format!("[{}]", address.to_ascii_lowercase()), port)
+            (format!("[{address}]"), port)
         }
         None => {
             let (host, port) = match authority.split_once(':') {
@@ -82,6 +95,14 @@ pub fn parse(raw: &str) -> Option<HttpUrl<'_>> {
                 !label.is_empty() || (i > 0 && host.ends_with('.') && i == host.split('.').count() - 1)
             });
             if host.is_empty() || !host.bytes().all(is_host_char) || !labels_ok {
+                return None;
+            }
+            // A browser reads a host whose last label is a number as an IPv4 address in any of
+            // its forms (`127.1`, `0x7f.1`, `2130706433`) and rewrites it: only the dotted
+            // quad it would write is taken as is.
+            let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or_default();
+            let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.to_ascii_lowercase().starts_with("0x");
+            if numeric && !is_dotted_quad(host) {
                 return None;
             }
             (host.to_ascii_lowercase(), port)
@@ -137,6 +158,18 @@ mod tests {
             "/relative",
             "https://[fe80::1%25eth0]/",
             "",
+            // Hosts a browser rewrites (its origin would not be the one written).
+            "http://0x7f.1/",
+            "http://2130706433/",
+            "http://127.1/",
+            "http://0177.0.0.1/",
+            "http://127.0.0.1./",
+            "http://1.2.3/",
+            "https://example.123/",
+            "https://a.b.0x10/",
+            "http://[0:0::1]/",
+            "http://[::FFFF:1.2.3.4]/",
+            "http://[1::2::3]/",
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
@@ -147,8 +180,10 @@ mod tests {
         for host in ["http://localhost:9000/x", "http://127.0.0.1/", "http://127.8.9.10:1/", "http://[::1]:8787/"] {
             assert!(parse(host).unwrap().is_loopback(), "{host}");
         }
-        for host in ["http://127.0.0.1.evil.example/", "http://128.0.0.1/", "http://localhost.evil/", "http://127.1/"] {
+        for host in ["http://127.0.0.1.evil.example/", "http://128.0.0.1/", "http://localhost.evil/"] {
             assert!(!parse(host).unwrap().is_loopback(), "{host}");
         }
+        assert_eq!(parse("http://203.0.113.7:8080/").unwrap().origin(), "http://203.0.113.7:8080");
+        assert_eq!(parse("http://[2001:db8::1]/"), None, "IPv6 literals other than [::1] are refused");
     }
 }

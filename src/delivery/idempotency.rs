@@ -67,18 +67,21 @@ fn store_error() -> ApiError {
     )
 }
 
-/// Claims `key` for this request, or returns the answer already given for it.
+/// Claims `key` for this request, or returns the answer already given for it. `scope` names
+/// what the body was sent to (the route, and any header that changes what it does): the same
+/// key and body sent somewhere else is a different request, never a replay of the first.
 pub async fn begin<E: Environment>(
     env: &E,
     api_key: &str,
     key: &str,
+    scope: &str,
     body: &[u8],
     pending_ttl: u64,
 ) -> Result<Lookup, ApiError> {
     validate(key)?;
     // Keys are scoped to the API key and stored hashed: the store never sees either.
     let store_key = hex_digest(&[api_key.as_bytes(), key.as_bytes()]);
-    let body_digest = hex_digest(&[body]);
+    let body_digest = hex_digest(&[scope.as_bytes(), body]);
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(|_| store_error())?;
     let id: String = random.iter().map(|b| format!("{b:02x}")).collect();

@@ -481,12 +481,15 @@ fn error_answer(
         },
         Answer::Browser { back } => match form.and_then(|f| f.error_redirect.as_ref()) {
             Some(url) => {
+                // The query goes before any fragment, where the page can read it.
+                let (url, fragment) = url.split_once('#').map_or((url.as_str(), ""), |(u, f)| (u, f));
                 let separator = if url.contains('?') { '&' } else { '?' };
                 let query: String = form_urlencoded::Serializer::new(String::new())
                     .append_pair("error", error.code.as_str())
                     .append_pair("message", &error.message)
                     .finish();
-                see_other(format!("{url}{separator}{query}"), &[])
+                let fragment = if fragment.is_empty() { String::new() } else { format!("#{fragment}") };
+                see_other(format!("{url}{separator}{query}{fragment}"), &[])
             }
             None => pages::error(error, back),
         },
@@ -556,5 +559,19 @@ mod tests {
         assert!(cors_headers(&form, request_origin(&null).as_deref()).is_empty());
         let spoof = head(&[("Referer", "http://127.0.0.1:80@evil.example/")]);
         assert_eq!(request_origin(&spoof), None, "not loopback, and not an origin at all");
+    }
+
+    #[test]
+    fn the_error_redirect_gets_its_query_before_any_fragment() {
+        let form = crate::config::forms::parse(
+            r#"{"f": {"to": "o@example.com", "error_redirect": "https://a.example/oops?x=1#top"}}"#,
+        )
+        .unwrap()
+        .remove("f")
+        .unwrap();
+        let error = ApiError::new(ErrorCode::RateLimited, "slow down");
+        let response = error_answer(Answer::Browser { back: None }, Some(&form), &[], &error, None);
+        let location = response.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("location")).unwrap();
+        assert_eq!(location.1, "https://a.example/oops?x=1&error=rate_limited&message=slow+down#top");
     }
 }

@@ -160,7 +160,12 @@ async fn send<P: Platform>(
         Some(key) => {
             let recipients = emails.iter().flatten().map(|e| e.submission.content.envelope_recipients().len()).sum();
             let ttl = idempotency::pending_ttl_seconds(&config.relay, recipients);
-            match idempotency::begin(env, api_key, key, &body, ttl).await? {
+            let scope = match (batch, permissive) {
+                (false, _) => "/emails",
+                (true, false) => "/emails/batch",
+                (true, true) => "/emails/batch permissive",
+            };
+            match idempotency::begin(env, api_key, key, scope, &body, ttl).await? {
                 Lookup::Claimed(claim) => Some(claim),
                 Lookup::Replay { status, body } => return Ok(HttpResponse::replayed(status, body)),
             }
@@ -171,6 +176,7 @@ async fn send<P: Platform>(
     let mut ids = Vec::new();
     let mut errors = Vec::new();
     let mut last_error = None;
+    let mut retry_may_help = false;
     for (index, email) in emails.into_iter().enumerate() {
         let accepted = match email {
             Ok(Parsed { submission, tags, send_at }) => {
@@ -182,23 +188,27 @@ async fn send<P: Platform>(
             Ok(record) => ids.push(json!({"id": record.id})),
             Err(error) => {
                 errors.push(json!({"index": index, "message": error.message}));
+                retry_may_help |= error.code.retryable();
                 last_error = Some(error);
             }
         }
     }
-    let response = match (batch, ids.len(), last_error) {
-        // Nothing stored: the error itself (for a batch, the last one).
-        (_, 0, Some(error)) => resend_error(head, &error),
-        (false, _, _) => HttpResponse::json(200, &ids.pop().expect("one email, accepted")),
-        // Stored in part (permissive, or storage failing midway): what was, and what was not.
-        (true, _, _) if permissive || !errors.is_empty() => {
-            HttpResponse::json(200, &json!({"data": ids, "errors": errors}))
-        }
-        (true, _, _) => HttpResponse::json(200, &json!({"data": ids})),
+    let queued = ids.len();
+    let response = match (batch, last_error) {
+        (false, Some(error)) => resend_error(head, &error),
+        (false, None) => HttpResponse::json(200, &ids.pop().expect("one email, accepted")),
+        // Strict, and storage failed for every email: the error itself, and nothing was queued.
+        (true, Some(error)) if ids.is_empty() && !permissive => resend_error(head, &error),
+        // Permissive, or storage failing midway: what was queued, and what was not, by index.
+        (true, Some(_)) => HttpResponse::json(200, &json!({"data": ids, "errors": errors})),
+        (true, None) if permissive => HttpResponse::json(200, &json!({"data": ids, "errors": errors})),
+        (true, None) => HttpResponse::json(200, &json!({"data": ids})),
     };
     if let Some(claim) = claim {
-        // Kept unless nothing was stored and a retry may work.
-        let keep = response.status < 500;
+        // The answer is kept for the key once anything was queued (a retry must not queue it
+        // twice; the answer says which were not), or when no retry could do better. When
+        // nothing was queued and a retry may work, the key is freed for it.
+        let keep = queued > 0 || !retry_may_help;
         idempotency::finish(env, claim, response.status, &response.body, keep).await;
     }
     Ok(response)

@@ -68,7 +68,7 @@ pub async fn handle<P: Platform>(
         Some(key) => {
             let recipients = submission.content.envelope_recipients().len();
             let ttl = idempotency::pending_ttl_seconds(&config.relay, recipients);
-            match idempotency::begin(&env, api_key, key, &body, ttl).await {
+            match idempotency::begin(&env, api_key, key, "/v1/send", &body, ttl).await {
                 Ok(Lookup::Claimed(claim)) => Some(claim),
                 Ok(Lookup::Replay { status, body }) => return HttpResponse::replayed(status, body).into(),
                 Err(error) => return HttpResponse::error(&error).into(),
