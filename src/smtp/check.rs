@@ -71,6 +71,12 @@ pub fn steps(transcript: &Transcript, failed: Option<&'static str>, end_ms: u64)
         match steps.last_mut() {
             // It ended with a reply that refused it.
             Some(last) if last.name == name => last.ok = false,
+            // Nothing came back over TLS at all: workerd does the handshake on the first read,
+            // so a handshake that never finished looks like a silent greeting or EHLO.
+            Some(last) if last.name == "tls" && matches!(name, "greeting" | "ehlo_tls") => {
+                last.ok = false;
+                last.ms = end_ms.saturating_sub(last_at.saturating_sub(last.ms));
+            }
             _ => steps.push(Step { name, ok: false, ms: end_ms.saturating_sub(last_at), reply: None }),
         }
     }
@@ -156,6 +162,16 @@ mod tests {
         assert_eq!(
             silent.iter().map(|s| (s.name, s.ok, s.ms)).collect::<Vec<_>>(),
             [("connect", true, 3), ("greeting", false, 10_000)]
+        );
+
+        // A TLS handshake that never finishes: the first read over TLS times out.
+        let mut t = Transcript::default();
+        t.note(3, "connected");
+        t.note(3, "TLS established");
+        let stalled = steps(&t, Some("greeting"), 30_003);
+        assert_eq!(
+            stalled.iter().map(|s| (s.name, s.ok, s.ms)).collect::<Vec<_>>(),
+            [("connect", true, 3), ("tls", false, 30_000)]
         );
 
         let unreachable = steps(&Transcript::default(), Some("connect"), 40);
