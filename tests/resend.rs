@@ -137,6 +137,9 @@ fn a_batch_is_all_or_nothing_unless_permissive() {
     let (status, answer) = post(&env, "/emails/batch", &json!([email(), email()]), &[]);
     assert_eq!((status, answer["data"].as_array().map(Vec::len)), (200, Some(2)), "{answer}");
     assert!(answer.get("errors").is_none());
+
+    let (status, error) = post(&env, "/emails/batch", &email(), &[]);
+    assert_eq!((status, error["message"].as_str()), (400, Some("the body must be a JSON array of emails")), "{error}");
 }
 
 #[test]

@@ -131,12 +131,11 @@ async fn send<P: Platform>(
     let permissive = batch && head.header("x-batch-validation").is_some_and(|v| v.eq_ignore_ascii_case("permissive"));
     let emails: Vec<Result<Parsed, ApiError>> = if batch {
         let raw: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body).map_err(|e| {
-            let why =
-                if e.is_syntax() || e.is_eof() { format!("the body is not valid JSON: {e}") } else { String::new() };
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                if why.is_empty() { "the body must be a JSON array of emails".into() } else { why },
-            )
+            let why = match e.is_syntax() || e.is_eof() {
+                true => format!("the body is not valid JSON: {e}"),
+                false => "the body must be a JSON array of emails".to_string(),
+            };
+            ApiError::new(ErrorCode::InvalidRequest, why)
         })?;
         if raw.is_empty() || raw.len() > MAX_BATCH {
             return Err(ApiError::new(ErrorCode::ValidationFailed, format!("send 1 to {MAX_BATCH} emails")));
