@@ -7,11 +7,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::MessageExt;
-use worker::{
-    durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Fetch, Headers, Method, Request,
-    RequestInit, Response, State,
-};
+use worker::{durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Request, Response, State};
 
 mod crypto;
 mod socket;
@@ -102,6 +100,45 @@ impl Network for Workers {
     }
 }
 
+/// A request built with the runtime's own `Request`: the `worker` crate's wrapper converts
+/// every request it makes (method, path, headers, `cf`), which cost the bundle more than all
+/// the calls that use this.
+fn js_request(
+    url: &str,
+    method: &str,
+    content_type: Option<&str>,
+    body: Option<&JsValue>,
+) -> Result<web_sys::Request, JsValue> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(content_type) = content_type {
+        let headers = web_sys::Headers::new()?;
+        headers.set("content-type", content_type)?;
+        init.set_headers(&headers);
+    }
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    web_sys::Request::new_with_str_and_init(url, &init)
+}
+
+/// `fetch(request)` to the network: the status and the body as text.
+async fn fetch_text(request: &web_sys::Request) -> Result<(u16, String), JsValue> {
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let response: web_sys::Response = JsFuture::from(global.fetch_with_request(request)).await?.dyn_into()?;
+    let text = JsFuture::from(response.text()?).await?.as_string().unwrap_or_default();
+    Ok((response.status(), text))
+}
+
+/// POSTs `body` to a Durable Object and answers its status and body.
+async fn fetch_object(stub: worker::Stub, url: &str, body: Option<&JsValue>) -> Result<(u16, Vec<u8>), JsValue> {
+    let object: worker::worker_sys::DurableObject = stub.into_rpc();
+    let request = js_request(url, "POST", None, body)?;
+    let response: web_sys::Response = JsFuture::from(object.fetch_with_request(&request)?).await?.dyn_into()?;
+    let bytes = JsFuture::from(response.array_buffer()?).await?;
+    Ok((response.status(), js_sys::Uint8Array::new(&bytes).to_vec()))
+}
+
 /// A non-ASCII domain in punycode by the runtime's own URL parser (UTS 46, as for any URL's
 /// host); `None` when it is not a valid name. Only a bare name is handed over: anything that
 /// would end or change a URL's host is refused first.
@@ -155,23 +192,18 @@ impl Environment for Workers {
     }
 
     async fn rate_limit(&self, key: &str, limit: u32, window_seconds: u32) -> Result<Decision, Unavailable> {
-        let namespace = self.env.durable_object(RATE_LIMITER).map_err(|_| Unavailable)?;
-        let stub = namespace.id_from_name(key).and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
+        let stub = self.stub(RATE_LIMITER, key)?;
         let url = format!("https://rate-limiter/hit?limit={limit}&window={window_seconds}");
-        let mut response = stub.fetch_with_str(&url).await.map_err(|_| Unavailable)?;
-        response.json().await.map_err(|_| Unavailable)
+        let (_, answer) = fetch_object(stub, &url, None).await.map_err(|_| Unavailable)?;
+        serde_json::from_slice(&answer).map_err(|_| Unavailable)
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
         let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
-        let headers = Headers::new();
-        headers.set("content-type", "application/x-www-form-urlencoded").map_err(|_| Unavailable)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
-        let request = Request::new_with_init(url, &init).map_err(|_| Unavailable)?;
-        let mut response = Fetch::Request(request).send().await.map_err(|_| Unavailable)?;
-        let text = response.text().await.map_err(|_| Unavailable)?;
-        Ok((response.status_code(), text))
+        let request =
+            js_request(url, "POST", Some("application/x-www-form-urlencoded"), Some(&JsValue::from_str(&body)))
+                .map_err(|_| Unavailable)?;
+        fetch_text(&request).await.map_err(|_| Unavailable)
     }
 
     async fn put_body(&self, id: &str, bytes: &[u8]) -> Result<(), Unavailable> {
@@ -224,23 +256,16 @@ impl Environment for Workers {
         getrandom::fill(&mut pick).map_err(|_| WarmUnavailable { handed_over: false })?;
         let stub = self.session_object(u32::from_le_bytes(pick) % sessions.max(1)).map_err(|_| before)?;
         let body = transaction.to_bytes();
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-        drop(body);
-        let request = Request::new_with_init("https://smtp-session/send", &init)
-            .map_err(|_| WarmUnavailable { handed_over: false })?;
+        let body: JsValue = js_sys::Uint8Array::from(body.as_slice()).into();
         // From here on the object may have the message.
         let after = || WarmUnavailable { handed_over: true };
-        let mut response = stub.fetch_with_request(request).await.map_err(|_| after())?;
-        let answer = response.bytes().await.map_err(|_| after())?;
+        let (_, answer) = fetch_object(stub, "https://smtp-session/send", Some(&body)).await.map_err(|_| after())?;
         serde_json::from_slice(&answer).map_err(|_| after())
     }
 
     async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
-        let request = Request::new(url, Method::Get).map_err(|_| Unavailable)?;
-        let mut response = Fetch::Request(request).send().await.map_err(|_| Unavailable)?;
-        let text = response.text().await.map_err(|_| Unavailable)?;
-        Ok((response.status_code(), text))
+        let request = js_request(url, "GET", None, None).map_err(|_| Unavailable)?;
+        fetch_text(&request).await.map_err(|_| Unavailable)
     }
 }
 
@@ -260,21 +285,14 @@ impl Workers {
         query: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<T, Unavailable> {
-        let namespace = self.env.durable_object(DELIVERY_LEDGER).map_err(|_| Unavailable)?;
-        let stub = namespace.id_from_name("ledger").and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
+        let stub = self.stub(DELIVERY_LEDGER, "ledger")?;
         let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post);
-        if let Some(body) = body {
-            init.with_body(Some(JsValue::from_str(&body)));
+        let body = body.map(|body| JsValue::from_str(&body));
+        let url = format!("https://ledger/{operation}?{query}");
+        match fetch_object(stub, &url, body.as_ref()).await {
+            Ok((200, answer)) => serde_json::from_slice(&answer).map_err(|_| Unavailable),
+            _ => Err(Unavailable),
         }
-        let request =
-            Request::new_with_init(&format!("https://ledger/{operation}?{query}"), &init).map_err(|_| Unavailable)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
-        if response.status_code() != 200 {
-            return Err(Unavailable);
-        }
-        response.json().await.map_err(|_| Unavailable)
     }
 
     /// POSTs `call` as JSON to the Durable Object `name` of `binding`; its JSON answer.
@@ -284,17 +302,18 @@ impl Workers {
         name: &str,
         call: &impl serde::Serialize,
     ) -> Result<T, Unavailable> {
-        let namespace = self.env.durable_object(binding).map_err(|_| Unavailable)?;
-        let stub = namespace.id_from_name(name).and_then(|id| id.get_stub()).map_err(|_| Unavailable)?;
-        let body = serde_json::to_string(call).map_err(|_| Unavailable)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(JsValue::from_str(&body)));
-        let request = Request::new_with_init("https://object/", &init).map_err(|_| Unavailable)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(|_| Unavailable)?;
-        if response.status_code() != 200 {
-            return Err(Unavailable);
+        let stub = self.stub(binding, name)?;
+        let body = JsValue::from_str(&serde_json::to_string(call).map_err(|_| Unavailable)?);
+        match fetch_object(stub, "https://object/", Some(&body)).await {
+            Ok((200, answer)) => serde_json::from_slice(&answer).map_err(|_| Unavailable),
+            _ => Err(Unavailable),
         }
-        response.json().await.map_err(|_| Unavailable)
+    }
+
+    /// The Durable Object `name` of `binding`.
+    fn stub(&self, binding: &str, name: &str) -> Result<worker::Stub, Unavailable> {
+        let namespace = self.env.durable_object(binding).map_err(|_| Unavailable)?;
+        namespace.id_from_name(name).and_then(|id| id.get_stub()).map_err(|_| Unavailable)
     }
 
     async fn send_to(&self, queue: &str, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
@@ -313,20 +332,17 @@ impl Workers {
 impl Platform for Workers {
     /// workerd's own multipart parser, on a body already read within its limit.
     async fn parse_multipart(&self, content_type: &str, body: Vec<u8>) -> Result<Vec<Field>, Unavailable> {
-        let headers = Headers::new();
-        headers.set("content-type", content_type).map_err(|_| Unavailable)?;
-        let mut init = RequestInit::new();
-        let bytes = js_sys::Uint8Array::from(body.as_slice());
+        let bytes: JsValue = js_sys::Uint8Array::from(body.as_slice()).into();
         drop(body);
-        init.with_method(Method::Post).with_headers(headers).with_body(Some(bytes.into()));
-        let mut request = Request::new_with_init("https://form.invalid/", &init).map_err(|_| Unavailable)?;
-        form_fields(&mut request).await
+        let request =
+            js_request("https://form.invalid/", "POST", Some(content_type), Some(&bytes)).map_err(|_| Unavailable)?;
+        form_fields(&request).await
     }
 }
 
 /// Every entry of a form body, in order, repeated names kept.
-async fn form_fields(request: &mut Request) -> Result<Vec<Field>, Unavailable> {
-    let form: JsValue = request.form_data().await.map_err(|_| Unavailable)?.into();
+async fn form_fields(request: &web_sys::Request) -> Result<Vec<Field>, Unavailable> {
+    let form = JsFuture::from(request.form_data().map_err(|_| Unavailable)?).await.map_err(|_| Unavailable)?;
     let entries = js_sys::try_iter(&form).map_err(|_| Unavailable)?.ok_or(Unavailable)?;
     let mut fields = Vec::new();
     for entry in entries {
