@@ -12,7 +12,8 @@ use crate::error::{ApiError, ErrorCode};
 /// Most records one list answers.
 const MAX_LIST: u32 = 100;
 
-fn unavailable() -> ApiError {
+/// The ledger could not be reached (for the status routes here and the Resend API's).
+pub(crate) fn unavailable() -> ApiError {
     let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
     error.retry_after = Some(5);
     error

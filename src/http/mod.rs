@@ -109,6 +109,6 @@ fn only(method: &str, allowed: &str, respond: impl FnOnce() -> HttpResponse) -> 
     }
 }
 
-fn method_not_allowed(allowed: &str) -> ApiError {
+pub(crate) fn method_not_allowed(allowed: &str) -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, format!("use {allowed}"))
 }

@@ -18,6 +18,8 @@ use serde_json::json;
 
 use super::auth::authorize;
 use super::body::{self, BodySource};
+use super::messages::unavailable;
+use super::method_not_allowed;
 use super::request::{Platform, RequestHead};
 use super::response::HttpResponse;
 use super::send::{parse_for, Api, Parsed};
@@ -43,7 +45,7 @@ pub async fn serve<P: Platform>(
         ("/emails", "POST") => with_key(config, head, |c, key| send(&env, c, key, head, source, false)).await,
         ("/emails/batch", "POST") => with_key(config, head, |c, key| send(&env, c, key, head, source, true)).await,
         ("/emails", "GET") => with_key(config, head, |_, _| list(&env, head)).await,
-        ("/emails" | "/emails/batch", _) => Err(not_allowed("POST")),
+        ("/emails" | "/emails/batch", _) => Err(method_not_allowed("POST")),
         (path, "GET") if path.starts_with("/emails/") && !path[8..].contains('/') => {
             with_key(config, head, |_, _| get(&env, &path[8..])).await
         }
@@ -76,10 +78,6 @@ where
     let config = config.map_err(Clone::clone)?;
     let api_key = authorize(config, head)?;
     route(config, api_key).await
-}
-
-fn not_allowed(allowed: &str) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, format!("use {allowed}"))
 }
 
 /// An error in Resend's shape, with Resend's names for what it has names for; the status is
@@ -249,12 +247,6 @@ fn email_json(record: &Record) -> serde_json::Value {
     })
 }
 
-fn ledger_unavailable() -> ApiError {
-    let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
-    error.retry_after = Some(5);
-    error
-}
-
 /// `GET /emails/{id}`.
 async fn get<E: Environment>(env: &E, id: &str) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::new(ErrorCode::NotFound, "no email has that id");
@@ -264,7 +256,7 @@ async fn get<E: Environment>(env: &E, id: &str) -> Result<HttpResponse, ApiError
     match env.load_record(id).await {
         Ok(Some(record)) => Ok(HttpResponse::json(200, &email_json(&record))),
         Ok(None) => Err(not_found()),
-        Err(_) => Err(ledger_unavailable()),
+        Err(_) => Err(unavailable()),
     }
 }
 
@@ -279,7 +271,7 @@ async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpRespons
                 })?;
         }
     }
-    let mut records = env.list_records(None, limit + 1).await.map_err(|_| ledger_unavailable())?;
+    let mut records = env.list_records(None, limit + 1).await.map_err(|_| unavailable())?;
     let has_more = records.len() > limit as usize;
     records.truncate(limit as usize);
     let data: Vec<_> = records.iter().map(email_json).collect();
