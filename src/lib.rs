@@ -12,7 +12,7 @@
 //!   platform's WebCrypto);
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
-//! - `error`, `header`, `address`, `time` — the vocabulary everything shares.
+//! - `error`, `header`, `address`, `time`, `json` — the vocabulary everything shares.
 #![forbid(unsafe_code)]
 // An ApiError ends the request; its size on the error path costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
@@ -24,6 +24,7 @@ pub mod dkim;
 pub mod error;
 pub mod header;
 pub mod http;
+pub mod json;
 pub mod message;
 pub mod smtp;
 pub mod time;
