@@ -4,10 +4,10 @@
 //! people. The Worker serves this table at `GET /v1/errors` so the `www/` page and the tests
 //! read the same rows; nothing else in the tree spells these codes out.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
 
 /// One row of the error table.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct ErrorSpec {
     pub code: &'static str,
     pub status: u16,
@@ -188,25 +188,25 @@ impl ErrorCode {
     }
 }
 
-impl Serialize for ErrorCode {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+impl ToJson for ErrorCode {
+    fn to_json(&self) -> Value<'_> {
+        Value::from(self.as_str())
     }
 }
 
-impl<'de> Deserialize<'de> for ErrorCode {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
+impl<'a> FromJson<'a> for ErrorCode {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let name = value.as_str().ok_or_else(|| ShapeError::expected("an error code", value))?;
         ErrorCode::ALL
             .iter()
             .copied()
             .find(|code| code.as_str() == name)
-            .ok_or_else(|| serde::de::Error::custom("not a code of the error table"))
+            .ok_or_else(|| ShapeError::new("not a code of the error table"))
     }
 }
 
 /// The SMTP side of a failure: what the relay said, and in which phase.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmtpDetail {
     pub code: u16,
     pub enhanced: Option<String>,
@@ -214,9 +214,30 @@ pub struct SmtpDetail {
     pub phase: String,
 }
 
-/// A failure as the HTTP layer answers it. (Serde gives it whole, for handing it between
-/// the Worker and its Durable Objects; callers see [`ApiError::to_json`].)
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `{"code", "enhanced": null | "x.y.z", "text", "phase"}`
+impl ToJson for SmtpDetail {
+    fn to_json(&self) -> Value<'_> {
+        object! {"code": self.code, "enhanced": self.enhanced.as_deref(), "text": &self.text, "phase": &self.phase}
+    }
+}
+
+impl<'a> FromJson<'a> for SmtpDetail {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let detail = SmtpDetail {
+            code: fields.required("code")?,
+            enhanced: fields.optional("enhanced")?,
+            text: fields.required("text")?,
+            phase: fields.required("phase")?,
+        };
+        fields.finish()?;
+        Ok(detail)
+    }
+}
+
+/// A failure as the HTTP layer answers it. (Its [`ToJson`] gives it whole, for handing it
+/// between the Worker and its Durable Objects; callers see [`ApiError::answer`].)
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
@@ -240,27 +261,53 @@ impl ApiError {
     }
 
     /// The answer's body: `{"error":{"code","message","retryable","smtp"?,"details"?,"message_id"?}}`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut error = serde_json::json!({
-            "code": self.code.as_str(),
-            "message": self.message,
-            "retryable": self.code.retryable(),
-        });
+    pub fn answer(&self) -> Value<'_> {
+        let mut error =
+            object! {"code": self.code.as_str(), "message": &self.message, "retryable": self.code.retryable()};
         if let Some(smtp) = &self.smtp {
-            error["smtp"] = serde_json::json!(smtp);
+            error.set("smtp", smtp.to_json());
         }
         if !self.details.is_empty() {
-            let details: Vec<_> = self
-                .details
-                .iter()
-                .map(|(field, message)| serde_json::json!({"field": field, "message": message}))
-                .collect();
-            error["details"] = serde_json::json!(details);
+            let details =
+                self.details.iter().map(|(field, message)| object! {"field": field, "message": message}).collect();
+            error.set("details", Value::Array(details));
         }
         if let Some(id) = &self.message_id {
-            error["message_id"] = serde_json::json!(id);
+            error.set("message_id", id);
         }
-        serde_json::json!({ "error": error })
+        object! {"error": error}
+    }
+}
+
+/// The whole error, for the Worker and its Durable Objects:
+/// `{"code", "message", "smtp", "message_id", "retry_after", "details": [[field, message], …]}`.
+impl ToJson for ApiError {
+    fn to_json(&self) -> Value<'_> {
+        let details = self.details.iter().map(|(f, m)| Value::Array(vec![f.into(), m.into()])).collect();
+        object! {"code": self.code.as_str(), "message": &self.message, "smtp": self.smtp.as_ref().map(ToJson::to_json),
+        "message_id": self.message_id.as_deref(), "retry_after": self.retry_after,
+        "details": Value::Array(details)}
+    }
+}
+
+impl<'a> FromJson<'a> for ApiError {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let details: Vec<Vec<String>> = fields.or_default("details")?;
+        let error = ApiError {
+            code: fields.required("code")?,
+            message: fields.required("message")?,
+            smtp: fields.optional("smtp")?,
+            message_id: fields.optional("message_id")?,
+            retry_after: fields.optional("retry_after")?,
+            details: details
+                .into_iter()
+                .map(|pair| <[String; 2]>::try_from(pair).map(|[f, m]| (f, m)))
+                .collect::<Result<_, _>>()
+                .map_err(|_| ShapeError::new("expected [field, message]").at("details"))?,
+        };
+        fields.finish()?;
+        Ok(error)
     }
 }
 
@@ -274,13 +321,20 @@ impl std::fmt::Display for ApiError {
 pub const ERROR_TABLE_LEN: usize = ErrorCode::ALL.len();
 
 /// The whole table as JSON, for `GET /v1/errors` and the `www/` page, with the flow's steps.
-pub fn table_json() -> serde_json::Value {
-    let rows: Vec<&ErrorSpec> = ErrorCode::ALL.iter().map(|c| c.spec()).collect();
-    let steps: Vec<_> = STEPS
+pub fn table_json() -> Value<'static> {
+    let rows = ErrorCode::ALL
         .iter()
-        .map(|(id, from, to, title)| serde_json::json!({"id": id, "from": from, "to": to, "title": title}))
+        .map(|code| {
+            let spec = code.spec();
+            object! {"code": spec.code, "status": spec.status, "retryable": spec.retryable,
+            "smtp": Value::Array(spec.smtp.iter().map(|&c| Value::from(c)).collect()),
+            "steps": Value::Array(spec.steps.iter().map(|&s| Value::from(s)).collect()),
+            "meaning": spec.meaning, "remedy": spec.remedy}
+        })
         .collect();
-    serde_json::json!({ "errors": rows, "steps": steps })
+    let steps =
+        STEPS.iter().map(|&(id, from, to, title)| object! {"id": id, "from": from, "to": to, "title": title}).collect();
+    object! {"errors": Value::Array(rows), "steps": Value::Array(steps)}
 }
 
 #[cfg(test)]
@@ -324,11 +378,14 @@ mod tests {
             text: "local error".into(),
             phase: "mail".into(),
         });
-        let json = error.to_json();
-        assert_eq!(json["error"]["code"], "relay_busy");
-        assert_eq!(json["error"]["retryable"], true);
-        assert_eq!(json["error"]["smtp"]["code"], 451);
-        assert_eq!(json["error"]["smtp"]["enhanced"], "4.3.0");
-        assert_eq!(json["error"]["smtp"]["phase"], "mail");
+        assert_eq!(
+            error.answer().encode(),
+            r#"{"error":{"code":"relay_busy","message":"try later","retryable":true,"smtp":{"code":451,"enhanced":"4.3.0","text":"local error","phase":"mail"}}}"#
+        );
+        let mut whole = error.clone();
+        whole.details.push(("to".into(), "bad".into()));
+        whole.message_id = Some("<a@b>".into());
+        whole.retry_after = Some(30);
+        assert_eq!(crate::json::from_str::<ApiError>(&whole.encode()), Ok(whole));
     }
 }

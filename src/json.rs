@@ -20,11 +20,18 @@ pub enum Value<'a> {
     Number(Cow<'a, str>),
     String(Cow<'a, str>),
     Array(Vec<Value<'a>>),
+    /// A list of whole numbers from 0 to 255 (a Node `Buffer`'s data, as old Resend SDKs send
+    /// attachments), one byte each instead of one [`Value`] each.
+    Bytes(Vec<u8>),
     Object(Vec<(Cow<'a, str>, Value<'a>)>),
 }
 
 /// Nesting deeper than this is refused: the parser recurses, and workerd's stack is small.
 const MAX_DEPTH: usize = 128;
+/// More values than this in one text are refused: a body of `[0,0,…]` or `[[],[],…]` within
+/// the request limit would otherwise be a tree of millions of nodes, over an isolate's memory.
+/// (Lists of bytes count once: see [`Value::Bytes`].)
+pub const MAX_VALUES: usize = 500_000;
 
 /// Where and why a text is not JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,13 +53,13 @@ impl fmt::Display for SyntaxError {
 pub fn parse_bytes(bytes: &[u8]) -> Result<Value<'_>, SyntaxError> {
     match std::str::from_utf8(bytes) {
         Ok(text) => parse(text),
-        Err(e) => Err(Parser { text: "", bytes, at: e.valid_up_to(), depth: 0 }.error("invalid UTF-8")),
+        Err(e) => Err(Parser { text: "", bytes, at: e.valid_up_to(), depth: 0, values: 0 }.error("invalid UTF-8")),
     }
 }
 
 /// Parses one JSON value, with nothing but white space around it.
 pub fn parse(text: &str) -> Result<Value<'_>, SyntaxError> {
-    let mut parser = Parser { text, bytes: text.as_bytes(), at: 0, depth: 0 };
+    let mut parser = Parser { text, bytes: text.as_bytes(), at: 0, depth: 0, values: 0 };
     let value = parser.value()?;
     parser.skip_space();
     if parser.at < parser.bytes.len() {
@@ -66,6 +73,7 @@ struct Parser<'a> {
     bytes: &'a [u8],
     at: usize,
     depth: usize,
+    values: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -90,6 +98,10 @@ impl<'a> Parser<'a> {
 
     fn value(&mut self) -> Result<Value<'a>, SyntaxError> {
         self.skip_space();
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(self.error("too many values"));
+        }
         match self.peek() {
             None => Err(self.error("EOF while parsing a value")),
             Some(b'{') => self.nested(Self::object),
@@ -159,7 +171,10 @@ impl<'a> Parser<'a> {
 
     fn one_or_more_digits(&mut self) -> Result<(), SyntaxError> {
         match self.peek() {
-            Some(b'0'..=b'9') => Ok(self.digits()),
+            Some(b'0'..=b'9') => {
+                self.digits();
+                Ok(())
+            }
             None => Err(self.error("EOF while parsing a value")),
             Some(_) => Err(self.error("invalid number")),
         }
@@ -261,19 +276,38 @@ impl<'a> Parser<'a> {
 
     fn array(&mut self) -> Result<Value<'a>, SyntaxError> {
         let mut items = Vec::new();
+        let mut bytes = Vec::new();
         self.skip_space();
         if self.peek() == Some(b']') {
             self.at += 1;
             return Ok(Value::Array(items));
         }
         loop {
-            items.push(self.value()?);
+            match self.value()? {
+                // Whole numbers 0 to 255 stay bytes while every item so far is one.
+                Value::Number(n) if items.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()) => {
+                    match n.parse::<u8>() {
+                        Ok(byte) if n.len() == 1 || !n.starts_with('0') => {
+                            self.values -= 1;
+                            bytes.push(byte)
+                        }
+                        _ => {
+                            items.extend(bytes.drain(..).map(Value::from));
+                            items.push(Value::Number(n))
+                        }
+                    }
+                }
+                value => {
+                    items.extend(bytes.drain(..).map(Value::from));
+                    items.push(value)
+                }
+            }
             self.skip_space();
             match self.peek() {
                 Some(b',') => self.at += 1,
                 Some(b']') => {
                     self.at += 1;
-                    return Ok(Value::Array(items));
+                    return Ok(if items.is_empty() { Value::Bytes(bytes) } else { Value::Array(items) });
                 }
                 None => return Err(self.error("EOF while parsing a list")),
                 Some(_) => return Err(self.error("expected `,` or `]`")),
@@ -342,9 +376,19 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The items of a list (a list of bytes is given as values: see [`Value::items`]).
     pub fn as_array(&self) -> Option<&[Value<'a>]> {
         match self {
             Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The items of any list, bytes included, as values.
+    pub fn items(&self) -> Option<Cow<'_, [Value<'a>]>> {
+        match self {
+            Value::Array(items) => Some(Cow::Borrowed(items)),
+            Value::Bytes(bytes) => Some(Cow::Owned(bytes.iter().map(|&b| Value::from(b)).collect())),
             _ => None,
         }
     }
@@ -361,6 +405,20 @@ impl<'a> Value<'a> {
         self.as_object()?.iter().rev().find(|(name, _)| name == key).map(|(_, value)| value)
     }
 
+    /// An enum variant as written: `"Name"` (no data) or `{"Name": data}`.
+    pub fn variant(&self) -> Result<(&str, Option<&Value<'a>>), ShapeError> {
+        match self {
+            Value::String(name) => Ok((name, None)),
+            Value::Object(members) if members.len() == 1 => Ok((&members[0].0, Some(&members[0].1))),
+            _ => Err(ShapeError::expected("a variant (\"Name\" or {\"Name\": …})", self)),
+        }
+    }
+
+    /// An enum variant with data, to write: `{"Name": data}`.
+    pub fn tagged(name: &'a str, data: Value<'a>) -> Value<'a> {
+        Value::Object(vec![(Cow::Borrowed(name), data)])
+    }
+
     /// What kind of value this is, for messages: "a string", "an object", ….
     pub fn kind(&self) -> &'static str {
         match self {
@@ -368,7 +426,7 @@ impl<'a> Value<'a> {
             Value::Bool(_) => "a boolean",
             Value::Number(_) => "a number",
             Value::String(_) => "a string",
-            Value::Array(_) => "a list",
+            Value::Array(_) | Value::Bytes(_) => "a list",
             Value::Object(_) => "an object",
         }
     }
@@ -464,6 +522,12 @@ impl<'a> FromJson<'a> for u64 {
     }
 }
 
+impl<'a> FromJson<'a> for usize {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        unsigned(value, usize::MAX as u64).map(|n| n as usize)
+    }
+}
+
 impl<'a> FromJson<'a> for u32 {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         unsigned(value, u32::MAX.into()).map(|n| n as u32)
@@ -501,8 +565,18 @@ impl<'a, T: FromJson<'a>> FromJson<'a> for Option<T> {
 
 impl<'a, T: FromJson<'a>> FromJson<'a> for Vec<T> {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let items = value.as_array().ok_or_else(|| ShapeError::expected("a list", value))?;
+        let items = value.items().ok_or_else(|| ShapeError::expected("a list", value))?;
         items.iter().enumerate().map(|(i, item)| T::from_json(item).map_err(|e| e.at_index(i))).collect()
+    }
+}
+
+/// A list of bytes, read without a value per byte.
+pub fn bytes(value: &Value<'_>) -> Result<Vec<u8>, ShapeError> {
+    match value {
+        Value::Bytes(bytes) => Ok(bytes.clone()),
+        Value::Array(items) if items.is_empty() => Ok(Vec::new()),
+        Value::Array(_) => Err(ShapeError::new("expected a list of whole numbers from 0 to 255")),
+        _ => Err(ShapeError::expected("a list of bytes", value)),
     }
 }
 
@@ -734,6 +808,22 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The same value, owning all it holds (to outlive what it borrowed from).
+    pub fn into_owned(self) -> Value<'static> {
+        let owned = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(b),
+            Value::Number(text) => Value::Number(owned(text)),
+            Value::String(text) => Value::String(owned(text)),
+            Value::Array(items) => Value::Array(items.into_iter().map(Value::into_owned).collect()),
+            Value::Bytes(bytes) => Value::Bytes(bytes),
+            Value::Object(members) => {
+                Value::Object(members.into_iter().map(|(k, v)| (owned(k), v.into_owned())).collect())
+            }
+        }
+    }
+
     /// The member `key` of an object, to change it in place.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
         match self {
@@ -750,6 +840,16 @@ impl<'a> Value<'a> {
             Value::Bool(false) => out.push_str("false"),
             Value::Number(text) => out.push_str(text),
             Value::String(text) => write_string(out, text),
+            Value::Bytes(bytes) => {
+                out.push('[');
+                for (i, byte) in bytes.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&byte.to_string());
+                }
+                out.push(']');
+            }
             Value::Array(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
@@ -906,6 +1006,26 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.to_string(), "`to[0].email`: expected a string, found a number");
         assert_eq!(Fields::of(&Value::Null).err().unwrap().to_string(), "expected an object, found null");
+    }
+
+    #[test]
+    fn lists_of_bytes_are_kept_compact_and_read_like_any_list() {
+        let value = parse("[0, 7, 255]").unwrap();
+        assert_eq!(value, Value::Bytes(vec![0, 7, 255]));
+        assert_eq!(value.encode(), "[0,7,255]");
+        assert_eq!(from_str::<Vec<u16>>("[0, 7, 255]"), Ok(vec![0, 7, 255]));
+        assert_eq!(bytes(&value), Ok(vec![0, 7, 255]));
+        for mixed in ["[1, 256]", "[1, -1]", "[1, 1.5]", "[1, 01]", "[1, \"a\"]", "[\"a\", 1]", "[1, 1e2]"] {
+            let value = parse(mixed).unwrap_or_else(|e| Value::String(e.to_string().into()));
+            assert!(matches!(value, Value::Array(_) | Value::String(_)), "{mixed}: {value:?}");
+        }
+        assert_eq!(parse("[1, 256]").unwrap().encode(), "[1,256]");
+        assert!(bytes(&parse("[1, 256]").unwrap()).is_err());
+        // A long list of bytes is one value; a long list of anything else is many.
+        let many = format!("[{}0]", "0,".repeat(MAX_VALUES * 2));
+        assert!(matches!(parse(&many), Ok(Value::Bytes(b)) if b.len() == MAX_VALUES * 2 + 1));
+        let nulls = format!("[{}null]", "null,".repeat(MAX_VALUES));
+        assert_eq!(parse(&nulls).unwrap_err().message, "too many values");
     }
 
     #[test]

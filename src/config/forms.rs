@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use crate::json::{self, Fields, FromJson, ReadError, ShapeError, Value};
 
 use crate::address::Mailbox;
 use crate::header;
@@ -36,55 +36,74 @@ pub struct FormSettings {
     pub queued: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Raw {
     to: OneOrMany,
     subject: Option<String>,
     redirect: Option<String>,
     error_redirect: Option<String>,
-    #[serde(default)]
     allowed_origins: Vec<String>,
     honeypot: Option<String>,
     email_field: Option<String>,
-    #[serde(default)]
     required: Vec<String>,
-    #[serde(default)]
     turnstile: bool,
     max_files: Option<usize>,
     max_file_bytes: Option<usize>,
-    #[serde(default)]
     allowed_file_types: Vec<String>,
     rate_limit_per_minute: Option<u32>,
-    #[serde(default)]
     debug: bool,
     delivery: Option<String>,
 }
 
-/// One string or a list of them (`"to"`), read by the JSON type found rather than as an
-/// untagged enum, which serde would buffer and try variant by variant.
+impl<'a> FromJson<'a> for Raw {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let raw = Raw {
+            to: fields.required("to")?,
+            subject: fields.optional("subject")?,
+            redirect: fields.optional("redirect")?,
+            error_redirect: fields.optional("error_redirect")?,
+            allowed_origins: fields.or_default("allowed_origins")?,
+            honeypot: fields.optional("honeypot")?,
+            email_field: fields.optional("email_field")?,
+            required: fields.or_default("required")?,
+            turnstile: fields.or_default("turnstile")?,
+            max_files: fields.optional("max_files")?,
+            max_file_bytes: fields.optional("max_file_bytes")?,
+            allowed_file_types: fields.or_default("allowed_file_types")?,
+            rate_limit_per_minute: fields.optional("rate_limit_per_minute")?,
+            debug: fields.or_default("debug")?,
+            delivery: fields.optional("delivery")?,
+        };
+        fields.finish()?;
+        Ok(raw)
+    }
+}
+
+/// One string or a list of them (`"to"`).
 struct OneOrMany(Vec<String>);
 
-impl<'de> Deserialize<'de> for OneOrMany {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Strings;
-        impl<'de> serde::de::Visitor<'de> for Strings {
-            type Value = OneOrMany;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or a list of strings")
-            }
-            fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<OneOrMany, E> {
-                Ok(OneOrMany(vec![one.to_string()]))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
-                let mut many = Vec::new();
-                while let Some(one) = seq.next_element::<String>()? {
-                    many.push(one);
-                }
-                Ok(OneOrMany(many))
-            }
+impl<'a> FromJson<'a> for OneOrMany {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        match value {
+            Value::String(one) => Ok(OneOrMany(vec![one.to_string()])),
+            _ => Vec::from_json(value)
+                .map(OneOrMany)
+                .map_err(|_| ShapeError::expected("a string or a list of strings", value)),
         }
-        deserializer.deserialize_any(Strings)
+    }
+}
+
+/// `FORMS`: form name → its settings (a name given twice: the last).
+struct Forms(Vec<(String, Raw)>);
+
+impl<'a> FromJson<'a> for Forms {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let members = value.as_object().ok_or_else(|| ShapeError::expected("an object", value))?;
+        members
+            .iter()
+            .map(|(name, raw)| Ok((name.to_string(), Raw::from_json(raw)?)))
+            .collect::<Result<_, _>>()
+            .map(Forms)
     }
 }
 
@@ -116,8 +135,9 @@ pub fn is_redirect(raw: &str) -> bool {
 
 /// Parses `FORMS`. The error names the form and the key, never a value.
 pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
-    let raw: BTreeMap<String, Raw> =
-        serde_json::from_str(json).map_err(|e| format!("is not a JSON object of forms ({})", json_error_kind(&e)))?;
+    let Forms(raw) =
+        json::from_str(json).map_err(|e| format!("is not a JSON object of forms ({})", json_error_kind(&e)))?;
+    let raw: BTreeMap<String, Raw> = raw.into_iter().collect();
     let mut forms = BTreeMap::new();
     for (name, raw) in raw {
         if !is_form_name(&name) {
@@ -207,12 +227,11 @@ impl FormSettings {
 }
 
 /// What kind of JSON error, without quoting the input.
-fn json_error_kind(error: &serde_json::Error) -> &'static str {
-    match error.classify() {
-        serde_json::error::Category::Io => "I/O",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "unexpected or missing keys",
-        serde_json::error::Category::Eof => "truncated",
+fn json_error_kind(error: &ReadError) -> &'static str {
+    match error {
+        ReadError::Syntax(e) if e.truncated => "truncated",
+        ReadError::Syntax(_) => "syntax error",
+        ReadError::Shape(_) => "unexpected or missing keys",
     }
 }
 

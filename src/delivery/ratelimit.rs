@@ -4,13 +4,29 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub allowed: bool,
     /// Seconds until a hit would be allowed (0 when allowed).
     pub retry_after: u32,
+}
+
+/// `{"allowed", "retry_after"}`
+impl ToJson for Decision {
+    fn to_json(&self) -> Value<'_> {
+        object! {"allowed": self.allowed, "retry_after": self.retry_after}
+    }
+}
+
+impl<'a> FromJson<'a> for Decision {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let decision = Decision { allowed: fields.required("allowed")?, retry_after: fields.required("retry_after")? };
+        fields.finish()?;
+        Ok(decision)
+    }
 }
 
 #[derive(Debug, Default)]

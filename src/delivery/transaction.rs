@@ -2,10 +2,9 @@
 //! envelope), and what came of it. This is the one place where an [`smtp::error::Error`]
 //! becomes an error code of the table.
 
-use serde::{Deserialize, Serialize};
-
 use crate::address::EmailAddress;
 use crate::error::{ApiError, ErrorCode, SmtpDetail};
+use crate::json::{self, object, Fields, FromJson, ShapeError, ToJson, Value};
 use crate::message::{self, Content, Stamp};
 use crate::smtp::client::{Network, Session};
 use crate::smtp::envelope::{Dsn, Envelope};
@@ -22,7 +21,7 @@ pub struct Submission {
 }
 
 /// A recipient the relay refused while it accepted the message for others.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {
     pub email: String,
     pub smtp: SmtpDetail,
@@ -31,7 +30,7 @@ pub struct Rejected {
 }
 
 /// A message the relay accepted, as answers report it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
     pub message_id: String,
     pub accepted: Vec<String>,
@@ -42,14 +41,14 @@ pub struct Sent {
 
 /// A rendered message with its envelope, owned, so it can travel to the object that holds a
 /// warm session. The message bytes travel beside it, not in its JSON.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Transaction {
     pub message_id: String,
     pub sender: String,
     pub recipients: Vec<String>,
     pub dsn: Option<Dsn>,
     pub utf8_headers: bool,
-    #[serde(skip)]
+    /// Not in its JSON: [`Transaction::to_bytes`] puts it after.
     pub message: Vec<u8>,
 }
 
@@ -79,7 +78,7 @@ impl Transaction {
     /// The transaction as bytes, for a Durable Object or a stored body: its JSON on one line,
     /// a line feed, then the message as it is.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        let mut bytes = self.encode().into_bytes();
         bytes.push(b'\n');
         bytes.extend_from_slice(&self.message);
         bytes
@@ -88,7 +87,7 @@ impl Transaction {
     /// The transaction [`Transaction::to_bytes`] made, or `None` when the bytes are not one.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let split = bytes.iter().position(|b| *b == b'\n')?;
-        let mut transaction: Transaction = serde_json::from_slice(&bytes[..split]).ok()?;
+        let mut transaction: Transaction = json::from_bytes(&bytes[..split]).ok()?;
         transaction.message = bytes[split + 1..].to_vec();
         Some(transaction)
     }
@@ -116,15 +115,14 @@ impl Transaction {
 }
 
 /// Whether a send used a session opened for it or a warm one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionUse {
     New,
     Warm,
 }
 
 /// What a send came to, with the conversation (shown only in debug mode).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Outcome {
     pub result: Result<Sent, ApiError>,
     pub transcript: Transcript,
@@ -144,6 +142,117 @@ impl Outcome {
     /// A send that failed before any session was involved.
     pub fn failed(error: ApiError) -> Self {
         Outcome { result: Err(error), transcript: Transcript::default(), round_trips: 0, session: SessionUse::New }
+    }
+}
+
+/// `{"email", "smtp", "retryable"}`
+impl ToJson for Rejected {
+    fn to_json(&self) -> Value<'_> {
+        object! {"email": &self.email, "smtp": self.smtp.to_json(), "retryable": self.retryable}
+    }
+}
+
+impl<'a> FromJson<'a> for Rejected {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let rejected = Rejected {
+            email: fields.required("email")?,
+            smtp: fields.required("smtp")?,
+            retryable: fields.required("retryable")?,
+        };
+        fields.finish()?;
+        Ok(rejected)
+    }
+}
+
+/// `{"message_id", "accepted", "rejected", "smtp"}`: also what a successful send answers.
+impl ToJson for Sent {
+    fn to_json(&self) -> Value<'_> {
+        object! {"message_id": &self.message_id, "accepted": self.accepted.to_json(),
+        "rejected": self.rejected.to_json(), "smtp": self.smtp.to_json()}
+    }
+}
+
+impl<'a> FromJson<'a> for Sent {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let sent = Sent {
+            message_id: fields.required("message_id")?,
+            accepted: fields.required("accepted")?,
+            rejected: fields.required("rejected")?,
+            smtp: fields.required("smtp")?,
+        };
+        fields.finish()?;
+        Ok(sent)
+    }
+}
+
+/// `{"message_id", "sender", "recipients", "dsn", "utf8_headers"}` (the message travels beside it).
+impl ToJson for Transaction {
+    fn to_json(&self) -> Value<'_> {
+        object! {"message_id": &self.message_id, "sender": &self.sender, "recipients": self.recipients.to_json(),
+        "dsn": self.dsn.as_ref().map(ToJson::to_json), "utf8_headers": self.utf8_headers}
+    }
+}
+
+impl<'a> FromJson<'a> for Transaction {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let transaction = Transaction {
+            message_id: fields.required("message_id")?,
+            sender: fields.required("sender")?,
+            recipients: fields.required("recipients")?,
+            dsn: fields.optional("dsn")?,
+            utf8_headers: fields.required("utf8_headers")?,
+            message: Vec::new(),
+        };
+        fields.finish()?;
+        Ok(transaction)
+    }
+}
+
+impl SessionUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionUse::New => "new",
+            SessionUse::Warm => "warm",
+        }
+    }
+}
+
+/// `{"result": {"Ok": sent} | {"Err": error}, "transcript", "round_trips", "session": "new" | "warm"}`
+impl ToJson for Outcome {
+    fn to_json(&self) -> Value<'_> {
+        let result = match &self.result {
+            Ok(sent) => Value::tagged("Ok", sent.to_json()),
+            Err(error) => Value::tagged("Err", error.to_json()),
+        };
+        object! {"result": result, "transcript": self.transcript.to_json(), "round_trips": self.round_trips,
+        "session": self.session.as_str()}
+    }
+}
+
+impl<'a> FromJson<'a> for Outcome {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let result = match fields.required::<Value>("result")?.variant()? {
+            ("Ok", Some(sent)) => Ok(Sent::from_json(sent)?),
+            ("Err", Some(error)) => Err(ApiError::from_json(error)?),
+            _ => return Err(ShapeError::new("expected {\"Ok\": …} or {\"Err\": …}").at("result")),
+        };
+        let session = match fields.required::<String>("session")?.as_str() {
+            "new" => SessionUse::New,
+            "warm" => SessionUse::Warm,
+            _ => return Err(ShapeError::new("expected \"new\" or \"warm\"").at("session")),
+        };
+        let outcome = Outcome {
+            result,
+            transcript: fields.required("transcript")?,
+            round_trips: fields.required("round_trips")?,
+            session,
+        };
+        fields.finish()?;
+        Ok(outcome)
     }
 }
 
@@ -352,7 +461,7 @@ mod tests {
     fn auth_phase_replies_are_never_echoed() {
         for code in [535, 421] {
             let error = Error::new(Phase::Auth, ErrorKind::Reply(reply(code, "bad credentials for AGRldgBw")));
-            let json = api_error(&error, "<id@x>").to_json().to_string();
+            let json = api_error(&error, "<id@x>").answer().encode();
             assert!(!json.contains("AGRldgBw"), "{json}");
         }
     }

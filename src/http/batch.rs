@@ -6,12 +6,13 @@ use super::auth::authorized_body;
 use super::body::BodySource;
 use super::request::{Platform, RequestHead};
 use super::response::{Handled, HttpResponse};
-use super::send::{parse, wants_queue};
+use super::send::{parse_value, sent_answer, wants_queue, Api};
 use crate::config::Config;
 use crate::delivery::queue;
 use crate::delivery::submit::render;
 use crate::delivery::transaction::api_error;
 use crate::error::{ApiError, ErrorCode};
+use crate::json::{self, object, Fields, Value};
 use crate::smtp::client::Session;
 
 /// Most messages one batch may carry.
@@ -33,16 +34,16 @@ pub async fn handle<P: Platform>(
         error.details = vec![("Idempotency-Key".into(), "is not supported on /v1/send/batch".into())];
         return HttpResponse::error(&error).into();
     }
-    // Each message is kept as its raw JSON and parsed on its own, so one that is invalid fails
-    // alone with the same answer /v1/send would give.
-    #[derive(serde::Deserialize)]
-    struct Batch<'a> {
-        #[serde(borrow)]
-        messages: Vec<&'a serde_json::value::RawValue>,
-    }
-    let messages = match serde_json::from_slice::<Batch<'_>>(&body) {
-        Ok(batch) => batch.messages,
-        Err(e) if e.is_syntax() || e.is_eof() => return invalid(&format!("the body is not valid JSON: {e}")).into(),
+    // Each message is read on its own, so one that is invalid fails alone with the same
+    // answer /v1/send would give.
+    let value = match json::parse_bytes(&body) {
+        Ok(value) => value,
+        Err(e) => return invalid(&format!("the body is not valid JSON: {e}")).into(),
+    };
+    let messages = match Fields::of(&value)
+        .and_then(|mut f| f.required::<Vec<Value>>("messages").and_then(|m| f.finish().map(|_| m)))
+    {
+        Ok(messages) => messages,
         Err(_) => return invalid("the body must be {\"messages\": [ … ]}").into(),
     };
     if messages.is_empty() || messages.len() > MAX_BATCH {
@@ -50,8 +51,10 @@ pub async fn handle<P: Platform>(
         error.details = vec![("messages".into(), format!("must hold 1 to {MAX_BATCH} messages"))];
         return HttpResponse::error(&error).into();
     }
-    let submissions: Vec<_> = messages.iter().map(|m| parse(m.get().as_bytes(), config)).collect();
+    let submissions: Vec<_> =
+        messages.iter().map(|m| parse_value(Api::V1, m, config).map(|parsed| parsed.submission)).collect();
     drop(messages);
+    drop(value);
     drop(body);
 
     if wants_queue(head, config) {
@@ -60,14 +63,14 @@ pub async fn handle<P: Platform>(
             results.push(match submission {
                 Ok(submission) => match queue::accept(&env, config, submission, queue::Extras::default()).await {
                     Ok(record) => {
-                        serde_json::json!({"id": record.id, "status": record.status, "message_id": record.message_id})
+                        object! {"id": record.id, "status": record.status.as_str(), "message_id": record.message_id}
                     }
-                    Err(error) => error.to_json(),
+                    Err(error) => error.answer().into_owned(),
                 },
-                Err(error) => error.to_json(),
+                Err(error) => error.answer().into_owned(),
             });
         }
-        let mut response = HttpResponse::json(202, &serde_json::json!({"data": results}));
+        let mut response = HttpResponse::json(202, &object! {"data": Value::Array(results)});
         response.headers.push(("preference-applied".into(), "respond-async".into()));
         return response.into();
     }
@@ -84,7 +87,7 @@ pub async fn handle<P: Platform>(
                 Err(error) => Err(error),
                 Ok(transaction) => {
                     if let Some(error) = &unreachable {
-                        results.push(error.to_json());
+                        results.push(error.answer().into_owned());
                         continue;
                     }
                     if session.as_ref().is_none_or(|s| !s.is_usable()) {
@@ -92,7 +95,7 @@ pub async fn handle<P: Platform>(
                             Ok(opened) => Some(opened),
                             Err((error, _)) => {
                                 let error = api_error(&error, &transaction.message_id);
-                                results.push(error.to_json());
+                                results.push(error.answer().into_owned());
                                 unreachable = Some(error);
                                 continue;
                             }
@@ -104,12 +107,11 @@ pub async fn handle<P: Platform>(
             },
         };
         results.push(match result {
-            Ok(sent) => serde_json::json!({"ok": true, "message_id": sent.message_id, "accepted": sent.accepted,
-                "rejected": sent.rejected, "smtp": sent.smtp}),
-            Err(error) => error.to_json(),
+            Ok(sent) => sent_answer(&sent).into_owned(),
+            Err(error) => error.answer().into_owned(),
         });
     }
-    Handled { response: HttpResponse::json(200, &serde_json::json!({"data": results})), after: session }
+    Handled { response: HttpResponse::json(200, &object! {"data": Value::Array(results)}), after: session }
 }
 
 fn invalid(why: &str) -> HttpResponse {

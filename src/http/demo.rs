@@ -10,6 +10,7 @@ use super::response::{Handled, HttpResponse};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::error::{ApiError, ErrorCode};
+use crate::json::object;
 
 pub const DEMO_FORM: &str = "demo";
 pub const REFUSAL_FORM: &str = "demo-refused";
@@ -27,8 +28,8 @@ pub fn describe(config: Result<&Config, &ApiError>) -> HttpResponse {
     let refusal = config.forms.get(REFUSAL_FORM).is_some_and(|f| f.debug).then_some(REFUSAL_FORM);
     HttpResponse::json(
         200,
-        &serde_json::json!({"form": DEMO_FORM, "refusal_form": refusal, "inbox": config.demo_inbox_url.is_some(),
-            "relay_check": config.demo_inbox_url.is_some()}),
+        &object! {"form": DEMO_FORM, "refusal_form": refusal, "inbox": config.demo_inbox_url.is_some(),
+        "relay_check": config.demo_inbox_url.is_some()},
     )
 }
 

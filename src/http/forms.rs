@@ -2,6 +2,8 @@
 //! the recipients the owner configured. Recipients, subject, redirects and limits come from
 //! `FORMS`; the submitter's fields only fill the body, the subject template and Reply-To.
 
+use std::borrow::Cow;
+
 use super::body::{self, BodySource};
 use super::pages;
 use super::request::{Field, FieldValue, Platform, RequestHead};
@@ -17,6 +19,7 @@ use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::{Outcome, Sent, Submission};
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
+use crate::json::{self, object, ToJson, Value};
 use crate::message::{implied_charset, Attachment, Content};
 
 /// The field Cloudflare Turnstile's widget adds to the form.
@@ -194,53 +197,29 @@ pub fn urlencoded_fields(body: &[u8]) -> Vec<Field> {
         .collect()
 }
 
-/// A JSON object's members in the order they were sent (what a form's fields keep).
-struct Members(Vec<(String, serde_json::Value)>);
-
-impl<'de> serde::Deserialize<'de> for Members {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Members;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object of fields")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut members = Vec::new();
-                while let Some(member) = map.next_entry()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(Visitor)
-    }
-}
-
 fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
-    let Members(object) = serde_json::from_slice(body).map_err(|e| {
-        let why = if e.is_syntax() || e.is_eof() {
-            format!("the body is not valid JSON: {e}")
-        } else {
-            "the body must be a JSON object of fields".to_string()
-        };
-        ApiError::new(ErrorCode::InvalidRequest, why)
-    })?;
+    let value = json::parse_bytes(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object of fields"));
+    };
+    // The members in the order they were sent (what a form's fields keep); a list is one
+    // field per item.
     let mut fields = Vec::new();
     for (name, value) in object {
-        let values = match value {
-            serde_json::Value::Array(items) => items,
-            other => vec![other],
+        let values = match value.items() {
+            Some(items) => items,
+            None => Cow::Borrowed(std::slice::from_ref(value)),
         };
-        for value in values {
+        for value in values.iter() {
             let text = match value {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::Bool(b) => b.to_string(),
-                serde_json::Value::Null => String::new(),
+                Value::String(s) => s.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => String::new(),
                 _ => return Err(ApiError::new(ErrorCode::ValidationFailed, format!("{name} must be text"))),
             };
-            fields.push(Field { name: name.clone(), value: FieldValue::Text(text) });
+            fields.push(Field { name: name.to_string(), value: FieldValue::Text(text) });
         }
     }
     Ok(fields)
@@ -269,8 +248,8 @@ async fn verify_turnstile<E: Environment>(
         .post_form(&config.turnstile_verify_url, &form)
         .await
         .map_err(|_| ApiError::new(ErrorCode::CaptchaFailed, "the Turnstile check could not be made"))?;
-    let verdict: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    if status == 200 && verdict["success"] == true {
+    let verdict = json::parse(&body).ok();
+    if status == 200 && verdict.as_ref().and_then(|v| v.get("success")).and_then(Value::as_bool) == Some(true) {
         Ok(())
     } else {
         Err(captcha_failed("the Turnstile token is invalid or expired"))
@@ -443,10 +422,10 @@ fn success_answer(
 ) -> HttpResponse {
     match answer {
         Answer::Json => {
-            let mut body = serde_json::json!({"ok": true});
+            let mut body = object! {"ok": true};
             if let Some((sent, outcome)) = debug {
-                body["message_id"] = serde_json::json!(sent.message_id);
-                body["smtp"] = serde_json::json!(sent.smtp);
+                body.set("message_id", &sent.message_id);
+                body.set("smtp", sent.smtp.to_json());
                 add_debug(&mut body, outcome);
             }
             HttpResponse::json(200, &body).with_headers(cors)
@@ -462,7 +441,7 @@ fn success_answer(
 /// for a sent one.
 fn accepted_answer(answer: Answer, form: &FormSettings, cors: &[(String, String)], record: &Record) -> HttpResponse {
     match answer {
-        Answer::Json => HttpResponse::json(200, &serde_json::json!({"ok": true, "id": record.id})).with_headers(cors),
+        Answer::Json => HttpResponse::json(200, &object! {"ok": true, "id": &record.id}).with_headers(cors),
         Answer::Browser { .. } => success_answer(answer, form, cors, None),
     }
 }

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::queue::Status;
 use crate::error::{ApiError, ErrorCode};
+use crate::json::{object, ToJson};
 
 /// Most records one list answers.
 const MAX_LIST: u32 = 100;
@@ -38,7 +39,7 @@ pub async fn get<E: Environment>(
         return not_found();
     }
     match env.load_record(id).await {
-        Ok(Some(record)) => HttpResponse::json(200, &serde_json::json!(record)),
+        Ok(Some(record)) => HttpResponse::json(200, &record.to_json()),
         Ok(None) => not_found(),
         Err(_) => HttpResponse::error(&unavailable()),
     }
@@ -75,7 +76,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
         }
     }
     match env.list_records(status, limit).await {
-        Ok(records) => HttpResponse::json(200, &serde_json::json!({"messages": records})),
+        Ok(records) => HttpResponse::json(200, &object! {"messages": records.to_json()}),
         Err(_) => HttpResponse::error(&unavailable()),
     }
 }

@@ -3,20 +3,21 @@
 use super::response::HttpResponse;
 use crate::delivery::record::Status;
 use crate::error;
+use crate::json::{object, Value};
 
 /// `{"ok":true,"version":…}`; never a configuration value.
 pub fn health() -> HttpResponse {
-    HttpResponse::json(200, &serde_json::json!({"ok": true, "version": env!("CARGO_PKG_VERSION")}))
+    HttpResponse::json(200, &object! {"ok": true, "version": env!("CARGO_PKG_VERSION")})
 }
 
 /// The error table, the send flow's steps and the statuses of queued messages, for the
 /// `www/` page and for callers.
 pub fn errors() -> HttpResponse {
     let mut table = error::table_json();
-    let statuses: Vec<_> = Status::ALL
+    let statuses = Status::ALL
         .iter()
-        .map(|s| serde_json::json!({"status": s.as_str(), "final": s.is_final(), "meaning": s.meaning()}))
+        .map(|s| object! {"status": s.as_str(), "final": s.is_final(), "meaning": s.meaning()})
         .collect();
-    table["statuses"] = serde_json::json!(statuses);
+    table.set("statuses", Value::Array(statuses));
     HttpResponse::json(200, &table)
 }

@@ -14,20 +14,19 @@
 //! with the ids it queued and the indexes it did not (`errors`), and keeps that answer for its
 //! key: a retry never queues the stored ones twice (test: `a_batch_the_queue_fails_midway…`).
 
-use serde_json::json;
-
 use super::auth::authorize;
 use super::body::{self, BodySource};
 use super::messages::unavailable;
 use super::method_not_allowed;
 use super::request::{Platform, RequestHead};
 use super::response::HttpResponse;
-use super::send::{parse_for, Api, Parsed};
+use super::send::{parse_for, parse_value, Api, Parsed};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::queue::{self, Extras, Record, Status};
 use crate::error::{ApiError, ErrorCode};
+use crate::json::{self, object, ToJson, Value};
 use crate::time::format_rfc3339;
 
 /// Most emails one batch may carry (Resend's limit too).
@@ -103,7 +102,7 @@ pub fn resend_error(head: &RequestHead, error: &ApiError) -> HttpResponse {
         ErrorCode::RequestInProgress => "concurrent_idempotent_requests",
         _ => "application_error",
     };
-    let body = json!({"statusCode": status, "name": name, "message": error.message});
+    let body = object! {"statusCode": status, "name": name, "message": &error.message};
     let mut response = HttpResponse::json(status, &body);
     if let Some(seconds) = error.retry_after {
         response.headers.push(("retry-after".into(), seconds.to_string()));
@@ -128,17 +127,15 @@ async fn send<P: Platform>(
     let api = Api::Resend { now_ms: env.now_millis() };
     let permissive = batch && head.header("x-batch-validation").is_some_and(|v| v.eq_ignore_ascii_case("permissive"));
     let emails: Vec<Result<Parsed, ApiError>> = if batch {
-        let raw: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&body).map_err(|e| {
-            let why = match e.is_syntax() || e.is_eof() {
-                true => format!("the body is not valid JSON: {e}"),
-                false => "the body must be a JSON array of emails".to_string(),
-            };
-            ApiError::new(ErrorCode::InvalidRequest, why)
-        })?;
-        if raw.is_empty() || raw.len() > MAX_BATCH {
+        let value = json::parse_bytes(&body)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
+        let Some(emails) = value.as_array() else {
+            return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON array of emails"));
+        };
+        if emails.is_empty() || emails.len() > MAX_BATCH {
             return Err(ApiError::new(ErrorCode::ValidationFailed, format!("send 1 to {MAX_BATCH} emails")));
         }
-        raw.iter().map(|email| parse_for(api, email.get().as_bytes(), config)).collect()
+        emails.iter().map(|email| parse_value(api, email, config)).collect()
     } else {
         vec![Ok(parse_for(api, &body, config)?)]
     };
@@ -182,9 +179,9 @@ async fn send<P: Platform>(
             Err(error) => Err(error),
         };
         match accepted {
-            Ok(record) => ids.push(json!({"id": record.id})),
+            Ok(record) => ids.push(object! {"id": record.id}),
             Err(error) => {
-                errors.push(json!({"index": index, "message": error.message}));
+                errors.push(object! {"index": index, "message": error.message.clone()});
                 retry_may_help |= error.code.retryable();
                 last_error = Some(error);
             }
@@ -197,9 +194,9 @@ async fn send<P: Platform>(
         // Strict, and storage failed for every email: the error itself, and nothing was queued.
         (true, Some(error)) if ids.is_empty() && !permissive => resend_error(head, &error),
         // Permissive, or storage failing midway: what was queued, and what was not, by index.
-        (true, Some(_)) => HttpResponse::json(200, &json!({"data": ids, "errors": errors})),
-        (true, None) if permissive => HttpResponse::json(200, &json!({"data": ids, "errors": errors})),
-        (true, None) => HttpResponse::json(200, &json!({"data": ids})),
+        (true, Some(_)) => HttpResponse::json(200, &object! {"data": ids, "errors": errors}),
+        (true, None) if permissive => HttpResponse::json(200, &object! {"data": ids, "errors": errors}),
+        (true, None) => HttpResponse::json(200, &object! {"data": ids}),
     };
     if let Some(claim) = claim {
         // The answer is kept for the key once anything was queued (a retry must not queue it
@@ -227,24 +224,24 @@ fn last_event(record: &Record) -> &'static str {
 
 /// A record as Resend's email object. The content is not kept with the status, so `html`,
 /// `text`, `cc`, `bcc` and `reply_to` are `null`.
-fn email_json(record: &Record) -> serde_json::Value {
-    json!({
+fn email_json(record: &Record) -> Value<'_> {
+    object! {
         "object": "email",
-        "id": record.id,
-        "to": record.to,
-        "from": record.from,
+        "id": &record.id,
+        "to": record.to.to_json(),
+        "from": &record.from,
         "created_at": format_rfc3339(record.created_at),
-        "subject": record.subject,
-        "html": null,
-        "text": null,
-        "bcc": null,
-        "cc": null,
-        "reply_to": null,
+        "subject": &record.subject,
+        "html": Value::Null,
+        "text": Value::Null,
+        "bcc": Value::Null,
+        "cc": Value::Null,
+        "reply_to": Value::Null,
         "last_event": last_event(record),
         "scheduled_at": record.scheduled_at.map(format_rfc3339),
-        "tags": record.tags,
-        "message_id": record.message_id,
-    })
+        "tags": record.tags.to_json(),
+        "message_id": &record.message_id,
+    }
 }
 
 /// `GET /emails/{id}`.
@@ -274,6 +271,6 @@ async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpRespons
     let mut records = env.list_records(None, limit + 1).await.map_err(|_| unavailable())?;
     let has_more = records.len() > limit as usize;
     records.truncate(limit as usize);
-    let data: Vec<_> = records.iter().map(email_json).collect();
-    Ok(HttpResponse::json(200, &json!({"object": "list", "has_more": has_more, "data": data})))
+    let data = records.iter().map(email_json).collect();
+    Ok(HttpResponse::json(200, &object! {"object": "list", "has_more": has_more, "data": Value::Array(data)}))
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 
 use crate::delivery::transaction::Outcome;
 use crate::error::{ApiError, ErrorCode};
+use crate::json::{ToJson, Value};
 use crate::smtp::client::{Network, Session};
 
 #[derive(Debug)]
@@ -20,9 +21,9 @@ impl HttpResponse {
         HttpResponse { status, headers, body, error: None }
     }
 
-    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+    pub fn json(status: u16, value: &Value<'_>) -> Self {
         let headers = vec![("content-type".into(), "application/json; charset=utf-8".into())];
-        HttpResponse::new(status, headers, value.to_string().into_bytes())
+        HttpResponse::new(status, headers, value.encode().into_bytes())
     }
 
     /// The answer stored under an `Idempotency-Key`, given again to a retry of its request.
@@ -35,7 +36,7 @@ impl HttpResponse {
     }
 
     pub fn error(error: &ApiError) -> Self {
-        let mut response = HttpResponse::json(error.code.status(), &error.to_json());
+        let mut response = HttpResponse::json(error.code.status(), &error.answer());
         if let Some(seconds) = error.retry_after {
             response.headers.push(("retry-after".into(), seconds.to_string()));
         }
@@ -47,9 +48,9 @@ impl HttpResponse {
     pub fn send_failed(error: &ApiError, outcome: &Outcome, debug: bool) -> Self {
         let mut response = HttpResponse::error(error);
         if debug {
-            let mut body = error.to_json();
+            let mut body = error.answer();
             add_debug(&mut body, outcome);
-            response.body = body.to_string().into_bytes();
+            response.body = body.encode().into_bytes();
         }
         response
     }
@@ -62,11 +63,11 @@ impl HttpResponse {
 
 /// What debug mode adds to an answer: the SMTP conversation of this send (AUTH hidden), its
 /// round trips, whether it used a new session or a warm one, and the Worker's memory.
-pub fn add_debug(body: &mut serde_json::Value, outcome: &Outcome) {
-    body["transcript"] = serde_json::json!(outcome.transcript);
-    body["round_trips"] = serde_json::json!(outcome.round_trips);
-    body["session"] = serde_json::json!(outcome.session);
-    body["wasm_memory_bytes"] = serde_json::json!(wasm_memory_bytes());
+pub fn add_debug<'a>(body: &mut Value<'a>, outcome: &'a Outcome) {
+    body.set("transcript", outcome.transcript.to_json());
+    body.set("round_trips", outcome.round_trips);
+    body.set("session", outcome.session.as_str());
+    body.set("wasm_memory_bytes", wasm_memory_bytes());
 }
 
 /// The size of the Worker's wasm linear memory. It only ever grows, so this is the high-water

@@ -1,11 +1,8 @@
 //! `POST /v1/send`: the API key, then the JSON body → a validated [`Submission`] → the relay.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use base64::{engine::general_purpose::STANDARD, Engine};
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 
 use super::auth::authorized_body;
 use super::body::BodySource;
@@ -16,9 +13,10 @@ use crate::config::Config;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::queue::{self, Record, Tag};
 use crate::delivery::submit::{submit, Submitted};
-use crate::delivery::transaction::Submission;
+use crate::delivery::transaction::{Sent, Submission};
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
+use crate::json::{self, object, Fields, FromJson, ShapeError, ToJson, Value};
 use crate::message::{implied_charset, Attachment, Content};
 use crate::smtp::envelope::{Dsn, Notify};
 use crate::time;
@@ -40,11 +38,17 @@ pub fn wants_queue(head: &RequestHead, config: &Config) -> bool {
 
 /// `202 Accepted` for a stored message: where to follow it, and its id and Message-ID.
 pub fn queued_answer(record: &Record) -> HttpResponse {
-    let body = serde_json::json!({"id": record.id, "status": record.status, "message_id": record.message_id});
+    let body = object! {"id": &record.id, "status": record.status.as_str(), "message_id": &record.message_id};
     let mut response = HttpResponse::json(202, &body);
     response.headers.push(("location".into(), format!("/v1/messages/{}", record.id)));
     response.headers.push(("preference-applied".into(), "respond-async".into()));
     response
+}
+
+/// What a send the relay accepted answers: `{"ok": true, "message_id", "accepted", "rejected", "smtp"}`.
+pub fn sent_answer(sent: &Sent) -> Value<'_> {
+    object! {"ok": true, "message_id": &sent.message_id, "accepted": sent.accepted.to_json(),
+    "rejected": sent.rejected.to_json(), "smtp": sent.smtp.to_json()}
 }
 
 /// `POST /v1/send`. The key is checked before a byte of the body is read.
@@ -89,8 +93,7 @@ pub async fn handle<P: Platform>(
     let Submitted { outcome, after } = submit(&env, config, &submission).await;
     let response = match &outcome.result {
         Ok(sent) => {
-            let mut answer = serde_json::json!({"ok": true, "message_id": sent.message_id, "accepted": sent.accepted,
-                "rejected": sent.rejected, "smtp": sent.smtp});
+            let mut answer = sent_answer(sent);
             if debug {
                 add_debug(&mut answer, &outcome);
             }
@@ -106,15 +109,28 @@ pub async fn handle<P: Platform>(
 
 /// `{"filename", "content_type"?, "content", "content_id"?}`. `path` (a URL to fetch, in
 /// Resend's API) is read only to be refused by name.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct AttachmentInput<'a> {
     filename: String,
     content_type: Option<String>,
-    #[serde(borrow)]
     content: Option<ContentInput<'a>>,
     content_id: Option<String>,
     path: Option<String>,
+}
+
+impl<'a> FromJson<'a> for AttachmentInput<'a> {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let input = AttachmentInput {
+            filename: fields.required("filename")?,
+            content_type: fields.optional("content_type")?,
+            content: fields.optional("content")?,
+            content_id: fields.optional("content_id")?,
+            path: fields.optional("path")?,
+        };
+        fields.finish()?;
+        Ok(input)
+    }
 }
 
 /// An attachment's content: base64, borrowed from the request body (JSON strings of base64
@@ -126,49 +142,26 @@ enum ContentInput<'a> {
     Bytes(Vec<u8>),
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for ContentInput<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Content;
-        impl<'de> Visitor<'de> for Content {
-            type Value = ContentInput<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("base64, or bytes ({\"type\": \"Buffer\", \"data\": [...]} or [...])")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<ContentInput<'de>, E> {
-                Ok(ContentInput::Base64(Cow::Borrowed(text)))
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<ContentInput<'de>, E> {
-                Ok(ContentInput::Base64(Cow::Owned(text.to_string())))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ContentInput<'de>, A::Error> {
-                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(byte) = seq.next_element::<u8>()? {
-                    bytes.push(byte);
+impl<'a> FromJson<'a> for ContentInput<'a> {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        match value {
+            Value::String(text) => Ok(ContentInput::Base64(text.clone())),
+            Value::Array(_) | Value::Bytes(_) => json::bytes(value).map(ContentInput::Bytes),
+            Value::Object(_) => {
+                let mut fields = Fields::of(value)?;
+                if fields.optional::<Cow<str>>("type")?.is_some_and(|kind| kind != "Buffer") {
+                    return Err(ShapeError::new("an object content must be a Buffer").at("type"));
                 }
+                let data = fields.value("data")?.ok_or_else(|| ShapeError::new("missing field `data`"))?;
+                let bytes =
+                    json::bytes(data).map_err(|_| ShapeError::new("a Buffer's data is a list of bytes").at("data"))?;
+                fields.finish()?;
                 Ok(ContentInput::Bytes(bytes))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ContentInput<'de>, A::Error> {
-                let mut bytes = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "type" => {
-                            if map.next_value::<Cow<'de, str>>()? != "Buffer" {
-                                return Err(de::Error::custom("an object content must be a Buffer"));
-                            }
-                        }
-                        "data" => match map.next_value::<ContentInput<'de>>()? {
-                            ContentInput::Bytes(data) => bytes = Some(data),
-                            ContentInput::Base64(_) => {
-                                return Err(de::Error::custom("a Buffer's data is a list of bytes"))
-                            }
-                        },
-                        _ => return Err(de::Error::custom(format!("unknown field `{key}` in a Buffer"))),
-                    }
-                }
-                bytes.map(ContentInput::Bytes).ok_or_else(|| de::Error::missing_field("data"))
+            _ => {
+                Err(ShapeError::expected("base64, or bytes ({\"type\": \"Buffer\", \"data\": [...]} or [...])", value))
             }
         }
-        deserializer.deserialize_any(Content)
     }
 }
 
@@ -186,67 +179,30 @@ enum AddressField {
     Many(Vec<AddressInput>),
 }
 
-/// `{"name"?, "email"}`, the object form of an address.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddressObject {
-    #[serde(default)]
-    name: Option<String>,
-    email: String,
-}
-
 const ADDRESS: &str = "an address: \"a@b.c\", \"Name <a@b.c>\" or {\"name\", \"email\"}";
 
-/// Reads an address, or (`list`) an address or a list of them, by the JSON type it finds: one
-/// pass over the input, where an untagged enum would buffer and try each form in turn.
-struct AddressVisitor {
-    list: bool,
-}
-
-impl<'de> Visitor<'de> for AddressVisitor {
-    type Value = AddressField;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(ADDRESS)?;
-        if self.list {
-            f.write_str(", or a list of them")?;
-        }
-        Ok(())
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<AddressField, E> {
-        Ok(AddressField::One(AddressInput::Text(text.to_string())))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AddressField, A::Error> {
-        let AddressObject { name, email } = AddressObject::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(AddressField::One(AddressInput::Object { name, email }))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AddressField, A::Error> {
-        if !self.list {
-            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
-        }
-        let mut many = Vec::new();
-        while let Some(one) = seq.next_element::<AddressInput>()? {
-            many.push(one);
-        }
-        Ok(AddressField::Many(many))
-    }
-}
-
-impl<'de> Deserialize<'de> for AddressInput {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_any(AddressVisitor { list: false })? {
-            AddressField::One(one) => Ok(one),
-            AddressField::Many(_) => Err(de::Error::custom("a list where one address belongs")),
+impl<'a> FromJson<'a> for AddressInput {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        match value {
+            Value::String(text) => Ok(AddressInput::Text(text.to_string())),
+            Value::Object(_) => {
+                let mut fields = Fields::of(value)?;
+                let address = AddressInput::Object { name: fields.optional("name")?, email: fields.required("email")? };
+                fields.finish()?;
+                Ok(address)
+            }
+            _ => Err(ShapeError::expected(ADDRESS, value)),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for AddressField {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(AddressVisitor { list: true })
+impl<'a> FromJson<'a> for AddressField {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        match value {
+            Value::Array(_) | Value::Bytes(_) => Vec::from_json(value).map(AddressField::Many),
+            Value::String(_) | Value::Object(_) => AddressInput::from_json(value).map(AddressField::One),
+            _ => Err(ShapeError::expected(&format!("{ADDRESS}, or a list of them"), value)),
+        }
     }
 }
 
@@ -255,82 +211,41 @@ impl<'de> Deserialize<'de> for AddressField {
 #[derive(Debug, Default)]
 struct HeadersInput(Vec<(String, Option<String>)>);
 
-impl<'de> Deserialize<'de> for HeadersInput {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Headers;
-        impl<'de> Visitor<'de> for Headers {
-            type Value = HeadersInput;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of header names and values")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeadersInput, A::Error> {
-                let mut headers: Vec<(String, Option<String>)> = Vec::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    let value = map.next_value::<AnyString>()?.0;
-                    headers.retain(|(known, _)| *known != name);
-                    headers.push((name, value));
-                }
-                Ok(HeadersInput(headers))
-            }
+impl<'a> FromJson<'a> for HeadersInput {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let members =
+            value.as_object().ok_or_else(|| ShapeError::expected("an object of header names and values", value))?;
+        let mut headers: Vec<(String, Option<String>)> = Vec::new();
+        for (name, value) in members {
+            headers.retain(|(known, _)| known != name);
+            headers.push((name.to_string(), value.as_str().map(str::to_string)));
         }
-        deserializer.deserialize_map(Headers)
-    }
-}
-
-/// Any JSON value: the string if it is one, else `None`.
-struct AnyString(Option<String>);
-
-impl<'de> Deserialize<'de> for AnyString {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Any;
-        impl<'de> Visitor<'de> for Any {
-            type Value = AnyString;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any value")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<AnyString, E> {
-                Ok(AnyString(Some(text.to_string())))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<AnyString, E> {
-                Ok(AnyString(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<AnyString, E> {
-                Ok(AnyString(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<AnyString, E> {
-                Ok(AnyString(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<AnyString, E> {
-                Ok(AnyString(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<AnyString, E> {
-                Ok(AnyString(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyString, A::Error> {
-                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-                Ok(AnyString(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyString, A::Error> {
-                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
-                Ok(AnyString(None))
-            }
-        }
-        deserializer.deserialize_any(Any)
+        Ok(HeadersInput(headers))
     }
 }
 
 /// `"dsn": {"notify": ["failure", "delay"], "return": "headers", "envelope_id": "…"}`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct DsnInput {
     notify: Option<Vec<String>>,
-    #[serde(rename = "return")]
     ret: Option<String>,
     envelope_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl<'a> FromJson<'a> for DsnInput {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let dsn = DsnInput {
+            notify: fields.optional("notify")?,
+            ret: fields.optional("return")?,
+            envelope_id: fields.optional("envelope_id")?,
+        };
+        fields.finish()?;
+        Ok(dsn)
+    }
+}
+
+#[derive(Debug)]
 struct SendBody<'a> {
     dsn: Option<DsnInput>,
     from: Option<AddressInput>,
@@ -341,13 +256,34 @@ struct SendBody<'a> {
     subject: Option<String>,
     text: Option<String>,
     html: Option<String>,
-    #[serde(default, borrow)]
     attachments: Vec<AttachmentInput<'a>>,
-    #[serde(default)]
     headers: HeadersInput,
     /// Resend-compatible API only (`/emails`): refused on `/v1/send`.
     tags: Option<Vec<Tag>>,
     scheduled_at: Option<String>,
+}
+
+impl<'a> FromJson<'a> for SendBody<'a> {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let body = SendBody {
+            dsn: fields.optional("dsn")?,
+            from: fields.optional("from")?,
+            to: fields.optional("to")?,
+            cc: fields.optional("cc")?,
+            bcc: fields.optional("bcc")?,
+            reply_to: fields.optional("reply_to")?,
+            subject: fields.optional("subject")?,
+            text: fields.optional("text")?,
+            html: fields.optional("html")?,
+            attachments: fields.or_default("attachments")?,
+            headers: fields.optional("headers")?.unwrap_or_default(),
+            tags: fields.optional("tags")?,
+            scheduled_at: fields.optional("scheduled_at")?,
+        };
+        fields.finish()?;
+        Ok(body)
+    }
 }
 
 /// Which API a body came to: `/v1/send`, or Resend's `/emails` (which also takes `tags` and
@@ -569,15 +505,18 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
 
 /// [`parse`], for either API.
 pub fn parse_for(api: Api, body: &[u8], config: &Config) -> Result<Parsed, ApiError> {
-    let input: SendBody<'_> = serde_json::from_slice(body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}"))
-        } else if body.trim_ascii_start().first() != Some(&b'{') {
-            ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object")
-        } else {
-            ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}"))
-        }
-    })?;
+    let value = json::parse_bytes(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
+    parse_value(api, &value, config)
+}
+
+/// [`parse_for`], of a body already parsed (each message of a batch).
+pub fn parse_value(api: Api, value: &Value<'_>, config: &Config) -> Result<Parsed, ApiError> {
+    if value.as_object().is_none() {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"));
+    }
+    let input = SendBody::from_json(value)
+        .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}")))?;
     submission(api, input, config)
 }
 

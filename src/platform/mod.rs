@@ -26,6 +26,7 @@ use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
 use crate::error::ApiError;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
+use crate::json::{self, FromJson, ToJson};
 use crate::smtp::client::Network;
 use crate::smtp::settings::Security;
 
@@ -195,7 +196,7 @@ impl Environment for Workers {
         let stub = self.stub(RATE_LIMITER, key)?;
         let url = format!("https://rate-limiter/hit?limit={limit}&window={window_seconds}");
         let (_, answer) = fetch_object(stub, &url, None).await.map_err(|_| Unavailable)?;
-        serde_json::from_slice(&answer).map_err(|_| Unavailable)
+        json::from_bytes(&answer).map_err(|_| Unavailable)
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
@@ -227,8 +228,7 @@ impl Environment for Workers {
     }
 
     async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
-        let record = serde_json::to_string(record).map_err(|_| Unavailable)?;
-        self.ledger::<bool>("save", &[], Some(record)).await.map(drop)
+        self.ledger::<bool>("save", &[], Some(record.encode())).await.map(drop)
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
@@ -260,7 +260,7 @@ impl Environment for Workers {
         // From here on the object may have the message.
         let after = || WarmUnavailable { handed_over: true };
         let (_, answer) = fetch_object(stub, "https://smtp-session/send", Some(&body)).await.map_err(|_| after())?;
-        serde_json::from_slice(&answer).map_err(|_| after())
+        json::from_bytes(&answer).map_err(|_| after())
     }
 
     async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
@@ -269,17 +269,11 @@ impl Environment for Workers {
     }
 }
 
-/// A message on the delivery queue: which stored message to deliver.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct QueuedId {
-    id: String,
-}
-
 impl Workers {
     /// Asks the ledger `https://ledger/<operation>?<query>` (a record to save as the body): the
     /// operation in the path and its small arguments in the query, so neither side needs a
     /// JSON type for the call (an enum of calls cost 13 KB of deserializer).
-    async fn ledger<T: serde::de::DeserializeOwned>(
+    async fn ledger<T: for<'a> FromJson<'a>>(
         &self,
         operation: &str,
         query: &[(&str, &str)],
@@ -290,22 +284,22 @@ impl Workers {
         let body = body.map(|body| JsValue::from_str(&body));
         let url = format!("https://ledger/{operation}?{query}");
         match fetch_object(stub, &url, body.as_ref()).await {
-            Ok((200, answer)) => serde_json::from_slice(&answer).map_err(|_| Unavailable),
+            Ok((200, answer)) => json::from_bytes(&answer).map_err(|_| Unavailable),
             _ => Err(Unavailable),
         }
     }
 
     /// POSTs `call` as JSON to the Durable Object `name` of `binding`; its JSON answer.
-    async fn call_object<T: serde::de::DeserializeOwned>(
+    async fn call_object<T: for<'a> FromJson<'a>>(
         &self,
         binding: &str,
         name: &str,
-        call: &impl serde::Serialize,
+        call: &impl ToJson,
     ) -> Result<T, Unavailable> {
         let stub = self.stub(binding, name)?;
-        let body = JsValue::from_str(&serde_json::to_string(call).map_err(|_| Unavailable)?);
+        let body = JsValue::from_str(&call.encode());
         match fetch_object(stub, "https://object/", Some(&body)).await {
-            Ok((200, answer)) => serde_json::from_slice(&answer).map_err(|_| Unavailable),
+            Ok((200, answer)) => json::from_bytes(&answer).map_err(|_| Unavailable),
             _ => Err(Unavailable),
         }
     }
@@ -318,8 +312,11 @@ impl Workers {
 
     async fn send_to(&self, queue: &str, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
         let queue = self.env.queue(queue).map_err(|_| Unavailable)?;
-        let message = worker::MessageBuilder::new(QueuedId { id: id.to_string() }).delay_seconds(delay_seconds).build();
-        queue.send(message).await.map_err(|_| Unavailable)
+        // The message is the stored message's id, as a string.
+        let message = worker::RawMessageBuilder::new(JsValue::from_str(id))
+            .delay_seconds(delay_seconds)
+            .build_with_content_type(worker::QueueContentType::Json);
+        queue.send_raw(message).await.map_err(|_| Unavailable)
     }
 
     /// The one that keeps warm session number `index`.
@@ -474,7 +471,7 @@ impl DurableObject for RateLimiter {
         };
         let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
         let decision = self.window.borrow_mut().hit(worker::Date::now().as_millis(), limit, u64::from(window) * 1000);
-        Response::from_json(&decision)
+        json_response(&decision)
     }
 }
 
@@ -513,7 +510,7 @@ impl DurableObject for SmtpSession {
                 outcome
             }
         };
-        Response::from_json(&outcome)
+        json_response(&outcome)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
@@ -533,22 +530,42 @@ pub struct DeliveryLedger {
     sql: worker::SqlStorage,
 }
 
-#[derive(serde::Deserialize)]
-struct StoredRecord {
-    record: String,
+/// The first column of each row a query gives, as text (the records' JSON).
+fn text_rows(cursor: worker::SqlCursor) -> worker::Result<Vec<String>> {
+    cursor
+        .raw()
+        .map(|row| match row?.into_iter().next() {
+            Some(worker::SqlStorageValue::String(text)) => Ok(text),
+            _ => Err(worker::Error::RustError("a stored record that is not text".into())),
+        })
+        .collect()
+}
+
+/// A Durable Object's JSON answer to the Worker.
+fn json_response(value: &impl ToJson) -> worker::Result<Response> {
+    Response::ok(value.encode())
+}
+
+/// A JSON body the Worker sent one of its Durable Objects.
+async fn json_request<T: for<'a> FromJson<'a>>(request: &mut Request) -> worker::Result<T> {
+    let text = request.text().await?;
+    json::from_str(&text).map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+fn read_stored<T: for<'a> FromJson<'a>>(text: &str) -> worker::Result<T> {
+    json::from_str(text).map_err(|e| worker::Error::RustError(format!("a stored record does not parse: {e}")))
 }
 
 impl DeliveryLedger {
     fn load(&self, id: &str) -> worker::Result<Option<Record>> {
-        let rows: Vec<StoredRecord> =
-            self.sql.exec("SELECT record FROM records WHERE id = ?", vec![id.into()])?.to_array()?;
+        let rows = text_rows(self.sql.exec("SELECT record FROM records WHERE id = ?", vec![id.into()])?)?;
         // A record that does not parse is an error (the consumer retries), never "no record"
         // (which would drop the message).
-        Ok(rows.first().map(|row| serde_json::from_str(&row.record)).transpose()?)
+        rows.first().map(|row| read_stored(row)).transpose()
     }
 
     fn save(&self, record: &Record) -> worker::Result<()> {
-        let json = serde_json::to_string(record)?;
+        let json = record.encode();
         self.sql.exec(
             "INSERT INTO records (id, status, created_at, record) VALUES (?, ?, ?, ?) \
              ON CONFLICT(id) DO UPDATE SET status = excluded.status, record = excluded.record",
@@ -585,14 +602,14 @@ impl DurableObject for DeliveryLedger {
         let missing = || worker::Error::RustError("a ledger call without its arguments".into());
         match path {
             "/save" => {
-                let record: Record = request.json().await?;
+                let record: Record = json_request(&mut request).await?;
                 self.save(&record)?;
-                Response::from_json(&true)
+                json_response(&true)
             }
-            "/load" => Response::from_json(&self.load(&arg("id").ok_or_else(missing)?)?),
+            "/load" => json_response(&self.load(&arg("id").ok_or_else(missing)?)?),
             "/list" => {
                 let limit = number("limit").ok_or_else(missing)? as i64;
-                let rows: Vec<StoredRecord> = match arg("status").as_deref().and_then(Status::parse) {
+                let rows = text_rows(match arg("status").as_deref().and_then(Status::parse) {
                     Some(status) => self.sql.exec(
                         "SELECT record FROM records WHERE status = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
                         vec![status.as_str().into(), limit.into()],
@@ -601,21 +618,19 @@ impl DurableObject for DeliveryLedger {
                         "SELECT record FROM records ORDER BY created_at DESC, rowid DESC LIMIT ?",
                         vec![limit.into()],
                     )?,
-                }
-                .to_array()?;
-                let records: Vec<Record> =
-                    rows.iter().filter_map(|row| serde_json::from_str(&row.record).ok()).collect();
-                Response::from_json(&records)
+                })?;
+                let records: Vec<Record> = rows.iter().filter_map(|row| read_stored(row).ok()).collect();
+                json_response(&records)
             }
             "/claim" => {
                 let (id, now_ms, lease_ms) = (arg("id"), number("now_ms"), number("lease_ms"));
                 let (Some(id), Some(now_ms), Some(lease_ms)) = (id, now_ms, lease_ms) else { return Err(missing()) };
-                let Some(mut record) = self.load(&id)? else { return Response::from_json(&Claimed::Done) };
+                let Some(mut record) = self.load(&id)? else { return json_response(&Claimed::Done) };
                 let claimed = queue::claim(&mut record, now_ms, lease_ms);
                 if matches!(claimed, Claimed::Granted(_)) {
                     self.save(&record)?;
                 }
-                Response::from_json(&claimed)
+                json_response(&claimed)
             }
             _ => Response::error("no such ledger call", 404),
         }
@@ -625,7 +640,7 @@ impl DurableObject for DeliveryLedger {
 /// The delivery queue's consumer: one SMTP session per batch; each message acknowledged, or
 /// retried after the delay its attempt asked for.
 #[event(queue)]
-async fn consume(batch: worker::MessageBatch<QueuedId>, env: Env, _ctx: Context) -> worker::Result<()> {
+async fn consume(batch: worker::MessageBatch<JsValue>, env: Env, _ctx: Context) -> worker::Result<()> {
     let workers = Workers { env };
     let config = workers.config();
     let config = match config.as_ref() {
@@ -636,8 +651,11 @@ async fn consume(batch: worker::MessageBatch<QueuedId>, env: Env, _ctx: Context)
             return Ok(());
         }
     };
-    let messages = batch.messages()?;
-    let ids: Vec<String> = messages.iter().map(|m| m.body().id.clone()).collect();
+    let messages: Vec<worker::RawMessage> = batch.raw_iter().collect();
+    // The id as a string; `{"id": …}` is how earlier versions sent it.
+    let id_of =
+        |body: JsValue| body.as_string().or_else(|| js_sys::Reflect::get(&body, &"id".into()).ok()?.as_string());
+    let ids: Vec<String> = messages.iter().map(|m| id_of(m.body()).unwrap_or_default()).collect();
     let verdicts = queue::deliver_batch(&workers, config, &ids).await;
     for (message, verdict) in messages.iter().zip(verdicts) {
         match verdict {
@@ -662,8 +680,8 @@ pub struct IdempotencyKey {
 
 impl IdempotencyKey {
     fn load(&self) -> worker::Result<Option<KeyRecord>> {
-        let rows: Vec<StoredRecord> = self.sql.exec("SELECT record FROM key WHERE id = 1", None)?.to_array()?;
-        Ok(rows.first().and_then(|row| serde_json::from_str(&row.record).ok()))
+        let rows = text_rows(self.sql.exec("SELECT record FROM key WHERE id = 1", None)?)?;
+        Ok(rows.first().and_then(|row| read_stored(row).ok()))
     }
 }
 
@@ -675,12 +693,12 @@ impl DurableObject for IdempotencyKey {
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        let call: KeyCall = request.json().await?;
+        let call: KeyCall = json_request(&mut request).await?;
         let mut record = self.load()?;
         let answer = idempotency::apply(&mut record, call);
         match &record {
             Some(record) => {
-                let json = serde_json::to_string(record)?;
+                let json = record.encode();
                 self.sql.exec("INSERT OR REPLACE INTO key (id, record) VALUES (1, ?)", vec![json.into()])?;
                 let _ = self
                     .state
@@ -692,7 +710,7 @@ impl DurableObject for IdempotencyKey {
                 self.sql.exec("DELETE FROM key", None)?;
             }
         }
-        Response::from_json(&answer)
+        json_response(&answer)
     }
 
     async fn alarm(&self) -> worker::Result<Response> {

@@ -1,15 +1,15 @@
 //! The envelope of one transaction and the ESMTP parameters it needs (RFC 1870 SIZE,
 //! RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 3461 DSN), decided before anything is sent.
 
-use serde::{Deserialize, Serialize};
-
 use super::capabilities::Capabilities;
 use super::error::{Error, ErrorKind, Extension};
 use super::outcome::Phase;
 use crate::address::EmailAddress;
+use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
+use std::borrow::Cow;
 
 /// When the relay should report on delivery (RFC 3461 §4.1 NOTIFY).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Notify {
     Success,
     Failure,
@@ -17,7 +17,7 @@ pub enum Notify {
 }
 
 /// Delivery status notifications the caller asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dsn {
     /// `None`: no NOTIFY (the relay's default); `Some(empty)`: NOTIFY=NEVER.
     pub notify: Option<Vec<Notify>>,
@@ -25,6 +25,50 @@ pub struct Dsn {
     pub return_headers_only: Option<bool>,
     /// ENVID, printable ASCII only (validated by the API).
     pub envelope_id: Option<String>,
+}
+
+impl Notify {
+    const ALL: [Notify; 3] = [Notify::Success, Notify::Failure, Notify::Delay];
+
+    fn name(self) -> &'static str {
+        match self {
+            Notify::Success => "Success",
+            Notify::Failure => "Failure",
+            Notify::Delay => "Delay",
+        }
+    }
+}
+
+/// `{"notify": null | ["Success", "Failure", "Delay"], "return_headers_only", "envelope_id"}`
+impl ToJson for Dsn {
+    fn to_json(&self) -> Value<'_> {
+        let notify = self.notify.as_ref().map(|n| Value::Array(n.iter().map(|n| Value::from(n.name())).collect()));
+        object! {"notify": notify, "return_headers_only": self.return_headers_only,
+        "envelope_id": self.envelope_id.as_deref()}
+    }
+}
+
+impl<'a> FromJson<'a> for Dsn {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let notify = fields
+            .optional::<Vec<Cow<str>>>("notify")?
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| Notify::ALL.into_iter().find(|n| n.name() == name))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| ShapeError::new("not a NOTIFY value").at("notify"))
+            })
+            .transpose()?;
+        let dsn = Dsn {
+            notify,
+            return_headers_only: fields.optional("return_headers_only")?,
+            envelope_id: fields.optional("envelope_id")?,
+        };
+        fields.finish()?;
+        Ok(dsn)
+    }
 }
 
 /// Sender and recipients of one transaction.

@@ -1,23 +1,23 @@
 //! A record of the conversation for debug mode and the `www/` demo: what the client sent
 //! (AUTH payloads as `***`, the message as its size) and what the relay answered, with times.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use super::command::Command;
 use super::reply::Reply;
+use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
 
 /// At most this many entries are kept; a long session keeps its beginning.
 const MAX_ENTRIES: usize = 200;
 
 /// Who said a line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
     Client,
     Relay,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Milliseconds since the connection was opened.
     pub at_ms: u64,
@@ -25,8 +25,7 @@ pub struct Entry {
     pub line: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transcript(Vec<Entry>);
 
 impl Transcript {
@@ -69,6 +68,47 @@ impl Transcript {
 
     pub fn entries(&self) -> &[Entry] {
         &self.0
+    }
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Relay => "relay",
+        }
+    }
+}
+
+/// `[{"at_ms", "from": "client" | "relay", "line"}, …]`
+impl ToJson for Transcript {
+    fn to_json(&self) -> Value<'_> {
+        Value::Array(
+            self.0.iter().map(|e| object! {"at_ms": e.at_ms, "from": e.from.as_str(), "line": &e.line}).collect(),
+        )
+    }
+}
+
+impl<'a> FromJson<'a> for Transcript {
+    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
+        let entries = value.as_array().ok_or_else(|| ShapeError::expected("a list", value))?;
+        let entry = |value: &Value<'a>| {
+            let mut fields = Fields::of(value)?;
+            let from = match fields.required::<Cow<str>>("from")?.as_ref() {
+                "client" => Side::Client,
+                "relay" => Side::Relay,
+                other => return Err(ShapeError::new(format!("not a side: {other}")).at("from")),
+            };
+            let entry = Entry { at_ms: fields.required("at_ms")?, from, line: fields.required("line")? };
+            fields.finish()?;
+            Ok(entry)
+        };
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| entry(e).map_err(|e| e.at_index(i)))
+            .collect::<Result<_, _>>()
+            .map(Transcript)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Scripted relays: a transcript of what the server says and expects, run over an in-memory
 //! stream, with everything the client wrote kept for byte-for-byte assertions.
 
+use edge_mailer::json::ToJson;
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
@@ -465,7 +466,8 @@ impl Environment for ScriptedEnv {
         let travelled = Transaction::from_bytes(&transaction.to_bytes()).unwrap();
         let config = self.config().map_err(|_| WarmUnavailable { handed_over: false })?;
         let outcome = self.warm[index].send(&self.relay, &config.relay, &travelled).await;
-        Ok(serde_json::from_slice(&serde_json::to_vec(&outcome).unwrap()).unwrap())
+        // As it travels back from the session object: through its JSON.
+        Ok(edge_mailer::json::from_str(&outcome.encode()).unwrap())
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
