@@ -240,22 +240,36 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// The four hex digits after `\u` (and a second escape for a surrogate pair).
+    /// The four hex digits after `\u` (and a second escape for a surrogate pair). A surrogate
+    /// out of place is reported where its partner should start (a leading one) or at its own
+    /// escape (a trailing one), not past its digits: those may end the text, and no text that
+    /// follows could mend it, so it is no `truncated` error.
     fn unicode_escape(&mut self) -> Result<char, SyntaxError> {
+        let escape = self.at - 2;
         let first = self.hex4()?;
         let code = match first {
             0xD800..=0xDBFF => {
-                if self.bytes.get(self.at..self.at + 2) != Some(b"\\u") {
-                    return Err(self.error("lone leading surrogate in hex escape"));
+                let partner = self.at;
+                match self.bytes.get(self.at..self.at + 2) {
+                    Some(b"\\u") => self.at += 2,
+                    // The text ends where the trailing half would start: cut short, not lone.
+                    _ if b"\\u".starts_with(&self.bytes[self.at..]) => {
+                        self.at = self.bytes.len();
+                        return Err(self.error("EOF while parsing a string"));
+                    }
+                    _ => return Err(self.error("lone leading surrogate in hex escape")),
                 }
-                self.at += 2;
                 let second = self.hex4()?;
                 if !(0xDC00..=0xDFFF).contains(&second) {
+                    self.at = partner;
                     return Err(self.error("lone leading surrogate in hex escape"));
                 }
                 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
             }
-            0xDC00..=0xDFFF => return Err(self.error("lone trailing surrogate in hex escape")),
+            0xDC00..=0xDFFF => {
+                self.at = escape;
+                return Err(self.error("lone trailing surrogate in hex escape"));
+            }
             _ => first,
         };
         char::from_u32(code).ok_or_else(|| self.error("invalid unicode code point"))
@@ -955,7 +969,8 @@ mod tests {
             ("\"a\u{1}\"", "control character in a string at line 1 column 3", false),
             (r#""\x""#, "invalid escape at line 1 column 3", false),
             (r#""\ud800""#, "lone leading surrogate in hex escape at line 1 column 8", false),
-            (r#""\udc00""#, "lone trailing surrogate in hex escape at line 1 column 8", false),
+            (r#""\udc00""#, "lone trailing surrogate in hex escape at line 1 column 2", false),
+            (r#""\ud800\u0041""#, "lone leading surrogate in hex escape at line 1 column 8", false),
             ("nul", "EOF while parsing a value at line 1 column 4", true),
             ("{} {}", "trailing characters at line 1 column 4", false),
             ("'a'", "expected value at line 1 column 1", false),
@@ -965,6 +980,33 @@ mod tests {
             assert_eq!((error.to_string().as_str(), error.truncated), (*message, *truncated), "{text:?}");
         }
         assert_eq!(parse_bytes(b"[\"\xff\"]").unwrap_err().to_string(), "invalid UTF-8 at line 1 column 3");
+    }
+
+    #[test]
+    fn a_text_cut_inside_a_surrogate_pair_is_truncated() {
+        // As serde_json has it (an Eof error): the trailing half may still have been coming.
+        for text in [r#""\ud83d"#, r#""\ud83d\"#, r#""\ud83d\u"#, r#""\ud83d\ude"#] {
+            let error = parse(text).unwrap_err();
+            assert_eq!((error.message, error.truncated), ("EOF while parsing a string", true), "{text:?}");
+            assert_eq!(error.column, text.len() + 1, "{text:?}");
+        }
+        // Followed by anything else, it is lone.
+        let error = parse(r#""\ud83d\n""#).unwrap_err();
+        assert_eq!((error.message, error.truncated), ("lone leading surrogate in hex escape", false));
+    }
+
+    #[test]
+    fn a_surrogate_out_of_place_at_the_end_is_not_truncated() {
+        // Nothing after these could make them valid (serde_json: a syntax error, not Eof).
+        let cases = [
+            (r#"["", "\udc02"#, "lone trailing surrogate in hex escape at line 1 column 7"),
+            (r#""\ud800\u0041"#, "lone leading surrogate in hex escape at line 1 column 8"),
+            (r#""\ud800\ud800"#, "lone leading surrogate in hex escape at line 1 column 8"),
+        ];
+        for (text, message) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!((error.to_string().as_str(), error.truncated), (message, false), "{text:?}");
+        }
     }
 
     #[test]
