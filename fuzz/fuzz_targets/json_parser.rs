@@ -62,6 +62,10 @@ fn same(ours: &Value<'_>, theirs: &Theirs, tamed: bool) -> bool {
         },
         (Value::String(a), Theirs::String(b)) => a == b,
         (Value::Array(a), Theirs::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same(a, b, tamed)),
+        // A list of whole numbers 0 to 255, kept as bytes.
+        (Value::Bytes(a), Theirs::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| b.as_u64() == Some(u64::from(*a)))
+        }
         (Value::Object(members), Theirs::Object(map)) => {
             let mut seen = HashSet::new();
             let keys: Vec<&str> = members.iter().map(|(k, _)| &**k).filter(|k| seen.insert(*k)).collect();
@@ -116,6 +120,7 @@ fn explained(data: &[u8], ours: &Value<'_>, error: &serde_json::Error) -> bool {
 fn depth(value: &Value<'_>) -> usize {
     match value {
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Bytes(_) => 1,
         Value::Object(members) => 1 + members.iter().map(|(_, v)| depth(v)).max().unwrap_or(0),
         _ => 0,
     }
