@@ -221,9 +221,12 @@ def build_env() -> dict:
 def build_worker(log_path: Path | None = None) -> None:
     """Builds the Worker into build/, once, before any `wrangler dev` starts: they run with
     EDGE_MAILER_PREBUILT=1, so wrangler's own [build] step reuses build/ instead of building
-    while the health check waits (and several Workers never build into build/ at once)."""
+    while the health check waits (and several Workers never build into build/ at once). This
+    build runs with it too: build/ is reused when nothing changed since it was built (a restart
+    of scripts/dev, the e2e tests after scripts/test's own build)."""
+    env = {**build_env(), "EDGE_MAILER_PREBUILT": "1"}
     with open(log_path, "ab") if log_path else contextlib.nullcontext() as log:
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "build-worker")], cwd=ROOT, env=build_env(),
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "build-worker")], cwd=ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT if log else None)
     if result.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:]) if log_path else ""

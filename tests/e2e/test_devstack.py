@@ -1,8 +1,20 @@
-"""scripts/dev's own logic, without starting anything: the developer's dev.vars.local merged
-over the generated settings."""
+"""scripts/dev's own logic: the developer's dev.vars.local merged over the generated settings,
+taken ports named with their variable, one scripts/dev per checkout, build/ reused when nothing
+changed, and a dev log without wrangler's update check, its Request.cf warning or 4xx bodies."""
 
 import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -41,3 +53,46 @@ def test_a_broken_local_file_is_named_with_its_line(tmp_path, text, why):
     local.write_text(text)
     with pytest.raises(ValueError, match=why):
         devstack.read_local_vars(local)
+
+
+
+def fake_build_tree(root: Path) -> Path:
+    """A copy of scripts/build-worker in a tree of its own, with a worker-build that only says it
+    ran: what the script decides, without a real build."""
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(devstack.ROOT / "scripts" / "build-worker", root / "scripts" / "build-worker")
+    (root / "src").mkdir()
+    (root / "src" / "lib.rs").write_text("// the Worker\n")
+    (root / "Cargo.toml").write_text("[package]\n")
+    (root / "Cargo.lock").write_text("")
+    tools = root / "tools"
+    tools.mkdir()
+    (tools / "worker-build").write_text("#!/bin/sh\nmkdir -p build/worker && echo shim > build/worker/shim.mjs"
+                                        " && echo wasm > build/index_bg.wasm && echo FAKE-WORKER-BUILD-RAN\n")
+    (tools / "wasm-opt").write_text("#!/bin/sh\necho OPTIMIZED\n")
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    return tools
+
+
+def test_build_worker_reuses_build_only_when_nothing_changed_and_of_the_same_kind(tmp_path):
+    tools = fake_build_tree(tmp_path)
+
+    def build(**env):
+        run = subprocess.run(["bash", str(tmp_path / "scripts" / "build-worker")], capture_output=True, text=True,
+                             env={"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path),
+                                  "WASM_OPT_BIN": str(tools / "wasm-opt"), **env}, check=True)
+        return "built" if "FAKE-WORKER-BUILD-RAN" in run.stdout else "reused" if "using the existing build/" in run.stdout else run.stdout
+
+    assert build(EDGE_MAILER_PREBUILT="1") == "built", "nothing built yet"
+    assert build(EDGE_MAILER_PREBUILT="1") == "reused"
+    assert build() == "built", "without EDGE_MAILER_PREBUILT (scripts/test, a deploy) it always builds"
+    stamp = tmp_path / "build" / ".edge-mailer-build"
+    assert stamp.read_text() == "keep_names=0\n"
+    assert build(EDGE_MAILER_PREBUILT="1", EDGE_MAILER_KEEP_NAMES="1") == "built", "another kind of build"
+    assert build(EDGE_MAILER_PREBUILT="1") == "built", "and back"
+    for changed in ("src/lib.rs", "Cargo.lock", "scripts/build-worker"):
+        time.sleep(0.05)  # past the stamp's clock tick
+        os.utime(tmp_path / changed)  # saved now, after that build
+        assert build(EDGE_MAILER_PREBUILT="1") == "built", f"{changed} changed"
+        assert build(EDGE_MAILER_PREBUILT="1") == "reused"
