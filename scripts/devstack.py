@@ -202,15 +202,29 @@ def worker_vars(creds: dict, relay_port: int, extra: dict | None = None, local: 
     return "\n".join(lines) + "\n"
 
 
+# What keeps wrangler 4.86 off the network and out of the dev log (read in its source):
+# - WRANGLER_HIDE_BANNER: the banner is where `wrangler dev` asks the npm registry for a newer
+#   version ("update available 4.x" on every start once 4.86 is not the latest; the pin is
+#   deliberate). wrangler's check ignores NO_UPDATE_NOTIFIER.
+# - CLOUDFLARE_CF_FETCH_ENABLED=false: miniflare otherwise fetches a sample `request.cf` from
+#   Cloudflare at start and, offline, prints a warning with a stack trace, twice.
+# - WRANGLER_SEND_METRICS=false: no telemetry.
+QUIET_WRANGLER = {
+    "WRANGLER_HIDE_BANNER": "true",
+    "CLOUDFLARE_CF_FETCH_ENABLED": "false",
+    "WRANGLER_SEND_METRICS": "false",
+}
+
+
 def build_env() -> dict:
-    """The environment worker-build needs: tools from npm instead of downloads."""
+    """The environment worker-build and wrangler need: tools from npm instead of downloads,
+    wrangler quiet and offline."""
     bin_dir = ROOT / "node_modules" / ".bin"
     env = dict(os.environ)
     env.update({
         "WASM_OPT_BIN": str(bin_dir / "wasm-opt"),
         "ESBUILD_BIN": str(bin_dir / "esbuild"),
-        "WRANGLER_SEND_METRICS": "false",
-        "NO_UPDATE_NOTIFIER": "1",
+        **QUIET_WRANGLER,
     })
     cargo_bin = Path.home() / ".cargo" / "bin"
     env["PATH"] = f"{cargo_bin}:{env.get('PATH', '')}"
