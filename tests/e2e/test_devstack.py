@@ -56,6 +56,28 @@ def test_a_broken_local_file_is_named_with_its_line(tmp_path, text, why):
 
 
 
+def test_a_taken_port_is_named_with_the_variable_that_moves_it():
+    ports = [devstack.free_port() for _ in range(6)]
+    http, inbox, relay = ports[0], ports[1], devstack.local_relay.Ports(*ports[2:])
+    assert devstack.taken_ports_message(http, inbox, relay) is None
+    for taken, variable in ((http, "set PORT"), (inbox, "set INBOX_PORT"), (relay.untrusted, "set RELAY_PORT")):
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", taken))
+            holder.listen()
+            message = devstack.taken_ports_message(http, inbox, relay)
+        assert message and str(taken) in message and variable in message, message
+
+
+def test_a_second_scripts_dev_in_one_checkout_is_told_which_runs(tmp_path):
+    held = devstack.hold_dev_lock(tmp_path)
+    try:
+        with pytest.raises(SystemExit, match=r"already runs in this checkout \(pid \d+\)"):
+            devstack.hold_dev_lock(tmp_path)
+    finally:
+        held.close()
+    devstack.hold_dev_lock(tmp_path).close()  # free again once the first lets go
+
+
 def fake_build_tree(root: Path) -> Path:
     """A copy of scripts/build-worker in a tree of its own, with a worker-build that only says it
     ran: what the script decides, without a real build."""
