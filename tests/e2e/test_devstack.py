@@ -55,7 +55,6 @@ def test_a_broken_local_file_is_named_with_its_line(tmp_path, text, why):
         devstack.read_local_vars(local)
 
 
-
 def test_a_taken_port_is_named_with_the_variable_that_moves_it():
     ports = [devstack.free_port() for _ in range(6)]
     http, inbox, relay = ports[0], ports[1], devstack.local_relay.Ports(*ports[2:])
@@ -200,3 +199,11 @@ def test_the_dev_log_is_quiet(stack):
     assert "Request.cf" not in log and "workers.cloudflare.com" not in log
     assert "wrangler 4." not in log and "update available" not in log
     assert "<html" not in log.lower() and "<!doctype" not in log.lower()
+
+
+def test_the_relay_is_checked_without_writing_to_its_log(stack, tmp_path):
+    maillog = stack.relay_dir / "maillog"
+    before = maillog.read_bytes()
+    assert all(devstack.local_relay.running(stack.relay_dir) for _ in range(3))
+    assert maillog.read_bytes() == before, "`postfix status` logs a line each time; scripts/dev asks every second"
+    assert not devstack.local_relay.running(tmp_path)
