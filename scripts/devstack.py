@@ -12,6 +12,7 @@ Development credentials (relay password, API key) are random per state directory
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -202,15 +203,29 @@ def worker_vars(creds: dict, relay_port: int, extra: dict | None = None, local: 
     return "\n".join(lines) + "\n"
 
 
+# What keeps wrangler 4.86 off the network and out of the dev log (read in its source):
+# - WRANGLER_HIDE_BANNER: the banner is where `wrangler dev` asks the npm registry for a newer
+#   version ("update available 4.x" on every start once 4.86 is not the latest; the pin is
+#   deliberate). wrangler's check ignores NO_UPDATE_NOTIFIER.
+# - CLOUDFLARE_CF_FETCH_ENABLED=false: miniflare otherwise fetches a sample `request.cf` from
+#   Cloudflare at start and, offline, prints a warning with a stack trace, twice.
+# - WRANGLER_SEND_METRICS=false: no telemetry.
+QUIET_WRANGLER = {
+    "WRANGLER_HIDE_BANNER": "true",
+    "CLOUDFLARE_CF_FETCH_ENABLED": "false",
+    "WRANGLER_SEND_METRICS": "false",
+}
+
+
 def build_env() -> dict:
-    """The environment worker-build needs: tools from npm instead of downloads."""
+    """The environment worker-build and wrangler need: tools from npm instead of downloads,
+    wrangler quiet and offline."""
     bin_dir = ROOT / "node_modules" / ".bin"
     env = dict(os.environ)
     env.update({
         "WASM_OPT_BIN": str(bin_dir / "wasm-opt"),
         "ESBUILD_BIN": str(bin_dir / "esbuild"),
-        "WRANGLER_SEND_METRICS": "false",
-        "NO_UPDATE_NOTIFIER": "1",
+        **QUIET_WRANGLER,
     })
     cargo_bin = Path.home() / ".cargo" / "bin"
     env["PATH"] = f"{cargo_bin}:{env.get('PATH', '')}"
@@ -221,9 +236,12 @@ def build_env() -> dict:
 def build_worker(log_path: Path | None = None) -> None:
     """Builds the Worker into build/, once, before any `wrangler dev` starts: they run with
     EDGE_MAILER_PREBUILT=1, so wrangler's own [build] step reuses build/ instead of building
-    while the health check waits (and several Workers never build into build/ at once)."""
+    while the health check waits (and several Workers never build into build/ at once). This
+    build runs with it too: build/ is reused when nothing changed since it was built (a restart
+    of scripts/dev, the e2e tests after scripts/test's own build)."""
+    env = {**build_env(), "EDGE_MAILER_PREBUILT": "1"}
     with open(log_path, "ab") if log_path else contextlib.nullcontext() as log:
-        result = subprocess.run(["bash", str(ROOT / "scripts" / "build-worker")], cwd=ROOT, env=build_env(),
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "build-worker")], cwd=ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT if log else None)
     if result.returncode != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:]) if log_path else ""
@@ -437,6 +455,44 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def hold_dev_lock(state: Path):
+    """Takes `<state>/dev.lock` for as long as this process runs (the kernel lets go when it
+    ends, however it ends), or exits saying which scripts/dev holds it: two in one checkout would
+    share one relay's state, and the second would stop the first's relay."""
+    state.mkdir(parents=True, exist_ok=True)
+    lock = open(state / "dev.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        sys.exit(f"scripts/dev already runs in this checkout (pid {holder}): stop it (Ctrl-C) first; "
+                 "a second one would share its relay")
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def taken_ports_message(http_port: int, inbox_port: int, relay_ports: "local_relay.Ports") -> str | None:
+    """What to tell the developer when a port scripts/dev needs is taken: which, and the variable
+    that moves it. None when every one is free."""
+    if not port_is_free(http_port):
+        return (f"port {http_port} is taken (another scripts/dev or wrangler dev?): set PORT to use another, "
+                f"e.g. PORT={http_port + 1} scripts/dev")
+    if not port_is_free(inbox_port):
+        return (f"port {inbox_port} (the local inbox for the page's demo) is taken: set INBOX_PORT to use "
+                f"another, e.g. INBOX_PORT={inbox_port + 1} scripts/dev")
+    busy = [port for port in relay_ports.all() if not port_is_free(port)]
+    if busy:
+        base = relay_ports.starttls + 1000
+        return (f"relay port(s) {', '.join(map(str, busy))} taken (another scripts/dev's relay?): set RELAY_PORT "
+                f"to use others; the relay takes four in a row, e.g. RELAY_PORT={base} scripts/dev uses "
+                f"{base}-{base + 3}")
+    return None
+
+
 def dev_failure(message: str, stack: "Stack") -> None:
     """Says what went wrong, stops whatever still runs, and exits non-zero."""
     print(f"\nscripts/dev: {message}", file=sys.stderr, flush=True)
@@ -447,37 +503,52 @@ def dev_failure(message: str, stack: "Stack") -> None:
 def main() -> None:
     """The README's run command: relay + Worker in the foreground until Ctrl-C. The banner comes
     once the Worker answers; if wrangler or the relay stops, this says which and exits."""
+    # Ctrl-C and SIGTERM both end in KeyboardInterrupt, and stop() takes wrangler's process group
+    # down. SIGINT explicitly: a shell script's `scripts/dev &` starts it with SIGINT ignored.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     state = ROOT / ".local" / "dev"
     relay_ports = local_relay.Ports.from_base(int(os.environ.get("RELAY_PORT", "2587")))
     http_port = int(os.environ.get("PORT", "8787"))
     inbox_port = int(os.environ.get("INBOX_PORT", "8025"))
-    if not port_is_free(http_port):
-        sys.exit(f"port {http_port} is taken (another scripts/dev or wrangler dev?): set PORT to use another, "
-                 f"e.g. PORT={http_port + 1} scripts/dev")
-    if not port_is_free(inbox_port):
-        sys.exit(f"port {inbox_port} (the local inbox for the page's demo) is taken: set INBOX_PORT to use another")
+    lock = hold_dev_lock(state)  # noqa: F841 (held until this process ends)
     stack = Stack(state, relay_ports, http_port, vars_file=None)
+    # No other scripts/dev runs here (the lock), so a relay still running is left over from one
+    # that was killed. Then every port is checked before the build: a clash is told at once.
+    local_relay.stop(stack.relay_dir)
+    message = taken_ports_message(http_port, inbox_port, relay_ports)
+    if message:
+        sys.exit(message)
     try:
         local = read_local_vars(LOCAL_VARS) if LOCAL_VARS.exists() else {}
     except ValueError as bad:
         sys.exit(str(bad))
-    print("building the Worker (about two minutes the first time, seconds after that)…", flush=True)
+    try:
+        run_dev(stack, inbox_port, local)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+def run_dev(stack: "Stack", inbox_port: int, local: dict) -> None:
+    """Builds, starts the relay and the Worker, says when they are ready, and watches them until
+    one stops (then exits non-zero) or Ctrl-C (KeyboardInterrupt, to main())."""
+    relay_ports = stack.relay_ports
+    print("building the Worker (a few minutes the first time, seconds after that)…", flush=True)
     try:
         build_worker()
     except RuntimeError as failed:
         sys.exit(str(failed))
-    local_relay.stop(stack.relay_dir)  # a relay left over from an interrupted run
     try:
         stack.start_relay(inbox_port=inbox_port)
     except local_relay.PortInUse as taken:
-        sys.exit(f"{taken}: set RELAY_PORT to use others (it takes four in a row: "
+        sys.exit(f"{taken}: set RELAY_PORT to use others (the relay takes four in a row: "
                  f"RELAY_PORT=3587 uses 3587-3590)")
     stack.write_vars()
     if local:
         print(f"with your settings from dev.vars.local: {', '.join(sorted(local))}")
     print("starting the Worker under wrangler dev…", flush=True)
-    # Ctrl-C and SIGTERM both end here, and stop() takes wrangler's process group down.
-    signal.signal(signal.SIGTERM, interrupt)
     stack.wrangler = subprocess.Popen(stack.wrangler_command(), cwd=ROOT, env=stack.wrangler_env(),
                                       stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -490,12 +561,11 @@ def main() -> None:
             dev_failure(f"the relay (Postfix) stopped; see {stack.relay_dir / 'maillog'}. wrangler dev is "
                         "stopped too.", stack)
 
-    try:
-        while not stack.answers_health():
-            check_running()
-            time.sleep(0.5)
-        key = "$(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)"
-        print(f"""
+    while not stack.answers_health():
+        check_running()
+        time.sleep(0.5)
+    key = "$(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)"
+    print(f"""
 ready.
   relay:  127.0.0.1:{relay_ports.starttls} (STARTTLS + AUTH), {relay_ports.tls} (implicit TLS); to see failures,
           {relay_ports.untrusted} (a certificate workerd will not trust) and {relay_ports.plain} (no STARTTLS):
@@ -506,15 +576,11 @@ try:
   curl -sS {stack.base_url}/v1/send -H "Authorization: Bearer {key}" \\
        -H 'content-type: application/json' \\
        -d '{{"to":"you@example.com","subject":"Hello","text":"It works."}}'
-  ls {stack.inbox}
+  sleep 1; ls {stack.inbox}    # Postfix files the message a moment after its 250
 """, flush=True)
-        while True:
-            check_running()
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.stop()
+    while True:
+        check_running()
+        time.sleep(1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,16 @@ async function audit(page) {
     targets: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
 }
 
+// Where the demo sits in the first screen, before any scrolling: the bottom of each of its
+// buttons and the viewport's height, in CSS pixels.
+async function firstScreen(page) {
+  return page.evaluate(() => ({
+    height: window.innerHeight, scrollY: window.scrollY,
+    title: document.getElementById("demo-title").getBoundingClientRect().top,
+    buttons: ["demo-send", "demo-refuse"].map((id) => Math.ceil(document.getElementById(id).getBoundingClientRect().bottom)),
+  }));
+}
+
 const [base, shots, name, withoutDemo] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
 const browser = await launch();
@@ -41,6 +51,8 @@ try {
   // Every form control has a label; the page can be used from the keyboard.
   result.unlabelled = await page.$$eval("input, textarea", (inputs) =>
     inputs.filter((i) => !(i.labels && i.labels.length)).map((i) => i.id || i.name));
+  result.firstScreen = { desktop: await firstScreen(page) };
+  await page.screenshot({ path: `${shots}/www-desktop-first-screen.png` });
   await page.screenshot({ path: `${shots}/www-desktop.png`, fullPage: true });
 
   await page.focus("#demo-name");
@@ -114,6 +126,8 @@ try {
   result.phoneCards = await phone.$$eval("#error-table tbody tr", (rows) => rows.length > 0 && rows.every((tr) =>
     getComputedStyle(tr).display === "block" && getComputedStyle(tr.cells[4], "::before").content.includes("What happened")));
   result.phoneTableOverflow = await phone.$eval("#error-table", (t) => t.scrollWidth - t.parentElement.clientWidth);
+  result.firstScreen.phone = await firstScreen(phone);
+  await phone.screenshot({ path: `${shots}/www-phone-first-screen.png` });
   await phone.screenshot({ path: `${shots}/www-phone.png`, fullPage: true });
   if (withoutDemo) {
     // A deployment without a demo form: the flow and the table, and no form at all.

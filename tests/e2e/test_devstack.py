@@ -1,8 +1,20 @@
-"""scripts/dev's own logic, without starting anything: the developer's dev.vars.local merged
-over the generated settings."""
+"""scripts/dev's own logic: the developer's dev.vars.local merged over the generated settings,
+taken ports named with their variable, one scripts/dev per checkout, build/ reused when nothing
+changed, and a dev log without wrangler's update check, its Request.cf warning or 4xx bodies."""
 
 import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -41,3 +53,157 @@ def test_a_broken_local_file_is_named_with_its_line(tmp_path, text, why):
     local.write_text(text)
     with pytest.raises(ValueError, match=why):
         devstack.read_local_vars(local)
+
+
+def test_a_taken_port_is_named_with_the_variable_that_moves_it():
+    ports = [devstack.free_port() for _ in range(6)]
+    http, inbox, relay = ports[0], ports[1], devstack.local_relay.Ports(*ports[2:])
+    assert devstack.taken_ports_message(http, inbox, relay) is None
+    for taken, variable in ((http, "set PORT"), (inbox, "set INBOX_PORT"), (relay.untrusted, "set RELAY_PORT")):
+        with socket.socket() as holder:
+            holder.bind(("127.0.0.1", taken))
+            holder.listen()
+            message = devstack.taken_ports_message(http, inbox, relay)
+        assert message and str(taken) in message and variable in message, message
+
+
+def test_a_second_scripts_dev_in_one_checkout_is_told_which_runs(tmp_path):
+    held = devstack.hold_dev_lock(tmp_path)
+    try:
+        with pytest.raises(SystemExit, match=r"already runs in this checkout \(pid \d+\)"):
+            devstack.hold_dev_lock(tmp_path)
+    finally:
+        held.close()
+    devstack.hold_dev_lock(tmp_path).close()  # free again once the first lets go
+
+
+def fake_build_tree(root: Path) -> Path:
+    """A copy of scripts/build-worker in a tree of its own, with a worker-build that only says it
+    ran: what the script decides, without a real build."""
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(devstack.ROOT / "scripts" / "build-worker", root / "scripts" / "build-worker")
+    (root / "src").mkdir()
+    (root / "src" / "lib.rs").write_text("// the Worker\n")
+    (root / "Cargo.toml").write_text("[package]\n")
+    (root / "Cargo.lock").write_text("")
+    tools = root / "tools"
+    tools.mkdir()
+    (tools / "worker-build").write_text("#!/bin/sh\nmkdir -p build/worker && echo shim > build/worker/shim.mjs"
+                                        " && echo wasm > build/index_bg.wasm && echo FAKE-WORKER-BUILD-RAN\n")
+    (tools / "wasm-opt").write_text("#!/bin/sh\necho OPTIMIZED\n")
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    return tools
+
+
+def test_build_worker_reuses_build_only_when_nothing_changed_and_of_the_same_kind(tmp_path):
+    tools = fake_build_tree(tmp_path)
+
+    def build(**env):
+        run = subprocess.run(["bash", str(tmp_path / "scripts" / "build-worker")], capture_output=True, text=True,
+                             env={"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path),
+                                  "WASM_OPT_BIN": str(tools / "wasm-opt"), **env}, check=True)
+        return "built" if "FAKE-WORKER-BUILD-RAN" in run.stdout else "reused" if "using the existing build/" in run.stdout else run.stdout
+
+    assert build(EDGE_MAILER_PREBUILT="1") == "built", "nothing built yet"
+    assert build(EDGE_MAILER_PREBUILT="1") == "reused"
+    assert build() == "built", "without EDGE_MAILER_PREBUILT (scripts/test, a deploy) it always builds"
+    stamp = tmp_path / "build" / ".edge-mailer-build"
+    assert stamp.read_text() == "keep_names=0\n"
+    assert build(EDGE_MAILER_PREBUILT="1", EDGE_MAILER_KEEP_NAMES="1") == "built", "another kind of build"
+    assert build(EDGE_MAILER_PREBUILT="1") == "built", "and back"
+    for changed in ("src/lib.rs", "Cargo.lock", "scripts/build-worker"):
+        time.sleep(0.05)  # past the stamp's clock tick
+        os.utime(tmp_path / changed)  # saved now, after that build
+        assert build(EDGE_MAILER_PREBUILT="1") == "built", f"{changed} changed"
+        assert build(EDGE_MAILER_PREBUILT="1") == "reused"
+
+
+class FakeRegistry:
+    """An npm registry on loopback that says a far newer wrangler exists, and counts asks."""
+
+    def __init__(self):
+        self.asked = []
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                registry.asked.append(self.path)
+                body = json.dumps({"dist-tags": {"latest": "99.0.0"}}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_wrangler_runs_without_asking_for_a_newer_version(tmp_path):
+    """wrangler's banner asks the npm registry whether a newer wrangler exists (and ignores
+    NO_UPDATE_NOTIFIER); the pinned 4.86 would print "update available" at every start. The
+    registry is a fake on loopback here (`npm_registry`, read by wrangler's registry-url); the
+    answer's cache (`$TMPDIR/update-check/`) is the test's own."""
+    registry = FakeRegistry()
+    wrangler = str(devstack.ROOT / "node_modules" / ".bin" / "wrangler")
+
+    def run(env, cached: bool):
+        tmp = Path(tempfile.mkdtemp(dir=tmp_path))
+        if cached:  # a newer version known from an earlier start: the notice needs no wait
+            (tmp / "update-check").mkdir()
+            (tmp / "update-check" / "wrangler-latest.json").write_text(
+                json.dumps({"latest": "99.0.0", "lastUpdate": int(time.time() * 1000)}))
+        env = {**env, "npm_registry": registry.url, "TMPDIR": str(tmp)}
+        return subprocess.run([wrangler, "telemetry", "status"], cwd=devstack.ROOT, env=env, capture_output=True,
+                              text=True, timeout=60).stdout
+
+    loud_env = {k: v for k, v in devstack.build_env().items() if k != "WRANGLER_HIDE_BANNER"}
+    try:
+        for cached in (False, True):
+            quiet = run(devstack.build_env(), cached)
+            assert "update available" not in quiet, quiet
+        assert registry.asked == []
+        # The same without the banner switch: the registry is asked and a known newer version
+        # shows, so the checks above are real ones.
+        run(loud_env, cached=False)
+        assert registry.asked
+        loud = run(loud_env, cached=True)
+        assert "update available 99.0.0" in loud, loud
+    finally:
+        registry.stop()
+
+
+def test_the_dev_log_is_quiet(stack):
+    """No wrangler banner, no Request.cf fetch (and its stack trace), no HTML body echoed for a
+    4xx answer: one line from the Worker and one from wrangler per request."""
+    body = urllib.parse.urlencode({"name": "", "message": " "}).encode()
+    request = urllib.request.Request(stack.base_url + "/v1/forms/plain", data=body, method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=30)
+        raise AssertionError("an empty submission was accepted")
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 422 and b"<html" in refused.read().lower()
+    deadline = time.monotonic() + 10
+    while "POST /v1/forms/plain 422" not in (log := stack.log_path.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"wrangler logged no line for the 422:\n{log[-2000:]}"
+        time.sleep(0.2)
+    assert "Request.cf" not in log and "workers.cloudflare.com" not in log
+    assert "wrangler 4." not in log and "update available" not in log
+    assert "<html" not in log.lower() and "<!doctype" not in log.lower()
+
+
+def test_the_relay_is_checked_without_writing_to_its_log(stack, tmp_path):
+    maillog = stack.relay_dir / "maillog"
+    before = maillog.read_bytes()
+    assert all(devstack.local_relay.running(stack.relay_dir) for _ in range(3))
+    assert maillog.read_bytes() == before, "`postfix status` logs a line each time; scripts/dev asks every second"
+    assert not devstack.local_relay.running(tmp_path)

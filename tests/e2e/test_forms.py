@@ -72,8 +72,14 @@ def test_another_origin_is_refused_and_gets_no_cors(client):
     assert json.loads(raw)["error"]["code"] == "forbidden_origin"
     assert "access-control-allow-origin" not in lower(headers)
     # Referer counts when there is no Origin.
-    status, _, _ = form_post(client, "contact", {"name": "x"}, {"referer": "https://evil.example/page"}, accept_json=True)
+    status, _, raw = form_post(client, "contact", {"name": "x"}, {"referer": "https://evil.example/page"}, accept_json=True)
     assert status == 403
+    assert json.loads(raw)["error"]["message"].endswith("this one came from https://evil.example")
+    # With neither, the answer says so rather than naming an origin.
+    status, _, raw = form_post(client, "contact", {"name": "x"}, accept_json=True)
+    assert status == 403
+    assert json.loads(raw)["error"]["message"] == \
+        "this form accepts posts only from its allowed origins; this one came without an Origin or Referer header"
 
 
 def test_browser_errors_redirect_to_the_error_page_with_code_and_message(client, site):

@@ -109,6 +109,12 @@ def test_demo_refusal_shows_the_code_and_its_explanation(page):
 
 def test_page_leads_with_the_demo_and_heads_failures_in_words(page):
     assert page["order"] == ["demo", "flow", "errors"]
+    # The whole demo form, both buttons included, in the first screen at both widths (1280 x 900
+    # and a 390 x 844 phone); the screenshots of just that screen are kept beside the others.
+    for width, screen in page["firstScreen"].items():
+        assert screen["scrollY"] == 0 and 0 < screen["title"], (width, screen)
+        assert max(screen["buttons"]) <= screen["height"], (width, screen)
+        assert (SCREENSHOTS / f"www-{width}-first-screen.png").stat().st_size > 10_000
     assert page["refusalHeading"] == "The relay refused every recipient; nothing was delivered"
 
 
