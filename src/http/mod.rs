@@ -22,6 +22,7 @@ pub mod send;
 
 pub use body::BodySource;
 pub use request::{Field, FieldValue, Platform, RequestHead};
+use response::method_not_allowed;
 pub use response::{after_response, Handled, HttpResponse};
 
 use std::future::Future;
@@ -107,8 +108,4 @@ fn only(method: &str, allowed: &str, respond: impl FnOnce() -> HttpResponse) -> 
     } else {
         HttpResponse::error(&method_not_allowed(allowed))
     }
-}
-
-pub(crate) fn method_not_allowed(allowed: &str) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, format!("use {allowed}"))
 }

@@ -17,9 +17,8 @@
 use super::auth::authorize;
 use super::body::{self, BodySource};
 use super::messages::unavailable;
-use super::method_not_allowed;
 use super::request::{Platform, RequestHead};
-use super::response::HttpResponse;
+use super::response::{method_not_allowed, HttpResponse};
 use super::send::{parse_for, parse_value, Api, Parsed};
 use crate::config::Config;
 use crate::delivery::env::Environment;

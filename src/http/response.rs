@@ -61,6 +61,11 @@ impl HttpResponse {
     }
 }
 
+/// `405`: the route exists, with another method.
+pub(crate) fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("use {allowed}"))
+}
+
 /// What debug mode adds to an answer: the SMTP conversation of this send (AUTH hidden), its
 /// round trips, whether it used a new session or a warm one, and the Worker's memory.
 pub fn add_debug<'a>(body: &mut Value<'a>, outcome: &'a Outcome) {
