@@ -223,15 +223,14 @@ impl ToJson for SmtpDetail {
 
 impl<'a> FromJson<'a> for SmtpDetail {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let detail = SmtpDetail {
-            code: fields.required("code")?,
-            enhanced: fields.optional("enhanced")?,
-            text: fields.required("text")?,
-            phase: fields.required("phase")?,
-        };
-        fields.finish()?;
-        Ok(detail)
+        Fields::read(value, |fields| {
+            Ok(SmtpDetail {
+                code: fields.required("code")?,
+                enhanced: fields.optional("enhanced")?,
+                text: fields.required("text")?,
+                phase: fields.required("phase")?,
+            })
+        })
     }
 }
 

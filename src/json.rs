@@ -636,6 +636,17 @@ impl<'v, 'a> Fields<'v, 'a> {
         Ok(Fields { members, read: vec![false; members.len()] })
     }
 
+    /// Reads an object with `read`, then refuses any member it did not read.
+    pub fn read<T>(
+        value: &'v Value<'a>,
+        read: impl FnOnce(&mut Self) -> Result<T, ShapeError>,
+    ) -> Result<T, ShapeError> {
+        let mut fields = Fields::of(value)?;
+        let read = read(&mut fields)?;
+        fields.finish()?;
+        Ok(read)
+    }
+
     /// The member `name`, if given (`null` counts as given).
     pub fn value(&mut self, name: &str) -> Result<Option<&'v Value<'a>>, ShapeError> {
         let mut found = None;
@@ -678,9 +689,6 @@ impl<'v, 'a> Fields<'v, 'a> {
             None => Ok(()),
         }
     }
-
-    /// Lets members nobody read pass (records written by a newer version).
-    pub fn finish_lenient(self) {}
 }
 
 // ---- Writing values ------------------------------------------------------------------------
@@ -805,11 +813,6 @@ macro_rules! object {
 pub use crate::object;
 
 impl<'a> Value<'a> {
-    /// An object from its members, in order.
-    pub fn object(members: Vec<(&'a str, Value<'a>)>) -> Value<'a> {
-        Value::Object(members.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect())
-    }
-
     /// Sets the member `key` of an object (replacing one of that name, else adding it last).
     /// On anything but an object it does nothing.
     pub fn set(&mut self, key: &'a str, value: impl Into<Value<'a>>) {
@@ -835,14 +838,6 @@ impl<'a> Value<'a> {
             Value::Object(members) => {
                 Value::Object(members.into_iter().map(|(k, v)| (owned(k), v.into_owned())).collect())
             }
-        }
-    }
-
-    /// The member `key` of an object, to change it in place.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
-        match self {
-            Value::Object(members) => members.iter_mut().find(|(name, _)| name == key).map(|(_, value)| value),
-            _ => None,
         }
     }
 

@@ -56,26 +56,25 @@ struct Raw {
 
 impl<'a> FromJson<'a> for Raw {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let raw = Raw {
-            to: fields.required("to")?,
-            subject: fields.optional("subject")?,
-            redirect: fields.optional("redirect")?,
-            error_redirect: fields.optional("error_redirect")?,
-            allowed_origins: fields.or_default("allowed_origins")?,
-            honeypot: fields.optional("honeypot")?,
-            email_field: fields.optional("email_field")?,
-            required: fields.or_default("required")?,
-            turnstile: fields.or_default("turnstile")?,
-            max_files: fields.optional("max_files")?,
-            max_file_bytes: fields.optional("max_file_bytes")?,
-            allowed_file_types: fields.or_default("allowed_file_types")?,
-            rate_limit_per_minute: fields.optional("rate_limit_per_minute")?,
-            debug: fields.or_default("debug")?,
-            delivery: fields.optional("delivery")?,
-        };
-        fields.finish()?;
-        Ok(raw)
+        Fields::read(value, |fields| {
+            Ok(Raw {
+                to: fields.required("to")?,
+                subject: fields.optional("subject")?,
+                redirect: fields.optional("redirect")?,
+                error_redirect: fields.optional("error_redirect")?,
+                allowed_origins: fields.or_default("allowed_origins")?,
+                honeypot: fields.optional("honeypot")?,
+                email_field: fields.optional("email_field")?,
+                required: fields.or_default("required")?,
+                turnstile: fields.or_default("turnstile")?,
+                max_files: fields.optional("max_files")?,
+                max_file_bytes: fields.optional("max_file_bytes")?,
+                allowed_file_types: fields.or_default("allowed_file_types")?,
+                rate_limit_per_minute: fields.optional("rate_limit_per_minute")?,
+                debug: fields.or_default("debug")?,
+                delivery: fields.optional("delivery")?,
+            })
+        })
     }
 }
 

@@ -60,15 +60,14 @@ impl ToJson for KeyRecord {
 
 impl<'a> FromJson<'a> for KeyRecord {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let record = KeyRecord {
-            body: fields.required("body")?,
-            claim: fields.required("claim")?,
-            answer: answer_from(&mut fields)?,
-            expires_at_ms: fields.required("expires_at_ms")?,
-        };
-        fields.finish()?;
-        Ok(record)
+        Fields::read(value, |fields| {
+            Ok(KeyRecord {
+                body: fields.required("body")?,
+                claim: fields.required("claim")?,
+                answer: answer_from(fields)?,
+                expires_at_ms: fields.required("expires_at_ms")?,
+            })
+        })
     }
 }
 

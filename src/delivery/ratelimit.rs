@@ -22,10 +22,9 @@ impl ToJson for Decision {
 
 impl<'a> FromJson<'a> for Decision {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let decision = Decision { allowed: fields.required("allowed")?, retry_after: fields.required("retry_after")? };
-        fields.finish()?;
-        Ok(decision)
+        Fields::read(value, |fields| {
+            Ok(Decision { allowed: fields.required("allowed")?, retry_after: fields.required("retry_after")? })
+        })
     }
 }
 

@@ -147,29 +147,28 @@ impl ToJson for Record {
 
 impl<'a> FromJson<'a> for Record {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let record = Record {
-            id: fields.required("id")?,
-            status: fields.required("status")?,
-            message_id: fields.required("message_id")?,
-            attempts: fields.required("attempts")?,
-            created_at: fields.required("created_at")?,
-            updated_at: fields.required("updated_at")?,
-            next_attempt_at: fields.optional("next_attempt_at")?,
-            accepted: fields.required("accepted")?,
-            rejected: fields.required("rejected")?,
-            smtp: fields.optional("smtp")?,
-            last_error: fields.optional("last_error")?,
-            form: fields.optional("form")?,
-            dead_lettered: fields.or_default("dead_lettered")?,
-            from: fields.or_default("from")?,
-            to: fields.or_default("to")?,
-            subject: fields.or_default("subject")?,
-            tags: fields.or_default("tags")?,
-            scheduled_at: fields.optional("scheduled_at")?,
-        };
-        fields.finish()?;
-        Ok(record)
+        Fields::read(value, |fields| {
+            Ok(Record {
+                id: fields.required("id")?,
+                status: fields.required("status")?,
+                message_id: fields.required("message_id")?,
+                attempts: fields.required("attempts")?,
+                created_at: fields.required("created_at")?,
+                updated_at: fields.required("updated_at")?,
+                next_attempt_at: fields.optional("next_attempt_at")?,
+                accepted: fields.required("accepted")?,
+                rejected: fields.required("rejected")?,
+                smtp: fields.optional("smtp")?,
+                last_error: fields.optional("last_error")?,
+                form: fields.optional("form")?,
+                dead_lettered: fields.or_default("dead_lettered")?,
+                from: fields.or_default("from")?,
+                to: fields.or_default("to")?,
+                subject: fields.or_default("subject")?,
+                tags: fields.or_default("tags")?,
+                scheduled_at: fields.optional("scheduled_at")?,
+            })
+        })
     }
 }
 
@@ -182,10 +181,7 @@ impl ToJson for Tag {
 
 impl<'a> FromJson<'a> for Tag {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let tag = Tag { name: fields.required("name")?, value: fields.required("value")? };
-        fields.finish()?;
-        Ok(tag)
+        Fields::read(value, |fields| Ok(Tag { name: fields.required("name")?, value: fields.required("value")? }))
     }
 }
 

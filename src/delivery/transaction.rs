@@ -154,14 +154,13 @@ impl ToJson for Rejected {
 
 impl<'a> FromJson<'a> for Rejected {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let rejected = Rejected {
-            email: fields.required("email")?,
-            smtp: fields.required("smtp")?,
-            retryable: fields.required("retryable")?,
-        };
-        fields.finish()?;
-        Ok(rejected)
+        Fields::read(value, |fields| {
+            Ok(Rejected {
+                email: fields.required("email")?,
+                smtp: fields.required("smtp")?,
+                retryable: fields.required("retryable")?,
+            })
+        })
     }
 }
 
@@ -175,15 +174,14 @@ impl ToJson for Sent {
 
 impl<'a> FromJson<'a> for Sent {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let sent = Sent {
-            message_id: fields.required("message_id")?,
-            accepted: fields.required("accepted")?,
-            rejected: fields.required("rejected")?,
-            smtp: fields.required("smtp")?,
-        };
-        fields.finish()?;
-        Ok(sent)
+        Fields::read(value, |fields| {
+            Ok(Sent {
+                message_id: fields.required("message_id")?,
+                accepted: fields.required("accepted")?,
+                rejected: fields.required("rejected")?,
+                smtp: fields.required("smtp")?,
+            })
+        })
     }
 }
 
@@ -197,17 +195,16 @@ impl ToJson for Transaction {
 
 impl<'a> FromJson<'a> for Transaction {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let transaction = Transaction {
-            message_id: fields.required("message_id")?,
-            sender: fields.required("sender")?,
-            recipients: fields.required("recipients")?,
-            dsn: fields.optional("dsn")?,
-            utf8_headers: fields.required("utf8_headers")?,
-            message: Vec::new(),
-        };
-        fields.finish()?;
-        Ok(transaction)
+        Fields::read(value, |fields| {
+            Ok(Transaction {
+                message_id: fields.required("message_id")?,
+                sender: fields.required("sender")?,
+                recipients: fields.required("recipients")?,
+                dsn: fields.optional("dsn")?,
+                utf8_headers: fields.required("utf8_headers")?,
+                message: Vec::new(),
+            })
+        })
     }
 }
 

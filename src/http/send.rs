@@ -120,16 +120,15 @@ struct AttachmentInput<'a> {
 
 impl<'a> FromJson<'a> for AttachmentInput<'a> {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let input = AttachmentInput {
-            filename: fields.required("filename")?,
-            content_type: fields.optional("content_type")?,
-            content: fields.optional("content")?,
-            content_id: fields.optional("content_id")?,
-            path: fields.optional("path")?,
-        };
-        fields.finish()?;
-        Ok(input)
+        Fields::read(value, |fields| {
+            Ok(AttachmentInput {
+                filename: fields.required("filename")?,
+                content_type: fields.optional("content_type")?,
+                content: fields.optional("content")?,
+                content_id: fields.optional("content_id")?,
+                path: fields.optional("path")?,
+            })
+        })
     }
 }
 
@@ -185,12 +184,9 @@ impl<'a> FromJson<'a> for AddressInput {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         match value {
             Value::String(text) => Ok(AddressInput::Text(text.to_string())),
-            Value::Object(_) => {
-                let mut fields = Fields::of(value)?;
-                let address = AddressInput::Object { name: fields.optional("name")?, email: fields.required("email")? };
-                fields.finish()?;
-                Ok(address)
-            }
+            Value::Object(_) => Fields::read(value, |fields| {
+                Ok(AddressInput::Object { name: fields.optional("name")?, email: fields.required("email")? })
+            }),
             _ => Err(ShapeError::expected(ADDRESS, value)),
         }
     }
@@ -234,14 +230,13 @@ struct DsnInput {
 
 impl<'a> FromJson<'a> for DsnInput {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let dsn = DsnInput {
-            notify: fields.optional("notify")?,
-            ret: fields.optional("return")?,
-            envelope_id: fields.optional("envelope_id")?,
-        };
-        fields.finish()?;
-        Ok(dsn)
+        Fields::read(value, |fields| {
+            Ok(DsnInput {
+                notify: fields.optional("notify")?,
+                ret: fields.optional("return")?,
+                envelope_id: fields.optional("envelope_id")?,
+            })
+        })
     }
 }
 
@@ -265,24 +260,23 @@ struct SendBody<'a> {
 
 impl<'a> FromJson<'a> for SendBody<'a> {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let body = SendBody {
-            dsn: fields.optional("dsn")?,
-            from: fields.optional("from")?,
-            to: fields.optional("to")?,
-            cc: fields.optional("cc")?,
-            bcc: fields.optional("bcc")?,
-            reply_to: fields.optional("reply_to")?,
-            subject: fields.optional("subject")?,
-            text: fields.optional("text")?,
-            html: fields.optional("html")?,
-            attachments: fields.or_default("attachments")?,
-            headers: fields.optional("headers")?.unwrap_or_default(),
-            tags: fields.optional("tags")?,
-            scheduled_at: fields.optional("scheduled_at")?,
-        };
-        fields.finish()?;
-        Ok(body)
+        Fields::read(value, |fields| {
+            Ok(SendBody {
+                dsn: fields.optional("dsn")?,
+                from: fields.optional("from")?,
+                to: fields.optional("to")?,
+                cc: fields.optional("cc")?,
+                bcc: fields.optional("bcc")?,
+                reply_to: fields.optional("reply_to")?,
+                subject: fields.optional("subject")?,
+                text: fields.optional("text")?,
+                html: fields.optional("html")?,
+                attachments: fields.or_default("attachments")?,
+                headers: fields.optional("headers")?.unwrap_or_default(),
+                tags: fields.optional("tags")?,
+                scheduled_at: fields.optional("scheduled_at")?,
+            })
+        })
     }
 }
 
