@@ -55,14 +55,14 @@ pub async fn read<N: Network>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    let deadline = net.now_millis().saturating_add(timeout_ms);
+    // One timer for the whole body, not one per chunk (each is a setTimeout and a closure).
+    let mut timer = pin!(net.sleep(timeout_ms));
     // Room for a little more than the declared length: once the body is parsed and dropped, the
     // message rendered from it (attachments as base64 again, with line breaks, about 3% longer)
     // fits in the space it leaves, instead of growing the Worker's memory by another copy.
     let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize + n as usize / 16 + 4096));
     loop {
-        let left = deadline.saturating_sub(net.now_millis());
-        let chunk = match select(pin!(source.next_chunk()), pin!(net.sleep(left))).await {
+        let chunk = match select(pin!(source.next_chunk()), timer.as_mut()).await {
             Either::Left((chunk, _)) => chunk,
             Either::Right(_) => {
                 let mut error =

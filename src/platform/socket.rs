@@ -5,6 +5,12 @@
 //! in workerd `releaseLock()` was the costliest call of a send (about a tenth of a cold send's
 //! CPU in `scripts/profile`), and every read also went through an extra copy. Here a read
 //! copies the bytes straight from the JavaScript array into the reader's buffer.
+//!
+//! A write is handed to the socket and not waited for on its own: the read of the relay's
+//! answer that follows waits for both (one promise instead of two, see
+//! [`ChunkReader::start_after`]), and a write's failure fails that read with the same error
+//! in the same phase. A flush (after a message, where a failed write means the relay cannot
+//! have it) and the next write (backpressure: at most one write in flight) wait for it alone.
 
 use std::future::Future;
 use std::io;
@@ -12,6 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{js_sys, web_sys, worker_sys};
@@ -23,10 +30,29 @@ pub struct Conn {
     socket: worker_sys::Socket,
     reader: ChunkReader,
     writer: web_sys::WritableStreamDefaultWriter,
-    writing: Option<(JsFuture, usize)>,
+    /// The last write, handed to the socket and not waited for yet.
+    unsettled: Unsettled,
+    /// A wait for the last write alone (a flush, or a write behind it).
+    settling: Option<JsFuture>,
     closing: Option<JsFuture>,
     /// Bytes of the last chunk read that did not fit the caller's buffer.
     rest: Vec<u8>,
+}
+
+/// A write not waited for. If the connection is dropped before anything waits for it, its
+/// failure is caught here rather than reported by workerd as an unhandled rejection.
+#[derive(Default)]
+struct Unsettled(Option<js_sys::Promise>);
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(write) = self.0.take() {
+            thread_local! {
+                static IGNORE: Closure<dyn FnMut(JsValue)> = Closure::new(|_: JsValue| {});
+            }
+            IGNORE.with(|ignore| drop(write.catch(ignore)));
+        }
+    }
 }
 
 impl Conn {
@@ -47,7 +73,15 @@ impl Conn {
     fn new(socket: worker_sys::Socket) -> io::Result<Conn> {
         let reader = ChunkReader::new(&socket.readable().map_err(js_error)?);
         let writer = socket.writable().map_err(js_error)?.get_writer().map_err(js_error)?;
-        Ok(Conn { socket, reader, writer, writing: None, closing: None, rest: Vec::new() })
+        Ok(Conn {
+            socket,
+            reader,
+            writer,
+            unsettled: Unsettled::default(),
+            settling: None,
+            closing: None,
+            rest: Vec::new(),
+        })
     }
 
     /// Resolves once the connection (and, for implicit TLS, the handshake) is established.
@@ -70,6 +104,17 @@ impl Conn {
         }
     }
 
+    /// Waits for the last write, if one is under way.
+    fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(write) = self.unsettled.0.take() {
+            self.settling = Some(JsFuture::from(write));
+        }
+        let Some(settling) = self.settling.as_mut() else { return Poll::Ready(Ok(())) };
+        let result = std::task::ready!(Pin::new(settling).poll(cx));
+        self.settling = None;
+        Poll::Ready(result.map(drop).map_err(js_error))
+    }
+
     /// Hands out what is left of the last chunk.
     fn take_rest(&mut self, buf: &mut ReadBuf<'_>) {
         let n = buf.remaining().min(self.rest.len());
@@ -84,6 +129,14 @@ impl AsyncRead for Conn {
         if !this.rest.is_empty() {
             this.take_rest(buf);
             return Poll::Ready(Ok(()));
+        }
+        if this.settling.is_some() {
+            std::task::ready!(this.poll_settled(cx))?;
+        }
+        if !this.reader.is_reading() {
+            if let Some(write) = this.unsettled.0.take() {
+                this.reader.start_after(&write);
+            }
         }
         // The end of the stream reads as zero bytes.
         let Some(bytes) = std::task::ready!(this.reader.poll_chunk(cx))? else { return Poll::Ready(Ok(())) };
@@ -103,37 +156,18 @@ impl AsyncRead for Conn {
 impl AsyncWrite for Conn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let (writing, len) = this.writing.get_or_insert_with(|| {
-            let chunk = js_sys::Uint8Array::from(buf);
-            (JsFuture::from(this.writer.write_with_chunk(&chunk)), buf.len())
-        });
-        let len = *len;
-        match Pin::new(writing).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                this.writing = None;
-                Poll::Ready(result.map(|_| len).map_err(js_error))
-            }
-        }
+        std::task::ready!(this.poll_settled(cx))?;
+        let chunk = js_sys::Uint8Array::from(buf);
+        this.unsettled.0 = Some(this.writer.write_with_chunk(&chunk));
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let Some((writing, _)) = this.writing.as_mut() else { return Poll::Ready(Ok(())) };
-        match Pin::new(writing).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                this.writing = None;
-                Poll::Ready(result.map(drop).map_err(js_error))
-            }
-        }
+        self.poll_settled(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.as_mut().poll_flush(cx) {
-            Poll::Ready(Ok(())) => {}
-            unfinished => return unfinished,
-        }
+        std::task::ready!(self.poll_settled(cx))?;
         let this = &mut *self;
         let closing = this.closing.get_or_insert_with(|| JsFuture::from(this.writer.close()));
         Pin::new(closing).poll(cx).map(|result| result.map(drop).map_err(js_error))

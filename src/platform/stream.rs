@@ -23,7 +23,8 @@ pub fn js_error(value: JsValue) -> io::Error {
 
 pub struct ChunkReader {
     reader: web_sys::ReadableStreamDefaultReader,
-    reading: Option<JsFuture>,
+    /// The read under way; `true` when it was started together with a write ([`Self::start_after`]).
+    reading: Option<(JsFuture, bool)>,
 }
 
 impl ChunkReader {
@@ -31,16 +32,36 @@ impl ChunkReader {
         ChunkReader { reader: stream.get_reader().unchecked_into(), reading: None }
     }
 
+    /// Whether a read is under way.
+    pub fn is_reading(&self) -> bool {
+        self.reading.is_some()
+    }
+
+    /// Starts the next read together with `write`, a write not waited for yet: one promise
+    /// (`Promise.all`) for both instead of one each, and it fails with the write's error if
+    /// the write fails. Every promise waited for from wasm costs two closures, their
+    /// finalizer registrations and a microtask: most of the JavaScript glue's share of a send
+    /// (`scripts/profile`).
+    pub fn start_after(&mut self, write: &js_sys::Promise) {
+        let both = js_sys::Promise::all(&js_sys::Array::of2(write, &self.reader.read()));
+        self.reading = Some((JsFuture::from(both), true));
+    }
+
     /// The next chunk, or `None` at the end of the stream.
     pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<js_sys::Uint8Array>>> {
         let reader = &self.reader;
-        let reading = self.reading.get_or_insert_with(|| JsFuture::from(reader.read()));
+        let (reading, after_write) = self.reading.get_or_insert_with(|| (JsFuture::from(reader.read()), false));
         let result = match Pin::new(reading).poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => result,
         };
+        let after_write = *after_write;
         self.reading = None;
-        let chunk = result.map_err(js_error)?;
+        let mut chunk = result.map_err(js_error)?;
+        if after_write {
+            // `[write's result, read's result]`
+            chunk = chunk.unchecked_into::<js_sys::Array>().get(1);
+        }
         let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).map_err(js_error)?;
         // `{done: true}` carries no value.
         Poll::Ready(Ok(value.dyn_into::<js_sys::Uint8Array>().ok()))
