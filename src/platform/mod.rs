@@ -53,6 +53,12 @@ fn tls_refused() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "the implicit-TLS handshake failed")
 }
 
+/// The time in milliseconds: `Date.now()`, one call (`worker::Date::now()` makes a `Date`
+/// object and asks it, two calls and an allocation, several times per send).
+fn now_millis() -> u64 {
+    js_sys::Date::now() as u64
+}
+
 impl Network for Workers {
     type Conn = Conn;
 
@@ -97,7 +103,7 @@ impl Network for Workers {
     }
 
     fn now_millis(&self) -> u64 {
-        worker::Date::now().as_millis()
+        now_millis()
     }
 }
 
@@ -415,7 +421,7 @@ fn request_id(ray: Option<&str>) -> String {
 #[event(fetch)]
 async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let workers = Workers { env };
-    let started = worker::Date::now().as_millis();
+    let started = now_millis();
     let url = request.url();
     let (path, query) = http::request::path_and_query(&url);
     let headers = request.headers();
@@ -436,7 +442,7 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Res
     // One line per request, never a body: the answers of failed sends carry addresses.
     let response = &handled.response;
     let code = response.error.map(|c| c.as_str()).unwrap_or("-");
-    let took = worker::Date::now().as_millis().saturating_sub(started);
+    let took = now_millis().saturating_sub(started);
     // Failures always; successes when LOG_REQUESTS=all (or the settings are broken).
     let log_all = config.as_ref().as_ref().map_or(true, |c| c.log_all_requests);
     if response.status >= 400 || log_all {
@@ -470,7 +476,7 @@ impl DurableObject for RateLimiter {
             form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok())
         };
         let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
-        let decision = self.window.borrow_mut().hit(worker::Date::now().as_millis(), limit, u64::from(window) * 1000);
+        let decision = self.window.borrow_mut().hit(now_millis(), limit, u64::from(window) * 1000);
         json_response(&decision)
     }
 }
@@ -703,7 +709,7 @@ impl DurableObject for IdempotencyKey {
                 let _ = self
                     .state
                     .storage()
-                    .set_alarm(record.expires_at_ms as i64 - worker::Date::now().as_millis() as i64)
+                    .set_alarm(record.expires_at_ms as i64 - now_millis() as i64)
                     .await;
             }
             None => {
@@ -714,7 +720,7 @@ impl DurableObject for IdempotencyKey {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        let now = worker::Date::now().as_millis();
+        let now = now_millis();
         if self.load()?.is_some_and(|record| record.expires_at_ms <= now) {
             self.sql.exec("DELETE FROM key", None)?;
         }
