@@ -118,16 +118,40 @@ def test_no_key_or_no_form_is_answered_without_reading_the_body(stack):
     assert wasm_memory(stack) == wasm_before
 
 
+def worker_answers(stack, line: str) -> int:
+    """How many times the Worker's own log line (not wrangler's) says `line`."""
+    return stack.log_path.read_text(errors="replace").count(line)
+
+
 def test_a_chunked_body_over_the_limit_is_cut_off(stack):
+    wasm_before = wasm_memory(stack)
     before = workerd_peak_bytes(stack)
+    answered_before = worker_answers(stack, "POST /v1/send 413 payload_too_large")
     status, body, _ = post_chunked(stack.base_url, "/v1/send", {"Authorization": f"Bearer {stack.api_key}"})
-    assert status == 413, body
+    if status == 503:
+        # wrangler dev's proxy, still forwarding the upload when the Worker answered, sometimes
+        # answers 503 in its place (seen once in a dozen runs); the Worker's own line says
+        # what it answered.
+        deadline = time.monotonic() + 5
+        while worker_answers(stack, "POST /v1/send 413 payload_too_large") == answered_before:
+            assert time.monotonic() < deadline, f"503 and no 413 from the Worker: {body[:300]!r}"
+            time.sleep(0.2)
+    else:
+        assert status == 413, body
     # The server closes on the rest of the upload; the reset that follows can take the answer's
     # body with it, but never its status line.
-    if body:
+    if body and status == 413:
         assert json.loads(body)["error"]["code"] == "payload_too_large"
+    # The Worker held about the limit (14 MiB, in a buffer that doubles as it fills: 16 MiB and
+    # the 8 MiB one it was copied from, which the allocator keeps): 32-33 MiB on a fresh Worker,
+    # never the 100 MiB sent.
+    grown_wasm = wasm_memory(stack) - wasm_before
+    assert grown_wasm <= 48 * 1024 * 1024, f"the Worker's wasm memory grew by {grown_wasm >> 20} MiB"
+    # workerd's own peak adds what it buffers of the upload to the Worker's growth: 64 MiB on
+    # a fresh Worker (its wasm memory still small), 51 MiB after the other tests; reading the
+    # whole body would add the 100 MiB itself.
     grown = workerd_peak_bytes(stack) - before
-    assert grown < GROWTH_LIMIT, f"workerd's peak memory grew by {grown >> 20} MiB"
+    assert grown < HUGE, f"workerd's peak memory grew by {grown >> 20} MiB"
 
 
 def test_the_log_has_one_line_per_request_and_no_body(client, stack):
