@@ -706,11 +706,7 @@ impl DurableObject for IdempotencyKey {
             Some(record) => {
                 let json = record.encode();
                 self.sql.exec("INSERT OR REPLACE INTO key (id, record) VALUES (1, ?)", vec![json.into()])?;
-                let _ = self
-                    .state
-                    .storage()
-                    .set_alarm(record.expires_at_ms as i64 - now_millis() as i64)
-                    .await;
+                let _ = self.state.storage().set_alarm(record.expires_at_ms as i64 - now_millis() as i64).await;
             }
             None => {
                 self.sql.exec("DELETE FROM key", None)?;
