@@ -503,6 +503,20 @@ fn connection_lost_after_bdat_last_is_delivery_unknown() {
     assert_eq!(error.code, ErrorCode::DeliveryUnknown);
 }
 
+/// On workerd a write is waited for at the flush that follows the message; when it fails, the
+/// end of the message did not go out, so the relay cannot have it: a retry may send it, and
+/// it is not reported as possibly delivered (which would never be retried: a loss).
+#[test]
+fn a_failed_flush_after_the_message_is_retryable_not_delivery_unknown() {
+    let mut script = opening(EHLO_PIPELINING_CHUNKING);
+    script.extend([Expect(CHUNKED_FLIGHT_ONE), Hang]);
+    let mut relay = ScriptedRelay::new(script);
+    relay.fail_flush = true;
+    let error = submit(&relay, settings(), &["a@example.org"], MESSAGE).unwrap_err();
+    assert_ne!(error.code, ErrorCode::DeliveryUnknown);
+    assert!(error.code.retryable(), "{:?}", error.code);
+}
+
 #[test]
 fn relay_that_closes_mid_data_is_never_a_success() {
     let mut script = lock_step_transaction("250 Ok\r\n", "250 Ok\r\n", "");

@@ -533,8 +533,10 @@ impl<N: Network> Session<N> {
     /// the final dot. A message of up to [`ONE_WRITE`] goes out in the same write as its
     /// commands: two small writes stall on a relay that delays its ACKs (Nagle), one TLS
     /// record each. A larger one goes out in writes of about [`ONE_WRITE`], so neither side of
-    /// the socket ever holds a second copy of it. If writing fails the relay cannot have the
-    /// whole message; if only the flush after it fails, it may.
+    /// the socket ever holds a second copy of it. If writing or the flush after it fails, the
+    /// relay cannot have the whole message: its end was in what did not go out (on workerd a
+    /// write is handed over and waited for at the flush, so a failed last write shows there).
+    /// Only an answer lost after that may hide a delivery.
     async fn write_message(&mut self, head: &[u8], payload: &Payload<'_>, end_of_data: bool) -> Result<(), Error> {
         let at = self.elapsed();
         self.transcript.sent_message(at, payload.len());
@@ -552,26 +554,16 @@ impl<N: Network> Session<N> {
                 out.extend_from_slice(&piece);
             }
             out.extend_from_slice(tail);
-            conn.write_all(&out).await
+            conn.write_all(&out).await?;
+            conn.flush().await
         };
         let written = match self.clock.within(&self.net, self.timeouts.data_end, write).await {
             None => Err(timeout(Phase::DataEnd)),
             Some(Err(error)) => Err(io_error(Phase::DataEnd, error, false)),
             Some(Ok(())) => Ok(()),
         };
-        if written.is_err() {
-            self.broken = true;
-            return written;
-        }
-        let Some(conn) = self.conn.as_mut() else { return Err(gone(Phase::DataEnd)) };
-        let mut error = match self.clock.within(&self.net, self.timeouts.data_end, conn.flush()).await {
-            Some(Ok(())) => return Ok(()),
-            Some(Err(error)) => io_error(Phase::DataEnd, error, false),
-            None => timeout(Phase::DataEnd),
-        };
-        error.message_may_have_left = true;
-        self.broken = true;
-        Err(error)
+        self.broken |= written.is_err();
+        written
     }
 
     /// Reads a reply; when the message may already be with the relay (`at_risk`), losing the

@@ -75,7 +75,8 @@ impl RelaySettings {
     /// `recipients` recipients, when every wait runs to just under its timeout. Counted the
     /// way `client.rs` waits: each command is a write and a reply (`command` each); lock-step
     /// is the worst case (one write and one reply per RCPT); AUTH LOGIN answers three
-    /// replies; the message is one write, one flush and the verdict (`data_end` each).
+    /// replies; the message and its flush share one `data_end`, the verdict another (a third
+    /// is kept from when the flush had its own: a longer bound is still a bound).
     pub fn longest_send_millis(&self, recipients: usize) -> u64 {
         let t = self.timeouts;
         let command = 2 * t.command; // one write, one reply
@@ -97,7 +98,7 @@ impl RelaySettings {
         total += command; // MAIL
         total += recipients as u64 * command; // RCPT, in lock-step
         total += command; // DATA (or the BDAT command)
-        total + 3 * t.data_end // the message, its flush, the verdict
+        total + 3 * t.data_end // the message and its flush, the verdict, and a spare
     }
 }
 

@@ -82,6 +82,9 @@ pub struct ScriptedRelay {
     pub buffer: usize,
     /// Virtual milliseconds that connecting and the TLS handshake take.
     pub handshake_delay: u64,
+    /// Every flush fails, as workerd's socket reports a write that did not complete: the
+    /// Workers connection hands a write over and waits for it at the next read or flush.
+    pub fail_flush: bool,
 }
 
 impl ScriptedRelay {
@@ -94,6 +97,7 @@ impl ScriptedRelay {
             fail_tls: false,
             buffer: 1 << 20,
             handshake_delay: 0,
+            fail_flush: false,
         }
     }
 
@@ -213,7 +217,7 @@ impl Network for ScriptedRelay {
         let (client, server) = tokio::io::duplex(self.buffer);
         let script = self.scripts[(self.seen.borrow().connects - 1).min(self.scripts.len() - 1)].clone();
         tokio::task::spawn_local(run_script(server, script, self.seen.clone()));
-        Ok(Counted { stream: client, seen: self.seen.clone() })
+        Ok(Counted { stream: client, seen: self.seen.clone(), fail_flush: self.fail_flush })
     }
 
     async fn start_tls(&self, conn: Counted) -> io::Result<Counted> {
@@ -241,6 +245,7 @@ impl Network for ScriptedRelay {
 pub struct Counted {
     stream: DuplexStream,
     seen: Rc<RefCell<Seen>>,
+    fail_flush: bool,
 }
 
 impl tokio::io::AsyncRead for Counted {
@@ -270,6 +275,9 @@ impl tokio::io::AsyncWrite for Counted {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
+        if self.fail_flush {
+            return std::task::Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the write failed")));
+        }
         std::pin::Pin::new(&mut self.stream).poll_flush(cx)
     }
 
