@@ -11,6 +11,12 @@
 //! [`ChunkReader::start_after`]), and a write's failure fails that read with the same error
 //! in the same phase. A flush (after a message, where a failed write means the relay cannot
 //! have it) and the next write (backpressure: at most one write in flight) wait for it alone.
+//!
+//! Loss and duplicates: a command's failed write now fails the read of its answer, in the same
+//! phase, before any message went out (nothing changes for either). The message's last write
+//! is waited for at the flush, and a failed flush counts as the message not sent (retryable),
+//! as a failed write always did: reporting it as possibly delivered would never retry it
+//! (`tests/smtp_session.rs`: `a_failed_flush_after_the_message_is_retryable_not_delivery_unknown`).
 
 use std::future::Future;
 use std::io;
