@@ -338,7 +338,7 @@ fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
                 "delay" => Notify::Delay,
                 "never" => continue,
                 _ => {
-                    problems.add("dsn.notify", format!("{word:?} is not success, failure, delay or never"));
+                    problems.add("dsn.notify", format!("\"{word}\" is not success, failure, delay or never"));
                     continue;
                 }
             };

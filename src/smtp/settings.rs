@@ -62,10 +62,20 @@ impl RelaySettings {
     /// settings, a changed password included, is never reused for these.
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
-        let plain = format!("{}|{}|{:?}|{}|{:?}", self.host, self.port, self.security, self.ehlo_name, self.timeouts);
+        // Written out field by field rather than with `{:?}`: Debug formatting would be the
+        // only reason for its machinery in the Worker.
+        let t = &self.timeouts;
+        let plain = format!(
+            "{}|{}|{}|{}|{} {} {} {}",
+            self.host, self.port, self.security as u8, self.ehlo_name, t.connect, t.command, t.data_end, t.quit
+        );
         hasher.update(plain.as_bytes());
         if let Some(credentials) = &self.credentials {
-            hasher.update(format!("|{}|{:?}|", credentials.username, credentials.choice).as_bytes());
+            let choice = match credentials.choice {
+                AuthChoice::Auto => "auto",
+                AuthChoice::Only(mechanism) => mechanism.name(),
+            };
+            hasher.update(format!("|{}|{choice}|", credentials.username).as_bytes());
             hasher.update(credentials.secret_digest());
         }
         hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
