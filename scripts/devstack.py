@@ -177,6 +177,17 @@ def merged_vars(generated: dict, local: dict) -> dict:
     return merged
 
 
+def dotenv_quoted(key: str, value: str) -> str:
+    """The value as wrangler's dotenv (16.3) reads it back unchanged: in single quotes, taken
+    literally, so JSON such as FORMS keeps its double quotes; in backticks, also literal, when
+    the value has an apostrophe ("we'll reply"). dotenv has no escape for either quote."""
+    for quote in "'`":
+        if quote not in value and "\n" not in value:
+            return f"{quote}{value}{quote}"
+    raise ValueError(f"{key} cannot be written to a .dev.vars file: its value has both ' and ` "
+                     "or a line break (dotenv cannot keep those)")
+
+
 def worker_vars(creds: dict, relay_port: int, extra: dict | None = None, local: dict | None = None) -> str:
     values = {
         "SMTP_HOST": "localhost",
@@ -195,11 +206,8 @@ def worker_vars(creds: dict, relay_port: int, extra: dict | None = None, local: 
     values = merged_vars(values, local or {})
     lines = [f"{GENERATED_MARKER} for the local relay, with dev.vars.local merged over it; "
              "rewritten at every start: put your own settings in dev.vars.local. Never commit it."]
-    # Single quotes: dotenv takes the value literally (JSON such as FORMS keeps its quotes).
     for key, value in values.items():
-        if "'" in value or "\n" in value:
-            raise ValueError(f"{key} cannot be written to a .dev.vars file")
-        lines.append(f"{key}='{value}'")
+        lines.append(f"{key}={dotenv_quoted(key, value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -316,13 +324,13 @@ class Stack:
         self.inbox_server = InboxServer(self.inbox, inbox_port)
         self.extra_vars = {"DEMO_INBOX_URL": self.inbox_server.url, **(self.extra_vars or {})}
 
-    def write_vars(self) -> Path:
+    def write_vars(self, local: dict | None = None) -> Path:
+        """Writes the Worker's settings; `local` (dev.vars.local, read by scripts/dev alone: tests
+        never take the developer's file) merged over them."""
         target = self.vars_file or ROOT / ".dev.vars"
         if target == ROOT / ".dev.vars" and target.exists() and GENERATED_MARKER not in target.read_text():
             print(f"keeping your own {target} (it was not generated); make sure it points at the local relay")
             return target
-        # Only the developer's own stack (scripts/dev) takes dev.vars.local; tests never do.
-        local = read_local_vars(LOCAL_VARS) if target == ROOT / ".dev.vars" and LOCAL_VARS.exists() else None
         target.write_text(worker_vars(self.creds, self.relay_port, self.extra_vars, local))
         target.chmod(0o600)
         return target
@@ -429,15 +437,18 @@ class Stack:
         local_relay.stop(self.relay_dir)
 
     def stop_worker(self) -> None:
-        if self.wrangler and self.wrangler.poll() is None:
+        # The whole process group, even when wrangler itself has exited: a wrangler that died
+        # leaves its workerd serving the port, and the next start would find it taken.
+        if self.wrangler:
             try:
                 os.killpg(self.wrangler.pid, signal.SIGTERM)
                 self.wrangler.wait(timeout=15)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.wrangler.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                pass
+            try:
+                os.killpg(self.wrangler.pid, signal.SIGKILL)  # what SIGTERM left, if anything
+            except ProcessLookupError:
+                pass
 
 
 def interrupt(*_) -> None:
@@ -503,10 +514,6 @@ def dev_failure(message: str, stack: "Stack") -> None:
 def main() -> None:
     """The README's run command: relay + Worker in the foreground until Ctrl-C. The banner comes
     once the Worker answers; if wrangler or the relay stops, this says which and exits."""
-    # Ctrl-C and SIGTERM both end in KeyboardInterrupt, and stop() takes wrangler's process group
-    # down. SIGINT explicitly: a shell script's `scripts/dev &` starts it with SIGINT ignored.
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
     state = ROOT / ".local" / "dev"
     relay_ports = local_relay.Ports.from_base(int(os.environ.get("RELAY_PORT", "2587")))
     http_port = int(os.environ.get("PORT", "8787"))
@@ -523,6 +530,15 @@ def main() -> None:
         local = read_local_vars(LOCAL_VARS) if LOCAL_VARS.exists() else {}
     except ValueError as bad:
         sys.exit(str(bad))
+    serve(stack, inbox_port, local)
+
+
+def serve(stack: "Stack", inbox_port: int, local: dict) -> None:
+    """run_dev until Ctrl-C or SIGTERM, then everything it started stopped."""
+    # Ctrl-C and SIGTERM both end in KeyboardInterrupt, and stop() takes wrangler's process group
+    # down. SIGINT explicitly: a shell script's `scripts/dev &` starts it with SIGINT ignored.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         run_dev(stack, inbox_port, local)
     except KeyboardInterrupt:
@@ -545,25 +561,44 @@ def run_dev(stack: "Stack", inbox_port: int, local: dict) -> None:
     except local_relay.PortInUse as taken:
         sys.exit(f"{taken}: set RELAY_PORT to use others (the relay takes four in a row: "
                  f"RELAY_PORT=3587 uses 3587-3590)")
-    stack.write_vars()
+    try:
+        stack.write_vars(local)
+    except ValueError as unwritable:
+        dev_failure(f"dev.vars.local: {unwritable}", stack)
     if local:
         print(f"with your settings from dev.vars.local: {', '.join(sorted(local))}")
     print("starting the Worker under wrangler dev…", flush=True)
     stack.wrangler = subprocess.Popen(stack.wrangler_command(), cwd=ROOT, env=stack.wrangler_env(),
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+    # wrangler's output goes on to the terminal line by line, and is kept until the banner: the
+    # Worker is ready once wrangler's watcher rebuild has been loaded (build_reloaded), not at its
+    # first answer, or a send right after the banner could meet the reload's 503.
+    output, ready = [], threading.Event()
+
+    def relay_output() -> None:
+        for line in iter(stack.wrangler.stdout.readline, b""):
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+            if not ready.is_set():
+                output.append(line.decode(errors="replace"))
+
+    relay = threading.Thread(target=relay_output, daemon=True)
+    relay.start()
 
     def check_running() -> None:
         code = stack.wrangler.poll()
         if code is not None:
-            dev_failure(f"wrangler dev exited (code {code}); its output is above. The relay is stopped too. "
-                        "(Saving wrangler.toml while it runs can end it: start scripts/dev again.)", stack)
+            relay.join(timeout=2)  # its last words first
+            dev_failure(f"wrangler dev exited (code {code}); its output is above. The relay is stopped too.", stack)
         if not local_relay.running(stack.relay_dir):
             dev_failure(f"the relay (Postfix) stopped; see {stack.relay_dir / 'maillog'}. wrangler dev is "
                         "stopped too.", stack)
 
-    while not stack.answers_health():
+    while not (build_reloaded("".join(output)) and stack.answers_health()):
         check_running()
         time.sleep(0.5)
+    ready.set()
     key = "$(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)"
     print(f"""
 ready.

@@ -207,3 +207,110 @@ def test_the_relay_is_checked_without_writing_to_its_log(stack, tmp_path):
     assert all(devstack.local_relay.running(stack.relay_dir) for _ in range(3))
     assert maillog.read_bytes() == before, "`postfix status` logs a line each time; scripts/dev asks every second"
     assert not devstack.local_relay.running(tmp_path)
+
+
+def test_a_value_with_an_apostrophe_is_written_in_backticks_and_one_with_both_quotes_is_refused():
+    assert devstack.dotenv_quoted("A", '{"to": "x"}') == "'{\"to\": \"x\"}'"
+    assert devstack.dotenv_quoted("A", "We'll reply") == "`We'll reply`"
+    with pytest.raises(ValueError, match="A cannot be written"):
+        devstack.dotenv_quoted("A", "it's `x`")
+
+
+SERVE = """import json, sys
+sys.path.insert(0, sys.argv[1])
+import devstack
+from pathlib import Path
+state = Path(sys.argv[2])
+devstack.serve(devstack.Stack(state, devstack.free_relay_ports(), devstack.free_port(), vars_file=state / "dev.vars"),
+               0, json.loads(sys.argv[3]))
+"""
+
+
+class DevProcess:
+    """scripts/dev's own run (devstack.serve: build, relay, wrangler, banner, watch) in a process
+    of its own, on free ports and a state directory of the test's, its output read as it comes."""
+
+    def __init__(self, state: Path, local: dict):
+        self.state = state
+        self.process = subprocess.Popen([sys.executable, "-c", SERVE, str(devstack.ROOT / "scripts"), str(state),
+                                         json.dumps(local)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, start_new_session=True)
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")),
+                                       daemon=True)
+        self.reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert self.process.poll() is None or text in self.output, f"exited before {text!r}:\n{self.output}"
+            assert time.monotonic() < deadline, f"no {text!r} in {timeout}s:\n{self.output}"
+            time.sleep(0.1)
+
+    def banner_value(self, label: str) -> str:
+        line = next(line for line in self.lines if line.strip().startswith(label))
+        return line.split(label, 1)[1].split()[0]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(timeout=30)
+
+
+def wrangler_pids(port: str) -> list:
+    found = subprocess.run(["pgrep", "-f", f"wrangler dev .*--port {port} "], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.mark.parametrize("stopping", ["relay", "wrangler"])
+def test_scripts_dev_says_ready_when_a_send_works_and_which_part_stopped(stopping):
+    """The banner comes once a send works (after wrangler's watcher reload, not at its first
+    answer); a setting with an apostrophe reaches the Worker; when the relay or wrangler stops,
+    scripts/dev says which, stops the other and exits 1."""
+    state = Path(tempfile.mkdtemp(prefix="edge-mailer-dev-"))
+    state.chmod(0o755)  # Postfix reads the relay's directory as another user
+    local = {"FORMS": json.dumps({"contact": {"to": "me@example.com", "subject": "We'll reply, {{name}}",
+                                              "delivery": "sync"}})}
+    dev = DevProcess(state, local)
+    try:
+        dev.wait_for("\nready.\n", timeout=240)
+        before_banner = dev.output[:dev.output.index("\nready.\n")]
+        assert "building the Worker" in before_banner
+        assert "[custom build]" in before_banner and devstack.build_reloaded(before_banner), \
+            "the banner came before wrangler's watcher rebuild was loaded"
+        base = dev.banner_value("worker:").rstrip("/")
+        inbox = Path(dev.banner_value("mail:"))
+        if stopping == "relay":
+            # Right after the banner, as the README does: no 503 from a reload still to come.
+            request = urllib.request.Request(f"{base}/v1/forms/contact", data=b"name=Ada&message=Hi",
+                                             headers={"accept": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200 and json.load(answer)["ok"] is True
+            deadline = time.monotonic() + 20
+            while not any("Subject: We'll reply, Ada" in path.read_text(errors="replace")
+                          for path in inbox.glob("*")):
+                assert time.monotonic() < deadline, "the form's message did not arrive"
+                time.sleep(0.2)
+            devstack.local_relay.stop(state / "relay")
+            said = "the relay (Postfix) stopped"
+        else:
+            port = base.rsplit(":", 1)[1]
+            pids = wrangler_pids(port)
+            assert pids, "no wrangler process found for the Worker's port"
+            for pid in pids:
+                os.kill(pid, 9)
+            said = "wrangler dev exited"
+        assert dev.process.wait(timeout=30) == 1
+        dev.reader.join(timeout=5)
+        assert f"scripts/dev: {said}" in dev.output, dev.output
+        assert not devstack.local_relay.running(state / "relay"), "the relay is stopped too"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{base}/v1/health", timeout=2)
+    finally:
+        dev.stop()
+        devstack.local_relay.stop(state / "relay")
+        shutil.rmtree(state, ignore_errors=True)
