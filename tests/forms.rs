@@ -157,6 +157,24 @@ fn required_fields_are_checked_and_each_missing_one_named() {
 }
 
 #[test]
+fn a_browser_missing_a_required_field_gets_the_error_redirect_or_the_built_in_page() {
+    let browser_post = || Req::new("POST", "/v1/forms/f", Vec::new()).multipart(&[text("name", "Ada")]);
+    let env = scripted(
+        r#"{"f": {"to": "o@example.com", "required": ["email", "message"], "error_redirect": "https://a.example/oops"}}"#,
+    );
+    let (response, _) = call(&env, browser_post());
+    assert_eq!(response.status, 303);
+    let location = response.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.as_str());
+    assert_eq!(location, Some("https://a.example/oops?error=validation_failed&message=email%2C+message+are+required"));
+    let env = scripted(r#"{"f": {"to": "o@example.com", "required": ["email", "message"]}}"#);
+    let (response, _) = call(&env, browser_post());
+    assert_eq!(response.status, 422);
+    let page = String::from_utf8(response.body).unwrap();
+    assert!(page.contains("email, message are required") && page.contains("validation_failed"), "{page}");
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+}
+
+#[test]
 fn a_submission_with_nothing_filled_in_is_refused_without_required() {
     let forms = r#"{"f": {"to": "o@example.com", "max_files": 1}}"#;
     for fields in [

@@ -49,6 +49,9 @@ try {
              meaning: cells[4], remedy: cells[5] };
   }));
   // Every form control has a label; the page can be used from the keyboard.
+  // The flow's error codes are on demand: every step's list starts closed.
+  result.openCodeLists = await page.$$eval("#steps details[open]", (open) => open.length);
+  result.codeLists = await page.$$eval("#steps details", (all) => all.length);
   result.unlabelled = await page.$$eval("input, textarea", (inputs) =>
     inputs.filter((i) => !(i.labels && i.labels.length)).map((i) => i.id || i.name));
   result.firstScreen = { desktop: await firstScreen(page) };
@@ -69,6 +72,13 @@ try {
   result.transcript = await page.$$eval("#transcript tbody tr", (rows) => rows.map((tr) =>
     [...tr.querySelectorAll("td")].map((td) => td.textContent)));
   result.received = await page.textContent("#received");
+  // Shown whole (no height cap, nothing scrolled out of its box), and no word split anywhere
+  // on the page, at any letter, to fit (word-break: break-all).
+  result.receivedBox = await page.$eval("#received", (pre) => {
+    const style = getComputedStyle(pre);
+    return { maxHeight: style.maxHeight, clipped: pre.scrollHeight > pre.clientHeight + 1 };
+  });
+  result.wordBreaks = await page.$$eval("body, body *", (all) => [...new Set(all.map((e) => getComputedStyle(e).wordBreak))]);
   await page.screenshot({ path: `${shots}/www-demo-sent.png`, fullPage: true });
 
   // Send again: the session the first send used (or warmed) is still open.

@@ -95,6 +95,12 @@ def test_demo_plays_back_the_transcript_of_the_send_and_the_received_message(pag
     assert email.utils.parseaddr(received["Reply-To"])[1] == "visitor@example.net"
 
 
+def test_the_received_message_is_shown_whole_and_no_word_is_split_and_codes_are_on_demand(page):
+    assert page["receivedBox"] == {"maxHeight": "none", "clipped": False}, page["receivedBox"]
+    assert "break-all" not in page["wordBreaks"], page["wordBreaks"]
+    assert page["codeLists"] >= 10 and page["openCodeLists"] == 0, (page["codeLists"], page["openCodeLists"])
+
+
 def test_a_second_demo_send_takes_one_round_trip_on_the_warm_session(page):
     assert page["secondStatus"].startswith("Sent: the relay answered 250"), page["secondStatus"]
     assert "in 1 round trip on a warm session" in page["secondStatus"], page["secondStatus"]
