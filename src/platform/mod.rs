@@ -11,6 +11,11 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::MessageExt;
 use worker::{durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Request, Response, State};
 
+/// The Worker's allocator (the default, dlmalloc, is about 7 KB of the module more); it takes
+/// memory from the wasm memory as it needs it, and that memory never shrinks, as before.
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 mod crypto;
 mod socket;
 mod stream;
