@@ -156,7 +156,7 @@ def read_local_vars(path: Path) -> dict:
         key, value = key.strip(), value.strip()
         if not sep or not key.replace("_", "").isalnum() or not key[0].isalpha():
             raise ValueError(f"{path.name} line {number}: expected KEY=value")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"`":
             value = value[1:-1]
         values[key] = value
     if "FORMS" in values:
@@ -178,14 +178,17 @@ def merged_vars(generated: dict, local: dict) -> dict:
 
 
 def dotenv_quoted(key: str, value: str) -> str:
-    """The value as wrangler's dotenv (16.3) reads it back unchanged: in single quotes, taken
-    literally, so JSON such as FORMS keeps its double quotes; in backticks, also literal, when
-    the value has an apostrophe ("we'll reply"). dotenv has no escape for either quote."""
-    for quote in "'`":
-        if quote not in value and "\n" not in value:
-            return f"{quote}{value}{quote}"
-    raise ValueError(f"{key} cannot be written to a .dev.vars file: its value has both ' and ` "
-                     "or a line break (dotenv cannot keep those)")
+    """The value as wrangler's dotenv (16.3, which reads .dev.vars) reads it back unchanged: in
+    single quotes, taken literally, so JSON such as FORMS keeps its double quotes; in backticks,
+    also literal, when the value has an apostrophe ("we'll reply"). dotenv has no escape for
+    either quote, and a backslash before the closing one would make it read on into the next
+    line. (`--env-file`, which the tests' Workers use, also expands `$NAME`.)"""
+    if "\n" not in value and "\r" not in value and not value.endswith("\\"):
+        for quote in "'`":
+            if quote not in value:
+                return f"{quote}{value}{quote}"
+    raise ValueError(f"{key} cannot be written to a .dev.vars file: its value has both ' and `, a line break, "
+                     "or a backslash at its end (dotenv cannot keep those)")
 
 
 def worker_vars(creds: dict, relay_port: int, extra: dict | None = None, local: dict | None = None) -> str:
@@ -295,6 +298,7 @@ class Stack:
         self.inspector_port = free_port()
         self.log_start = 0  # where this launch's output begins in log_path
         self.others = []
+        self.output_relay = None  # scripts/dev's thread passing wrangler's output on
         self.inbox_server = None
 
     @property
@@ -449,6 +453,7 @@ class Stack:
                 os.killpg(self.wrangler.pid, signal.SIGKILL)  # what SIGTERM left, if anything
             except ProcessLookupError:
                 pass
+            self.wrangler = None  # its group id is not ours to signal again
 
 
 def interrupt(*_) -> None:
@@ -545,6 +550,13 @@ def serve(stack: "Stack", inbox_port: int, local: dict) -> None:
         pass
     finally:
         stack.stop()
+        # wrangler's output ends with its process group; the last of it is written before
+        # Python shuts down (a thread writing then can abort the interpreter).
+        if stack.output_relay:
+            stack.output_relay.join(timeout=5)
+
+
+RELOAD_GRACE_SECONDS = 30
 
 
 def run_dev(stack: "Stack", inbox_port: int, local: dict) -> None:
@@ -575,16 +587,21 @@ def run_dev(stack: "Stack", inbox_port: int, local: dict) -> None:
     # Worker is ready once wrangler's watcher rebuild has been loaded (build_reloaded), not at its
     # first answer, or a send right after the banner could meet the reload's 503.
     output, ready = [], threading.Event()
+    wrangler_out = stack.wrangler.stdout
 
     def relay_output() -> None:
-        for line in iter(stack.wrangler.stdout.readline, b""):
-            sys.stdout.buffer.write(line)
-            sys.stdout.flush()
+        for line in iter(wrangler_out.readline, b""):
+            try:
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass  # our own output is gone (a closed terminal): keep draining wrangler's
             if not ready.is_set():
                 output.append(line.decode(errors="replace"))
 
     relay = threading.Thread(target=relay_output, daemon=True)
     relay.start()
+    stack.output_relay = relay
 
     def check_running() -> None:
         code = stack.wrangler.poll()
@@ -595,7 +612,25 @@ def run_dev(stack: "Stack", inbox_port: int, local: dict) -> None:
             dev_failure(f"the relay (Postfix) stopped; see {stack.relay_dir / 'maillog'}. wrangler dev is "
                         "stopped too.", stack)
 
-    while not (build_reloaded("".join(output)) and stack.answers_health()):
+    # If wrangler's rebuild never reports back (it failed: an edit saved during the start that
+    # does not build), the Worker still answers with the first build: the banner comes anyway,
+    # a while after the first answer, with a word on why.
+    def reloaded() -> bool:
+        text = "".join(output)
+        return "Ready on" in text and build_reloaded(text)
+
+    answering_since, polls = None, 0
+    while not reloaded():
+        check_running()
+        polls += 1
+        if polls % 10 == 0 and stack.answers_health():  # now and then: wrangler logs each request
+            answering_since = answering_since or time.monotonic()
+            if time.monotonic() - answering_since > RELOAD_GRACE_SECONDS:
+                print(f"\nscripts/dev: wrangler's own rebuild has not reported back in {RELOAD_GRACE_SECONDS} s "
+                      "(see its output above); the Worker answers with the build made at start.", flush=True)
+                break
+        time.sleep(0.5)
+    while not stack.answers_health():
         check_running()
         time.sleep(0.5)
     ready.set()
