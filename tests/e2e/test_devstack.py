@@ -82,6 +82,7 @@ def fake_build_tree(root: Path) -> Path:
     ran: what the script decides, without a real build."""
     (root / "scripts").mkdir(parents=True)
     shutil.copy(devstack.ROOT / "scripts" / "build-worker", root / "scripts" / "build-worker")
+    (root / "scripts" / "shorten-imports").write_text("print('SHORTENED')\n")  # the fake wasm has no imports
     (root / "src").mkdir()
     (root / "src" / "lib.rs").write_text("// the Worker\n")
     (root / "Cargo.toml").write_text("[package]\n")
@@ -325,3 +326,41 @@ def test_scripts_dev_says_ready_when_a_send_works_and_which_part_stopped(stoppin
         finally:
             devstack.local_relay.stop(state / "relay")
             shutil.rmtree(state, ignore_errors=True)
+
+
+SHORTEN = devstack.ROOT / "scripts" / "shorten-imports"
+TWO_IMPORTS = """(module
+  (import "./glue.js" "__wbg_add_0123456789abcdef" (func $add (param i32 i32) (result i32)))
+  (import "./glue.js" "__wbg_twice_fedcba9876543210" (func $twice (param i32) (result i32)))
+  (func (export "run") (param i32) (result i32) (call $twice (call $add (local.get 0) (i32.const 1)))))"""
+GLUE = ('export const imports = {"./glue.js": {__wbg_add_0123456789abcdef:function(a,b){return a+b},'
+        '__wbg_twice_fedcba9876543210:function(a){return 2*a}}};\n')
+
+
+def test_imports_get_short_names_in_the_module_and_the_glue_and_still_link(tmp_path):
+    """The renamed module instantiates with the renamed glue and computes what it did; a name
+    the glue holds other than once as a key stops the build and leaves both files as they were."""
+    wat, wasm, glue = tmp_path / "m.wat", tmp_path / "m.wasm", tmp_path / "glue.mjs"
+    wat.write_text(TWO_IMPORTS)
+    subprocess.run([str(devstack.ROOT / "node_modules" / ".bin" / "wasm-as"), str(wat), "-o", str(wasm)], check=True)
+    glue.write_text(GLUE)
+    before = wasm.stat().st_size
+    run = subprocess.run([sys.executable, str(SHORTEN), str(wasm), str(glue)], capture_output=True, text=True)
+    assert run.returncode == 0 and "2 imports renamed" in run.stdout, run.stderr
+    assert "__wbg_" not in glue.read_text() and b"__wbg_" not in wasm.read_bytes()
+    names = ("__wbg_add_0123456789abcdef", "__wbg_twice_fedcba9876543210")
+    assert wasm.stat().st_size == before - sum(len(name) - 1 for name in names), "only the names changed"
+    check = (f"import {{imports}} from {json.dumps(str(glue))};"
+             f"const m = await WebAssembly.instantiate(require_bytes(), imports);"
+             f"console.log(m.instance.exports.run(20));")
+    check = check.replace("require_bytes()", f"(await import('node:fs')).readFileSync({json.dumps(str(wasm))})")
+    out = subprocess.run(["node", "--input-type=module", "-e", check], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "42"
+
+    wasm.unlink()
+    subprocess.run([str(devstack.ROOT / "node_modules" / ".bin" / "wasm-as"), str(wat), "-o", str(wasm)], check=True)
+    glue.write_text(GLUE + "globalThis.__wbg_twice_fedcba9876543210 = 1;\n")
+    original = (wasm.read_bytes(), glue.read_text())
+    run = subprocess.run([sys.executable, str(SHORTEN), str(wasm), str(glue)], capture_output=True, text=True)
+    assert run.returncode != 0 and "__wbg_twice_fedcba9876543210 appears 2 times" in run.stderr, run.stderr
+    assert (wasm.read_bytes(), glue.read_text()) == original
