@@ -11,7 +11,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::MessageExt;
 use worker::{durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Request, Response, State};
 
-/// The Worker's allocator (the default, dlmalloc, is about 7 KB of the module more); it takes
+/// The Worker's allocator: talc, 2.8 KB gzip smaller than the default (dlmalloc). It takes
 /// memory from the wasm memory as it needs it, and that memory never shrinks, as before.
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

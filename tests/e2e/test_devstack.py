@@ -350,10 +350,9 @@ def test_imports_get_short_names_in_the_module_and_the_glue_and_still_link(tmp_p
     assert "__wbg_" not in glue.read_text() and b"__wbg_" not in wasm.read_bytes()
     names = ("__wbg_add_0123456789abcdef", "__wbg_twice_fedcba9876543210")
     assert wasm.stat().st_size == before - sum(len(name) - 1 for name in names), "only the names changed"
-    check = (f"import {{imports}} from {json.dumps(str(glue))};"
-             f"const m = await WebAssembly.instantiate(require_bytes(), imports);"
+    check = (f"import {{readFileSync}} from 'node:fs'; import {{imports}} from {json.dumps(str(glue))};"
+             f"const m = await WebAssembly.instantiate(readFileSync({json.dumps(str(wasm))}), imports);"
              f"console.log(m.instance.exports.run(20));")
-    check = check.replace("require_bytes()", f"(await import('node:fs')).readFileSync({json.dumps(str(wasm))})")
     out = subprocess.run(["node", "--input-type=module", "-e", check], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "42"
 
