@@ -236,8 +236,15 @@ impl<'a> FromJson<'a> for SmtpDetail {
 
 /// A failure as the HTTP layer answers it. (Its [`ToJson`] gives it whole, for handing it
 /// between the Worker and its Durable Objects; callers see [`ApiError::answer`].)
+///
+/// Boxed: every `Result` of the request path carries one, and a pointer-sized error keeps each
+/// `?` a move of one word rather than of the whole record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiError {
+pub struct ApiError(Box<ApiErrorParts>);
+
+/// What an [`ApiError`] holds (reached through it by `Deref`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiErrorParts {
     pub code: ErrorCode,
     pub message: String,
     pub smtp: Option<SmtpDetail>,
@@ -251,7 +258,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), smtp: None, message_id: None, retry_after: None, details: Vec::new() }
+        ApiError(Box::new(ApiErrorParts {
+            code,
+            message: message.into(),
+            smtp: None,
+            message_id: None,
+            retry_after: None,
+            details: Vec::new(),
+        }))
     }
 
     pub fn with_smtp(mut self, smtp: SmtpDetail) -> Self {
@@ -293,7 +307,7 @@ impl<'a> FromJson<'a> for ApiError {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         let mut fields = Fields::of(value)?;
         let details: Vec<Vec<String>> = fields.or_default("details")?;
-        let error = ApiError {
+        let error = ApiErrorParts {
             code: fields.required("code")?,
             message: fields.required("message")?,
             smtp: fields.optional("smtp")?,
@@ -306,9 +320,11 @@ impl<'a> FromJson<'a> for ApiError {
                 .map_err(|_| ShapeError::new("expected [field, message]").at("details"))?,
         };
         fields.finish()?;
-        Ok(error)
+        Ok(ApiError(Box::new(error)))
     }
 }
+
+boxed_parts!(ApiError => ApiErrorParts);
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -60,13 +60,17 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Value<'_>, SyntaxError> {
 /// Parses one JSON value, with nothing but white space around it.
 pub fn parse(text: &str) -> Result<Value<'_>, SyntaxError> {
     let mut parser = Parser { text, bytes: text.as_bytes(), at: 0, depth: 0, values: 0 };
-    let value = parser.value()?;
+    let value = parser.value().map_err(|why| parser.error(why))?;
     parser.skip_space();
     if parser.at < parser.bytes.len() {
         return Err(parser.error("trailing characters"));
     }
     Ok(value)
 }
+
+/// Why the text stopped being JSON; where is the parser's `at` when it stopped. (Line and
+/// column are worked out once, in [`parse`], so the recursive readers return a word.)
+type Fault = &'static str;
 
 struct Parser<'a> {
     text: &'a str,
@@ -96,14 +100,14 @@ impl<'a> Parser<'a> {
         self.bytes.get(self.at).copied()
     }
 
-    fn value(&mut self) -> Result<Value<'a>, SyntaxError> {
+    fn value(&mut self) -> Result<Value<'a>, Fault> {
         self.skip_space();
         self.values += 1;
         if self.values > MAX_VALUES {
-            return Err(self.error("too many values"));
+            return Err("too many values");
         }
         match self.peek() {
-            None => Err(self.error("EOF while parsing a value")),
+            None => Err("EOF while parsing a value"),
             Some(b'{') => self.nested(Self::object),
             Some(b'[') => self.nested(Self::array),
             Some(b'"') => self.string().map(Value::String),
@@ -111,13 +115,13 @@ impl<'a> Parser<'a> {
             Some(b'f') => self.word("false", Value::Bool(false)),
             Some(b'n') => self.word("null", Value::Null),
             Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => Err(self.error("expected value")),
+            Some(_) => Err("expected value"),
         }
     }
 
-    fn nested(&mut self, read: fn(&mut Self) -> Result<Value<'a>, SyntaxError>) -> Result<Value<'a>, SyntaxError> {
+    fn nested(&mut self, read: fn(&mut Self) -> Result<Value<'a>, Fault>) -> Result<Value<'a>, Fault> {
         if self.depth == MAX_DEPTH {
-            return Err(self.error("recursion limit exceeded"));
+            return Err("recursion limit exceeded");
         }
         self.depth += 1;
         self.at += 1;
@@ -126,19 +130,19 @@ impl<'a> Parser<'a> {
         value
     }
 
-    fn word(&mut self, word: &'static str, value: Value<'a>) -> Result<Value<'a>, SyntaxError> {
+    fn word(&mut self, word: &'static str, value: Value<'a>) -> Result<Value<'a>, Fault> {
         for expected in word.bytes() {
             match self.peek() {
                 Some(b) if b == expected => self.at += 1,
-                None => return Err(self.error("EOF while parsing a value")),
-                Some(_) => return Err(self.error("expected value")),
+                None => return Err("EOF while parsing a value"),
+                Some(_) => return Err("expected value"),
             }
         }
         Ok(value)
     }
 
     /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, kept as its text.
-    fn number(&mut self) -> Result<Value<'a>, SyntaxError> {
+    fn number(&mut self) -> Result<Value<'a>, Fault> {
         let start = self.at;
         if self.peek() == Some(b'-') {
             self.at += 1;
@@ -146,8 +150,8 @@ impl<'a> Parser<'a> {
         match self.peek() {
             Some(b'0') => self.at += 1,
             Some(b'1'..=b'9') => self.digits(),
-            None => return Err(self.error("EOF while parsing a value")),
-            Some(_) => return Err(self.error("invalid number")),
+            None => return Err("EOF while parsing a value"),
+            Some(_) => return Err("invalid number"),
         }
         if self.peek() == Some(b'.') {
             self.at += 1;
@@ -169,37 +173,37 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn one_or_more_digits(&mut self) -> Result<(), SyntaxError> {
+    fn one_or_more_digits(&mut self) -> Result<(), Fault> {
         match self.peek() {
             Some(b'0'..=b'9') => {
                 self.digits();
                 Ok(())
             }
-            None => Err(self.error("EOF while parsing a value")),
-            Some(_) => Err(self.error("invalid number")),
+            None => Err("EOF while parsing a value"),
+            Some(_) => Err("invalid number"),
         }
     }
 
     /// A string, from its opening quote: borrowed when it has no escapes.
-    fn string(&mut self) -> Result<Cow<'a, str>, SyntaxError> {
+    fn string(&mut self) -> Result<Cow<'a, str>, Fault> {
         self.at += 1; // the opening quote
         let start = self.at;
         loop {
             match self.peek() {
-                None => return Err(self.error("EOF while parsing a string")),
+                None => return Err("EOF while parsing a string"),
                 Some(b'"') => {
                     self.at += 1;
                     return Ok(Cow::Borrowed(&self.text[start..self.at - 1]));
                 }
                 Some(b'\\') => break,
-                Some(0..=0x1F) => return Err(self.error("control character in a string")),
+                Some(0..=0x1F) => return Err("control character in a string"),
                 Some(_) => self.at += 1,
             }
         }
         let mut owned = String::from(&self.text[start..self.at]);
         loop {
             match self.peek() {
-                None => return Err(self.error("EOF while parsing a string")),
+                None => return Err("EOF while parsing a string"),
                 Some(b'"') => {
                     self.at += 1;
                     return Ok(Cow::Owned(owned));
@@ -207,7 +211,7 @@ impl<'a> Parser<'a> {
                 Some(b'\\') => {
                     self.at += 1;
                     let escaped = match self.peek() {
-                        None => return Err(self.error("EOF while parsing a string")),
+                        None => return Err("EOF while parsing a string"),
                         Some(b'"') => '"',
                         Some(b'\\') => '\\',
                         Some(b'/') => '/',
@@ -221,12 +225,12 @@ impl<'a> Parser<'a> {
                             owned.push(self.unicode_escape()?);
                             continue;
                         }
-                        Some(_) => return Err(self.error("invalid escape")),
+                        Some(_) => return Err("invalid escape"),
                     };
                     self.at += 1;
                     owned.push(escaped);
                 }
-                Some(0..=0x1F) => return Err(self.error("control character in a string")),
+                Some(0..=0x1F) => return Err("control character in a string"),
                 Some(_) => {
                     // Copy up to the next quote, escape or control character in one go.
                     let run = self.bytes[self.at..]
@@ -244,7 +248,7 @@ impl<'a> Parser<'a> {
     /// out of place is reported where its partner should start (a leading one) or at its own
     /// escape (a trailing one), not past its digits: those may end the text, and no text that
     /// follows could mend it, so it is no `truncated` error.
-    fn unicode_escape(&mut self) -> Result<char, SyntaxError> {
+    fn unicode_escape(&mut self) -> Result<char, Fault> {
         let escape = self.at - 2;
         let first = self.hex4()?;
         let code = match first {
@@ -255,32 +259,32 @@ impl<'a> Parser<'a> {
                     // The text ends where the trailing half would start: cut short, not lone.
                     _ if b"\\u".starts_with(&self.bytes[self.at..]) => {
                         self.at = self.bytes.len();
-                        return Err(self.error("EOF while parsing a string"));
+                        return Err("EOF while parsing a string");
                     }
-                    _ => return Err(self.error("lone leading surrogate in hex escape")),
+                    _ => return Err("lone leading surrogate in hex escape"),
                 }
                 let second = self.hex4()?;
                 if !(0xDC00..=0xDFFF).contains(&second) {
                     self.at = partner;
-                    return Err(self.error("lone leading surrogate in hex escape"));
+                    return Err("lone leading surrogate in hex escape");
                 }
                 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
             }
             0xDC00..=0xDFFF => {
                 self.at = escape;
-                return Err(self.error("lone trailing surrogate in hex escape"));
+                return Err("lone trailing surrogate in hex escape");
             }
             _ => first,
         };
-        char::from_u32(code).ok_or_else(|| self.error("invalid unicode code point"))
+        char::from_u32(code).ok_or("invalid unicode code point")
     }
 
-    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+    fn hex4(&mut self) -> Result<u32, Fault> {
         let mut code = 0;
         for _ in 0..4 {
             let digit = match self.peek() {
-                None => return Err(self.error("EOF while parsing a string")),
-                Some(b) => (b as char).to_digit(16).ok_or_else(|| self.error("invalid escape"))?,
+                None => return Err("EOF while parsing a string"),
+                Some(b) => (b as char).to_digit(16).ok_or("invalid escape")?,
             };
             code = code * 16 + digit;
             self.at += 1;
@@ -288,7 +292,7 @@ impl<'a> Parser<'a> {
         Ok(code)
     }
 
-    fn array(&mut self) -> Result<Value<'a>, SyntaxError> {
+    fn array(&mut self) -> Result<Value<'a>, Fault> {
         let mut items = Vec::new();
         let mut bytes = Vec::new();
         self.skip_space();
@@ -323,13 +327,13 @@ impl<'a> Parser<'a> {
                     self.at += 1;
                     return Ok(if items.is_empty() { Value::Bytes(bytes) } else { Value::Array(items) });
                 }
-                None => return Err(self.error("EOF while parsing a list")),
-                Some(_) => return Err(self.error("expected `,` or `]`")),
+                None => return Err("EOF while parsing a list"),
+                Some(_) => return Err("expected `,` or `]`"),
             }
         }
     }
 
-    fn object(&mut self) -> Result<Value<'a>, SyntaxError> {
+    fn object(&mut self) -> Result<Value<'a>, Fault> {
         let mut members = Vec::new();
         self.skip_space();
         if self.peek() == Some(b'}') {
@@ -340,15 +344,15 @@ impl<'a> Parser<'a> {
             self.skip_space();
             match self.peek() {
                 Some(b'"') => {}
-                None => return Err(self.error("EOF while parsing an object")),
-                Some(_) => return Err(self.error("key must be a string")),
+                None => return Err("EOF while parsing an object"),
+                Some(_) => return Err("key must be a string"),
             }
             let key = self.string()?;
             self.skip_space();
             match self.peek() {
                 Some(b':') => self.at += 1,
-                None => return Err(self.error("EOF while parsing an object")),
-                Some(_) => return Err(self.error("expected `:`")),
+                None => return Err("EOF while parsing an object"),
+                Some(_) => return Err("expected `:`"),
             }
             members.push((key, self.value()?));
             self.skip_space();
@@ -358,8 +362,8 @@ impl<'a> Parser<'a> {
                     self.at += 1;
                     return Ok(Value::Object(members));
                 }
-                None => return Err(self.error("EOF while parsing an object")),
-                Some(_) => return Err(self.error("expected `,` or `}`")),
+                None => return Err("EOF while parsing an object"),
+                Some(_) => return Err("expected `,` or `}`"),
             }
         }
     }
@@ -447,15 +451,20 @@ impl<'a> Value<'a> {
 }
 
 /// Why a value is not of the shape a reader wanted, with the path to it (`to[1].email`).
+/// Boxed, so that every reader's `Result` stays small.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShapeError {
+pub struct ShapeError(Box<ShapeErrorParts>);
+
+/// What a [`ShapeError`] holds (reached through it by `Deref`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeErrorParts {
     pub path: String,
     pub message: String,
 }
 
 impl ShapeError {
     pub fn new(message: impl Into<String>) -> Self {
-        ShapeError { path: String::new(), message: message.into() }
+        ShapeError(Box::new(ShapeErrorParts { path: String::new(), message: message.into() }))
     }
 
     /// An `expected …, found …` error for `value`.
@@ -483,6 +492,8 @@ impl ShapeError {
         self
     }
 }
+
+boxed_parts!(ShapeError => ShapeErrorParts);
 
 impl fmt::Display for ShapeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

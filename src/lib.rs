@@ -14,8 +14,26 @@
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
 //! - `error`, `header`, `address`, `time`, `json` — the vocabulary everything shares.
 #![forbid(unsafe_code)]
-// An ApiError ends the request; its size on the error path costs nothing worth boxing for.
-#![allow(clippy::result_large_err)]
+
+/// `$name` is one `Box` of `$parts`, read and written through it. The error types travel in
+/// every `Result` of the request path; at one word each, a `?` moves a pointer, not the record
+/// (boxing the three of them took 11 KB gzip off the Worker's bundle).
+macro_rules! boxed_parts {
+    ($name:ident => $parts:ident) => {
+        impl std::ops::Deref for $name {
+            type Target = $parts;
+            fn deref(&self) -> &$parts {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $parts {
+                &mut self.0
+            }
+        }
+    };
+}
 
 pub mod address;
 pub mod config;

@@ -731,7 +731,7 @@ fn mixed_refusals_give_one_answer_whatever_the_order() {
         let relay = ScriptedRelay::new(script);
         let error = submit(&relay, settings(), &to, MESSAGE).unwrap_err();
         assert_script_followed(&relay);
-        answers.push((error.code, error.smtp.map(|s| s.code)));
+        answers.push((error.code, error.smtp.as_ref().map(|s| s.code)));
     }
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0], (ErrorCode::RelayBusy, Some(450)));

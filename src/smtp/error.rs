@@ -55,9 +55,14 @@ pub enum ErrorKind {
     Insecure,
 }
 
-/// A failed session or transaction.
+/// A failed session or transaction. Boxed, as [`crate::error::ApiError`] is: every `Result` of
+/// the client carries one, and a word-sized error keeps each `?` small.
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<ErrorParts>);
+
+/// What an [`Error`] holds (reached through it by `Deref`).
+#[derive(Debug)]
+pub struct ErrorParts {
     pub phase: Phase,
     pub kind: ErrorKind,
     /// The whole message was written and the relay's verdict was lost: it may have been
@@ -68,11 +73,13 @@ pub struct Error {
 
 impl Error {
     pub fn new(phase: Phase, kind: ErrorKind) -> Self {
-        Error { phase, kind, message_may_have_left: false, source: None }
+        Error(Box::new(ErrorParts { phase, kind, message_may_have_left: false, source: None }))
     }
 
     pub fn io(phase: Phase, kind: ErrorKind, source: io::Error) -> Self {
-        Error { source: Some(source), ..Error::new(phase, kind) }
+        let mut error = Error::new(phase, kind);
+        error.source = Some(source);
+        error
     }
 
     /// The relay's reply, when the error is one.
@@ -93,6 +100,8 @@ impl Error {
             }
     }
 }
+
+boxed_parts!(Error => ErrorParts);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
