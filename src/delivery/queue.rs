@@ -17,7 +17,7 @@
 //!   the message again on the redelivery. It is one storage write wide.
 
 use super::env::{Environment, Unavailable};
-pub use super::record::{claim, Claimed, Record, Status, Tag};
+pub use super::record::{claim, Claimed, Record, RecordParts, Status, Tag};
 use super::submit::{render, through_warm_session, WARM_MAX_BYTES};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
@@ -75,7 +75,7 @@ pub async fn accept<E: Environment>(
     let delay = send_at.map_or(0, |at| (at - now).div_ceil(1000).min(MAX_DELAY_SECONDS) as u32);
     let content = &submission.content;
     env.put_body(&id, &transaction.to_bytes()).await.map_err(|_| storage_error("MESSAGE_BODIES, the R2 bucket"))?;
-    let record = Record {
+    let record = Record::new(RecordParts {
         id: id.clone(),
         status: Status::Queued,
         message_id: transaction.message_id.clone(),
@@ -97,7 +97,7 @@ pub async fn accept<E: Environment>(
         subject: content.subject.clone(),
         tags: extras.tags,
         scheduled_at: send_at,
-    };
+    });
     env.save_record(&record).await.map_err(|_| storage_error("DELIVERY_LEDGER, the Durable Object"))?;
     if env.enqueue(&id, delay).await.is_err() {
         // Not accepted after all: say so in the record too, so nobody waits for it.
@@ -156,7 +156,7 @@ async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session
     // longest send the settings allow) ends.
     let lease_ms = config.relay.longest_send_millis(MAX_RECIPIENTS) + 60_000;
     let mut record = match env.claim_attempt(id, now, lease_ms).await {
-        Ok(Claimed::Granted(record)) => *record,
+        Ok(Claimed::Granted(record)) => record,
         Ok(Claimed::Done) => return Verdict::Ack,
         Ok(Claimed::Busy(wait_ms)) => return Verdict::Retry(wait_ms.div_ceil(1000).min(43_200) as u32),
         Err(Unavailable) => return Verdict::Retry(retry_delay(config, 1, 128)),

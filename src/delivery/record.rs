@@ -48,8 +48,25 @@ impl Status {
 }
 
 /// What the ledger keeps of one queued message, and what `GET /v1/messages/{id}` answers.
+/// Boxed (see `boxed_parts!`): records travel in the `Result`s of every ledger call.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+pub struct Record(Box<RecordParts>);
+
+boxed_parts!(Record => RecordParts);
+
+impl Record {
+    pub fn new(parts: RecordParts) -> Self {
+        Record(Box::new(parts))
+    }
+
+    pub fn into_parts(self) -> RecordParts {
+        *self.0
+    }
+}
+
+/// What a [`Record`] holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordParts {
     pub id: String,
     pub status: Status,
     pub message_id: String,
@@ -88,7 +105,7 @@ pub struct Tag {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claimed {
     /// This attempt may send; the record as it now stands.
-    Granted(Box<Record>),
+    Granted(Record),
     /// Nothing to do: the status is final, or there is no such message.
     Done,
     /// Another attempt holds the message (a queue redelivery while it runs): ask again after
@@ -148,7 +165,7 @@ impl ToJson for Record {
 impl<'a> FromJson<'a> for Record {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         Fields::read(value, |fields| {
-            Ok(Record {
+            Ok(Record::new(RecordParts {
                 id: fields.required("id")?,
                 status: fields.required("status")?,
                 message_id: fields.required("message_id")?,
@@ -167,7 +184,7 @@ impl<'a> FromJson<'a> for Record {
                 subject: fields.or_default("subject")?,
                 tags: fields.or_default("tags")?,
                 scheduled_at: fields.optional("scheduled_at")?,
-            })
+            }))
         })
     }
 }
@@ -199,7 +216,7 @@ impl ToJson for Claimed {
 impl<'a> FromJson<'a> for Claimed {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         match value.variant()? {
-            ("Granted", Some(record)) => Ok(Claimed::Granted(Box::new(Record::from_json(record)?))),
+            ("Granted", Some(record)) => Ok(Claimed::Granted(Record::from_json(record)?)),
             ("Done", None) => Ok(Claimed::Done),
             ("Busy", Some(ms)) => Ok(Claimed::Busy(u64::from_json(ms)?)),
             _ => Err(ShapeError::new("not a claim")),
@@ -223,7 +240,7 @@ pub fn claim(record: &mut Record, now_ms: u64, lease_ms: u64) -> Claimed {
     record.attempts += 1;
     record.updated_at = now_ms;
     record.next_attempt_at = None;
-    Claimed::Granted(Box::new(record.clone()))
+    Claimed::Granted(record.clone())
 }
 
 #[cfg(test)]
@@ -231,7 +248,7 @@ mod tests {
     use super::*;
 
     fn queued() -> Record {
-        Record {
+        Record::new(RecordParts {
             id: "x".into(),
             status: Status::Queued,
             message_id: "<x@y>".into(),
@@ -250,7 +267,7 @@ mod tests {
             subject: String::new(),
             tags: vec![],
             scheduled_at: None,
-        }
+        })
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub async fn handle<P: Platform>(
             results.push(match submission {
                 Ok(submission) => match queue::accept(&env, config, submission, queue::Extras::default()).await {
                     Ok(record) => {
+                        let record = record.into_parts();
                         object! {"id": record.id, "status": record.status.as_str(), "message_id": record.message_id}
                     }
                     Err(error) => error.answer().into_owned(),

@@ -178,7 +178,7 @@ async fn send<P: Platform>(
             Err(error) => Err(error),
         };
         match accepted {
-            Ok(record) => ids.push(object! {"id": record.id}),
+            Ok(record) => ids.push(object! {"id": record.into_parts().id}),
             Err(error) => {
                 errors.push(object! {"index": index, "message": error.message.clone()});
                 retry_may_help |= error.code.retryable();
