@@ -258,14 +258,14 @@ pub struct ApiErrorParts {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError(Box::new(ApiErrorParts {
+        ApiError::from_parts(ApiErrorParts {
             code,
             message: message.into(),
             smtp: None,
             message_id: None,
             retry_after: None,
             details: Vec::new(),
-        }))
+        })
     }
 
     pub fn with_smtp(mut self, smtp: SmtpDetail) -> Self {
@@ -320,7 +320,7 @@ impl<'a> FromJson<'a> for ApiError {
                 .map_err(|_| ShapeError::new("expected [field, message]").at("details"))?,
         };
         fields.finish()?;
-        Ok(ApiError(Box::new(error)))
+        Ok(ApiError::from_parts(error))
     }
 }
 

@@ -464,7 +464,7 @@ pub struct ShapeErrorParts {
 
 impl ShapeError {
     pub fn new(message: impl Into<String>) -> Self {
-        ShapeError(Box::new(ShapeErrorParts { path: String::new(), message: message.into() }))
+        ShapeError::from_parts(ShapeErrorParts { path: String::new(), message: message.into() })
     }
 
     /// An `expected …, found …` error for `value`.

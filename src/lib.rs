@@ -15,11 +15,21 @@
 //! - `error`, `header`, `address`, `time`, `json` — the vocabulary everything shares.
 #![forbid(unsafe_code)]
 
-/// `$name` is one `Box` of `$parts`, read and written through it. The error types travel in
-/// every `Result` of the request path; at one word each, a `?` moves a pointer, not the record
-/// (boxing the three of them took 11 KB gzip off the Worker's bundle).
+/// `$name` is one `Box` of `$parts`, read and written through it. The error types and the
+/// ledger's record travel in many `Result`s; at one word each, a `?` moves a pointer, not the
+/// record (boxing these four took 12.5 KB gzip off the Worker's bundle; see BENCHMARKS.md).
 macro_rules! boxed_parts {
     ($name:ident => $parts:ident) => {
+        impl $name {
+            pub fn from_parts(parts: $parts) -> Self {
+                $name(Box::new(parts))
+            }
+
+            pub fn into_parts(self) -> $parts {
+                *self.0
+            }
+        }
+
         impl std::ops::Deref for $name {
             type Target = $parts;
             fn deref(&self) -> &$parts {

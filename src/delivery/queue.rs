@@ -75,7 +75,7 @@ pub async fn accept<E: Environment>(
     let delay = send_at.map_or(0, |at| (at - now).div_ceil(1000).min(MAX_DELAY_SECONDS) as u32);
     let content = &submission.content;
     env.put_body(&id, &transaction.to_bytes()).await.map_err(|_| storage_error("MESSAGE_BODIES, the R2 bucket"))?;
-    let record = Record::new(RecordParts {
+    let record = Record::from_parts(RecordParts {
         id: id.clone(),
         status: Status::Queued,
         message_id: transaction.message_id.clone(),

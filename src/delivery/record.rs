@@ -54,16 +54,6 @@ pub struct Record(Box<RecordParts>);
 
 boxed_parts!(Record => RecordParts);
 
-impl Record {
-    pub fn new(parts: RecordParts) -> Self {
-        Record(Box::new(parts))
-    }
-
-    pub fn into_parts(self) -> RecordParts {
-        *self.0
-    }
-}
-
 /// What a [`Record`] holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordParts {
@@ -165,7 +155,7 @@ impl ToJson for Record {
 impl<'a> FromJson<'a> for Record {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         Fields::read(value, |fields| {
-            Ok(Record::new(RecordParts {
+            Ok(Record::from_parts(RecordParts {
                 id: fields.required("id")?,
                 status: fields.required("status")?,
                 message_id: fields.required("message_id")?,
@@ -248,7 +238,7 @@ mod tests {
     use super::*;
 
     fn queued() -> Record {
-        Record::new(RecordParts {
+        Record::from_parts(RecordParts {
             id: "x".into(),
             status: Status::Queued,
             message_id: "<x@y>".into(),

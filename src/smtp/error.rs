@@ -73,7 +73,7 @@ pub struct ErrorParts {
 
 impl Error {
     pub fn new(phase: Phase, kind: ErrorKind) -> Self {
-        Error(Box::new(ErrorParts { phase, kind, message_may_have_left: false, source: None }))
+        Error::from_parts(ErrorParts { phase, kind, message_may_have_left: false, source: None })
     }
 
     pub fn io(phase: Phase, kind: ErrorKind, source: io::Error) -> Self {
