@@ -57,7 +57,7 @@ fn pipeline(c: &mut Criterion) {
     let form_body = b"name=Ada+Lovelace&email=ada%40example.com&phone=%2B44+20+7946+0000\
         &message=Hello%2C+I+would+like+to+know+more+about+your+analytical+engine.%0D%0AThanks!"
         .to_vec();
-    let form = &config.forms["contact"];
+    let form = config.forms.get("contact").unwrap();
 
     let mut group = c.benchmark_group("per request");
     for (name, body) in [("send, small text + HTML", &small), ("send, 1 MB attachment", &large)] {

@@ -1,8 +1,6 @@
 //! A form's settings, from the `FORMS` variable: everything about a form comes from the
 //! owner's configuration, never from the request.
 
-use std::collections::BTreeMap;
-
 use crate::json::{self, Fields, FromJson, ReadError, ShapeError, Value};
 
 use crate::address::Mailbox;
@@ -132,12 +130,31 @@ pub fn is_redirect(raw: &str) -> bool {
     raw.len() <= 2000 && raw.bytes().all(|b| b.is_ascii_graphic()) && origin_of(raw).is_some()
 }
 
-/// Parses `FORMS`. The error names the form and the key, never a value.
-pub fn parse(json: &str) -> Result<BTreeMap<String, FormSettings>, String> {
+/// `FORMS`, validated: each form under its name. A list searched by name, not a map: an
+/// owner has a handful of forms, and `BTreeMap` (its nodes and the sort that builds one) was
+/// about 7 KB of the wasm.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FormTable(Vec<(String, FormSettings)>);
+
+impl FormTable {
+    pub fn get(&self, name: &str) -> Option<&FormSettings> {
+        self.0.iter().find(|(named, _)| named == name).map(|(_, form)| form)
+    }
+
+    /// A name given twice: the last settings count (as a JSON object's last member does).
+    fn insert(&mut self, name: String, form: FormSettings) {
+        match self.0.iter_mut().find(|(named, _)| *named == name) {
+            Some(slot) => slot.1 = form,
+            None => self.0.push((name, form)),
+        }
+    }
+}
+
+/// Parses `FORMS` (in the order written). The error names the form and the key, never a value.
+pub fn parse(json: &str) -> Result<FormTable, String> {
     let Forms(raw) =
         json::from_str(json).map_err(|e| format!("is not a JSON object of forms ({})", json_error_kind(&e)))?;
-    let raw: BTreeMap<String, Raw> = raw.into_iter().collect();
-    let mut forms = BTreeMap::new();
+    let mut forms = FormTable::default();
     for (name, raw) in raw {
         if !is_form_name(&name) {
             return Err("has a form name that is not letters, digits, - or _".into());
@@ -247,7 +264,7 @@ mod tests {
     #[test]
     fn the_product_example_parses() {
         let forms = parse(EXAMPLE).unwrap();
-        let contact = &forms["contact"];
+        let contact = forms.get("contact").unwrap();
         assert_eq!(contact.to[0].email.as_str(), "owner@example.com");
         assert_eq!(contact.subject, "New message from {{name}}");
         assert_eq!((contact.max_files, contact.rate_limit_per_minute), (3, 5));
@@ -257,11 +274,23 @@ mod tests {
     #[test]
     fn defaults_are_safe() {
         let forms = parse(r#"{"f": {"to": "o@example.com"}}"#).unwrap();
-        let f = &forms["f"];
+        let f = forms.get("f").unwrap();
         assert_eq!(f.max_files, 0, "no files unless allowed");
         assert_eq!(f.rate_limit_per_minute, DEFAULT_RATE_LIMIT_PER_MINUTE);
         assert_eq!(f.email_field, "email");
         assert!(f.allowed_origins.is_empty() && !f.turnstile);
+    }
+
+    #[test]
+    fn forms_are_found_by_name_and_a_name_given_twice_keeps_its_last_settings() {
+        let forms = parse(
+            r#"{"a": {"to": "a@example.com"}, "b": {"to": "b@example.com"},
+            "a": {"to": "again@example.com"}}"#,
+        )
+        .unwrap();
+        assert_eq!(forms.get("a").unwrap().to[0].email.as_str(), "again@example.com");
+        assert_eq!(forms.get("b").unwrap().to[0].email.as_str(), "b@example.com");
+        assert!(forms.get("c").is_none() && forms.get("A").is_none());
     }
 
     #[test]
@@ -288,7 +317,7 @@ mod tests {
     fn urls_are_parsed_as_a_browser_would() {
         let form = |extra: &str| parse(&format!(r#"{{"f": {{"to": "o@example.com", {extra}}}}}"#));
         let origins = form(r#""allowed_origins": ["https://Example.com:443", "http://localhost:8080"]"#).unwrap();
-        assert_eq!(origins["f"].allowed_origins, vec!["https://example.com", "http://localhost:8080"]);
+        assert_eq!(origins.get("f").unwrap().allowed_origins, vec!["https://example.com", "http://localhost:8080"]);
         for bad in ["https://example.com/path", "https://a@example.com", "https://example.com?x", "null", "file:///x"] {
             assert!(form(&format!(r#""allowed_origins": ["{bad}"]"#)).is_err(), "{bad}");
         }
@@ -304,7 +333,7 @@ mod tests {
     fn file_type_patterns() {
         let forms =
             parse(r#"{"f": {"to": "o@example.com", "allowed_file_types": ["image/*", "application/pdf"]}}"#).unwrap();
-        let f = &forms["f"];
+        let f = forms.get("f").unwrap();
         assert!(
             f.file_type_allowed("image/png")
                 && f.file_type_allowed("IMAGE/JPEG")

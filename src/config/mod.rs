@@ -7,7 +7,6 @@
 pub mod forms;
 pub mod urls;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::address::{is_host_name, EmailAddress, Mailbox};
@@ -16,7 +15,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::smtp::auth::{AuthChoice, Credentials};
 use crate::smtp::capabilities::AuthMechanism;
 use crate::smtp::settings::{RelaySettings, Security, Timeouts};
-use forms::FormSettings;
+use forms::FormTable;
 
 /// Largest request body accepted unless `MAX_REQUEST_BYTES` says otherwise: 14 MiB
 /// (14,680,064 bytes). Attachments travel as base64 in JSON, 4 characters for every 3 bytes:
@@ -131,7 +130,7 @@ pub struct Config {
     /// `DELIVERY_MAX_ATTEMPTS`: attempts before a queued message is `failed`.
     pub max_attempts: u32,
     /// `FORMS`: form name → settings.
-    pub forms: BTreeMap<String, FormSettings>,
+    pub forms: FormTable,
     pub turnstile_secret: Option<Secret>,
     pub turnstile_verify_url: String,
     /// `DEMO_INBOX_URL`: the local relay's mailbox, for the www demo (local setup only).

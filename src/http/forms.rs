@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(request_origin(&null).as_deref(), Some("null"));
         let form = FormSettings {
             allowed_origins: vec!["https://a.example".into()],
-            ..crate::config::forms::parse(r#"{"f": {"to": "o@example.com"}}"#).unwrap().remove("f").unwrap()
+            ..crate::config::forms::parse(r#"{"f": {"to": "o@example.com"}}"#).unwrap().get("f").unwrap().clone()
         };
         assert!(cors_headers(&form, request_origin(&null).as_deref()).is_empty());
         let spoof = head(&[("Referer", "http://127.0.0.1:80@evil.example/")]);
@@ -545,11 +545,10 @@ mod tests {
         let form = crate::config::forms::parse(
             r#"{"f": {"to": "o@example.com", "error_redirect": "https://a.example/oops?x=1#top"}}"#,
         )
-        .unwrap()
-        .remove("f")
         .unwrap();
+        let form = form.get("f").unwrap();
         let error = ApiError::new(ErrorCode::RateLimited, "slow down");
-        let response = error_answer(Answer::Browser { back: None }, Some(&form), &[], &error, None);
+        let response = error_answer(Answer::Browser { back: None }, Some(form), &[], &error, None);
         let location = response.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("location")).unwrap();
         assert_eq!(location.1, "https://a.example/oops?x=1&error=rate_limited&message=slow+down#top");
     }
