@@ -6,10 +6,11 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
+use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::MessageExt;
-use worker::{durable_object, event, js_sys, web_sys, Context, Delay, DurableObject, Env, Request, Response, State};
+use worker::worker_sys::{self, DurableObjectState, SqlStorage};
+use worker::{event, js_sys, web_sys, Context, Delay, Env};
 
 /// The Worker's allocator: talc, 2.8 KB gzip smaller than the default (dlmalloc). It takes
 /// memory from the wasm memory as it needs it, and that memory never shrinks, as before.
@@ -143,12 +144,24 @@ async fn fetch_text(request: &web_sys::Request) -> Result<(u16, String), JsValue
 }
 
 /// POSTs `body` to a Durable Object and answers its status and body.
-async fn fetch_object(stub: worker::Stub, url: &str, body: Option<&JsValue>) -> Result<(u16, Vec<u8>), JsValue> {
-    let object: worker::worker_sys::DurableObject = stub.into_rpc();
+async fn fetch_object(
+    object: worker_sys::DurableObject,
+    url: &str,
+    body: Option<&JsValue>,
+) -> Result<(u16, Vec<u8>), JsValue> {
     let request = js_request(url, "POST", None, body)?;
     let response: web_sys::Response = JsFuture::from(object.fetch_with_request(&request)?).await?.dyn_into()?;
     let bytes = JsFuture::from(response.array_buffer()?).await?;
     Ok((response.status(), js_sys::Uint8Array::new(&bytes).to_vec()))
+}
+
+/// `{name: value, …}`, for the runtime's option objects.
+fn js_object(members: &[(&str, JsValue)]) -> js_sys::Object {
+    let object = js_sys::Object::new();
+    for (name, value) in members {
+        let _ = js_sys::Reflect::set(&object, &JsValue::from_str(name), value);
+    }
+    object
 }
 
 /// A non-ASCII domain in punycode by the runtime's own URL parser (UTS 46, as for any URL's
@@ -172,7 +185,19 @@ fn domain_to_ascii(domain: &str) -> Option<String> {
 impl Workers {
     /// A setting by name: plain vars and secrets are both strings here; either may hold one.
     fn var(&self, name: &str) -> Option<String> {
-        self.env.var(name).ok().map(|v| v.to_string()).or_else(|| self.env.secret(name).ok().map(|v| v.to_string()))
+        js_sys::Reflect::get(&self.env, &JsValue::from_str(name)).ok()?.as_string()
+    }
+
+    /// A binding by name (a Durable Object namespace, a queue, a bucket) as workerd's own
+    /// object. The `worker` crate's getters check its class and wrap it, and their errors are
+    /// formatted strings; here a missing binding is `Unavailable`, and one of another kind
+    /// fails at its first call, which is caught.
+    fn binding<T: JsCast>(&self, name: &str) -> Result<T, Unavailable> {
+        let value = js_sys::Reflect::get(&self.env, &JsValue::from_str(name)).map_err(|_| Unavailable)?;
+        if value.is_undefined() || value.is_null() {
+            return Err(Unavailable);
+        }
+        Ok(value.unchecked_into())
     }
 
     /// The settings, parsed at this isolate's first request and kept: a deployment's variables
@@ -219,15 +244,22 @@ impl Environment for Workers {
     }
 
     async fn put_body(&self, id: &str, bytes: &[u8]) -> Result<(), Unavailable> {
-        let bucket = self.env.bucket(MESSAGE_BODIES).map_err(|_| Unavailable)?;
-        bucket.put(id, bytes.to_vec()).execute().await.map(drop).map_err(|_| Unavailable)
+        let bucket: worker_sys::R2Bucket = self.binding(MESSAGE_BODIES)?;
+        let bytes: JsValue = js_sys::Uint8Array::from(bytes).into();
+        let put = bucket.put(id.to_string(), bytes, JsValue::UNDEFINED).map_err(|_| Unavailable)?;
+        JsFuture::from(put).await.map(drop).map_err(|_| Unavailable)
     }
 
     async fn get_body(&self, id: &str) -> Result<Option<Vec<u8>>, Unavailable> {
-        let bucket = self.env.bucket(MESSAGE_BODIES).map_err(|_| Unavailable)?;
-        let Some(object) = bucket.get(id).execute().await.map_err(|_| Unavailable)? else { return Ok(None) };
-        let body = object.body().ok_or(Unavailable)?;
-        body.bytes().await.map(Some).map_err(|_| Unavailable)
+        let bucket: worker_sys::R2Bucket = self.binding(MESSAGE_BODIES)?;
+        let get = bucket.get(id.to_string(), JsValue::UNDEFINED).map_err(|_| Unavailable)?;
+        let object = JsFuture::from(get).await.map_err(|_| Unavailable)?;
+        if object.is_null() || object.is_undefined() {
+            return Ok(None);
+        }
+        let object: worker_sys::R2ObjectBody = object.unchecked_into();
+        let bytes = JsFuture::from(object.array_buffer().map_err(|_| Unavailable)?).await.map_err(|_| Unavailable)?;
+        Ok(Some(js_sys::Uint8Array::new(&bytes).to_vec()))
     }
 
     async fn enqueue(&self, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
@@ -316,24 +348,24 @@ impl Workers {
     }
 
     /// The Durable Object `name` of `binding`.
-    fn stub(&self, binding: &str, name: &str) -> Result<worker::Stub, Unavailable> {
-        let namespace = self.env.durable_object(binding).map_err(|_| Unavailable)?;
-        namespace.id_from_name(name).and_then(|id| id.get_stub()).map_err(|_| Unavailable)
+    fn stub(&self, binding: &str, name: &str) -> Result<worker_sys::DurableObject, Unavailable> {
+        let namespace: worker_sys::DurableObjectNamespace = self.binding(binding)?;
+        let id = namespace.id_from_name(name).map_err(|_| Unavailable)?;
+        namespace.get(&id).map_err(|_| Unavailable)
     }
 
     async fn send_to(&self, queue: &str, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
-        let queue = self.env.queue(queue).map_err(|_| Unavailable)?;
+        let queue: worker_sys::Queue = self.binding(queue)?;
         // The message is the stored message's id, as a string.
-        let message = worker::RawMessageBuilder::new(JsValue::from_str(id))
-            .delay_seconds(delay_seconds)
-            .build_with_content_type(worker::QueueContentType::Json);
-        queue.send_raw(message).await.map_err(|_| Unavailable)
+        let options =
+            js_object(&[("contentType", "json".into()), ("delaySeconds", JsValue::from_f64(f64::from(delay_seconds)))]);
+        let sent = queue.send(JsValue::from_str(id), options.into()).map_err(|_| Unavailable)?;
+        JsFuture::from(sent).await.map(drop).map_err(|_| Unavailable)
     }
 
     /// The one that keeps warm session number `index`.
-    fn session_object(&self, index: u32) -> Result<worker::Stub, Unavailable> {
-        let namespace = self.env.durable_object(SMTP_SESSION_POOL).map_err(|_| Unavailable)?;
-        namespace.id_from_name(&format!("smtp-session-{index}")).and_then(|id| id.get_stub()).map_err(|_| Unavailable)
+    fn session_object(&self, index: u32) -> Result<worker_sys::DurableObject, Unavailable> {
+        self.stub(SMTP_SESSION_POOL, &format!("smtp-session-{index}"))
     }
 }
 
@@ -460,22 +492,92 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Res
     to_response(handled.response)
 }
 
+// ---- Durable Objects ----------------------------------------------------------------------
+//
+// Each is a wasm-bindgen class as `#[durable_object]` would make it (a constructor of state
+// and env, `fetch`, `alarm`), written out so that `fetch` takes and answers workerd's own
+// `Request` and `Response` and storage is called directly: the `worker` crate's wrappers
+// (its `Request`, `Response`, SQL cursor and error type) cost the bundle more than these
+// objects' own code. A failed call throws: the Worker's `fetch` to the object fails, which
+// its callers take as the object being unavailable.
+
+type Answer = Result<web_sys::Response, JsValue>;
+
+/// A JavaScript `Error` with this message (what the Worker's call to the object sees).
+fn failure(why: &str) -> JsValue {
+    js_sys::Error::new(why).into()
+}
+
+/// A Durable Object's answer to the Worker: `status` and this text.
+fn text_response(status: u16, body: &str) -> Answer {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(status);
+    web_sys::Response::new_with_opt_str_and_init(Some(body), &init)
+}
+
+/// A Durable Object's JSON answer to the Worker.
+fn json_response(value: &impl ToJson) -> Answer {
+    text_response(200, &value.encode())
+}
+
+/// The body the Worker sent one of its Durable Objects.
+async fn request_bytes(request: &web_sys::Request) -> Result<Vec<u8>, JsValue> {
+    let bytes = JsFuture::from(request.array_buffer()?).await?;
+    Ok(js_sys::Uint8Array::new(&bytes).to_vec())
+}
+
+/// A JSON body the Worker sent one of its Durable Objects.
+async fn json_request<T: for<'a> FromJson<'a>>(request: &web_sys::Request) -> Result<T, JsValue> {
+    let bytes = request_bytes(request).await?;
+    json::from_bytes(&bytes).map_err(|e| failure(&e.to_string()))
+}
+
+fn read_stored<T: for<'a> FromJson<'a>>(text: &str) -> Result<T, JsValue> {
+    json::from_str(text).map_err(|e| failure(&format!("a stored record does not parse: {e}")))
+}
+
+/// The object's storage, and its SQLite. workerd gives every Durable Object one; an error here
+/// is thrown to the caller (a constructor throws), never a panic.
+fn storage(state: &DurableObjectState) -> Result<worker_sys::DurableObjectStorage, JsValue> {
+    state.storage()
+}
+
+/// Runs one statement with its bindings; the first column of each row it gives, as text (the
+/// records' JSON).
+fn sql(db: &SqlStorage, statement: &str, bindings: &[JsValue]) -> Result<Vec<String>, JsValue> {
+    let cursor = db.exec(statement, bindings.iter().collect())?;
+    let mut texts = Vec::new();
+    for row in cursor.raw() {
+        let row: js_sys::Array = row?.unchecked_into();
+        texts.push(row.get(0).as_string().ok_or_else(|| failure("a stored record that is not text"))?);
+    }
+    Ok(texts)
+}
+
+/// Sets the object's alarm to `at_ms` (milliseconds since the epoch).
+async fn set_alarm(state: &DurableObjectState, at_ms: u64) -> Result<(), JsValue> {
+    let at = js_sys::Date::new(&JsValue::from_f64(at_ms as f64));
+    JsFuture::from(storage(state)?.set_alarm(at, js_sys::Object::new())?).await.map(drop)
+}
+
 /// One per form and client (`idFromName`): a sliding window of that client's posts. It lives
 /// in memory; if the object is evicted the window starts afresh, which errs toward allowing.
-#[durable_object(fetch)]
+#[wasm_bindgen]
 pub struct RateLimiter {
     window: RefCell<Window>,
 }
 
-impl DurableObject for RateLimiter {
-    fn new(_state: State, _env: Env) -> Self {
+#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+impl RateLimiter {
+    #[wasm_bindgen(constructor)]
+    pub fn new(_state: DurableObjectState, _env: Env) -> RateLimiter {
         RateLimiter { window: RefCell::new(Window::default()) }
     }
 
-    async fn fetch(&self, request: Request) -> worker::Result<Response> {
+    pub async fn fetch(&self, request: web_sys::Request) -> Answer {
         // The query as workerd serialised it: split, not re-parsed (the url crate would be the
         // only reason for its IDNA tables in the bundle).
-        let url = request.inner().url();
+        let url = request.url();
         let (_, query) = http::request::path_and_query(&url);
         let param = |name: &str| {
             form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok())
@@ -490,28 +592,29 @@ impl DurableObject for RateLimiter {
 /// the Worker run on it one at a time, and it closes with QUIT after `SMTP_IDLE_SECONDS`
 /// unused (an alarm). workerd lets a Durable Object keep a socket between requests; an
 /// evicted object loses it, and the next send simply opens a new one.
-#[durable_object(alarm)]
+#[wasm_bindgen]
 pub struct SmtpSession {
-    state: State,
+    state: DurableObjectState,
     workers: Workers,
     warm: WarmSession<Workers>,
 }
 
 impl SmtpSession {
     async fn arm_idle_alarm(&self, after_ms: u64) {
-        let _ = self.state.storage().set_alarm(Duration::from_millis(after_ms)).await;
+        let _ = set_alarm(&self.state, now_millis() + after_ms).await;
     }
 }
 
-impl DurableObject for SmtpSession {
-    fn new(state: State, env: Env) -> Self {
+#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+impl SmtpSession {
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: DurableObjectState, env: Env) -> SmtpSession {
         SmtpSession { state, workers: Workers { env }, warm: WarmSession::default() }
     }
 
-    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        let bytes = request.bytes().await?;
-        let transaction =
-            Transaction::from_bytes(&bytes).ok_or_else(|| worker::Error::RustError("not a transaction".into()))?;
+    pub async fn fetch(&self, request: web_sys::Request) -> Answer {
+        let bytes = request_bytes(&request).await?;
+        let transaction = Transaction::from_bytes(&bytes).ok_or_else(|| failure("not a transaction"))?;
         drop(bytes);
         let outcome = match self.workers.config().as_ref() {
             Err(error) => Outcome::failed(error.clone()),
@@ -524,112 +627,75 @@ impl DurableObject for SmtpSession {
         json_response(&outcome)
     }
 
-    async fn alarm(&self) -> worker::Result<Response> {
+    pub async fn alarm(&self) -> Result<JsValue, JsValue> {
         let idle_ms = self.workers.config().as_ref().as_ref().map(|c| c.smtp_idle_seconds).unwrap_or(30) * 1000;
         if let Some(left) = self.warm.close_if_idle(self.workers.now_millis(), idle_ms).await {
             self.arm_idle_alarm(left).await;
         }
-        Response::ok("")
+        Ok(JsValue::UNDEFINED)
     }
 }
 
 /// The delivery ledger: every queued message's record, in this object's SQLite. One object
 /// for the whole deployment, so reads and writes are strongly consistent and a claim (read,
 /// check, write) happens in one step: nothing else runs in the object between them.
-#[durable_object(fetch)]
+#[wasm_bindgen]
 pub struct DeliveryLedger {
-    sql: worker::SqlStorage,
-}
-
-/// The first column of each row a query gives, as text (the records' JSON).
-fn text_rows(cursor: worker::SqlCursor) -> worker::Result<Vec<String>> {
-    cursor
-        .raw()
-        .map(|row| match row?.into_iter().next() {
-            Some(worker::SqlStorageValue::String(text)) => Ok(text),
-            _ => Err(worker::Error::RustError("a stored record that is not text".into())),
-        })
-        .collect()
-}
-
-/// A Durable Object's JSON answer to the Worker.
-fn json_response(value: &impl ToJson) -> worker::Result<Response> {
-    Response::ok(value.encode())
-}
-
-/// A JSON body the Worker sent one of its Durable Objects.
-async fn json_request<T: for<'a> FromJson<'a>>(request: &mut Request) -> worker::Result<T> {
-    let text = request.text().await?;
-    json::from_str(&text).map_err(|e| worker::Error::RustError(e.to_string()))
-}
-
-fn read_stored<T: for<'a> FromJson<'a>>(text: &str) -> worker::Result<T> {
-    json::from_str(text).map_err(|e| worker::Error::RustError(format!("a stored record does not parse: {e}")))
+    db: SqlStorage,
 }
 
 impl DeliveryLedger {
-    fn load(&self, id: &str) -> worker::Result<Option<Record>> {
-        let rows = text_rows(self.sql.exec("SELECT record FROM records WHERE id = ?", vec![id.into()])?)?;
+    fn load(&self, id: &str) -> Result<Option<Record>, JsValue> {
+        let rows = sql(&self.db, "SELECT record FROM records WHERE id = ?", &[id.into()])?;
         // A record that does not parse is an error (the consumer retries), never "no record"
         // (which would drop the message).
         rows.first().map(|row| read_stored(row)).transpose()
     }
 
-    fn save(&self, record: &Record) -> worker::Result<()> {
+    fn save(&self, record: &Record) -> Result<(), JsValue> {
         let json = record.encode();
-        self.sql.exec(
+        sql(
+            &self.db,
             "INSERT INTO records (id, status, created_at, record) VALUES (?, ?, ?, ?) \
              ON CONFLICT(id) DO UPDATE SET status = excluded.status, record = excluded.record",
-            vec![
+            &[
                 record.id.as_str().into(),
                 record.status.as_str().into(),
-                (record.created_at as i64).into(),
+                JsValue::from_f64(record.created_at as f64),
                 json.into(),
             ],
-        )?;
-        Ok(())
-    }
-}
-
-impl DurableObject for DeliveryLedger {
-    fn new(state: State, _env: Env) -> Self {
-        let sql = state.storage().sql();
-        // Created on first use: no migration step, under wrangler dev or deployed.
-        let _ = sql.exec(
-            "CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY, status TEXT NOT NULL, \
-             created_at INTEGER NOT NULL, record TEXT NOT NULL)",
-            None,
-        );
-        let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", None);
-        DeliveryLedger { sql }
+        )
+        .map(drop)
     }
 
-    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        let url = request.inner().url();
+    async fn call(&self, request: &web_sys::Request) -> Answer {
+        let url = request.url();
         let (path, query) = http::request::path_and_query(&url);
         let arg =
             |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
         let number = |name: &str| arg(name).and_then(|v| v.parse::<u64>().ok());
-        let missing = || worker::Error::RustError("a ledger call without its arguments".into());
+        let missing = || failure("a ledger call without its arguments");
         match path {
             "/save" => {
-                let record: Record = json_request(&mut request).await?;
+                let record: Record = json_request(request).await?;
                 self.save(&record)?;
                 json_response(&true)
             }
             "/load" => json_response(&self.load(&arg("id").ok_or_else(missing)?)?),
             "/list" => {
-                let limit = number("limit").ok_or_else(missing)? as i64;
-                let rows = text_rows(match arg("status").as_deref().and_then(Status::parse) {
-                    Some(status) => self.sql.exec(
+                let limit = JsValue::from_f64(number("limit").ok_or_else(missing)? as f64);
+                let rows = match arg("status").as_deref().and_then(Status::parse) {
+                    Some(status) => sql(
+                        &self.db,
                         "SELECT record FROM records WHERE status = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                        vec![status.as_str().into(), limit.into()],
+                        &[status.as_str().into(), limit],
                     )?,
-                    None => self.sql.exec(
+                    None => sql(
+                        &self.db,
                         "SELECT record FROM records ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                        vec![limit.into()],
+                        &[limit],
                     )?,
-                })?;
+                };
                 let records: Vec<Record> = rows.iter().filter_map(|row| read_stored(row).ok()).collect();
                 json_response(&records)
             }
@@ -643,88 +709,117 @@ impl DurableObject for DeliveryLedger {
                 }
                 json_response(&claimed)
             }
-            _ => Response::error("no such ledger call", 404),
+            _ => text_response(404, "no such ledger call"),
         }
     }
 }
 
+#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+impl DeliveryLedger {
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: DurableObjectState, _env: Env) -> Result<DeliveryLedger, JsValue> {
+        let db = storage(&state)?.sql();
+        // Created on first use: no migration step, under wrangler dev or deployed.
+        let _ = sql(
+            &db,
+            "CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY, status TEXT NOT NULL, \
+             created_at INTEGER NOT NULL, record TEXT NOT NULL)",
+            &[],
+        );
+        let _ = sql(&db, "CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", &[]);
+        Ok(DeliveryLedger { db })
+    }
+
+    pub async fn fetch(&self, request: web_sys::Request) -> Answer {
+        self.call(&request).await
+    }
+}
+
 /// The delivery queue's consumer: one SMTP session per batch; each message acknowledged, or
-/// retried after the delay its attempt asked for.
-#[event(queue)]
-async fn consume(batch: worker::MessageBatch<JsValue>, env: Env, _ctx: Context) -> worker::Result<()> {
+/// retried after the delay its attempt asked for. Exported as `#[event(queue)]` would export
+/// it, with workerd's own batch: the `worker` crate's reads each message through serde.
+#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+pub async fn queue(batch: worker_sys::MessageBatch, env: Env, _ctx: worker_sys::Context) -> Result<JsValue, JsValue> {
     let workers = Workers { env };
+    let name = batch.queue().map(String::from).unwrap_or_default();
     let config = workers.config();
     let config = match config.as_ref() {
         Ok(config) => config,
         Err(error) => {
-            worker::console_log!("queue {}: {error}", batch.queue());
-            batch.retry_all();
-            return Ok(());
+            worker::console_log!("queue {name}: {error}");
+            batch.retry_all(JsValue::UNDEFINED)?;
+            return Ok(JsValue::UNDEFINED);
         }
     };
-    let messages: Vec<worker::RawMessage> = batch.raw_iter().collect();
+    let messages: Vec<worker_sys::Message> = batch.messages()?.iter().map(JsCast::unchecked_into).collect();
     // The id as a string; `{"id": …}` is how earlier versions sent it.
     let id_of =
         |body: JsValue| body.as_string().or_else(|| js_sys::Reflect::get(&body, &"id".into()).ok()?.as_string());
-    let ids: Vec<String> = messages.iter().map(|m| id_of(m.body()).unwrap_or_default()).collect();
+    let ids: Vec<String> = messages.iter().map(|m| m.body().ok().and_then(id_of).unwrap_or_default()).collect();
     let verdicts = queue::deliver_batch(&workers, config, &ids).await;
     for (message, verdict) in messages.iter().zip(verdicts) {
         match verdict {
-            Verdict::Ack => message.ack(),
+            Verdict::Ack => message.ack()?,
             Verdict::Retry(delay) => {
-                message.retry_with_options(&worker::QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build())
+                message.retry(js_object(&[("delaySeconds", JsValue::from_f64(f64::from(delay)))]).into())?
             }
         }
     }
-    worker::console_log!("queue {}: {} message(s)", batch.queue(), ids.len());
-    Ok(())
+    worker::console_log!("queue {name}: {} message(s)", ids.len());
+    Ok(JsValue::UNDEFINED)
 }
 
 /// One Idempotency-Key (named by a hash of API key and key): its record in this object's
 /// SQLite, changed by [`idempotency::apply`] in one step, since the SQL calls are synchronous
 /// and nothing else runs in the object meanwhile. An alarm deletes the record when it expires.
-#[durable_object(alarm)]
+#[wasm_bindgen]
 pub struct IdempotencyKey {
-    state: State,
-    sql: worker::SqlStorage,
+    state: DurableObjectState,
+    db: SqlStorage,
 }
 
 impl IdempotencyKey {
-    fn load(&self) -> worker::Result<Option<KeyRecord>> {
-        let rows = text_rows(self.sql.exec("SELECT record FROM key WHERE id = 1", None)?)?;
+    fn load(&self) -> Result<Option<KeyRecord>, JsValue> {
+        let rows = sql(&self.db, "SELECT record FROM key WHERE id = 1", &[])?;
         Ok(rows.first().and_then(|row| read_stored(row).ok()))
     }
-}
 
-impl DurableObject for IdempotencyKey {
-    fn new(state: State, _env: Env) -> Self {
-        let sql = state.storage().sql();
-        let _ = sql.exec("CREATE TABLE IF NOT EXISTS key (id INTEGER PRIMARY KEY, record TEXT NOT NULL)", None);
-        IdempotencyKey { state, sql }
-    }
-
-    async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
-        let call: KeyCall = json_request(&mut request).await?;
+    async fn call(&self, request: &web_sys::Request) -> Answer {
+        let call: KeyCall = json_request(request).await?;
         let mut record = self.load()?;
         let answer = idempotency::apply(&mut record, call);
         match &record {
             Some(record) => {
                 let json = record.encode();
-                self.sql.exec("INSERT OR REPLACE INTO key (id, record) VALUES (1, ?)", vec![json.into()])?;
-                let _ = self.state.storage().set_alarm(record.expires_at_ms as i64 - now_millis() as i64).await;
+                sql(&self.db, "INSERT OR REPLACE INTO key (id, record) VALUES (1, ?)", &[json.into()])?;
+                let _ = set_alarm(&self.state, record.expires_at_ms).await;
             }
             None => {
-                self.sql.exec("DELETE FROM key", None)?;
+                sql(&self.db, "DELETE FROM key", &[])?;
             }
         }
         json_response(&answer)
     }
+}
 
-    async fn alarm(&self) -> worker::Result<Response> {
+#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+impl IdempotencyKey {
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: DurableObjectState, _env: Env) -> Result<IdempotencyKey, JsValue> {
+        let db = storage(&state)?.sql();
+        let _ = sql(&db, "CREATE TABLE IF NOT EXISTS key (id INTEGER PRIMARY KEY, record TEXT NOT NULL)", &[]);
+        Ok(IdempotencyKey { state, db })
+    }
+
+    pub async fn fetch(&self, request: web_sys::Request) -> Answer {
+        self.call(&request).await
+    }
+
+    pub async fn alarm(&self) -> Result<JsValue, JsValue> {
         let now = now_millis();
         if self.load()?.is_some_and(|record| record.expires_at_ms <= now) {
-            self.sql.exec("DELETE FROM key", None)?;
+            sql(&self.db, "DELETE FROM key", &[])?;
         }
-        Response::ok("")
+        Ok(JsValue::UNDEFINED)
     }
 }
