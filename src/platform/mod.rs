@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use worker::wasm_bindgen::prelude::wasm_bindgen;
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
+use worker::wasm_bindgen_futures::{self, JsFuture};
 use worker::worker_sys::{self, DurableObjectState, SqlStorage};
-use worker::{event, js_sys, web_sys, Context, Delay, Env};
+use worker::{js_sys, web_sys, Delay, Env};
 
 /// The Worker's allocator: talc, 2.8 KB gzip smaller than the default (dlmalloc). It takes
 /// memory from the wasm memory as it needs it, and that memory never shrinks, as before.
@@ -392,8 +392,9 @@ async fn form_fields(request: &web_sys::Request) -> Result<Vec<Field>, Unavailab
         let value = if let Some(text) = value.as_string() {
             FieldValue::Text(text)
         } else {
-            let file = worker::File::from(value.unchecked_into::<web_sys::File>());
-            let data = file.bytes().await.map_err(|_| Unavailable)?;
+            let file: web_sys::File = value.unchecked_into();
+            let bytes = JsFuture::from(file.array_buffer()).await.map_err(|_| Unavailable)?;
+            let data = js_sys::Uint8Array::new(&bytes).to_vec();
             FieldValue::File { filename: file.name(), content_type: file.type_(), data }
         };
         fields.push(Field { name, value });
@@ -430,7 +431,7 @@ impl BodySource for Body {
 
 /// workerd's response object, built directly (worker::Response would build it through a body
 /// enum, a builder and a second headers object).
-fn to_response(response: HttpResponse) -> worker::Result<web_sys::Response> {
+fn to_response(response: HttpResponse) -> Answer {
     let headers = web_sys::Headers::new()?;
     for (name, value) in &response.headers {
         headers.set(name, value)?;
@@ -439,7 +440,7 @@ fn to_response(response: HttpResponse) -> worker::Result<web_sys::Response> {
     init.set_status(response.status);
     init.set_headers(&headers);
     let body = (!response.body.is_empty()).then(|| js_sys::Uint8Array::from(&response.body[..]));
-    Ok(web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)?)
+    web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)
 }
 
 /// A short id for the request log: Cloudflare's ray id, else a random one.
@@ -452,11 +453,13 @@ fn request_id(ray: Option<&str>) -> String {
     random.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The fetch event. It takes workerd's own request object: `worker::Request` would read its
-/// `cf` properties, which costs every request CPU (about a tenth of a health check's) for
-/// data nothing here uses.
-#[event(fetch)]
-async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+/// The fetch event, exported as `#[event(fetch)]` would export it. It takes workerd's own
+/// request object: `worker::Request` would read its `cf` properties, which costs every request
+/// CPU (about a tenth of a health check's) for data nothing here uses; and it answers with
+/// workerd's `Response` or throws, without the macro's glue (`worker::Error`, its `Display`
+/// and `Debug` and every error type it wraps).
+#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+pub async fn fetch(request: web_sys::Request, env: Env, ctx: worker_sys::Context) -> Answer {
     let workers = Workers { env };
     let started = now_millis();
     let url = request.url();
@@ -487,7 +490,11 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Res
         worker::console_log!("{id} {method} {path} {} {code} {took}ms", response.status);
     }
     if let Some(quit) = http::after_response(handled.after) {
-        ctx.wait_until(quit);
+        let quit = wasm_bindgen_futures::future_to_promise(async {
+            quit.await;
+            Ok(JsValue::UNDEFINED)
+        });
+        ctx.wait_until(&quit)?;
     }
     to_response(handled.response)
 }
