@@ -258,8 +258,8 @@ impl Environment for Workers {
             return Ok(None);
         }
         let object: worker_sys::R2ObjectBody = object.unchecked_into();
-        let bytes = JsFuture::from(object.array_buffer().map_err(|_| Unavailable)?).await.map_err(|_| Unavailable)?;
-        Ok(Some(js_sys::Uint8Array::new(&bytes).to_vec()))
+        let buffer = object.array_buffer().map_err(|_| Unavailable)?;
+        array_buffer_bytes(buffer).await.map(Some).map_err(|_| Unavailable)
     }
 
     async fn enqueue(&self, id: &str, delay_seconds: u32) -> Result<(), Unavailable> {
@@ -393,8 +393,7 @@ async fn form_fields(request: &web_sys::Request) -> Result<Vec<Field>, Unavailab
             FieldValue::Text(text)
         } else {
             let file: web_sys::File = value.unchecked_into();
-            let bytes = JsFuture::from(file.array_buffer()).await.map_err(|_| Unavailable)?;
-            let data = js_sys::Uint8Array::new(&bytes).to_vec();
+            let data = array_buffer_bytes(file.array_buffer()).await.map_err(|_| Unavailable)?;
             FieldValue::File { filename: file.name(), content_type: file.type_(), data }
         };
         fields.push(Field { name, value });
@@ -527,10 +526,15 @@ fn json_response(value: &impl ToJson) -> Answer {
     text_response(200, &value.encode())
 }
 
+/// The bytes an `arrayBuffer()` call resolves to (a request, a file, an R2 body).
+async fn array_buffer_bytes(buffer: js_sys::Promise) -> Result<Vec<u8>, JsValue> {
+    let bytes = JsFuture::from(buffer).await?;
+    Ok(js_sys::Uint8Array::new(&bytes).to_vec())
+}
+
 /// The body the Worker sent one of its Durable Objects.
 async fn request_bytes(request: &web_sys::Request) -> Result<Vec<u8>, JsValue> {
-    let bytes = JsFuture::from(request.array_buffer()?).await?;
-    Ok(js_sys::Uint8Array::new(&bytes).to_vec())
+    array_buffer_bytes(request.array_buffer()?).await
 }
 
 /// A JSON body the Worker sent one of its Durable Objects.
