@@ -69,7 +69,24 @@ macro_rules! error_codes {
             /// Every code, in the order the table shows them.
             pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
 
-            /// This code's row of the table.
+            /// The stable name callers see.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status of an answer with this code.
+            pub fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// Whether the same request may succeed later.
+            pub fn retryable(self) -> bool {
+                match self { $(ErrorCode::$variant => $retryable,)* }
+            }
+
+            /// This code's whole row, prose included. Only the table (`www/v1/errors`, written
+            /// from it natively) reads the prose: the Worker answers with the three above, so
+            /// the sentences stay out of its bundle.
             pub fn spec(self) -> &'static ErrorSpec {
                 match self {
                     $(ErrorCode::$variant => &ErrorSpec {
@@ -174,18 +191,6 @@ error_codes! {
     Misconfigured => "misconfigured", 500, false, [], ["request"],
         "The Worker's configuration is missing or invalid; the message names the variable.",
         "The owner fixes the named variable (wrangler.toml or wrangler secret put).";
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        self.spec().code
-    }
-    pub fn status(self) -> u16 {
-        self.spec().status
-    }
-    pub fn retryable(self) -> bool {
-        self.spec().retryable
-    }
 }
 
 impl ToJson for ErrorCode {

@@ -1,11 +1,12 @@
 //! `www/v1/openapi.json` cannot drift from the Worker: its operations are the route table's
-//! (and each of those is served, not a 404), and its error codes are the error table's.
+//! and the static assets' (and each route of the Worker is served, not a 404), and its error
+//! codes are the error table's.
 
 use serde_json::Value;
 
 use crate::support::{call, relay_vars, Req, ScriptedEnv, ScriptedRelay};
 use edge_mailer::error::ErrorCode;
-use edge_mailer::http::ROUTES;
+use edge_mailer::http::{ROUTES, STATIC_ROUTES};
 
 fn document() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/www/v1/openapi.json");
@@ -24,10 +25,11 @@ fn the_documented_operations_are_the_route_table() {
             }
         }
     }
-    let mut routes: Vec<(String, String)> = ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let mut routes: Vec<(String, String)> =
+        ROUTES.iter().chain(STATIC_ROUTES).map(|(m, p)| (m.to_string(), p.to_string())).collect();
     documented.sort();
     routes.sort();
-    assert_eq!(documented, routes, "www/v1/openapi.json and edge_mailer::http::ROUTES differ");
+    assert_eq!(documented, routes, "www/v1/openapi.json and edge_mailer::http::{{ROUTES, STATIC_ROUTES}} differ");
 }
 
 #[test]

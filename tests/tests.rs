@@ -12,3 +12,4 @@ mod relay_check;
 mod resend;
 mod smtp_session;
 mod warm;
+mod www;

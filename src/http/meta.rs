@@ -1,4 +1,4 @@
-//! `GET /v1/health` and `GET /v1/errors`: answers that need no configuration.
+//! `GET /v1/health`, and the document `GET /v1/errors` serves: answers that need no configuration.
 
 use super::response::HttpResponse;
 use crate::delivery::record::Status;
@@ -10,14 +10,16 @@ pub fn health() -> HttpResponse {
     HttpResponse::json(200, &object! {"ok": true, "version": env!("CARGO_PKG_VERSION")})
 }
 
-/// The error table, the send flow's steps and the statuses of queued messages, for the
-/// `www/` page and for callers.
-pub fn errors() -> HttpResponse {
+/// `GET /v1/errors`: the error table, the send flow's steps and the statuses of queued
+/// messages, for the `www/` page and for callers. A static file, `www/v1/errors`, that the
+/// tests write from this (`tests/www.rs`) and hold to it: the Worker answers with the table's
+/// codes and statuses, and the prose only people read stays out of its bundle.
+pub fn errors_table() -> Value<'static> {
     let mut table = error::table_json();
     let statuses = Status::ALL
         .iter()
         .map(|s| object! {"status": s.as_str(), "final": s.is_final(), "meaning": s.meaning()})
         .collect();
     table.set("statuses", Value::Array(statuses));
-    HttpResponse::json(200, &table)
+    table
 }

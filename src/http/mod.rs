@@ -39,11 +39,10 @@ pub fn boxed<'a, T>(future: impl Future<Output = T> + 'a) -> Pin<Box<dyn Future<
     Box::pin(future)
 }
 
-/// Every route [`serve`] answers, as method and path template: what `www/v1/openapi.json`
-/// documents (a test holds the two together, and checks each route is served).
+/// Every route [`serve`] answers, as method and path template: with [`STATIC_ROUTES`], what
+/// `www/v1/openapi.json` documents (a test holds them together, and checks each route is served).
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/health"),
-    ("GET", "/v1/errors"),
     ("GET", "/v1/demo"),
     ("GET", "/v1/demo/message"),
     ("POST", "/v1/demo/relay-check"),
@@ -60,6 +59,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/emails/{id}"),
 ];
 
+/// Routes the deployment's static assets answer (`www/`, in front of the Worker), each a file
+/// of that path: the error table, written from [`meta::errors_table`].
+pub const STATIC_ROUTES: &[(&str, &str)] = &[("GET", "/v1/errors")];
+
 /// The route table. `config` is the configuration the platform parsed for this request (or
 /// why it is broken, which routes that need it report as `misconfigured`).
 pub async fn serve<P: Platform>(
@@ -71,7 +74,6 @@ pub async fn serve<P: Platform>(
     let method = head.method.as_str();
     match head.path.as_str() {
         "/v1/health" => only(method, "GET", meta::health).into(),
-        "/v1/errors" => only(method, "GET", meta::errors).into(),
         "/v1/demo" if method == "GET" => demo::describe(config).into(),
         "/v1/demo/message" if method == "GET" => boxed(demo::received(&env, config, &head)).await.into(),
         "/v1/demo/relay-check" if method == "POST" => boxed(demo::relay_check(env, config)).await,

@@ -97,15 +97,15 @@ pub fn thanks(back: Option<&str>) -> HttpResponse {
 
 /// The built-in error page: the error's status, code and message, and the way back.
 pub fn error(error: &ApiError, back: Option<&str>) -> HttpResponse {
-    let spec = error.code.spec();
-    let retry = if spec.retryable { "<p>This is temporary: please try again in a little while.</p>" } else { "" };
+    let retry =
+        if error.code.retryable() { "<p>This is temporary: please try again in a little while.</p>" } else { "" };
     page(
-        spec.status,
+        error.code.status(),
         "Your message was not sent",
         &format!(
             "<h1>Your message was not sent</h1><p>{}</p>{retry}<p>Error code: <code>{}</code></p>{}",
             escape(&error.message),
-            spec.code,
+            error.code.as_str(),
             back_link(back)
         ),
     )

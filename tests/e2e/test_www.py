@@ -33,6 +33,20 @@ def page(stack, client):
     return result
 
 
+def test_the_error_table_is_a_static_json_file_with_every_code(client):
+    # www/v1/errors, answered by the assets in front of the Worker (tests/www.rs holds it to
+    # src/error.rs); only GET and HEAD are answered, as for every static file.
+    status, headers, raw = client.request("GET", "/v1/errors")
+    headers = {k.lower(): v for k, v in headers.items()}
+    assert status == 200 and headers["content-type"] == "application/json; charset=utf-8"
+    table = json.loads(raw)
+    codes = [row["code"] for row in table["errors"]]
+    assert "relay_unreachable" in codes and "misconfigured" in codes and len(codes) == len(set(codes))
+    assert all(row["meaning"] and row["remedy"] and 400 <= row["status"] < 600 for row in table["errors"])
+    status, _, _ = client.request("POST", "/v1/errors", b"{}")
+    assert status == 405
+
+
 def test_page_is_served_with_a_strict_csp_and_no_outside_resources(stack):
     with urllib.request.urlopen(stack.base_url + "/") as response:
         csp = response.headers["content-security-policy"]
