@@ -2,15 +2,10 @@
 //! passed in, and so, to [`render_with`], is the randomness for the multipart boundaries: the
 //! same input always gives the same bytes.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use mail_builder::headers::address::Address;
-use mail_builder::headers::content_type::ContentType;
-use mail_builder::headers::text::Text;
-use mail_builder::mime::{BodyPart, MimePart};
-use mail_builder::MessageBuilder;
+pub mod mime;
 
 use crate::address::Mailbox;
+use mime::Field;
 
 /// A message whose every field has been validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,18 +75,33 @@ impl Stamp {
     }
 }
 
-fn address(mailbox: &Mailbox) -> Address<'_> {
-    Address::new_address(mailbox.name.as_deref(), mailbox.email.as_str())
+/// `From:`, `To:` and the like: display names and addresses, folded between mailboxes.
+fn mailboxes(out: &mut Vec<u8>, name: &str, mailboxes: &[Mailbox]) {
+    let mut field = Field::new(out, name);
+    for (i, mailbox) in mailboxes.iter().enumerate() {
+        if i > 0 {
+            field.glue(",");
+        }
+        if let Some(name) = mailbox.name.as_deref().filter(|name| !name.is_empty()) {
+            field.phrase(name);
+        }
+        field.token(&angle_brackets(mailbox.email.as_str()));
+    }
+    field.end();
 }
 
-fn address_list(mailboxes: &[Mailbox]) -> Address<'_> {
-    Address::new_list(mailboxes.iter().map(address).collect())
+fn angle_brackets(text: &str) -> String {
+    let mut bracketed = String::with_capacity(text.len() + 2);
+    bracketed.push('<');
+    bracketed.push_str(text);
+    bracketed.push('>');
+    bracketed
 }
 
 /// Renders the message, drawing its multipart boundaries from the operating system's CSPRNG
-/// (`crypto.getRandomValues` in workerd). Lines end in CRLF; mail-builder picks transfer
-/// encodings that keep lines within RFC 5322 limits and encodes non-ASCII header text per
-/// RFC 2047.
+/// (`crypto.getRandomValues` in workerd). Lines end in CRLF; transfer encodings keep lines
+/// within RFC 5322 limits and non-ASCII header text goes as RFC 2047 encoded words
+/// ([`mime`]).
 pub fn render(content: &Content, stamp: &Stamp) -> Vec<u8> {
     render_with(content, stamp, &mut |bytes| {
         // The caller drew the Message-ID from getrandom a moment ago, so this does not fail. If
@@ -106,27 +116,38 @@ pub fn render(content: &Content, stamp: &Stamp) -> Vec<u8> {
 /// [`render`] with the randomness for multipart boundaries supplied by `random`, which fills
 /// the slice it is given: the same randomness renders the same bytes.
 pub fn render_with(content: &Content, stamp: &Stamp, random: &mut dyn FnMut(&mut [u8])) -> Vec<u8> {
-    let mut builder = MessageBuilder::new()
-        .from(address(&content.from))
-        .subject(content.subject.as_str())
-        .date(stamp.unix_seconds)
-        .message_id(stamp.message_id.as_str());
-    if !content.to.is_empty() {
-        builder = builder.to(address_list(&content.to));
-    }
-    if !content.cc.is_empty() {
-        builder = builder.cc(address_list(&content.cc));
-    }
-    if !content.reply_to.is_empty() {
-        builder = builder.reply_to(address_list(&content.reply_to));
-    }
-    for (name, value) in &content.headers {
-        builder = builder.header(name.as_str(), Text::new(value.as_str()));
-    }
+    // Room for every body in base64 (4 bytes for 3, and a CRLF every 76), so the message is
+    // written without the buffer being copied as it grows.
+    let bodies = content.text.as_ref().map_or(0, String::len)
+        + content.html.as_ref().map_or(0, String::len)
+        + content.attachments.iter().map(|a| a.data.len()).sum::<usize>();
+    let capacity = bodies / 57 * 78 + 78 + 4096;
     let mut boundaries = Boundaries { random, drawn: 0, used: Vec::new() };
     loop {
-        let mut out = Vec::new();
-        builder.clone().body(body(content, &mut boundaries)).serialize(&mut out);
+        let mut out = Vec::with_capacity(capacity);
+        mailboxes(&mut out, "From", std::slice::from_ref(&content.from));
+        let mut subject = Field::new(&mut out, "Subject");
+        subject.text(&content.subject);
+        subject.end();
+        let mut date = Field::new(&mut out, "Date");
+        date.token(&crate::time::format_rfc5322(stamp.unix_seconds));
+        date.end();
+        let mut message_id = Field::new(&mut out, "Message-ID");
+        message_id.token(&stamp.header_message_id());
+        message_id.end();
+        for (name, list) in [("To", &content.to), ("Cc", &content.cc), ("Reply-To", &content.reply_to)] {
+            if !list.is_empty() {
+                mailboxes(&mut out, name, list);
+            }
+        }
+        for (name, value) in &content.headers {
+            let mut field = Field::new(&mut out, name);
+            field.text(value);
+            field.end();
+        }
+        out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+        body(content, &mut boundaries).write(&mut out);
+        out.extend_from_slice(b"\r\n");
         // Fails only if the content holds a boundary, which takes knowing the randomness; then
         // every boundary is drawn again.
         if boundaries.delimit_only_their_parts(&out) {
@@ -136,8 +157,90 @@ pub fn render_with(content: &Content, stamp: &Stamp, random: &mut dyn FnMut(&mut
     }
 }
 
-/// The multipart boundaries of one message. mail-builder's own are a clock, a counter and a
-/// per-process seed, all guessable from one message; given a boundary, it uses that instead.
+/// Writes a body in one transfer encoding.
+type BodyWriter = fn(&mut Vec<u8>, &[u8]);
+
+/// A node of the MIME tree, borrowing the content.
+enum Part<'x> {
+    Leaf(Leaf<'x>),
+    Multipart { kind: &'static str, boundary: String, parts: Vec<Part<'x>> },
+}
+
+struct Leaf<'x> {
+    content_type: &'x str,
+    charset: Option<&'x str>,
+    /// `attachment` or `inline`, and the filename.
+    disposition: Option<(&'static str, &'x str)>,
+    content_id: Option<&'x str>,
+    data: &'x [u8],
+    /// `text/*`: clean text goes as 7bit or quoted-printable, the rest as base64.
+    text: bool,
+    /// Body text, whose line breaks may be bare LFs and go out as CRLF; in an attachment
+    /// they must arrive unchanged.
+    bare_line_feeds: bool,
+}
+
+impl Part<'_> {
+    /// The part's header fields, a blank line and its body; a multipart's delimiters come
+    /// one before each part and the closing one last, no preamble, no epilogue.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Part::Leaf(leaf) => leaf.write(out),
+            Part::Multipart { kind, boundary, parts } => {
+                let mut field = Field::new(out, "Content-Type");
+                field.token(kind);
+                field.parameter("boundary", boundary);
+                field.end();
+                for part in parts {
+                    out.extend_from_slice(b"\r\n--");
+                    out.extend_from_slice(boundary.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    part.write(out);
+                }
+                out.extend_from_slice(b"\r\n--");
+                out.extend_from_slice(boundary.as_bytes());
+                out.extend_from_slice(b"--");
+            }
+        }
+    }
+}
+
+impl Leaf<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut field = Field::new(out, "Content-Type");
+        field.token(self.content_type);
+        if let Some(charset) = self.charset {
+            field.parameter("charset", charset);
+        }
+        field.end();
+        if let Some((kind, filename)) = self.disposition {
+            let mut field = Field::new(out, "Content-Disposition");
+            field.token(kind);
+            field.parameter("filename", filename);
+            field.end();
+        }
+        if let Some(id) = self.content_id {
+            let mut field = Field::new(out, "Content-ID");
+            field.token(&angle_brackets(id));
+            field.end();
+        }
+        // Anything that is not clean text goes as base64, so it arrives byte for byte and no
+        // relay sees it raw; clean text as 7bit when its lines are short and ASCII.
+        let clean = self.text && is_clean_text(self.data, self.bare_line_feeds);
+        let (name, write): (&str, BodyWriter) = match clean {
+            false => ("base64", mime::base64),
+            true if mime::fits_7bit(self.data) => ("7bit", mime::seven_bit),
+            true => ("quoted-printable", mime::quoted_printable),
+        };
+        out.extend_from_slice(b"Content-Transfer-Encoding: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        write(out, self.data);
+    }
+}
+
+/// The multipart boundaries of one message: random, never a clock, a counter or a
+/// per-process seed (mail-builder's were), any of which one message gives away.
 struct Boundaries<'r> {
     random: &'r mut dyn FnMut(&mut [u8]),
     drawn: u64,
@@ -167,14 +270,14 @@ impl Boundaries<'_> {
             .collect()
     }
 
-    fn multipart<'x>(&mut self, kind: &'x str, parts: Vec<MimePart<'x>>) -> MimePart<'x> {
+    fn multipart<'x>(&mut self, kind: &'static str, parts: Vec<Part<'x>>) -> Part<'x> {
         let boundary = self.draw();
         self.used.push((boundary.clone(), parts.len()));
-        MimePart::new(ContentType::new(kind).attribute("boundary", boundary), parts)
+        Part::Multipart { kind, boundary, parts }
     }
 
     /// Whether the only lines of `message` that start with `--` and a boundary are the
-    /// delimiters mail-builder wrote, one before each part and one after the last. Any other
+    /// delimiters written, one before each part and one after the last. Any other
     /// (in a part's encoded body, or a boundary that another one starts with) could be taken
     /// for a delimiter, and text sent by a visitor could then forge parts.
     fn delimit_only_their_parts(&self, message: &[u8]) -> bool {
@@ -186,58 +289,41 @@ impl Boundaries<'_> {
     }
 }
 
-/// Whether `data` may go out as it is, or as mail-builder's quoted-printable: no NUL or other
-/// control characters but tab and line breaks, and CR only before LF. A bare LF is fine only in
-/// body text (`bare_line_feeds`), whose line breaks mail-builder writes as CRLF; in an
-/// attachment it must arrive unchanged. Long lines need no check: mail-builder sends text with a
-/// line of over 76 characters or so quoted-printable.
+/// Whether `data` may go out as 7bit or quoted-printable: no NUL or other control characters
+/// but tab and line breaks, and CR only before LF. A bare LF is fine only in body text
+/// (`bare_line_feeds`), whose line breaks are written CRLF; in an attachment it must arrive
+/// unchanged.
 fn is_clean_text(data: &[u8], bare_line_feeds: bool) -> bool {
     data.iter().enumerate().all(|(i, &byte)| match byte {
         b'\r' => data.get(i + 1) == Some(&b'\n'),
         b'\n' => bare_line_feeds || i.checked_sub(1).and_then(|before| data.get(before)) == Some(&b'\r'),
         b'\t' => true,
-        _ => byte >= b' ',
+        _ => byte >= b' ' && byte != 0x7f,
     })
 }
 
-/// A leaf part. mail-builder sends text as 7bit whenever its lines are short and it has no byte
-/// over 126, NUL, bare CR and other control characters included; anything that is not clean
-/// text is sent as base64 instead, so it arrives byte for byte and no relay sees it raw. A part
-/// of a type other than `text/*` mail-builder encodes as base64 itself, straight into the
-/// message (no copy of the data on the way): it is left to it.
-fn leaf(mut part: MimePart<'_>, text: bool, bare_line_feeds: bool) -> MimePart<'_> {
-    if !text {
-        return part;
-    }
-    let data: &[u8] = match &part.contents {
-        BodyPart::Text(text) => text.as_bytes(),
-        BodyPart::Binary(data) => data,
-        BodyPart::Multipart(_) => &[],
-    };
-    if is_clean_text(data, bare_line_feeds) {
-        return part;
-    }
-    let mut encoded = String::with_capacity(data.len().div_ceil(57) * 78);
-    for (i, line) in data.chunks(57).enumerate() {
-        if i > 0 {
-            encoded.push_str("\r\n");
-        }
-        STANDARD.encode_string(line, &mut encoded);
-    }
-    part.contents = BodyPart::Binary(encoded.into_bytes().into());
-    part.transfer_encoding("base64")
+fn body_text<'x>(content_type: &'static str, text: &'x str) -> Part<'x> {
+    Part::Leaf(Leaf {
+        content_type,
+        charset: Some("utf-8"),
+        disposition: None,
+        content_id: None,
+        data: text.as_bytes(),
+        text: true,
+        bare_line_feeds: true,
+    })
 }
 
-fn is_text(attachment: &Attachment) -> bool {
-    attachment.content_type.starts_with("text/")
-}
-
-fn content_type(attachment: &Attachment) -> ContentType<'_> {
-    let content_type = ContentType::new(attachment.content_type.as_str());
-    match &attachment.charset {
-        Some(charset) => content_type.attribute("charset", charset.as_str()),
-        None => content_type,
-    }
+fn file<'x>(attachment: &'x Attachment, disposition: &'static str) -> Part<'x> {
+    Part::Leaf(Leaf {
+        content_type: &attachment.content_type,
+        charset: attachment.charset.as_deref(),
+        disposition: Some((disposition, &attachment.filename)),
+        content_id: attachment.content_id.as_deref(),
+        data: &attachment.data,
+        text: attachment.content_type.starts_with("text/"),
+        bare_line_feeds: false,
+    })
 }
 
 /// The MIME tree: text and HTML as alternatives, inline images related to the HTML, and
@@ -252,37 +338,29 @@ fn content_type(attachment: &Attachment) -> ContentType<'_> {
 /// │       └── image/png  Content-ID: <logo>
 /// └── application/pdf  attachment; filename*=…
 /// ```
-fn body<'x>(content: &'x Content, boundaries: &mut Boundaries<'_>) -> MimePart<'x> {
+fn body<'x>(content: &'x Content, boundaries: &mut Boundaries<'_>) -> Part<'x> {
     let (inline, attached): (Vec<&Attachment>, Vec<&Attachment>) =
         content.attachments.iter().partition(|a| a.content_id.is_some());
     let html = content.html.as_deref().map(|html| {
-        let html = leaf(MimePart::new("text/html", html), true, true);
+        let html = body_text("text/html", html);
         if inline.is_empty() {
             return html;
         }
         let mut parts = vec![html];
-        parts.extend(inline.iter().map(|a| {
-            let disposition = ContentType::new("inline").attribute("filename", a.filename.as_str());
-            let part = MimePart::new(content_type(a), a.data.as_slice())
-                .header("Content-Disposition", disposition)
-                .cid(a.content_id.as_deref().unwrap_or_default());
-            leaf(part, is_text(a), false)
-        }));
+        parts.extend(inline.iter().map(|a| file(a, "inline")));
         boundaries.multipart("multipart/related", parts)
     });
-    let text = content.text.as_deref().map(|text| leaf(MimePart::new("text/plain", text), true, true));
+    let text = content.text.as_deref().map(|text| body_text("text/plain", text));
     let main = match (text, html) {
         (Some(text), Some(html)) => boundaries.multipart("multipart/alternative", vec![text, html]),
         (Some(only), None) | (None, Some(only)) => only,
-        (None, None) => MimePart::new("text/plain", ""),
+        (None, None) => body_text("text/plain", ""),
     };
     if attached.is_empty() {
         return main;
     }
     let mut parts = vec![main];
-    parts.extend(attached.iter().map(|a| {
-        leaf(MimePart::new(content_type(a), a.data.as_slice()).attachment(a.filename.as_str()), is_text(a), false)
-    }));
+    parts.extend(attached.iter().map(|a| file(a, "attachment")));
     boundaries.multipart("multipart/mixed", parts)
 }
 
@@ -487,8 +565,8 @@ mod tests {
 
     #[test]
     fn boundaries_share_no_eight_characters_within_or_across_messages() {
-        // mail-builder's own boundaries repeat a per-process seed, and a clock and a counter
-        // that a visitor who has seen one message can guess for the next.
+        // Boundaries from a per-process seed, a clock and a counter (mail-builder's) are ones a
+        // visitor who has seen one message can guess for the next.
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
         let mut index = 0;
         for _ in 0..200 {
@@ -523,7 +601,7 @@ mod tests {
 
     #[test]
     fn text_with_the_boundaries_a_visitor_predicted_forges_no_parts() {
-        // A predictable source, as mail-builder's is: the previous message tells the visitor
+        // A predictable source (as mail-builder's was): the previous message tells the visitor
         // which boundaries come next, and every text they send carries those boundaries.
         let predicted = boundaries(&render_with(&nested(), &stamp(), &mut seeded(7)));
         assert_eq!(predicted.len(), 3);
@@ -580,13 +658,13 @@ mod tests {
 
     #[test]
     fn text_that_is_not_clean_goes_out_base64_and_arrives_unchanged() {
-        // mail-builder sends short ASCII lines as 7bit whatever control characters they hold.
+        // Short ASCII lines would fit 7bit whatever control characters they held.
         let long_line = format!("{}\r\n", "x".repeat(1200));
         let files: Vec<(&str, &[u8], Option<&str>)> = vec![
             ("nul.txt", b"before\0after\r\n", None),
             ("cr.txt", b"one\rtwo\r\n", None),
             ("controls.txt", b"bell\x07 escape\x1b[0m form feed\x0c\r\n", None),
-            // Inline text is body text to mail-builder, which would rewrite its LFs as CRLF.
+            // Inline text is an attachment: its LFs must not be rewritten as CRLF.
             ("lf.txt", b"bare\nline feeds\n", Some("lf")),
         ];
         let mut attachments: Vec<Attachment> =

@@ -1,0 +1,365 @@
+//! The MIME writer the message is rendered with: header fields folded before 78 characters,
+//! non-ASCII text as RFC 2047 encoded words, parameters quoted or RFC 2231-encoded, bodies as
+//! 7bit, quoted-printable (RFC 2045 6.7) or base64. Everything goes into one `Vec<u8>`, no I/O.
+//!
+//! Its callers hand it validated text: header values hold no control characters
+//! (`crate::header`), addresses are checked (`crate::address`).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// Header lines are folded before they pass this many characters where they can be
+/// (RFC 5322 2.1.1); base64 and quoted-printable lines stay within 76 (RFC 2045).
+const LINE: usize = 78;
+/// Bytes of text in one encoded word: 52 base64 characters, 64 with `=?utf-8?B?` and `?=`,
+/// so the first word fits after a header name such as `Subject:` (RFC 2047 allows 75).
+const WORD_BYTES: usize = 39;
+
+/// One header field being written, its column tracked so that tokens fold onto new lines.
+pub struct Field<'o> {
+    out: &'o mut Vec<u8>,
+    column: usize,
+    /// Whether the current line holds a token already (a fold before it would leave a line
+    /// of white space only).
+    started: bool,
+}
+
+impl<'o> Field<'o> {
+    pub fn new(out: &'o mut Vec<u8>, name: &str) -> Self {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        Field { out, column: name.len() + 1, started: false }
+    }
+
+    /// `token` after a space, or after a fold (CRLF and the space) when it would pass the
+    /// line limit. Unfolding gives the same text either way.
+    pub fn token(&mut self, token: &str) {
+        if self.started && !token.is_empty() && self.column + 1 + token.len() > LINE {
+            self.out.extend_from_slice(b"\r\n");
+            self.column = 0;
+        }
+        self.out.push(b' ');
+        self.column += 1;
+        self.glue(token);
+        self.started = true;
+    }
+
+    /// `text` right after what came before, no space and no fold (a `,` or `;`).
+    pub fn glue(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.column += text.len();
+    }
+
+    /// Unstructured text (RFC 5322 3.2.5: `Subject`, `X-…`): as it is when it is printable
+    /// ASCII with words short enough to fold between, else as encoded words.
+    pub fn text(&mut self, text: &str) {
+        let plain = is_printable_ascii(text) && !text.contains("=?");
+        if plain && text.split(' ').all(|word| word.len() <= LINE - 2) {
+            text.split(' ').for_each(|word| self.token(word));
+        } else {
+            self.encoded_words(text);
+        }
+    }
+
+    /// A display name (RFC 5322 3.2.5 `phrase`): atoms as they are, other ASCII as one quoted
+    /// string, anything else as encoded words.
+    pub fn phrase(&mut self, name: &str) {
+        if !name.is_empty() && name.split(' ').all(|word| !word.is_empty() && word.bytes().all(is_atext)) {
+            name.split(' ').for_each(|word| self.token(word));
+        } else if is_printable_ascii(name) && !name.contains("=?") {
+            self.token(&quoted("", name));
+        } else {
+            self.encoded_words(name);
+        }
+    }
+
+    /// RFC 2047 `B` encoded words of at most [`WORD_BYTES`] bytes each, never splitting a
+    /// character; readers join adjacent words without the white space between them.
+    fn encoded_words(&mut self, text: &str) {
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut end = rest.len().min(WORD_BYTES);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            let mut word = String::from("=?utf-8?B?");
+            STANDARD.encode_string(&rest.as_bytes()[..end], &mut word);
+            word.push_str("?=");
+            self.token(&word);
+            rest = &rest[end..];
+        }
+    }
+
+    /// `; name="value"`, or RFC 2231's `; name*=utf-8''…` (in numbered sections when long)
+    /// for a value that is not printable ASCII or would not fit on a line.
+    pub fn parameter(&mut self, name: &str, value: &str) {
+        if is_printable_ascii(value) && name.len() + value.len() < LINE - 8 {
+            self.glue(";");
+            self.token(&quoted(&[name, "="].concat(), value));
+            return;
+        }
+        // Sections of at most 60 characters, each ending on a character boundary of the value:
+        // some readers decode each section by itself.
+        let mut sections = vec![String::from("utf-8''")];
+        let mut bytes = [0; 4];
+        for c in value.chars() {
+            let mut encoded = String::with_capacity(12);
+            for &byte in c.encode_utf8(&mut bytes).as_bytes() {
+                if is_attribute_char(byte) {
+                    encoded.push(char::from(byte));
+                } else {
+                    push_hex(&mut encoded, b'%', byte);
+                }
+            }
+            match sections.last_mut() {
+                Some(last) if last.len() + encoded.len() <= 60 => last.push_str(&encoded),
+                _ => sections.push(encoded),
+            }
+        }
+        for (i, section) in sections.iter().enumerate() {
+            self.glue(";");
+            let mut token = String::from(name);
+            if sections.len() > 1 {
+                token.push('*');
+                token.push_str(&i.to_string());
+            }
+            token.push_str("*=");
+            token.push_str(section);
+            self.token(&token);
+        }
+    }
+
+    pub fn end(self) {
+        self.out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// `prefix` and `text` as a quoted string (RFC 5322 3.2.4), `"` and `\` escaped.
+fn quoted(prefix: &str, text: &str) -> String {
+    let mut quoted = String::with_capacity(prefix.len() + text.len() + 2);
+    quoted.push_str(prefix);
+    quoted.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
+}
+
+fn is_printable_ascii(text: &str) -> bool {
+    text.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
+/// RFC 5322 `atext`: what a display name may hold without quotes.
+fn is_atext(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&byte)
+}
+
+/// RFC 2231 `attribute-char`: what an extended parameter value holds without `%XX`.
+fn is_attribute_char(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&byte)
+}
+
+fn push_hex(out: &mut String, escape: u8, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push(char::from(escape));
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 15)]));
+}
+
+/// `data` as base64 in lines of 76 characters, CRLF between them (none after the last).
+pub fn base64(out: &mut Vec<u8>, data: &[u8]) {
+    let mut line = String::with_capacity(76);
+    for (i, chunk) in data.chunks(57).enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        line.clear();
+        STANDARD.encode_string(chunk, &mut line);
+        out.extend_from_slice(line.as_bytes());
+    }
+}
+
+/// Text whose lines all fit (at most 76 bytes) and whose bytes are all ASCII can go as 7bit.
+pub fn fits_7bit(text: &[u8]) -> bool {
+    text.is_ascii() && text.split(|b| *b == b'\n').all(|line| line.strip_suffix(b"\r").unwrap_or(line).len() <= 76)
+}
+
+/// Text as it is, each line break (LF or CRLF) written CRLF.
+pub fn seven_bit(out: &mut Vec<u8>, text: &[u8]) {
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+    }
+}
+
+/// Quoted-printable (RFC 2045 6.7): each line break (LF or CRLF) a hard CRLF, lines cut with
+/// a soft break (`=` CRLF) before 76 characters, `=`, bytes outside printable ASCII and white
+/// space at the end of a line as `=XX`.
+pub fn quoted_printable(out: &mut Vec<u8>, text: &[u8]) {
+    let mut column = 0;
+    let mut escaped = String::with_capacity(3);
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+            column = 0;
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        for (j, &byte) in line.iter().enumerate() {
+            let last = j + 1 == line.len();
+            escaped.clear();
+            let literal = match byte {
+                b' ' | b'\t' => !last,
+                b'=' => false,
+                _ => (b'!'..=b'~').contains(&byte),
+            };
+            if literal {
+                escaped.push(char::from(byte));
+            } else {
+                push_hex(&mut escaped, b'=', byte);
+            }
+            // Room for the soft break's `=` unless this is the line's last character.
+            let room = if last { 76 } else { 75 };
+            if column + escaped.len() > room {
+                out.extend_from_slice(b"=\r\n");
+                column = 0;
+            }
+            out.extend_from_slice(escaped.as_bytes());
+            column += escaped.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_parser::{MessageParser, MimeHeaders};
+
+    /// A message of the header fields `write` adds and a body, as an independent parser reads it.
+    fn parsed(write: impl FnOnce(&mut Vec<u8>), body: &[u8]) -> (Vec<u8>, String) {
+        let mut out = Vec::new();
+        write(&mut out);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        let text = String::from_utf8(out.clone()).unwrap();
+        (out, text)
+    }
+
+    fn lines_fit(text: &str, limit: usize) {
+        for line in text.split("\r\n") {
+            assert!(line.len() <= limit, "{} characters: {line}", line.len());
+        }
+    }
+
+    #[test]
+    fn unstructured_text_folds_between_words_and_reads_back_unchanged() {
+        // (Readers trim the white space around a field's value, so these have none.)
+        let plain = "A subject  with two spaces, and words enough to need folding twice over: ".repeat(3);
+        let mixed = "Grüße — ✓ déjà vu, 日本語のテキスト, emoji 🎉 and ASCII words ".repeat(4);
+        let long_word = format!("see {} now", "x".repeat(100));
+        for subject in [plain.trim_end(), mixed.trim_end(), &long_word, "", "x"] {
+            let (bytes, text) = parsed(
+                |out| {
+                    let mut field = Field::new(out, "Subject");
+                    field.text(subject);
+                    field.end();
+                },
+                b"",
+            );
+            lines_fit(&text, LINE);
+            assert!(bytes.is_ascii());
+            let message = MessageParser::default().parse(&bytes).unwrap();
+            assert_eq!(message.subject().unwrap_or(""), subject, "{text}");
+        }
+    }
+
+    #[test]
+    fn display_names_go_as_atoms_quoted_strings_or_encoded_words() {
+        let names =
+            ["Ada Lovelace", "O'Brien, Pat", "Ada \"the\" \\ Lovelace", "J. Q. Public", "Jörg Müller 日本", " lead"];
+        for name in names {
+            let (bytes, text) = parsed(
+                |out| {
+                    let mut field = Field::new(out, "From");
+                    field.phrase(name);
+                    field.token("<a@example.com>");
+                    field.end();
+                },
+                b"",
+            );
+            lines_fit(&text, LINE);
+            let message = MessageParser::default().parse(&bytes).unwrap();
+            let from = message.from().unwrap().first().unwrap();
+            assert_eq!((from.name(), from.address()), (Some(name), Some("a@example.com")), "{text}");
+        }
+        let (_, text) = parsed(|out| Field::new(out, "From").phrase("Ada Lovelace"), b"");
+        assert!(text.starts_with("From: Ada Lovelace"), "atoms stay readable");
+    }
+
+    #[test]
+    fn parameters_are_quoted_or_rfc2231_encoded_in_sections_that_keep_characters_whole() {
+        let long = "Bericht für März — 日本 und eine sehr lange Liste weiterer Wörter ".repeat(3) + ".pdf";
+        for filename in ["a.pdf", "quote \" and \\ backslash.txt", "Grüße.txt", long.as_str()] {
+            let (bytes, text) = parsed(
+                |out| {
+                    out.extend_from_slice(b"Content-Type: application/octet-stream\r\n");
+                    let mut field = Field::new(out, "Content-Disposition");
+                    field.token("attachment");
+                    field.parameter("filename", filename);
+                    field.end();
+                },
+                b"data",
+            );
+            lines_fit(&text, LINE);
+            let message = MessageParser::default().parse(&bytes).unwrap();
+            assert_eq!(message.root_part().attachment_name(), Some(filename), "{text}");
+        }
+    }
+
+    /// The body of a one-part message, as an independent parser decodes it.
+    fn decoded(encoding: &str, write: fn(&mut Vec<u8>, &[u8]), data: &[u8]) -> (String, Vec<u8>) {
+        let mut out =
+            format!("Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n")
+                .into_bytes();
+        let start = out.len();
+        write(&mut out, data);
+        let body = String::from_utf8(out[start..].to_vec()).unwrap();
+        let contents = MessageParser::default().parse(&out).unwrap().root_part().contents().to_vec();
+        (body, contents)
+    }
+
+    #[test]
+    fn quoted_printable_lines_stay_within_76_and_decode_to_the_text_with_crlf_line_breaks() {
+        let text = "Zweite Zeile: äöü = gleich, trailing space \nand tab\t\r\n".to_string()
+            + &"a long line without a single break ".repeat(10)
+            + "\n\n= at the start\nends in a space ";
+        let (body, contents) = decoded("quoted-printable", quoted_printable, text.as_bytes());
+        lines_fit(&body, 76);
+        assert!(body.is_ascii() && body.contains("=C3=A4") && body.contains("=3D") && body.contains("space=20\r\n"));
+        assert_eq!(String::from_utf8(contents).unwrap(), text.replace("\r\n", "\n").replace('\n', "\r\n"));
+    }
+
+    #[test]
+    fn base64_lines_are_76_characters_and_decode_to_the_bytes() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        let (body, contents) = decoded("base64", base64, &data);
+        assert!(body.split("\r\n").all(|line| line.len() <= 76) && body.split("\r\n").next().unwrap().len() == 76);
+        assert_eq!(contents, data);
+    }
+
+    #[test]
+    fn seven_bit_is_for_short_ascii_lines_whose_breaks_become_crlf() {
+        assert!(fits_7bit(b"short\r\nlines\n"));
+        assert!(!fits_7bit("non-ASCII ä".as_bytes()));
+        assert!(!fits_7bit("x".repeat(77).as_bytes()));
+        assert!(fits_7bit(format!("{}\r\n", "x".repeat(76)).as_bytes()));
+        let mut out = Vec::new();
+        seven_bit(&mut out, b"one\ntwo\r\nthree");
+        assert_eq!(out, b"one\r\ntwo\r\nthree");
+    }
+}
