@@ -56,7 +56,7 @@ struct Workers {
 
 /// The port took a TCP connection but not an implicit-TLS one ([`Network::connect`]'s contract).
 fn tls_refused() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "the implicit-TLS handshake failed")
+    io::Error::new(io::ErrorKind::InvalidData, stream::Failure("the implicit-TLS handshake failed".into()))
 }
 
 /// The time in milliseconds: `Date.now()`, one call (`worker::Date::now()` makes a `Date`

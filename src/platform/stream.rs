@@ -18,8 +18,27 @@ pub fn js_error(value: JsValue) -> io::Error {
         .map(|e| String::from(e.message()))
         .or_else(|| value.as_string())
         .unwrap_or_else(|| "the stream failed".into());
-    io::Error::other(text)
+    io::Error::other(Failure(text))
 }
+
+/// What the runtime said went wrong. Its own type rather than a `String` in the `io::Error`:
+/// std's string error brings `str`'s escaping `Debug` along (about 1 KB gzip) for a message
+/// only ever shown through `Display`.
+pub struct Failure(pub String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failure {}
 
 pub struct ChunkReader {
     reader: web_sys::ReadableStreamDefaultReader,
