@@ -19,8 +19,7 @@ const WORD_BYTES: usize = 39;
 pub struct Field<'o> {
     out: &'o mut Vec<u8>,
     column: usize,
-    /// Whether the current line holds a token already (a fold before it would leave a line
-    /// of white space only).
+    /// Whether a token has been written: the first is never folded away from the name.
     started: bool,
 }
 
