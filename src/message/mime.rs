@@ -9,10 +9,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 /// Header lines are folded before they pass this many characters where they can be
-/// (RFC 5322 2.1.1); base64 and quoted-printable lines stay within 76 (RFC 2045).
+/// (RFC 5322 2.1.1); base64 and quoted-printable lines stay within 76 (RFC 2045), and so do
+/// header lines that hold encoded words (RFC 2047 2).
 const LINE: usize = 78;
-/// Bytes of text in one encoded word: 52 base64 characters, 64 with `=?utf-8?B?` and `?=`,
-/// so the first word fits after a header name such as `Subject:` (RFC 2047 allows 75).
+const ENCODED_LINE: usize = 76;
+/// Most bytes of text in one encoded word: 52 base64 characters, 64 with `=?utf-8?B?` and
+/// `?=` (RFC 2047 allows 75); fewer where the line has less room.
 const WORD_BYTES: usize = 39;
 
 /// One header field being written, its column tracked so that tokens fold onto new lines.
@@ -31,16 +33,21 @@ impl<'o> Field<'o> {
     }
 
     /// `token` after a space, or after a fold (CRLF and the space) when it would pass the
-    /// line limit. Unfolding gives the same text either way.
+    /// line limit, with room left for a `,` or `;` after it. Unfolding gives the same text
+    /// either way.
     pub fn token(&mut self, token: &str) {
-        if self.started && !token.is_empty() && self.column + 1 + token.len() > LINE {
-            self.out.extend_from_slice(b"\r\n");
-            self.column = 0;
+        if self.started && !token.is_empty() && self.column + 1 + token.len() >= LINE {
+            self.fold();
         }
         self.out.push(b' ');
         self.column += 1;
         self.glue(token);
         self.started = true;
+    }
+
+    fn fold(&mut self) {
+        self.out.extend_from_slice(b"\r\n");
+        self.column = 0;
     }
 
     /// `text` right after what came before, no space and no fold (a `,` or `;`).
@@ -50,10 +57,12 @@ impl<'o> Field<'o> {
     }
 
     /// Unstructured text (RFC 5322 3.2.5: `Subject`, `X-…`): as it is when it is printable
-    /// ASCII with words short enough to fold between, else as encoded words.
+    /// ASCII of words short enough to fold between, one space apart; else as encoded words,
+    /// which keep any run of spaces (as plain text a long run would be one long line).
     pub fn text(&mut self, text: &str) {
         let plain = is_printable_ascii(text) && !text.contains("=?");
-        if plain && text.split(' ').all(|word| word.len() <= LINE - 2) {
+        let words_fold = text.split(' ').all(|word| !word.is_empty() && word.len() <= LINE - 3);
+        if text.is_empty() || plain && words_fold {
             text.split(' ').for_each(|word| self.token(word));
         } else {
             self.encoded_words(text);
@@ -77,9 +86,17 @@ impl<'o> Field<'o> {
     fn encoded_words(&mut self, text: &str) {
         let mut rest = text;
         while !rest.is_empty() {
-            let mut end = rest.len().min(WORD_BYTES);
+            // As many bytes as fit on this line (a space, `=?utf-8?B?`, `?=` and 4 base64
+            // characters for every 3), at most WORD_BYTES; on a new line when not one more
+            // character fits here.
+            let room = ENCODED_LINE.saturating_sub(self.column + 13) / 4 * 3;
+            let mut end = rest.len().min(WORD_BYTES).min(room);
             while !rest.is_char_boundary(end) {
                 end -= 1;
+            }
+            if end == 0 {
+                self.fold();
+                continue;
             }
             let mut word = String::from("=?utf-8?B?");
             STANDARD.encode_string(&rest.as_bytes()[..end], &mut word);
@@ -89,12 +106,14 @@ impl<'o> Field<'o> {
         }
     }
 
-    /// `; name="value"`, or RFC 2231's `; name*=utf-8''…` (in numbered sections when long)
-    /// for a value that is not printable ASCII or would not fit on a line.
+    /// `; name="value"` for printable ASCII (one quoted string, which every client reads,
+    /// even if it makes a line longer than 78), or RFC 2231's `; name*=utf-8''…`, in numbered
+    /// sections when long, for any other value or one that would pass 998 octets.
     pub fn parameter(&mut self, name: &str, value: &str) {
-        if is_printable_ascii(value) && name.len() + value.len() < LINE - 8 {
+        let quoted = quoted(&[name, "="].concat(), value);
+        if is_printable_ascii(value) && quoted.len() <= 900 {
             self.glue(";");
-            self.token(&quoted(&[name, "="].concat(), value));
+            self.token(&quoted);
             return;
         }
         // Sections of at most 60 characters, each ending on a character boundary of the value:
@@ -327,7 +346,9 @@ mod tests {
         let plain = "A subject  with two spaces, and words enough to need folding twice over: ".repeat(3);
         let mixed = "Grüße — ✓ déjà vu, 日本語のテキスト, emoji 🎉 and ASCII words ".repeat(4);
         let long_word = format!("see {} now", "x".repeat(100));
-        for subject in [plain.trim_end(), mixed.trim_end(), &long_word, "", "x"] {
+        // A run of spaces as plain text would be one line of them, past 998 octets.
+        let spaces = format!("Order{}#42", " ".repeat(990));
+        for subject in [plain.trim_end(), mixed.trim_end(), &long_word, &spaces, "a  b", "", "x"] {
             let (bytes, text) = parsed(
                 |out| {
                     let mut field = Field::new(out, "Subject");
@@ -338,9 +359,32 @@ mod tests {
             );
             lines_fit(&text, LINE);
             assert!(bytes.is_ascii());
+            for line in text.split("\r\n").filter(|line| line.contains("=?")) {
+                assert!(line.len() <= 76, "a line with encoded words over 76: {line}");
+            }
             let message = MessageParser::default().parse(&bytes).unwrap();
             assert_eq!(message.subject().unwrap_or(""), subject, "{text}");
         }
+    }
+
+    #[test]
+    fn encoded_words_start_on_a_new_line_when_the_line_has_no_room_left() {
+        // As after a long `X-…` name: the column is far along before the first word.
+        let start = "x".repeat(66);
+        let (bytes, text) = parsed(
+            |out| {
+                let mut field = Field::new(out, "Subject");
+                field.glue(" ");
+                field.glue(&start);
+                field.text("Frühling ✓ und Sommer");
+                field.end();
+            },
+            b"",
+        );
+        assert!(text.split("\r\n").filter(|line| line.contains("=?")).all(|line| line.len() <= 76), "{text}");
+        assert!(text.starts_with(&format!("Subject: {start}\r\n =?utf-8?B?")), "{text}");
+        let message = MessageParser::default().parse(&bytes).unwrap();
+        assert_eq!(message.subject(), Some(format!("{start} Frühling ✓ und Sommer").as_str()));
     }
 
     #[test]
@@ -369,7 +413,10 @@ mod tests {
     #[test]
     fn parameters_are_quoted_or_rfc2231_encoded_in_sections_that_keep_characters_whole() {
         let long = "Bericht für März — 日本 und eine sehr lange Liste weiterer Wörter ".repeat(3) + ".pdf";
-        for filename in ["a.pdf", "quote \" and \\ backslash.txt", "Grüße.txt", long.as_str()] {
+        let long_ascii = "a long plain name ".repeat(14) + ".txt";
+        let longest_ascii = "x".repeat(1000);
+        let names = ["a.pdf", "quote \" and \\ backslash.txt", "Grüße.txt", &long, &long_ascii, &longest_ascii];
+        for filename in names {
             let (bytes, text) = parsed(
                 |out| {
                     out.extend_from_slice(b"Content-Type: application/octet-stream\r\n");
@@ -380,7 +427,10 @@ mod tests {
                 },
                 b"data",
             );
-            lines_fit(&text, LINE);
+            // Printable ASCII stays one quoted string, which old clients read too.
+            let quoted = is_printable_ascii(filename) && filename.len() < 900;
+            assert_eq!(text.contains("filename=\""), quoted, "{text}");
+            lines_fit(&text, if quoted { 998 } else { LINE });
             let message = MessageParser::default().parse(&bytes).unwrap();
             assert_eq!(message.root_part().attachment_name(), Some(filename), "{text}");
         }
