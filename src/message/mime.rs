@@ -70,12 +70,17 @@ impl<'o> Field<'o> {
     }
 
     /// A display name (RFC 5322 3.2.5 `phrase`): atoms as they are, other ASCII as one quoted
-    /// string, anything else as encoded words.
+    /// string when it fits on a line, anything else (a longer one too, which could not fold)
+    /// as encoded words.
     pub fn phrase(&mut self, name: &str) {
-        if !name.is_empty() && name.split(' ').all(|word| !word.is_empty() && word.bytes().all(is_atext)) {
-            name.split(' ').for_each(|word| self.token(word));
-        } else if is_printable_ascii(name) && !name.contains("=?") {
-            self.token(&quoted("", name));
+        let words = name.split(' ');
+        if !name.is_empty() && words.clone().all(|w| !w.is_empty() && w.len() <= LINE - 3 && w.bytes().all(is_atext)) {
+            words.for_each(|word| self.token(word));
+            return;
+        }
+        let quoted = quoted("", name);
+        if is_printable_ascii(name) && !name.contains("=?") && quoted.len() <= LINE - 8 {
+            self.token(&quoted);
         } else {
             self.encoded_words(name);
         }
@@ -389,9 +394,12 @@ mod tests {
 
     #[test]
     fn display_names_go_as_atoms_quoted_strings_or_encoded_words() {
+        // And two that could not fold: a long quoted string (encoded instead) and a long atom.
+        let long_quoted = "\"quoted\" @ ".repeat(60);
+        let long_atom = "x".repeat(900);
         let names =
             ["Ada Lovelace", "O'Brien, Pat", "Ada \"the\" \\ Lovelace", "J. Q. Public", "Jörg Müller 日本", " lead"];
-        for name in names {
+        for name in names.into_iter().chain([long_quoted.trim_end(), long_atom.as_str()]) {
             let (bytes, text) = parsed(
                 |out| {
                     let mut field = Field::new(out, "From");

@@ -270,23 +270,21 @@ impl Boundaries<'_> {
         Part::Multipart { kind, boundary, parts }
     }
 
-    /// Whether the only lines of `message` that start with `--` and a boundary are the
-    /// delimiters written, one before each part and one after the last. Any other
-    /// (in a part's encoded body, or a boundary that another one starts with) could be taken
-    /// for a delimiter, and text sent by a visitor could then forge parts.
+    /// Whether the only places in `message` where `--` and a boundary appear are the
+    /// delimiters written, one before each part and one after the last. Any other (in a part's
+    /// encoded body, or a boundary that another one starts with) could be taken for a
+    /// delimiter, and text sent by a visitor could then forge parts. Anywhere, not only at the
+    /// start of a line as RFC 2046 has it: some readers (mail-parser, which Stalwart uses, is
+    /// one; the fuzzer found it) take a delimiter in the middle of a line too.
     fn delimit_only_their_parts(&self, message: &[u8]) -> bool {
-        let at_line_start = |at: usize| at == 0 || matches!(message[at - 1], b'\r' | b'\n');
         self.used.iter().all(|(boundary, parts)| {
             let delimiter = format!("--{boundary}");
             // The message is UTF-8 (its text came as strings, all else is encoded as ASCII), so
-            // str's substring search finds the candidates, many times faster than a scan of
-            // every line; bytes that are not (never seen) are scanned line by line.
+            // str's substring search can find them; bytes that are not (never seen) are
+            // searched window by window.
             let found = match std::str::from_utf8(message) {
-                Ok(text) => text.match_indices(&delimiter).filter(|(at, _)| at_line_start(*at)).count(),
-                Err(_) => message
-                    .split(|b| matches!(b, b'\r' | b'\n'))
-                    .filter(|line| line.starts_with(delimiter.as_bytes()))
-                    .count(),
+                Ok(text) => text.matches(&delimiter).count(),
+                Err(_) => message.windows(delimiter.len()).filter(|w| *w == delimiter.as_bytes()).count(),
             };
             found == parts + 1
         })
@@ -578,12 +576,13 @@ mod tests {
     }
 
     /// Text that ends the part it is in and starts parts of its own, for every boundary given.
-    fn forgery(boundaries: &[String]) -> String {
+    /// Parts made with `boundaries`, each delimiter after `before` on its line.
+    fn forgery(boundaries: &[String], before: &str) -> String {
         let mut text = String::from("Hello.\r\n");
         for b in boundaries {
             text.push_str(&format!(
-                "--{b}\r\nContent-Type: text/html\r\n\r\n<p>forged</p>\r\n--{b}\r\nContent-Type: application/x-msdownload\r\n\
-                 Content-Disposition: attachment; filename=\"invoice.exe\"\r\n\r\nMZ\r\n--{b}--\r\n"
+                "{before}--{b}\r\nContent-Type: text/html\r\n\r\n<p>forged</p>\r\n{before}--{b}\r\nContent-Type: application/x-msdownload\r\n\
+                 Content-Disposition: attachment; filename=\"invoice.exe\"\r\n\r\nMZ\r\n{before}--{b}--\r\n"
             ));
         }
         text.push_str("Bye.");
@@ -596,7 +595,15 @@ mod tests {
         // which boundaries come next, and every text they send carries those boundaries.
         let predicted = boundaries(&render_with(&nested(), &stamp(), &mut seeded(7)));
         assert_eq!(predicted.len(), 3);
-        let forged = forgery(&predicted);
+        // At the start of a line, as RFC 2046 has delimiters; and in the middle of one, where
+        // some readers (mail-parser among them) take them too.
+        for before in ["", "text on the line before it "] {
+            forged_parts_are_refused(&predicted, &forgery(&predicted, before));
+        }
+    }
+
+    fn forged_parts_are_refused(predicted: &[String], forged: &str) {
+        let forged = forged.to_string();
         let html = format!("<pre>{forged}</pre>");
         let mut attack = nested();
         attack.text = Some(forged.clone());

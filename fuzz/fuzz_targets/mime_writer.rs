@@ -1,0 +1,82 @@
+//! Renders messages made of arbitrary text (what the API lets through: header text that
+//! `edge_mailer::header::problem` accepts, any body text, any attachment bytes) and reads them
+//! back with an independent parser, mail-parser. The message must be 7-bit, in CRLF lines of at
+//! most 998 octets, and must read back to the same subject, display name, `X-` value,
+//! filename, body text and attachment bytes.
+#![no_main]
+
+use edge_mailer::address::Mailbox;
+use edge_mailer::header;
+use edge_mailer::message::mime::Encoding;
+use edge_mailer::message::{render_with, Attachment, Content, Stamp};
+use libfuzzer_sys::fuzz_target;
+use mail_parser::{MessageParser, MimeHeaders};
+
+fuzz_target!(|data: &[u8]| {
+    let mut pieces = data.split(|b| *b == 0xff);
+    let mut next = || String::from_utf8_lossy(pieces.next().unwrap_or_default()).into_owned();
+    let (subject, name, value, filename, text) = (next(), next(), next(), next(), next());
+    let bytes = pieces.next().unwrap_or_default().to_vec();
+    // What validation refuses never reaches the writer; readers trim the ends of a value.
+    let header_ok = |t: &str| header::problem(t).is_none() && t.trim() == t && !t.is_empty() && t.len() <= 900;
+    if !header_ok(&subject) || !header_ok(&value) || !header_ok(&filename) || !header_ok(&name) {
+        return;
+    }
+    let mut from = Mailbox::parse("site@example.com").unwrap();
+    from.name = Some(name.clone());
+    // A text file as the API takes one: UTF-8, so it says so (`implied_charset`); mail-parser
+    // reads text parts as text, so bytes that are not UTF-8 would not read back as sent.
+    let text_file = bytes.first().is_some_and(|b| b % 2 == 0) && std::str::from_utf8(&bytes).is_ok();
+    let content_type = if text_file { "text/plain" } else { "application/pdf" };
+    let content = Content {
+        from,
+        to: vec![Mailbox::parse("owner@example.org").unwrap()],
+        cc: vec![],
+        bcc: vec![],
+        reply_to: vec![],
+        subject: subject.clone(),
+        text: Some(text.clone()),
+        html: None,
+        attachments: vec![Attachment {
+            filename: filename.clone(),
+            content_type: content_type.into(),
+            charset: text_file.then(|| "utf-8".into()),
+            data: bytes.clone(),
+            content_id: None,
+        }],
+        headers: vec![("X-Value".into(), value.clone())],
+    };
+    let mut seed = 1u8;
+    let message = render_with(&content, &Stamp::new([7; 16], "example.com", 1_700_000_000), &mut |out| {
+        out.iter_mut().for_each(|b| {
+            seed = seed.wrapping_mul(31).wrapping_add(7);
+            *b = seed;
+        })
+    });
+    assert!(message.is_ascii(), "not 7-bit");
+    for (i, b) in message.iter().enumerate() {
+        match b {
+            b'\r' => assert_eq!(message.get(i + 1), Some(&b'\n'), "bare CR at {i}"),
+            b'\n' => assert_eq!(message[i - 1], b'\r', "bare LF at {i}"),
+            _ => {}
+        }
+    }
+    assert!(message.split(|b| *b == b'\n').all(|line| line.len() <= 1000), "a line over 998 octets");
+    let parsed = MessageParser::default().parse(&message).expect("parses");
+    assert_eq!(parsed.subject(), Some(subject.as_str()), "subject");
+    let sender = parsed.from().and_then(|f| f.first()).expect("from");
+    assert_eq!(sender.name(), Some(name.as_str()), "display name");
+    // mail-parser keeps an `X-` field raw: unfolded it is the value, or its encoded words.
+    let raw = parsed.header_raw("X-Value").unwrap_or_default().replace("\r\n", "");
+    assert!(raw.trim() == value || raw.trim_start().starts_with("=?utf-8?B?"), "X-Value: {raw:?}");
+    let body = parsed.text_part(0).expect("text part").contents();
+    // Clean text has its line breaks written CRLF; any other goes as base64, unchanged.
+    let expected = match Encoding::for_text(text.as_bytes(), true) {
+        Encoding::Base64 => text.clone(),
+        _ => text.replace("\r\n", "\n").replace('\n', "\r\n"),
+    };
+    assert_eq!(body, expected.as_bytes(), "body text");
+    let file = parsed.attachment(0).expect("attachment");
+    assert_eq!(file.attachment_name(), Some(filename.as_str()), "filename");
+    assert_eq!(file.contents(), bytes.as_slice(), "attachment bytes");
+});
