@@ -78,12 +78,13 @@ impl<'o> Field<'o> {
             words.for_each(|word| self.token(word));
             return;
         }
-        let quoted = quoted("", name);
-        if is_printable_ascii(name) && !name.contains("=?") && quoted.len() <= LINE - 8 {
-            self.token(&quoted);
-        } else {
-            self.encoded_words(name);
+        if is_printable_ascii(name) && !name.contains("=?") {
+            let quoted = quoted("", name);
+            if quoted.len() <= LINE - 8 {
+                return self.token(&quoted);
+            }
         }
+        self.encoded_words(name);
     }
 
     /// RFC 2047 `B` encoded words of at most [`WORD_BYTES`] bytes each, never splitting a
@@ -115,11 +116,12 @@ impl<'o> Field<'o> {
     /// even if it makes a line longer than 78), or RFC 2231's `; name*=utf-8''…`, in numbered
     /// sections when long, for any other value or one that would pass 998 octets.
     pub fn parameter(&mut self, name: &str, value: &str) {
-        let quoted = quoted(&[name, "="].concat(), value);
-        if is_printable_ascii(value) && quoted.len() <= 900 {
-            self.glue(";");
-            self.token(&quoted);
-            return;
+        if is_printable_ascii(value) {
+            let quoted = quoted(&[name, "="].concat(), value);
+            if quoted.len() <= 900 {
+                self.glue(";");
+                return self.token(&quoted);
+            }
         }
         // Sections of at most 60 characters, each ending on a character boundary of the value:
         // some readers decode each section by itself.
