@@ -39,10 +39,10 @@ if [ "$have" != "$want" ]; then
   cargo install -q wasm-bindgen-cli --version "$want"
 fi
 
-want="$(locked_version worker)"
+want="$(locked_version worker-sys)"
 have="$(worker-build --version 2>/dev/null | awk '{print $NF}' || true)"
 if [ "$have" != "$want" ]; then
-  step "cargo install worker-build $want (matches the worker crate; takes a few minutes)"
+  step "cargo install worker-build $want (the release of worker-sys, whose shim our exports follow; takes a few minutes)"
   cargo install -q worker-build --version "$want" --locked
 fi
 

@@ -3,9 +3,9 @@
 
 use std::cell::RefCell;
 
-use worker::js_sys::{self, Array, Object, Reflect, Uint8Array};
-use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::dkim::{Algorithm, DkimKey};
 

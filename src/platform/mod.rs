@@ -1,16 +1,14 @@
 //! The only code that touches the Workers runtime: the fetch event, the environment, TCP
 //! sockets and timers. Everything it calls is runtime-independent and tested natively.
 
+use js_sys::Object as Env;
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
-
-use worker::wasm_bindgen::prelude::wasm_bindgen;
-use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::{self, JsFuture};
-use worker::worker_sys::{self, DurableObjectState, SqlStorage};
-use worker::{js_sys, web_sys, Delay, Env};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker_sys::{DurableObjectState, SqlStorage};
 
 /// The Worker's allocator: talc, 2.8 KB gzip smaller than the default (dlmalloc). It takes
 /// memory from the wasm memory as it needs it, and that memory never shrinks, as before.
@@ -18,8 +16,10 @@ use worker::{js_sys, web_sys, Delay, Env};
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 mod crypto;
+mod runtime;
 mod socket;
 mod stream;
+use runtime::{log, Timer};
 use socket::Conn;
 use stream::ChunkReader;
 
@@ -102,10 +102,10 @@ impl Network for Workers {
         conn.start_tls()
     }
 
-    type Timer = Delay;
+    type Timer = Timer;
 
-    fn sleep(&self, millis: u64) -> Delay {
-        Delay::from(Duration::from_millis(millis))
+    fn sleep(&self, millis: u64) -> Timer {
+        Timer::new(millis)
     }
 
     fn now_millis(&self) -> u64 {
@@ -457,7 +457,7 @@ fn request_id(ray: Option<&str>) -> String {
 /// CPU (about a tenth of a health check's) for data nothing here uses; and it answers with
 /// workerd's `Response` or throws, without the macro's glue (`worker::Error`, its `Display`
 /// and `Debug` and every error type it wraps).
-#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+#[wasm_bindgen]
 pub async fn fetch(request: web_sys::Request, env: Env, ctx: worker_sys::Context) -> Answer {
     let workers = Workers { env };
     let started = now_millis();
@@ -486,7 +486,7 @@ pub async fn fetch(request: web_sys::Request, env: Env, ctx: worker_sys::Context
     let log_all = config.as_ref().as_ref().map_or(true, |c| c.log_all_requests);
     if response.status >= 400 || log_all {
         let id = request_id(ray.as_deref());
-        worker::console_log!("{id} {method} {path} {} {code} {took}ms", response.status);
+        log(&format!("{id} {method} {path} {} {code} {took}ms", response.status));
     }
     if let Some(quit) = http::after_response(handled.after) {
         let quit = wasm_bindgen_futures::future_to_promise(async {
@@ -578,7 +578,7 @@ pub struct RateLimiter {
     window: RefCell<Window>,
 }
 
-#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+#[wasm_bindgen]
 impl RateLimiter {
     #[wasm_bindgen(constructor)]
     pub fn new(_state: DurableObjectState, _env: Env) -> RateLimiter {
@@ -616,7 +616,7 @@ impl SmtpSession {
     }
 }
 
-#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+#[wasm_bindgen]
 impl SmtpSession {
     #[wasm_bindgen(constructor)]
     pub fn new(state: DurableObjectState, env: Env) -> SmtpSession {
@@ -725,7 +725,7 @@ impl DeliveryLedger {
     }
 }
 
-#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+#[wasm_bindgen]
 impl DeliveryLedger {
     #[wasm_bindgen(constructor)]
     pub fn new(state: DurableObjectState, _env: Env) -> Result<DeliveryLedger, JsValue> {
@@ -749,7 +749,7 @@ impl DeliveryLedger {
 /// The delivery queue's consumer: one SMTP session per batch; each message acknowledged, or
 /// retried after the delay its attempt asked for. Exported as `#[event(queue)]` would export
 /// it, with workerd's own batch: the `worker` crate's reads each message through serde.
-#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+#[wasm_bindgen]
 pub async fn queue(batch: worker_sys::MessageBatch, env: Env, _ctx: worker_sys::Context) -> Result<JsValue, JsValue> {
     let workers = Workers { env };
     let name = batch.queue().map(String::from).unwrap_or_default();
@@ -757,7 +757,7 @@ pub async fn queue(batch: worker_sys::MessageBatch, env: Env, _ctx: worker_sys::
     let config = match config.as_ref() {
         Ok(config) => config,
         Err(error) => {
-            worker::console_log!("queue {name}: {error}");
+            log(&format!("queue {name}: {error}"));
             batch.retry_all(JsValue::UNDEFINED)?;
             return Ok(JsValue::UNDEFINED);
         }
@@ -776,7 +776,7 @@ pub async fn queue(batch: worker_sys::MessageBatch, env: Env, _ctx: worker_sys::
             }
         }
     }
-    worker::console_log!("queue {name}: {} message(s)", ids.len());
+    log(&format!("queue {name}: {} message(s)", ids.len()));
     Ok(JsValue::UNDEFINED)
 }
 
@@ -813,7 +813,7 @@ impl IdempotencyKey {
     }
 }
 
-#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures, js_sys = worker::js_sys)]
+#[wasm_bindgen]
 impl IdempotencyKey {
     #[wasm_bindgen(constructor)]
     pub fn new(state: DurableObjectState, _env: Env) -> Result<IdempotencyKey, JsValue> {

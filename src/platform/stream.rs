@@ -8,9 +8,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
-use worker::{js_sys, web_sys};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 pub fn js_error(value: JsValue) -> io::Error {
     let text = value
