@@ -12,7 +12,7 @@
 //!   platform's WebCrypto);
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
-//! - `error`, `header`, `address`, `time`, `json` — the vocabulary everything shares.
+//! - `error`, `header`, `address`, `time`, `json`, `base64` — the vocabulary everything shares.
 #![forbid(unsafe_code)]
 
 /// `$name` is one `Box` of `$parts`, read and written through it. The error types and the
@@ -46,6 +46,7 @@ macro_rules! boxed_parts {
 }
 
 pub mod address;
+pub mod base64;
 pub mod config;
 pub mod delivery;
 pub mod dkim;

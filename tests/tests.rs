@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod base64;
 mod dkim;
 mod forms;
 mod openapi;

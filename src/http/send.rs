@@ -2,13 +2,12 @@
 
 use std::borrow::Cow;
 
-use base64::{engine::general_purpose::STANDARD, Engine};
-
 use super::auth::authorized_body;
 use super::body::BodySource;
 use super::request::{Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
+use crate::base64;
 use crate::config::Config;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::queue::{self, Record, Tag};
@@ -437,9 +436,9 @@ fn attachment(problems: &mut Problems, index: usize, input: AttachmentInput<'_>)
             None
         }
         (Some(ContentInput::Bytes(bytes)), None) => Some(bytes),
-        (Some(ContentInput::Base64(base64)), None) => {
+        (Some(ContentInput::Base64(encoded)), None) => {
             // MIME-style base64 wraps at 76 columns: line breaks and spaces are not part of it.
-            let content = base64.as_bytes();
+            let content = encoded.as_bytes();
             let unwrapped: Vec<u8>;
             let content = if content.iter().any(u8::is_ascii_whitespace) {
                 unwrapped = content.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
@@ -447,11 +446,11 @@ fn attachment(problems: &mut Problems, index: usize, input: AttachmentInput<'_>)
             } else {
                 content
             };
-            let decoded = STANDARD.decode(content);
-            if decoded.is_err() {
+            let decoded = base64::decode(content);
+            if decoded.is_none() {
                 problems.add(field("content"), "is not valid base64");
             }
-            decoded.ok()
+            decoded
         }
     };
     if problems.0.len() > before {
@@ -717,7 +716,7 @@ mod tests {
     #[test]
     fn line_wrapped_base64_is_accepted() {
         let data: Vec<u8> = (0..=255u8).cycle().take(300).collect();
-        let encoded = STANDARD.encode(&data);
+        let encoded = base64::encode(&data);
         let wrapped: Vec<String> = encoded.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l).into()).collect();
         for separator in ["\r\n", "\n", " "] {
             let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",
