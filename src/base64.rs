@@ -48,7 +48,7 @@ const VALUES: [u8; 256] = value_table();
 
 /// The bytes `text` encodes; `None` unless it is canonical padded base64 (no white space).
 pub fn decode(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let padding = text.iter().rev().take(2).take_while(|&&c| c == b'=').count();
