@@ -12,7 +12,7 @@
 //!   platform's WebCrypto);
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
-//! - `error`, `header`, `address`, `time`, `json`, `base64` — the vocabulary everything shares.
+//! - `error`, `header`, `address`, `time`, `json`, `base64`, `urlencoded` — the vocabulary everything shares.
 #![forbid(unsafe_code)]
 
 /// `$name` is one `Box` of `$parts`, read and written through it. The error types and the
@@ -57,6 +57,7 @@ pub mod json;
 pub mod message;
 pub mod smtp;
 pub mod time;
+pub mod urlencoded;
 
 #[cfg(target_arch = "wasm32")]
 mod platform;

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::error::{ApiError, ErrorCode};
 use crate::json::object;
+use crate::urlencoded;
 
 pub const DEMO_FORM: &str = "demo";
 pub const REFUSAL_FORM: &str = "demo-refused";
@@ -38,8 +39,7 @@ pub async fn received<E: Environment>(env: &E, config: Result<&Config, &ApiError
     let Ok(config) = config else { return not_configured() };
     let Some(inbox) = config.demo_inbox_url.as_deref() else { return not_configured() };
     let id = head.query.split('&').find_map(|pair| pair.strip_prefix("id=")).unwrap_or_default();
-    let id: String =
-        form_urlencoded::parse(format!("id={id}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default();
+    let id: String = urlencoded::parse(format!("id={id}").as_bytes()).map(|(_, v)| v).next().unwrap_or_default();
     let plausible =
         id.len() <= 300 && id.starts_with('<') && id.ends_with('>') && id.bytes().all(|b| b.is_ascii_graphic());
     if !plausible {
@@ -48,7 +48,7 @@ pub async fn received<E: Environment>(env: &E, config: Result<&Config, &ApiError
             "id must be a Message-ID such as <…@…>",
         ));
     }
-    let url = format!("{inbox}?{}", form_urlencoded::Serializer::new(String::new()).append_pair("id", &id).finish());
+    let url = format!("{inbox}?{}", urlencoded::encode(&[("id", &id)]));
     match env.get_text(&url).await {
         Ok((200, text)) => {
             HttpResponse::new(200, vec![("content-type".into(), "text/plain; charset=utf-8".into())], text.into_bytes())

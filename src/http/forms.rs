@@ -21,6 +21,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::header;
 use crate::json::{self, object, ToJson, Value};
 use crate::message::{implied_charset, Attachment, Content};
+use crate::urlencoded;
 
 /// The field Cloudflare Turnstile's widget adds to the form.
 pub const TURNSTILE_FIELD: &str = "cf-turnstile-response";
@@ -192,9 +193,7 @@ async fn read_fields<P: Platform>(
 
 /// The fields of an `application/x-www-form-urlencoded` body, in order.
 pub fn urlencoded_fields(body: &[u8]) -> Vec<Field> {
-    form_urlencoded::parse(body)
-        .map(|(name, value)| Field { name: name.into_owned(), value: FieldValue::Text(value.into_owned()) })
-        .collect()
+    urlencoded::parse(body).map(|(name, value)| Field { name, value: FieldValue::Text(value) }).collect()
 }
 
 fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
@@ -463,10 +462,7 @@ fn error_answer(
                 // The query goes before any fragment, where the page can read it.
                 let (url, fragment) = url.split_once('#').map_or((url.as_str(), ""), |(u, f)| (u, f));
                 let separator = if url.contains('?') { '&' } else { '?' };
-                let query: String = form_urlencoded::Serializer::new(String::new())
-                    .append_pair("error", error.code.as_str())
-                    .append_pair("message", &error.message)
-                    .finish();
+                let query = urlencoded::encode(&[("error", error.code.as_str()), ("message", &error.message)]);
                 let fragment = if fragment.is_empty() { String::new() } else { format!("#{fragment}") };
                 see_other(format!("{url}{separator}{query}{fragment}"), &[])
             }

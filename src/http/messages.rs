@@ -9,6 +9,7 @@ use crate::delivery::env::Environment;
 use crate::delivery::queue::Status;
 use crate::error::{ApiError, ErrorCode};
 use crate::json::{object, ToJson};
+use crate::urlencoded;
 
 /// Most records one list answers.
 const MAX_LIST: u32 = 100;
@@ -57,7 +58,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
     }
     let mut status = None;
     let mut limit = 50;
-    for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
+    for (name, value) in urlencoded::parse(head.query.as_bytes()) {
         let bad = |why: &str| {
             let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{name} {why}"));
             error.details = vec![(name.to_string(), why.to_string())];

@@ -27,6 +27,7 @@ use crate::delivery::queue::{self, Extras, Record, Status};
 use crate::error::{ApiError, ErrorCode};
 use crate::json::{self, object, ToJson, Value};
 use crate::time::format_rfc3339;
+use crate::urlencoded;
 
 /// Most emails one batch may carry (Resend's limit too).
 pub const MAX_BATCH: usize = 100;
@@ -259,7 +260,7 @@ async fn get<E: Environment>(env: &E, id: &str) -> Result<HttpResponse, ApiError
 /// `GET /emails?limit=` (1 to 100, default 20): the newest first.
 async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpResponse, ApiError> {
     let mut limit = 20;
-    for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
+    for (name, value) in urlencoded::parse(head.query.as_bytes()) {
         if name == "limit" {
             limit =
                 value.parse::<u32>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| {

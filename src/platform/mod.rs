@@ -35,6 +35,7 @@ use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, R
 use crate::json::{self, FromJson, ToJson};
 use crate::smtp::client::Network;
 use crate::smtp::settings::Security;
+use crate::urlencoded;
 
 /// The Durable Object namespace binding of [`IdempotencyKey`]: one object per key.
 const IDEMPOTENCY_KEYS: &str = "IDEMPOTENCY_KEYS";
@@ -236,7 +237,7 @@ impl Environment for Workers {
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let body = urlencoded::encode(fields);
         let request =
             js_request(url, "POST", Some("application/x-www-form-urlencoded"), Some(&JsValue::from_str(&body)))
                 .map_err(|_| Unavailable)?;
@@ -323,7 +324,7 @@ impl Workers {
         body: Option<String>,
     ) -> Result<T, Unavailable> {
         let stub = self.stub(DELIVERY_LEDGER, "ledger")?;
-        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+        let query = urlencoded::encode(query);
         let body = body.map(|body| JsValue::from_str(&body));
         let url = format!("https://ledger/{operation}?{query}");
         match fetch_object(stub, &url, body.as_ref()).await {
@@ -591,7 +592,7 @@ impl RateLimiter {
         let url = request.url();
         let (_, query) = http::request::path_and_query(&url);
         let param = |name: &str| {
-            form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok())
+            urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok())
         };
         let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
         let decision = self.window.borrow_mut().hit(now_millis(), limit, u64::from(window) * 1000);
@@ -682,8 +683,7 @@ impl DeliveryLedger {
     async fn call(&self, request: &web_sys::Request) -> Answer {
         let url = request.url();
         let (path, query) = http::request::path_and_query(&url);
-        let arg =
-            |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+        let arg = |name: &str| urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
         let number = |name: &str| arg(name).and_then(|v| v.parse::<u64>().ok());
         let missing = || failure("a ledger call without its arguments");
         match path {
