@@ -247,7 +247,7 @@ pub fn prepare(message: &[u8], key: &DkimKey, domain: &str, now_seconds: u64) ->
         "DKIM-Signature: v=1; a={}; c=relaxed/relaxed; d={domain}; s={};\r\n\tt={now_seconds}; h={};\r\n\tbh={};\r\n\tb=",
         key.algorithm.name(),
         key.selector,
-        names.join(":"),
+        crate::join(&names, ":"),
         base64::encode(body_hash(body)),
     );
     // Each name takes its instances from the bottom up; one past the last is empty (§5.4.2).

@@ -54,7 +54,7 @@ pub fn repair(text: &str, max_chars: usize) -> String {
             break;
         }
     }
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = crate::join(&text.split_whitespace().collect::<Vec<_>>(), " ");
     text.chars().take(max_chars).collect()
 }
 

@@ -45,6 +45,19 @@ macro_rules! boxed_parts {
     };
 }
 
+/// `parts` with `separator` between them: what `[String]::join` does, without std's version
+/// (about 1 KB of wasm for each element type it is used with).
+pub(crate) fn join<S: AsRef<str>>(parts: &[S], separator: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(separator);
+        }
+        out.push_str(part.as_ref());
+    }
+    out
+}
+
 pub mod address;
 pub mod base64;
 pub mod config;

@@ -312,7 +312,8 @@ pub fn submission(
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
         let verb = if names.len() == 1 { "is" } else { "are" };
-        let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", names.join(", ")));
+        let mut error =
+            ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", crate::join(&names, ", ")));
         error.details = names.iter().map(|n| (n.to_string(), "is required".to_string())).collect();
         return Err(error);
     }

@@ -146,7 +146,7 @@ async fn send<P: Platform>(
             .filter_map(|(i, email)| email.as_ref().err().map(|e| format!("emails[{i}]: {}", e.message)))
             .collect();
         if !problems.is_empty() {
-            return Err(ApiError::new(ErrorCode::ValidationFailed, problems.join("; ")));
+            return Err(ApiError::new(ErrorCode::ValidationFailed, crate::join(&problems, "; ")));
         }
     }
     let claim = match head.header("idempotency-key") {

@@ -587,7 +587,7 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         problems.add("to", format!("{count} recipients; at most {MAX_RECIPIENTS} are allowed"));
     }
     if !problems.0.is_empty() {
-        let summary = problems.0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ");
+        let summary = crate::join(&problems.0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>(), "; ");
         let mut error = ApiError::new(ErrorCode::ValidationFailed, summary);
         error.details = problems.0;
         return Err(error);

@@ -440,7 +440,7 @@ mod tests {
         match &part.body {
             mail_parser::PartType::Multipart(children) => {
                 let inner: Vec<String> = children.iter().map(|i| shape(&message.parts[*i as usize], message)).collect();
-                format!("{ct}[{}]", inner.join(","))
+                format!("{ct}[{}]", crate::join(&inner, ","))
             }
             _ => ct,
         }

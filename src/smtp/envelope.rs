@@ -134,9 +134,10 @@ pub fn parameters(capabilities: &Capabilities, envelope: &Envelope<'_>, message:
                     Notify::Delay => "DELAY",
                 })
                 .collect();
-            params
-                .rcpt
-                .push(format!("NOTIFY={}", if words.is_empty() { "NEVER".to_string() } else { words.join(",") }));
+            params.rcpt.push(format!(
+                "NOTIFY={}",
+                if words.is_empty() { "NEVER".to_string() } else { crate::join(&words, ",") }
+            ));
         }
     }
     Ok(params)

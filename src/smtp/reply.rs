@@ -42,7 +42,7 @@ impl Reply {
     }
     /// All lines joined with a space: what we show a caller.
     pub fn text(&self) -> String {
-        self.lines.join(" ")
+        crate::join(&self.lines, " ")
     }
 }
 

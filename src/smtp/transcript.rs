@@ -59,7 +59,7 @@ impl Transcript {
                 format!("{}{separator}{code}{text}", reply.code)
             })
             .collect();
-        self.push(at_ms, Side::Relay, lines.join("\n"));
+        self.push(at_ms, Side::Relay, crate::join(&lines, "\n"));
     }
 
     pub fn note(&mut self, at_ms: u64, what: &str) {
