@@ -318,10 +318,7 @@ impl<'a> FromJson<'a> for ApiError {
             smtp: fields.optional("smtp")?,
             message_id: fields.optional("message_id")?,
             retry_after: fields.optional("retry_after")?,
-            details: details
-                .into_iter()
-                .map(|pair| <[String; 2]>::try_from(pair).map(|[f, m]| (f, m)))
-                .collect::<Result<_, _>>()
+            details: crate::try_map(details, |pair| <[String; 2]>::try_from(pair).map(|[f, m]| (f, m)))
                 .map_err(|_| ShapeError::new("expected [field, message]").at("details"))?,
         };
         fields.finish()?;

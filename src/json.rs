@@ -591,7 +591,13 @@ impl<'a, T: FromJson<'a>> FromJson<'a> for Option<T> {
 impl<'a, T: FromJson<'a>> FromJson<'a> for Vec<T> {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         let items = value.items().ok_or_else(|| ShapeError::expected("a list", value))?;
-        items.iter().enumerate().map(|(i, item)| T::from_json(item).map_err(|e| e.at_index(i))).collect()
+        // A loop, not `collect()` into a `Result`: that is std's iterator machinery again for
+        // every element type (about 0.6 KB of wasm each, and there are nine).
+        let mut read = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            read.push(T::from_json(item).map_err(|e| e.at_index(i))?);
+        }
+        Ok(read)
     }
 }
 
@@ -756,7 +762,11 @@ impl<T: ToJson> ToJson for Option<T> {
 
 impl<T: ToJson> ToJson for [T] {
     fn to_json(&self) -> Value<'_> {
-        Value::Array(self.iter().map(T::to_json).collect())
+        let mut items = Vec::with_capacity(self.len());
+        for item in self {
+            items.push(item.to_json());
+        }
+        Value::Array(items)
     }
 }
 

@@ -96,11 +96,7 @@ struct Forms(Vec<(String, Raw)>);
 impl<'a> FromJson<'a> for Forms {
     fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
         let members = value.as_object().ok_or_else(|| ShapeError::expected("an object", value))?;
-        members
-            .iter()
-            .map(|(name, raw)| Ok((name.to_string(), Raw::from_json(raw)?)))
-            .collect::<Result<_, _>>()
-            .map(Forms)
+        crate::try_map(members, |(name, raw)| Ok((name.to_string(), Raw::from_json(raw)?))).map(Forms)
     }
 }
 
@@ -161,7 +157,7 @@ pub fn parse(json: &str) -> Result<FormTable, String> {
         }
         let bad = |key: &str| format!("form {name}: {key} is invalid");
         let to = raw.to.0;
-        let to = to.iter().map(|t| Mailbox::parse(t)).collect::<Result<Vec<_>, _>>().map_err(|_| bad("to"))?;
+        let to = crate::try_map(&to, |t| Mailbox::parse(t)).map_err(|_| bad("to"))?;
         if to.is_empty() {
             return Err(bad("to"));
         }
@@ -174,12 +170,8 @@ pub fn parse(json: &str) -> Result<FormTable, String> {
                 return Err(bad(key));
             }
         }
-        let allowed_origins = raw
-            .allowed_origins
-            .iter()
-            .map(|o| normalise_origin(o))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad("allowed_origins"))?;
+        let allowed_origins = crate::try_map(&raw.allowed_origins, |o| normalise_origin(o).ok_or(()))
+            .map_err(|_| bad("allowed_origins"))?;
         let field_name_ok = |f: &String| !f.is_empty() && f.len() <= 100 && !f.chars().any(char::is_control);
         if raw.honeypot.as_ref().is_some_and(|h| !field_name_ok(h)) {
             return Err(bad("honeypot"));

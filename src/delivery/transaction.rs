@@ -101,7 +101,7 @@ impl Transaction {
                 .map_err(|_| Error::new(Phase::Mail, ErrorKind::Malformed("an envelope address does not parse")))
         };
         let sender = parse(&self.sender)?;
-        let recipients = self.recipients.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
+        let recipients = crate::try_map(&self.recipients, parse)?;
         let recipients: Vec<&EmailAddress> = recipients.iter().collect();
         let envelope = Envelope {
             sender: &sender,

@@ -54,11 +54,8 @@ impl<'a> FromJson<'a> for Dsn {
         let notify = fields
             .optional::<Vec<Cow<str>>>("notify")?
             .map(|names| {
-                names
-                    .iter()
-                    .map(|name| Notify::ALL.into_iter().find(|n| n.name() == name))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| ShapeError::new("not a NOTIFY value").at("notify"))
+                crate::try_map(&names, |name| Notify::ALL.into_iter().find(|n| n.name() == name).ok_or(()))
+                    .map_err(|_| ShapeError::new("not a NOTIFY value").at("notify"))
             })
             .transpose()?;
         let dsn = Dsn {

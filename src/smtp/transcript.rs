@@ -103,12 +103,7 @@ impl<'a> FromJson<'a> for Transcript {
             fields.finish()?;
             Ok(entry)
         };
-        entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| entry(e).map_err(|e| e.at_index(i)))
-            .collect::<Result<_, _>>()
-            .map(Transcript)
+        crate::try_map(entries.iter().enumerate(), |(i, e)| entry(e).map_err(|e| e.at_index(i))).map(Transcript)
     }
 }
 
