@@ -71,6 +71,17 @@ pub(crate) fn try_map<T, U, E>(
     Ok(mapped)
 }
 
+/// `bytes` in lower-case hex, two digits each (ids and digests).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    out
+}
+
 pub mod address;
 pub mod base64;
 pub mod config;

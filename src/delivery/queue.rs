@@ -33,7 +33,7 @@ fn new_id() -> Result<String, ApiError> {
     let mut random = [0u8; 16];
     getrandom::fill(&mut random)
         .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the message id"))?;
-    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex(&random))
 }
 
 fn storage_error(what: &str) -> ApiError {

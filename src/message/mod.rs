@@ -65,7 +65,7 @@ pub struct Stamp {
 impl Stamp {
     /// A Message-ID of 128 random bits on `domain`.
     pub fn new(random: [u8; 16], domain: &str, unix_seconds: i64) -> Self {
-        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::hex(&random);
         Stamp { message_id: format!("{hex}@{domain}"), unix_seconds }
     }
 

@@ -450,7 +450,7 @@ fn request_id(ray: Option<&str>) -> String {
     }
     let mut random = [0u8; 6];
     let _ = getrandom::fill(&mut random);
-    random.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&random)
 }
 
 /// The fetch event, exported as `#[event(fetch)]` would export it. It takes workerd's own
