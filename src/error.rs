@@ -287,7 +287,7 @@ impl ApiError {
         }
         if !self.details.is_empty() {
             let details =
-                self.details.iter().map(|(field, message)| object! {"field": field, "message": message}).collect();
+                crate::map_vec(&self.details, |(field, message)| object! {"field": field, "message": message});
             error.set("details", Value::Array(details));
         }
         if let Some(id) = &self.message_id {
@@ -301,7 +301,7 @@ impl ApiError {
 /// `{"code", "message", "smtp", "message_id", "retry_after", "details": [[field, message], …]}`.
 impl ToJson for ApiError {
     fn to_json(&self) -> Value<'_> {
-        let details = self.details.iter().map(|(f, m)| Value::Array(vec![f.into(), m.into()])).collect();
+        let details = crate::map_vec(&self.details, |(f, m)| Value::Array(vec![f.into(), m.into()]));
         object! {"code": self.code.as_str(), "message": &self.message, "smtp": self.smtp.as_ref().map(ToJson::to_json),
         "message_id": self.message_id.as_deref(), "retry_after": self.retry_after,
         "details": Value::Array(details)}

@@ -406,7 +406,7 @@ impl<'a> Value<'a> {
     pub fn items(&self) -> Option<Cow<'_, [Value<'a>]>> {
         match self {
             Value::Array(items) => Some(Cow::Borrowed(items)),
-            Value::Bytes(bytes) => Some(Cow::Owned(bytes.iter().map(|&b| Value::from(b)).collect())),
+            Value::Bytes(bytes) => Some(Cow::Owned(crate::map_vec(bytes, |&b| Value::from(b)))),
             _ => None,
         }
     }
@@ -854,11 +854,9 @@ impl<'a> Value<'a> {
             Value::Bool(b) => Value::Bool(b),
             Value::Number(text) => Value::Number(owned(text)),
             Value::String(text) => Value::String(owned(text)),
-            Value::Array(items) => Value::Array(items.into_iter().map(Value::into_owned).collect()),
+            Value::Array(items) => Value::Array(crate::map_vec(items, Value::into_owned)),
             Value::Bytes(bytes) => Value::Bytes(bytes),
-            Value::Object(members) => {
-                Value::Object(members.into_iter().map(|(k, v)| (owned(k), v.into_owned())).collect())
-            }
+            Value::Object(members) => Value::Object(crate::map_vec(members, |(k, v)| (owned(k), v.into_owned()))),
         }
     }
 

@@ -212,7 +212,7 @@ pub fn parse(json: &str) -> Result<FormTable, String> {
                 turnstile: raw.turnstile,
                 max_files: raw.max_files.unwrap_or(0),
                 max_file_bytes: raw.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
-                allowed_file_types: raw.allowed_file_types.iter().map(|t| t.to_ascii_lowercase()).collect(),
+                allowed_file_types: crate::map_vec(&raw.allowed_file_types, |t| t.to_ascii_lowercase()),
                 rate_limit_per_minute: raw.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE).max(1),
                 debug: raw.debug,
                 queued,

@@ -93,7 +93,7 @@ pub async fn accept<E: Environment>(
             Some(name) => format!("{name} <{}>", content.from.email),
             None => content.from.email.to_string(),
         },
-        to: content.to.iter().map(|m| m.email.to_string()).collect(),
+        to: crate::map_vec(&content.to, |m| m.email.to_string()),
         subject: content.subject.clone(),
         tags: extras.tags,
         scheduled_at: send_at,

@@ -68,7 +68,7 @@ impl Transaction {
         Ok(Transaction {
             message_id: stamp.header_message_id(),
             sender: content.from.email.to_string(),
-            recipients: content.envelope_recipients().iter().map(|r| r.to_string()).collect(),
+            recipients: crate::map_vec(content.envelope_recipients(), |r| r.to_string()),
             dsn: submission.dsn.clone(),
             utf8_headers,
             message: message::render(content, &stamp),
@@ -257,7 +257,7 @@ impl<'a> FromJson<'a> for Outcome {
 pub fn sent(message_id: String, delivery: Delivery) -> Sent {
     Sent {
         message_id,
-        accepted: delivery.accepted.iter().map(|a| a.to_string()).collect(),
+        accepted: crate::map_vec(&delivery.accepted, |a| a.to_string()),
         rejected: delivery
             .rejected
             .iter()

@@ -52,7 +52,7 @@ pub async fn handle<P: Platform>(
         return HttpResponse::error(&error).into();
     }
     let submissions: Vec<_> =
-        messages.iter().map(|m| parse_value(Api::V1, m, config).map(|parsed| parsed.submission)).collect();
+        crate::map_vec(&messages, |m| parse_value(Api::V1, m, config).map(|parsed| parsed.submission));
     drop(messages);
     drop(value);
     drop(body);

@@ -193,7 +193,7 @@ async fn read_fields<P: Platform>(
 
 /// The fields of an `application/x-www-form-urlencoded` body, in order.
 pub fn urlencoded_fields(body: &[u8]) -> Vec<Field> {
-    urlencoded::parse(body).map(|(name, value)| Field { name, value: FieldValue::Text(value) }).collect()
+    crate::map_vec(urlencoded::parse(body), |(name, value)| Field { name, value: FieldValue::Text(value) })
 }
 
 fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
@@ -310,11 +310,11 @@ pub fn submission(
         .filter(|required| !positions.iter().any(|&i| fields[i].name == **required && filled(&fields[i])))
         .collect();
     if !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+        let names: Vec<&str> = crate::map_vec(&missing, |m| m.as_str());
         let verb = if names.len() == 1 { "is" } else { "are" };
         let mut error =
             ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", crate::join(&names, ", ")));
-        error.details = names.iter().map(|n| (n.to_string(), "is required".to_string())).collect();
+        error.details = crate::map_vec(&names, |n| (n.to_string(), "is required".to_string()));
         return Err(error);
     }
     if !positions.iter().any(|&i| filled(&fields[i])) {
@@ -372,7 +372,7 @@ pub fn submission(
             attachments.push((i, attachment));
         }
     }
-    let listed: Vec<&Field> = positions.iter().map(|&i| &fields[i]).collect();
+    let listed: Vec<&Field> = crate::map_vec(&positions, |&i| &fields[i]);
     let reply_to = listed.iter().find_map(|f| match &f.value {
         FieldValue::Text(t) if f.name == form.email_field => EmailAddress::parse(t.trim()).ok(),
         _ => None,
@@ -400,7 +400,7 @@ pub fn submission(
         to: form.to.clone(),
         cc: Vec::new(),
         bcc: Vec::new(),
-        reply_to: reply_to.into_iter().map(|email| Mailbox { name: None, email }).collect(),
+        reply_to: crate::map_vec(reply_to, |email| Mailbox { name: None, email }),
         subject,
         text: Some(text),
         html: Some(html),

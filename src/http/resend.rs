@@ -135,7 +135,7 @@ async fn send<P: Platform>(
         if emails.is_empty() || emails.len() > MAX_BATCH {
             return Err(ApiError::new(ErrorCode::ValidationFailed, format!("send 1 to {MAX_BATCH} emails")));
         }
-        emails.iter().map(|email| parse_value(api, email, config)).collect()
+        crate::map_vec(emails, |email| parse_value(api, email, config))
     } else {
         vec![Ok(parse_for(api, &body, config)?)]
     };
@@ -271,6 +271,6 @@ async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpRespons
     let mut records = env.list_records(None, limit + 1).await.map_err(|_| unavailable())?;
     let has_more = records.len() > limit as usize;
     records.truncate(limit as usize);
-    let data = records.iter().map(email_json).collect();
+    let data = crate::map_vec(&records, email_json);
     Ok(HttpResponse::json(200, &object! {"object": "list", "has_more": has_more, "data": Value::Array(data)}))
 }

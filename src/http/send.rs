@@ -325,7 +325,7 @@ impl Problems {
 fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
     let mut dsn = Dsn::default();
     if let Some(notify) = &input.notify {
-        let words: Vec<String> = notify.iter().map(|w| w.to_ascii_lowercase()).collect();
+        let words: Vec<String> = crate::map_vec(notify, |w| w.to_ascii_lowercase());
         if words.is_empty() || (words.iter().any(|w| w == "never") && words.len() > 1) {
             problems.add("dsn.notify", "must be never alone, or some of success, failure and delay");
         }

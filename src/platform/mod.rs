@@ -762,11 +762,11 @@ pub async fn queue(batch: worker_sys::MessageBatch, env: Env, _ctx: worker_sys::
             return Ok(JsValue::UNDEFINED);
         }
     };
-    let messages: Vec<worker_sys::Message> = batch.messages()?.iter().map(JsCast::unchecked_into).collect();
+    let messages: Vec<worker_sys::Message> = crate::map_vec(batch.messages()?.iter(), JsCast::unchecked_into);
     // The id as a string; `{"id": …}` is how earlier versions sent it.
     let id_of =
         |body: JsValue| body.as_string().or_else(|| js_sys::Reflect::get(&body, &"id".into()).ok()?.as_string());
-    let ids: Vec<String> = messages.iter().map(|m| m.body().ok().and_then(id_of).unwrap_or_default()).collect();
+    let ids: Vec<String> = crate::map_vec(&messages, |m| m.body().ok().and_then(id_of).unwrap_or_default());
     let verdicts = queue::deliver_batch(&workers, config, &ids).await;
     for (message, verdict) in messages.iter().zip(verdicts) {
         match verdict {

@@ -42,7 +42,7 @@ impl Notify {
 /// `{"notify": null | ["Success", "Failure", "Delay"], "return_headers_only", "envelope_id"}`
 impl ToJson for Dsn {
     fn to_json(&self) -> Value<'_> {
-        let notify = self.notify.as_ref().map(|n| Value::Array(n.iter().map(|n| Value::from(n.name())).collect()));
+        let notify = self.notify.as_ref().map(|n| Value::Array(crate::map_vec(n, |n| Value::from(n.name()))));
         object! {"notify": notify, "return_headers_only": self.return_headers_only,
         "envelope_id": self.envelope_id.as_deref()}
     }

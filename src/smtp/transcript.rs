@@ -83,9 +83,7 @@ impl Side {
 /// `[{"at_ms", "from": "client" | "relay", "line"}, …]`
 impl ToJson for Transcript {
     fn to_json(&self) -> Value<'_> {
-        Value::Array(
-            self.0.iter().map(|e| object! {"at_ms": e.at_ms, "from": e.from.as_str(), "line": &e.line}).collect(),
-        )
+        Value::Array(crate::map_vec(&self.0, |e| object! {"at_ms": e.at_ms, "from": e.from.as_str(), "line": &e.line}))
     }
 }
 
