@@ -258,15 +258,11 @@ pub fn sent(message_id: String, delivery: Delivery) -> Sent {
     Sent {
         message_id,
         accepted: crate::map_vec(&delivery.accepted, |a| a.to_string()),
-        rejected: delivery
-            .rejected
-            .iter()
-            .map(|r| Rejected {
-                email: r.recipient.to_string(),
-                smtp: detail(Phase::Rcpt, &r.reply),
-                retryable: r.reply.is_transient(),
-            })
-            .collect(),
+        rejected: crate::map_vec(&delivery.rejected, |r| Rejected {
+            email: r.recipient.to_string(),
+            smtp: detail(Phase::Rcpt, &r.reply),
+            retryable: r.reply.is_transient(),
+        }),
         smtp: detail(Phase::DataEnd, &delivery.reply),
     }
 }

@@ -379,15 +379,12 @@ pub fn submission(
     });
     let (text, html) = pages::render_fields(name, &listed);
     let subject = subject(&form.subject, &listed);
-    let attachments: Vec<Attachment> = attachments
-        .into_iter()
-        .map(|(i, mut attachment)| {
-            if let FieldValue::File { data, .. } = &mut fields[i].value {
-                attachment.data = std::mem::take(data);
-            }
-            attachment
-        })
-        .collect();
+    let attachments: Vec<Attachment> = crate::map_vec(attachments, |(i, mut attachment)| {
+        if let FieldValue::File { data, .. } = &mut fields[i].value {
+            attachment.data = std::mem::take(data);
+        }
+        attachment
+    });
     let rendered = text.len() + html.len() + attachments.iter().map(|a| a.data.len()).sum::<usize>();
     if rendered > config.max_request_bytes {
         return Err(ApiError::new(

@@ -38,16 +38,13 @@ pub async fn run<P: Platform>(env: P, config: &Config) -> Handled<P> {
     let end_ms = env.now_millis().saturating_sub(started);
     let tls = transcript.entries().iter().any(|e| e.line == "<TLS established>");
     let failed = failure.as_ref().map(|error| check::failed_step(error, tls));
-    let mut steps: Vec<Value> = check::steps(&transcript, failed, end_ms)
-        .into_iter()
-        .map(|step| {
-            let mut json = object! {"step": step.name, "ok": step.ok, "ms": step.ms};
-            if let Some(reply) = step.reply {
-                json.set("reply", reply);
-            }
-            json
-        })
-        .collect();
+    let mut steps: Vec<Value> = crate::map_vec(check::steps(&transcript, failed, end_ms), |step| {
+        let mut json = object! {"step": step.name, "ok": step.ok, "ms": step.ms};
+        if let Some(reply) = step.reply {
+            json.set("reply", reply);
+        }
+        json
+    });
     let error = failure.as_ref().map(|error| api_error(error, ""));
     if let (Some(error), Some(last)) = (&error, steps.last_mut()) {
         last.set("code", error.code.as_str());

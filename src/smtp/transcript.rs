@@ -48,17 +48,12 @@ impl Transcript {
     pub fn received(&mut self, at_ms: u64, reply: &Reply, redact_text: bool) {
         let last = reply.lines.len().saturating_sub(1);
         let enhanced = reply.enhanced.map(|e| format!("{e} ")).unwrap_or_default();
-        let lines: Vec<String> = reply
-            .lines
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let separator = if i == last { ' ' } else { '-' };
-                let code = if i == 0 { enhanced.as_str() } else { "" };
-                let text = if redact_text { "***" } else { text.as_str() };
-                format!("{}{separator}{code}{text}", reply.code)
-            })
-            .collect();
+        let lines = crate::map_vec(reply.lines.iter().enumerate(), |(i, text)| {
+            let separator = if i == last { ' ' } else { '-' };
+            let code = if i == 0 { enhanced.as_str() } else { "" };
+            let text = if redact_text { "***" } else { text.as_str() };
+            format!("{}{separator}{code}{text}", reply.code)
+        });
         self.push(at_ms, Side::Relay, crate::join(&lines, "\n"));
     }
 
