@@ -197,13 +197,7 @@ fn push_percent(out: &mut String, byte: u8) {
 
 /// `data` as base64 in lines of 76 characters, CRLF between them (none after the last).
 fn base64(out: &mut Vec<u8>, data: &[u8]) {
-    out.reserve(data.len() / 57 * 78 + 78);
-    for (i, line) in data.chunks(57).enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b"\r\n");
-        }
-        base64::encode_into(line, out);
-    }
+    base64::encode_lines_into(data, out);
 }
 
 /// A body's transfer encoding (RFC 2045 6).
