@@ -12,7 +12,9 @@
 //!   platform's WebCrypto);
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
-//! - `error`, `header`, `address`, `time`, `json`, `base64`, `urlencoded` — the vocabulary everything shares.
+//! - `error`, `header`, `address`, `time`, `json`, `base64`, `urlencoded` — the vocabulary
+//!   everything shares; and below all of them the few helpers here (`join`, `try_map`,
+//!   `map_vec`, `hex`), plain loops in place of std's generic adapters, which cost the wasm more.
 #![forbid(unsafe_code)]
 
 /// `$name` is one `Box` of `$parts`, read and written through it. The error types and the

@@ -39,8 +39,9 @@ pub fn worker_init_state() -> JsValue {
 }
 
 /// Runs when the module is instantiated: a panic is logged with its message and location, and
-/// marks the instance for replacement.
-#[wasm_bindgen(start)]
+/// marks the instance for replacement. `private`: not exported by name as well, where
+/// worker-build's shim would make it an RPC method of the Worker (`start`).
+#[wasm_bindgen(start, private)]
 fn start() {
     std::panic::set_hook(Box::new(|info| {
         web_sys::console::error_1(&JsValue::from_str(&format!("Rust panic: {info}")));
