@@ -85,6 +85,9 @@ impl Future for Timer {
                 fired.set(true);
                 waker.wake_by_ref();
             });
+            // setTimeout does not fail in workerd; if it did, this wait would never end (the
+            // `worker` crate's timer panicked there instead), not end at once, which would turn
+            // the session's deadline loop into a busy one.
             let id = global_scope()
                 .set_timeout_with_callback_and_timeout_and_arguments_0(
                     callback.as_ref().unchecked_ref(),
