@@ -1,6 +1,7 @@
 //! The only code that touches the Workers runtime: the fetch event, the environment, TCP
 //! sockets and timers. Everything it calls is runtime-independent and tested natively.
 
+// The Worker's `env` (its variables, secrets and bindings) is a plain object here.
 use js_sys::Object as Env;
 use std::cell::RefCell;
 use std::io;
