@@ -6,7 +6,8 @@
 //! Signed headers: those RFC 6376 §5.4.1 recommends that the message has, and `From` once more
 //! than it has (§5.4.2, "oversigning"): a `From` prepended in transit breaks the signature.
 
-use crate::base64;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 
 /// The signing algorithms.
@@ -92,7 +93,7 @@ impl DkimKey {
             .and_then(|rest| rest.trim_end().strip_suffix("-----END PRIVATE KEY-----"))
             .ok_or("must be a PKCS#8 PEM (-----BEGIN PRIVATE KEY-----); convert with openssl pkcs8 -topk8 -nocrypt")?;
         let encoded: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        let pkcs8 = base64::decode(encoded.as_bytes()).ok_or("is not valid PEM (bad base64)")?;
+        let pkcs8 = BASE64.decode(encoded.as_bytes()).map_err(|_| "is not valid PEM (bad base64)")?;
         let algorithm = Self::algorithm(&pkcs8)?;
         let label =
             |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
@@ -247,8 +248,8 @@ pub fn prepare(message: &[u8], key: &DkimKey, domain: &str, now_seconds: u64) ->
         "DKIM-Signature: v=1; a={}; c=relaxed/relaxed; d={domain}; s={};\r\n\tt={now_seconds}; h={};\r\n\tbh={};\r\n\tb=",
         key.algorithm.name(),
         key.selector,
-        crate::join(&names, ":"),
-        base64::encode(body_hash(body)),
+        names.join(":"),
+        BASE64.encode(body_hash(body)),
     );
     // Each name takes its instances from the bottom up; one past the last is empty (§5.4.2).
     let mut input = Vec::new();
@@ -277,7 +278,7 @@ pub fn prepare(message: &[u8], key: &DkimKey, domain: &str, now_seconds: u64) ->
 
 /// Puts the finished `DKIM-Signature` header at the top of `message`.
 pub fn finish(message: &mut Vec<u8>, unsigned: Unsigned, signature: &[u8]) {
-    let b = base64::encode(signature);
+    let b = BASE64.encode(signature);
     let mut header = unsigned.header.into_bytes();
     // Folded every 72 characters: a header line stays short, and whitespace in b= is ignored.
     for (i, piece) in b.as_bytes().chunks(72).enumerate() {
@@ -317,7 +318,7 @@ mod tests {
     fn the_signature_covers_the_recommended_headers_and_from_twice() {
         let unsigned = prepare(MESSAGE, &key(), "example.com", 1_795_000_000);
         assert!(unsigned.header.contains("h=from:from:subject:date:to:message-id:mime-version:content-type;"));
-        assert!(unsigned.header.contains(&format!("bh={};", base64::encode(Sha256::digest(b"Hi there\r\n")))));
+        assert!(unsigned.header.contains(&format!("bh={};", BASE64.encode(Sha256::digest(b"Hi there\r\n")))));
         let input = String::from_utf8(unsigned.signing_input).unwrap();
         assert!(input.starts_with("from:A <a@example.com>\r\nsubject:Hello world\r\ndate:"), "{input}");
         assert!(!input.contains("x-other"));
@@ -352,7 +353,7 @@ mod tests {
         info.extend([0x05, 0x00, 0x04, 0x81, rsa_key.len() as u8]);
         info.extend(&rsa_key);
         let der = [&[0x30, 0x81, info.len() as u8][..], &info].concat();
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", base64::encode(der));
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", BASE64.encode(der));
         assert!(DkimKey::from_pem(&pem, "s", None).unwrap_err().contains("1024-bit"));
         // Bits, not bytes: a 256-byte modulus whose first byte is 0x7f has 2047 bits.
         let rsa_of = |modulus: &[u8]| {
@@ -365,7 +366,7 @@ mod tests {
             info.extend([0x05, 0x00]);
             info.extend(long(0x04, &key));
             let der = long(0x30, &info);
-            format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", base64::encode(der))
+            format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----", BASE64.encode(der))
         };
         let mut modulus = vec![0x7fu8; 256];
         assert!(DkimKey::from_pem(&rsa_of(&modulus), "s", None).unwrap_err().contains("2047-bit"));

@@ -54,7 +54,7 @@ pub fn repair(text: &str, max_chars: usize) -> String {
             break;
         }
     }
-    let text = crate::join(&text.split_whitespace().collect::<Vec<_>>(), " ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     text.chars().take(max_chars).collect()
 }
 

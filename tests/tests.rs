@@ -4,7 +4,6 @@
 mod support;
 
 mod api;
-mod base64;
 mod dkim;
 mod forms;
 mod openapi;

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::base64;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::capabilities::AuthMechanism;
@@ -48,12 +49,12 @@ impl Credentials {
 
     /// The PLAIN initial response: base64 of `\0username\0password` (RFC 4616 §2).
     pub fn plain_initial_response(&self) -> String {
-        base64::encode(format!("\0{}\0{}", self.username, self.secret))
+        BASE64.encode(format!("\0{}\0{}", self.username, self.secret))
     }
 
     /// LOGIN's two answers: base64 username, then base64 password.
     pub fn login_responses(&self) -> [String; 2] {
-        [base64::encode(&self.username), base64::encode(&self.secret)]
+        [BASE64.encode(&self.username), BASE64.encode(&self.secret)]
     }
 
     /// SHA-256 of the secret: tells two configurations apart without holding the secret.
@@ -63,7 +64,7 @@ impl Credentials {
 
     /// The XOAUTH2 initial response: base64 of `user=…^Aauth=Bearer …^A^A`.
     pub fn xoauth2_initial_response(&self) -> String {
-        base64::encode(format!("user={}\x01auth=Bearer {}\x01\x01", self.username, self.secret))
+        BASE64.encode(format!("user={}\x01auth=Bearer {}\x01\x01", self.username, self.secret))
     }
 }
 

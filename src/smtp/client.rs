@@ -356,10 +356,11 @@ impl<N: Network> Session<N> {
         let payload = encoded.map_err(|_| Error::new(Phase::Mail, ErrorKind::LineTooLong))?;
 
         let mail = Command::MailFrom { sender: envelope.sender.clone(), params: params.mail };
-        let rcpts: Vec<Command> = crate::map_vec(envelope.recipients, |r| Command::RcptTo {
-            recipient: (*r).clone(),
-            params: params.rcpt.clone(),
-        });
+        let rcpts: Vec<Command> = envelope
+            .recipients
+            .iter()
+            .map(|r| Command::RcptTo { recipient: (*r).clone(), params: params.rcpt.clone() })
+            .collect();
         let last = if chunking { Command::Bdat { size: payload.len(), last: true } } else { Command::Data };
 
         // Once the whole message is out, a lost answer means the relay may have it — unless a

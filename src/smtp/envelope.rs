@@ -123,15 +123,17 @@ pub fn parameters(capabilities: &Capabilities, envelope: &Envelope<'_>, message:
             params.mail.push(format!("ENVID={}", xtext(id)));
         }
         if let Some(notify) = &dsn.notify {
-            let words: Vec<&str> = crate::map_vec(notify, |n| match n {
-                Notify::Success => "SUCCESS",
-                Notify::Failure => "FAILURE",
-                Notify::Delay => "DELAY",
-            });
-            params.rcpt.push(format!(
-                "NOTIFY={}",
-                if words.is_empty() { "NEVER".to_string() } else { crate::join(&words, ",") }
-            ));
+            let words: Vec<&str> = notify
+                .iter()
+                .map(|n| match n {
+                    Notify::Success => "SUCCESS",
+                    Notify::Failure => "FAILURE",
+                    Notify::Delay => "DELAY",
+                })
+                .collect();
+            params
+                .rcpt
+                .push(format!("NOTIFY={}", if words.is_empty() { "NEVER".to_string() } else { words.join(",") }));
         }
     }
     Ok(params)

@@ -42,7 +42,7 @@ impl Reply {
     }
     /// All lines joined with a space: what we show a caller.
     pub fn text(&self) -> String {
-        crate::join(&self.lines, " ")
+        self.lines.join(" ")
     }
 }
 
