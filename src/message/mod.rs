@@ -859,4 +859,17 @@ mod tests {
         assert!(text.contains("\r\nDate: Tue, 14 Nov 2023 22:13:20 +0000\r\n"), "{text}");
         assert!(text.contains("\r\nMessage-ID: <abababababababababababababababab@example.com>\r\n"), "{text}");
     }
+
+    #[test]
+    fn a_large_attachment_is_encoded_into_the_buffer_reserved_for_it() {
+        // The capacity is the one reserved up front: the buffer never grew, so the 10 MB were
+        // never copied to a larger one.
+        let data: Vec<u8> = (0..10_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let content =
+            Content { attachments: vec![attachment("big.bin", "application/octet-stream", &data, None)], ..sample() };
+        let bytes = render(&content, &stamp());
+        assert_eq!(bytes.capacity(), estimated_len(&content));
+        assert!(bytes.len() > data.len() / 3 * 4);
+        assert_eq!(parse(&bytes).attachment(0).unwrap().contents(), data.as_slice());
+    }
 }
