@@ -64,14 +64,12 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(message.split(|b| *b == b'\n').all(|line| line.len() <= 1000), "a line over 998 octets");
     let parsed = MessageParser::default().parse(&message).expect("parses");
-    assert_eq!(parsed.subject(), Some(subject.as_str()), "subject");
+    for (field, sent) in [("Subject", &subject), ("X-Value", &value)] {
+        let raw = parsed.header_raw(field).unwrap_or_default();
+        assert!(reads_back(raw, sent), "{field}: {raw:?}");
+    }
     let sender = parsed.from().and_then(|f| f.first()).expect("from");
     assert_eq!(sender.name(), Some(name.as_str()), "display name");
-    // mail-parser keeps an `X-` field raw; read as a Subject, it decodes to the value.
-    let raw = parsed.header_raw("X-Value").unwrap_or_default();
-    let as_subject = format!("Subject:{raw}\r\n\r\n");
-    let reread = MessageParser::default().parse(as_subject.as_bytes()).expect("parses");
-    assert_eq!(reread.subject(), Some(value.as_str()), "X-Value: {raw:?}");
     let part = parsed.text_part(0).expect("text part");
     // Text as 7bit or quoted-printable has its line breaks written CRLF; as base64 (text that
     // is not clean, or where it is shorter) it arrives unchanged.
@@ -81,6 +79,23 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(part.contents(), expected.as_bytes(), "body text");
     let file = parsed.attachment(0).expect("attachment");
-    assert_eq!(file.attachment_name(), Some(filename.as_str()), "filename");
+    // Unfolded (RFC 5322 2.2.3; a filename holds no CR or LF of its own): mail-parser 0.11
+    // keeps a fold inside a quoted parameter value after two escaped characters, where
+    // mail-builder may fold one that does not fit its line.
+    let name = file.attachment_name().map(|name| name.replace("\r\n", ""));
+    assert_eq!(name.as_deref(), Some(filename.as_str()), "filename");
     assert_eq!(file.contents(), bytes.as_slice(), "attachment bytes");
 });
+
+/// Whether an unstructured field's raw value reads back as `sent`: as plain text once unfolded
+/// (RFC 5322 2.2.3: the CRLFs dropped, every space kept), or as encoded words that decode to
+/// it. mail-parser's own reading is only good for the second: it takes a fold inside a run of
+/// spaces for one space, and mail-builder may fold there.
+fn reads_back(raw: &str, sent: &str) -> bool {
+    if raw.replace("\r\n", "").trim() == sent {
+        return true;
+    }
+    let as_subject = format!("Subject:{raw}\r\n\r\n");
+    MessageParser::default().parse(as_subject.as_bytes()).and_then(|m| m.subject().map(str::to_string)).as_deref()
+        == Some(sent)
+}

@@ -872,4 +872,36 @@ mod tests {
         assert!(bytes.len() > data.len() / 3 * 4);
         assert_eq!(parse(&bytes).attachment(0).unwrap().contents(), data.as_slice());
     }
+
+    #[test]
+    fn a_filename_folded_inside_its_quoted_string_reads_back_once_unfolded() {
+        // Found by the fuzzer. mail-builder folds a quoted parameter value too long for its line
+        // at a space inside the quotes (RFC 5322 3.2.4 allows it); mail-parser 0.11 keeps that
+        // fold in the value when two escaped characters come before it. Unfolding (dropping
+        // the CRLF, RFC 5322 2.2.3) gives the name back.
+        let filename = r#":""""""""""""""""""""""""", ?"""""""""""#;
+        let content = Content { attachments: vec![attachment(filename, "application/pdf", b"%PDF", None)], ..sample() };
+        let bytes = render(&content, &stamp());
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.split("\r\n").all(|line| line.len() <= 78), "{text}");
+        let read = parse(&bytes).attachment(0).unwrap().attachment_name().unwrap().to_string();
+        assert_eq!(read.replace("\r\n", ""), filename);
+    }
+
+    #[test]
+    fn header_text_folded_inside_a_run_of_spaces_unfolds_to_itself() {
+        // Found by the fuzzer. Short ASCII text goes as it is and mail-builder folds it at white
+        // space, here inside a run of spaces; unfolding (RFC 5322 2.2.3) keeps every space,
+        // though mail-parser reads the fold and the spaces after it as one.
+        let text = format!("?,.{}${}({}?", " ".repeat(8), " ".repeat(39), " ".repeat(21));
+        let content = Content { subject: text.clone(), headers: vec![("X-Value".into(), text.clone())], ..sample() };
+        let bytes = render(&content, &stamp());
+        let head = header_lines_fit(&bytes);
+        let parsed = parse(&bytes);
+        for field in ["Subject", "X-Value"] {
+            let raw = parsed.header_raw(field).unwrap();
+            assert!(raw.contains("\r\n "), "not folded: {head}");
+            assert_eq!(raw.replace("\r\n", "").trim(), text, "{head}");
+        }
+    }
 }
