@@ -17,8 +17,8 @@ export default {
       credentials: { username: env.SMTP_USERNAME, password: env.SMTP_PASSWORD },
       authType: "plain",
     });
-    const { to, subject, text } = await request.json();
-    await mailer.send({ from: { name: "edge-mailer bench", email: env.MAIL_FROM_ADDRESS }, to: { email: to }, subject, text });
+    const { to, subject, text, html } = await request.json();
+    await mailer.send({ from: { name: "edge-mailer bench", email: env.MAIL_FROM_ADDRESS }, to: { email: to }, subject, text, html });
     ctx.waitUntil(mailer.close());
     return Response.json({ ok: true });
   },
