@@ -12,6 +12,5 @@ mod queue;
 mod relay_check;
 mod resend;
 mod smtp_session;
-mod urlencoded;
 mod warm;
 mod www;

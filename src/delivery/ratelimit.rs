@@ -3,28 +3,15 @@
 
 use std::collections::VecDeque;
 
-use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `{"allowed", "retry_after"}`
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Decision {
     pub allowed: bool,
     /// Seconds until a hit would be allowed (0 when allowed).
     pub retry_after: u32,
-}
-
-/// `{"allowed", "retry_after"}`
-impl ToJson for Decision {
-    fn to_json(&self) -> Value<'_> {
-        object! {"allowed": self.allowed, "retry_after": self.retry_after}
-    }
-}
-
-impl<'a> FromJson<'a> for Decision {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(Decision { allowed: fields.required("allowed")?, retry_after: fields.required("retry_after")? })
-        })
-    }
 }
 
 #[derive(Debug, Default)]

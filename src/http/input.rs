@@ -1,0 +1,124 @@
+//! Reading JSON request bodies with serde: where a syntax error is, which field does not fit,
+//! and lists whose length is bounded while they are read.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde_json::error::Category;
+
+/// A JSON list of which at most `N` items are built; the rest are read past without being
+/// built, and counted. A hostile `[0,0,0,…]` of millions of items costs a pass over its
+/// bytes, not millions of values, and the caller still says how long the list was.
+#[derive(Debug)]
+pub(crate) struct Capped<T, const N: usize> {
+    pub items: Vec<T>,
+    /// How many items the list had.
+    pub len: usize,
+}
+
+impl<T, const N: usize> Capped<T, N> {
+    /// More items than `N` were given.
+    pub fn is_over(&self) -> bool {
+        self.len > N
+    }
+}
+
+impl<T, const N: usize> Default for Capped<T, N> {
+    fn default() -> Self {
+        Capped { items: Vec::new(), len: 0 }
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Capped<T, N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(CappedVisitor(PhantomData))
+    }
+}
+
+pub(crate) struct CappedVisitor<T, const N: usize>(pub PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for CappedVisitor<T, N> {
+    type Value = Capped<T, N>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(N));
+        while items.len() < N {
+            match seq.next_element()? {
+                Some(item) => items.push(item),
+                None => return Ok(Capped { len: items.len(), items }),
+            }
+        }
+        let mut len = N;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            len += 1;
+        }
+        Ok(Capped { items, len })
+    }
+}
+
+/// Why a body could not be read as the type asked for.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Not JSON: the error says where (`… at line 3 column 14`).
+    Syntax(serde_json::Error),
+    /// JSON, but not the kind of value wanted at the top (an object, a list).
+    NotA,
+    /// Of the right kind, but a field is unknown, repeated, missing or of another type.
+    Shape(serde_json::Error),
+}
+
+/// Reads `body` as a `T` whose JSON starts with `open` (`b'{'` or `b'['`). As before serde, a
+/// syntax error anywhere in the body wins over a field that does not fit: the second pass
+/// that tells them apart runs only when reading failed.
+pub(crate) fn from_body<'a, T: Deserialize<'a>>(body: &'a [u8], open: u8) -> Result<T, BodyError> {
+    let syntax_error = || serde_json::from_slice::<IgnoredAny>(body).err();
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&open) {
+        return Err(syntax_error().map_or(BodyError::NotA, BodyError::Syntax));
+    }
+    serde_json::from_slice(body).map_err(|error| match error.classify() {
+        Category::Data => syntax_error().map_or(BodyError::Shape(error), BodyError::Syntax),
+        _ => BodyError::Syntax(error),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_list_builds_at_most_its_limit_and_counts_the_rest() {
+        let list: Capped<String, 2> = serde_json::from_str(r#"["a", "b", "c", {"d": [1]}]"#).unwrap();
+        assert_eq!((list.items, list.len), (vec!["a".to_string(), "b".to_string()], 4));
+        let list: Capped<u8, 2> = serde_json::from_str("[1]").unwrap();
+        assert_eq!((list.is_over(), list.items, list.len), (false, vec![1], 1));
+        // The items past the limit are read past whatever they are, but they must be JSON.
+        assert!(serde_json::from_str::<Capped<u8, 1>>("[1, 2, nul]").is_err());
+    }
+
+    #[test]
+    fn syntax_errors_win_over_shape_errors_and_say_where() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            #[allow(dead_code)]
+            a: Option<u8>,
+        }
+        let error = |text: &str| match from_body::<Body>(text.as_bytes(), b'{') {
+            Err(BodyError::Syntax(e)) => format!("syntax: {e}"),
+            Err(BodyError::Shape(e)) => format!("shape: {e}"),
+            Err(BodyError::NotA) => "not an object".into(),
+            Ok(_) => "ok".into(),
+        };
+        assert_eq!(error(r#"{"b": 1}"#), "shape: unknown field `b`, expected `a` at line 1 column 4");
+        assert_eq!(error(r#"{"b": 1,"#), "syntax: EOF while parsing an object at line 1 column 8");
+        assert_eq!(error(r#"{"a": 1, "a": 2}"#), "shape: duplicate field `a` at line 1 column 12");
+        assert_eq!(error("\n [1]"), "not an object");
+        assert_eq!(error("\n [1"), "syntax: EOF while parsing a list at line 2 column 3");
+        assert_eq!(error(r#"{"a": 1}"#), "ok");
+    }
+}
