@@ -68,22 +68,50 @@ pub(crate) enum BodyError {
     Syntax(serde_json::Error),
     /// JSON, but not the kind of value wanted at the top (an object, a list).
     NotA,
-    /// Of the right kind, but a field is unknown, repeated, missing or of another type.
-    Shape(serde_json::Error),
+    /// Of the right kind, but a field is unknown, repeated, missing or of another type: what
+    /// serde says, after the path to it (`` `to[1].email`: invalid type: … at line 1 column 40``).
+    Shape(String),
 }
 
-/// Reads `body` as a `T` whose JSON starts with `open` (`b'{'` or `b'['`). As before serde, a
-/// syntax error anywhere in the body wins over a field that does not fit: the second pass
-/// that tells them apart runs only when reading failed.
+/// Reads `body` as a `T` whose JSON starts with `open` (`b'{'` or `b'['`). A syntax error
+/// anywhere in the body wins over a field that does not fit, and a field that does not fit is
+/// named by its path: the passes that find out run only when reading failed, so a valid body
+/// is read once.
 pub(crate) fn from_body<'a, T: Deserialize<'a>>(body: &'a [u8], open: u8) -> Result<T, BodyError> {
     let syntax_error = || serde_json::from_slice::<IgnoredAny>(body).err();
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&open) {
         return Err(syntax_error().map_or(BodyError::NotA, BodyError::Syntax));
     }
     serde_json::from_slice(body).map_err(|error| match error.classify() {
-        Category::Data => syntax_error().map_or(BodyError::Shape(error), BodyError::Syntax),
+        Category::Data => syntax_error().map_or_else(|| BodyError::Shape(located::<T>(body, error)), BodyError::Syntax),
         _ => BodyError::Syntax(error),
     })
+}
+
+/// `error` again, with the path to where it happened (none for the top level). An unknown
+/// field's path is that of the object it is in: serde's message names the field itself.
+fn located<'a, T: Deserialize<'a>>(body: &'a [u8], error: serde_json::Error) -> String {
+    use serde_path_to_error::Segment;
+    let Err(located) = serde_path_to_error::deserialize::<_, T>(&mut serde_json::Deserializer::from_slice(body)) else {
+        return error.to_string();
+    };
+    let mut segments: Vec<&Segment> = located.path().iter().collect();
+    if located.inner().to_string().starts_with("unknown field") {
+        segments.pop();
+    }
+    let mut path = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => path += &format!("[{index}]"),
+            Segment::Map { key } | Segment::Enum { variant: key } if path.is_empty() => path += key,
+            Segment::Map { key } | Segment::Enum { variant: key } => path += &format!(".{key}"),
+            Segment::Unknown => path += ".?",
+        }
+    }
+    match path.is_empty() {
+        true => located.inner().to_string(),
+        false => format!("`{path}`: {}", located.inner()),
+    }
 }
 
 #[cfg(test)]
@@ -104,17 +132,29 @@ mod tests {
     fn syntax_errors_win_over_shape_errors_and_say_where() {
         #[derive(Debug, serde::Deserialize)]
         #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
         struct Body {
-            #[allow(dead_code)]
             a: Option<u8>,
+            b: Option<Vec<Inner>>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            c: String,
         }
         let error = |text: &str| match from_body::<Body>(text.as_bytes(), b'{') {
             Err(BodyError::Syntax(e)) => format!("syntax: {e}"),
-            Err(BodyError::Shape(e)) => format!("shape: {e}"),
+            Err(BodyError::Shape(why)) => format!("shape: {why}"),
             Err(BodyError::NotA) => "not an object".into(),
             Ok(_) => "ok".into(),
         };
-        assert_eq!(error(r#"{"b": 1}"#), "shape: unknown field `b`, expected `a` at line 1 column 4");
+        assert_eq!(error(r#"{"d": 1}"#), "shape: unknown field `d`, expected `a` or `b` at line 1 column 4");
+        assert_eq!(
+            error(r#"{"b": [{"c": "x"}, {"c": 5}]}"#),
+            "shape: `b[1].c`: invalid type: integer `5`, expected a string at line 1 column 26"
+        );
+        assert_eq!(error(r#"{"b": [{"e": 1}]}"#), "shape: `b[0]`: unknown field `e`, expected `c` at line 1 column 11");
         assert_eq!(error(r#"{"b": 1,"#), "syntax: EOF while parsing an object at line 1 column 8");
         assert_eq!(error(r#"{"a": 1, "a": 2}"#), "shape: duplicate field `a` at line 1 column 12");
         assert_eq!(error("\n [1]"), "not an object");

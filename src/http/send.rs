@@ -607,8 +607,8 @@ pub fn parse_for(api: Api, body: &[u8], config: &Config) -> Result<Parsed, ApiEr
     let input = from_body::<SendBody>(body, b'{').map_err(|e| match e {
         BodyError::Syntax(e) => ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")),
         BodyError::NotA => ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"),
-        BodyError::Shape(e) => {
-            ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}"))
+        BodyError::Shape(why) => {
+            ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {why}"))
         }
     })?;
     submission(api, input, config)
@@ -670,7 +670,7 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         problems.add("html", "inline attachments (content_id) need an html body");
     }
     let headers = extra_headers(&mut problems, &body.headers.take().unwrap_or_default());
-    // Addresses past a list's limit were counted, not read: they count as recipients too.
+    // Addresses past a list's limit were counted, not read: then every address given counts.
     let (named, unread) = [&body.to, &body.cc, &body.bcc]
         .into_iter()
         .map(|f| match f {
@@ -679,7 +679,7 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
             Some(AddressField::Many(many)) => (many.len, many.len - many.items.len()),
         })
         .fold((0, 0), |(named, unread), (n, u)| (named + n, unread + u));
-    let count = to.len() + cc.len() + bcc.len() + unread;
+    let count = if unread > 0 { named } else { to.len() + cc.len() + bcc.len() };
     if named == 0 {
         problems.add("to", "at least one recipient is required");
     }
@@ -811,6 +811,50 @@ mod tests {
         assert_eq!(content.attachments[0].data, "Grüße".as_bytes());
         assert_eq!(content.attachments[0].charset.as_deref(), Some("utf-8"));
         assert_eq!(content.headers, vec![("X-Ok".to_string(), "fine".to_string())]);
+    }
+
+    #[test]
+    fn headers_keep_the_last_value_of_a_name_and_stop_past_the_limit() {
+        let headers: HeadersInput = serde_json::from_str(r#"{"X-A": "1", "X-B": 2, "X-A": "3"}"#).unwrap();
+        assert_eq!(headers.headers, [("X-B".to_string(), None), ("X-A".to_string(), Some("3".to_string()))]);
+        assert!(!headers.too_many);
+        // The same name a thousand times is one header.
+        let repeated = format!("{{{}}}", vec![r#""X-A": "v""#; 1000].join(","));
+        let headers: HeadersInput = serde_json::from_str(&repeated).unwrap();
+        assert_eq!((headers.headers.len(), headers.too_many), (1, false));
+        let many: Vec<String> = (0..1000).map(|i| format!(r#""X-{i}": {{"nested": [1]}}"#)).collect();
+        let headers: HeadersInput = serde_json::from_str(&format!("{{{}}}", many.join(","))).unwrap();
+        assert_eq!((headers.headers.len(), headers.too_many), (MAX_EXTRA_HEADERS + 1, true));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named_with_its_path() {
+        let error = parse_json(serde_json::json!({"to": [{"email": 5}], "subject": "x", "text": "y"})).unwrap_err();
+        assert_eq!(error.code, ErrorCode::ValidationFailed);
+        assert!(
+            error.message.starts_with("the body does not match the API: `to[0].email`: invalid type"),
+            "{}",
+            error.message
+        );
+        let error = parse(br#"{"to": "a@example.org", "to": "b@example.org"}"#, &config()).unwrap_err();
+        assert!(error.message.contains("duplicate field `to`"), "{}", error.message);
+        let error = parse(b"{\n  \"to\": \"x\",\n  \"subject\": tru", &config()).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(error.message.ends_with("at line 3 column 16"), "{}", error.message);
+    }
+
+    #[test]
+    fn base64_content_is_borrowed_from_the_body_and_bytes_are_read_as_bytes() {
+        let body = br#"{"attachments": [{"filename": "a", "content": "aGk="},
+            {"filename": "b", "content": {"type": "Buffer", "data": [0, 255]}}, {"filename": "c", "content": [1]}]}"#;
+        let input: SendBody = serde_json::from_slice(body).unwrap();
+        let items = input.attachments.unwrap().items;
+        assert!(matches!(&items[0].content, Some(ContentInput::Base64(Cow::Borrowed("aGk=")))));
+        assert!(matches!(&items[1].content, Some(ContentInput::Bytes(b)) if b == &[0, 255]));
+        assert!(matches!(&items[2].content, Some(ContentInput::Bytes(b)) if b == &[1]));
+        let not_a_buffer = br#"{"attachments": [{"filename": "a", "content": {"type": "Blob", "data": []}}]}"#;
+        let error = serde_json::from_slice::<SendBody>(not_a_buffer).unwrap_err();
+        assert!(error.to_string().starts_with("an object content must be a Buffer"), "{error}");
     }
 
     #[test]
