@@ -3,10 +3,14 @@
 
 mod support;
 
+#[global_allocator]
+static ALLOCATOR: support::alloc::Counting = support::alloc::Counting;
+
 mod api;
 mod base64;
 mod dkim;
 mod forms;
+mod limits;
 mod openapi;
 mod queue;
 mod relay_check;

@@ -613,6 +613,63 @@ mod tests {
         Field { name: name.into(), value: FieldValue::Text(value.into()) }
     }
 
+    fn texts(fields: &[Field]) -> Vec<(&str, &str)> {
+        (fields.iter())
+            .map(|f| match &f.value {
+                FieldValue::Text(t) => (f.name.as_str(), t.as_str()),
+                FieldValue::File { .. } => (f.name.as_str(), "<file>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_fields_are_read_in_order_one_per_list_item() {
+        let body = br#"{"name": "Ada", "n": 5, "x": -1.5, "ok": true, "none": null, "tags": ["a", 2], "name": "B"}"#;
+        let fields = json_fields(body).unwrap();
+        assert_eq!(
+            texts(&fields),
+            [
+                ("name", "Ada"),
+                ("n", "5"),
+                ("x", "-1.5"),
+                ("ok", "true"),
+                ("none", ""),
+                ("tags", "a"),
+                ("tags", "2"),
+                ("name", "B")
+            ]
+        );
+        for nested in [&br#"{"a": {"b": 1}}"#[..], br#"{"a": [[1]]}"#, br#"{"a": [{}]}"#] {
+            let error = json_fields(nested).unwrap_err();
+            assert_eq!((error.code, error.message.as_str()), (ErrorCode::ValidationFailed, "a must be text"));
+        }
+    }
+
+    #[test]
+    fn json_fields_stop_at_the_limit_without_reading_on() {
+        let body = format!(r#"{{"a": [{}0], "b": "never read"}}"#, "0,".repeat(1_000_000));
+        let (mut fields, mut refusal) = (Vec::new(), None);
+        let mut reader = serde_json::Deserializer::from_slice(body.as_bytes());
+        let read = FieldsSeed { fields: &mut fields, refusal: &mut refusal }.deserialize(&mut reader);
+        assert!(read.is_err());
+        assert_eq!(fields.len(), MAX_FIELDS, "no field past the limit was built");
+        let refusal = refusal.unwrap();
+        assert_eq!(
+            (refusal.code, refusal.message.as_str()),
+            (ErrorCode::ValidationFailed, "at most 100 fields are accepted")
+        );
+        // A hundred fields are fine.
+        let body = format!(r#"{{"a": [{}0]}}"#, "0,".repeat(MAX_FIELDS - 1));
+        assert_eq!(json_fields(body.as_bytes()).unwrap().len(), MAX_FIELDS);
+    }
+
+    #[test]
+    fn urlencoded_fields_stop_one_past_the_limit() {
+        let body = "a&".repeat(1_000_000);
+        assert_eq!(urlencoded_fields(body.as_bytes()).len(), MAX_FIELDS + 1);
+        assert_eq!(texts(&urlencoded_fields(b"a=1+2&b=%C3%A9&c")), [("a", "1 2"), ("b", "é"), ("c", "")]);
+    }
+
     #[test]
     fn subject_template_uses_repaired_first_values() {
         let owned =

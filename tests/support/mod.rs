@@ -1,6 +1,8 @@
 //! Scripted relays: a transcript of what the server says and expects, run over an in-memory
 //! stream, with everything the client wrote kept for byte-for-byte assertions.
 
+pub mod alloc;
+
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
