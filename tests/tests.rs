@@ -13,6 +13,7 @@ mod forms;
 mod limits;
 mod openapi;
 mod queue;
+mod records;
 mod relay_check;
 mod resend;
 mod smtp_session;
