@@ -217,7 +217,12 @@ fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
     let read = FieldsSeed { fields: &mut fields, refusal: &mut refusal }.deserialize(&mut reader);
     match read.and_then(|()| reader.end()) {
         Ok(()) => Ok(fields),
-        Err(e) => Err(refusal.unwrap_or_else(|| not_json(e))),
+        // A syntax error anywhere wins over a refused field, as for the API's bodies.
+        Err(e) => Err(match (refusal, serde_json::from_slice::<IgnoredAny>(body)) {
+            (_, Err(syntax)) => not_json(syntax),
+            (Some(refusal), Ok(_)) => refusal,
+            (None, Ok(_)) => not_json(e),
+        }),
     }
 }
 
@@ -228,12 +233,11 @@ struct FieldsSeed<'f> {
     refusal: &'f mut Option<ApiError>,
 }
 
-impl FieldsSeed<'_> {
-    fn refuse<E: de::Error>(self, error: ApiError) -> E {
-        let message = error.message.clone();
-        *self.refusal = Some(error);
-        E::custom(message)
-    }
+/// Stops the reading: `error` is the answer, kept in `refusal` (serde's error only unwinds).
+fn refuse<E: de::Error>(refusal: &mut Option<ApiError>, error: ApiError) -> E {
+    let unwind = E::custom(&error.message);
+    *refusal = Some(error);
+    unwind
 }
 
 impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
@@ -273,7 +277,7 @@ impl FieldValues<'_> {
     fn push<E: de::Error>(self, text: String) -> Result<(), E> {
         if self.fields.len() == MAX_FIELDS {
             let error = ApiError::new(ErrorCode::ValidationFailed, format!("at most {MAX_FIELDS} fields are accepted"));
-            return Err(FieldsSeed { fields: self.fields, refusal: self.refusal }.refuse(error));
+            return Err(refuse(self.refusal, error));
         }
         self.fields.push(Field { name: self.name.to_string(), value: FieldValue::Text(text) });
         Ok(())
@@ -281,7 +285,7 @@ impl FieldValues<'_> {
 
     fn not_text<E: de::Error>(self) -> E {
         let error = ApiError::new(ErrorCode::ValidationFailed, format!("{} must be text", self.name));
-        FieldsSeed { fields: self.fields, refusal: self.refusal }.refuse(error)
+        refuse(self.refusal, error)
     }
 }
 
@@ -643,6 +647,8 @@ mod tests {
             let error = json_fields(nested).unwrap_err();
             assert_eq!((error.code, error.message.as_str()), (ErrorCode::ValidationFailed, "a must be text"));
         }
+        let error = json_fields(br#"{"a": {"b": 1}, "c": "#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest, "the syntax error wins: {}", error.message);
     }
 
     #[test]
