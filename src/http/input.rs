@@ -4,7 +4,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::error::Category;
 
 /// A JSON list of which at most `N` items are built; the rest are read past without being
@@ -58,6 +59,31 @@ impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for CappedVisitor<T,
             len += 1;
         }
         Ok(Capped { items, len })
+    }
+}
+
+/// A `T` read from a JSON object only. serde's derive also reads a struct from a list of its
+/// fields in order (`"dsn": [null, "headers"]`), which no client means and json.rs refused.
+#[derive(Debug)]
+pub(crate) struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
     }
 }
 
@@ -126,6 +152,20 @@ mod tests {
         assert_eq!((list.is_over(), list.items, list.len), (false, vec![1], 1));
         // The items past the limit are read past whatever they are, but they must be JSON.
         assert!(serde_json::from_str::<Capped<u8, 1>>("[1, 2, nul]").is_err());
+    }
+
+    #[test]
+    fn an_object_is_not_read_from_a_list() {
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Pair {
+            a: u8,
+            b: Option<u8>,
+        }
+        assert!(serde_json::from_str::<Pair>("[1, 2]").is_ok(), "what serde's derive does alone");
+        let error = serde_json::from_str::<Object<Pair>>("[1, 2]").unwrap_err();
+        assert_eq!(error.to_string(), "invalid type: sequence, expected an object at line 1 column 0");
+        let Object(pair) = serde_json::from_str::<Object<Pair>>(r#"{"a": 1}"#).unwrap();
+        assert_eq!(pair, Pair { a: 1, b: None });
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::auth::authorized_body;
 use super::body::BodySource;
-use super::input::{from_body, BodyError, Capped};
+use super::input::{from_body, BodyError, Capped, Object};
 use super::request::{Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
@@ -365,7 +365,7 @@ const MAX_NOTIFY: usize = 8;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendBody<'a> {
-    dsn: Option<DsnInput>,
+    dsn: Option<Object<DsnInput>>,
     from: Option<AddressInput>,
     to: Option<AddressField<MAX_RECIPIENTS>>,
     cc: Option<AddressField<MAX_RECIPIENTS>>,
@@ -375,10 +375,10 @@ struct SendBody<'a> {
     text: Option<String>,
     html: Option<String>,
     #[serde(borrow)]
-    attachments: Option<Capped<AttachmentInput<'a>, MAX_ATTACHMENTS>>,
+    attachments: Option<Capped<Object<AttachmentInput<'a>>, MAX_ATTACHMENTS>>,
     headers: Option<HeadersInput>,
     /// Resend-compatible API only (`/emails`): refused on `/v1/send`.
-    tags: Option<Capped<Tag, MAX_TAGS>>,
+    tags: Option<Capped<Object<Tag>, MAX_TAGS>>,
     scheduled_at: Option<String>,
 }
 
@@ -628,7 +628,8 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         Api::Resend { now_ms } => {
             let tags = body.tags.take().unwrap_or_default();
             check_tags(&mut problems, &tags);
-            (tags.items, body.scheduled_at.as_deref().and_then(|at| scheduled(&mut problems, at, now_ms)))
+            let tags = tags.items.into_iter().map(|Object(tag)| tag).collect();
+            (tags, body.scheduled_at.as_deref().and_then(|at| scheduled(&mut problems, at, now_ms)))
         }
     };
     let from = match &body.from {
@@ -643,7 +644,7 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         problems.add("reply_to", format!("at most {MAX_REPLY_TO} addresses are allowed"));
     }
 
-    let dsn = body.dsn.as_ref().map(|input| dsn(&mut problems, input));
+    let dsn = body.dsn.as_ref().map(|Object(input)| dsn(&mut problems, input));
     let subject = body.subject.unwrap_or_default();
     if subject.trim().is_empty() {
         problems.add("subject", "is required");
@@ -665,7 +666,7 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         problems.add("attachments", format!("at most {MAX_ATTACHMENTS} attachments are allowed"));
     }
     let attachments: Vec<Attachment> =
-        (given.items.into_iter()).enumerate().filter_map(|(i, a)| attachment(&mut problems, i, a)).collect();
+        (given.items.into_iter()).enumerate().filter_map(|(i, Object(a))| attachment(&mut problems, i, a)).collect();
     if body.html.is_none() && attachments.iter().any(|a| a.content_id.is_some()) {
         problems.add("html", "inline attachments (content_id) need an html body");
     }
@@ -713,14 +714,14 @@ const MAX_TAGS: usize = 20;
 
 /// Tags as Resend takes them: a name and a value of ASCII letters, digits, `_` and `-`, at
 /// most 256 characters each.
-fn check_tags(problems: &mut Problems, tags: &Capped<Tag, MAX_TAGS>) {
+fn check_tags(problems: &mut Problems, tags: &Capped<Object<Tag>, MAX_TAGS>) {
     if tags.is_over() {
         problems.add("tags", format!("at most {MAX_TAGS} tags are allowed"));
     }
     let valid = |s: &str| {
         (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
-    for (i, tag) in tags.items.iter().enumerate() {
+    for (i, Object(tag)) in tags.items.iter().enumerate() {
         if !valid(&tag.name) || !valid(&tag.value) {
             problems.add(format!("tags[{i}]"), "name and value must be 1 to 256 ASCII letters, digits, _ or -");
         }
@@ -848,13 +849,28 @@ mod tests {
         let body = br#"{"attachments": [{"filename": "a", "content": "aGk="},
             {"filename": "b", "content": {"type": "Buffer", "data": [0, 255]}}, {"filename": "c", "content": [1]}]}"#;
         let input: SendBody = serde_json::from_slice(body).unwrap();
-        let items = input.attachments.unwrap().items;
+        let items: Vec<_> = input.attachments.unwrap().items.into_iter().map(|Object(a)| a).collect();
         assert!(matches!(&items[0].content, Some(ContentInput::Base64(Cow::Borrowed("aGk=")))));
         assert!(matches!(&items[1].content, Some(ContentInput::Bytes(b)) if b == &[0, 255]));
         assert!(matches!(&items[2].content, Some(ContentInput::Bytes(b)) if b == &[1]));
         let not_a_buffer = br#"{"attachments": [{"filename": "a", "content": {"type": "Blob", "data": []}}]}"#;
         let error = serde_json::from_slice::<SendBody>(not_a_buffer).unwrap_err();
         assert!(error.to_string().starts_with("an object content must be a Buffer"), "{error}");
+    }
+
+    #[test]
+    fn members_that_are_objects_are_not_read_from_lists() {
+        for (field, value) in [
+            ("dsn", serde_json::json!([null, "headers"])),
+            ("attachments", serde_json::json!([["a.txt", null, "aGk="]])),
+            ("tags", serde_json::json!([["k", "v"]])),
+        ] {
+            let mut body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y"});
+            body[field] = value;
+            let error = parse_for(Api::Resend { now_ms: 0 }, body.to_string().as_bytes(), &config()).err().unwrap();
+            assert_eq!(error.code, ErrorCode::ValidationFailed, "{field}");
+            assert!(error.message.contains("expected an object"), "{field}: {}", error.message);
+        }
     }
 
     #[test]
