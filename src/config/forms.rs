@@ -148,9 +148,8 @@ pub fn is_redirect(raw: &str) -> bool {
     raw.len() <= 2000 && raw.bytes().all(|b| b.is_ascii_graphic()) && origin_of(raw).is_some()
 }
 
-/// `FORMS`, validated: each form under its name. A list searched by name, not a map: an
-/// owner has a handful of forms, and `BTreeMap` (its nodes and the sort that builds one) was
-/// about 7 KB of the wasm.
+/// `FORMS`, validated: each form under its name, in the order written (an owner has a
+/// handful of forms: a list searched by name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FormTable(Vec<(String, FormSettings)>);
 
