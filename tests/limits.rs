@@ -120,3 +120,23 @@ fn a_million_recipients_or_messages_are_counted_not_built() {
         assert!(count < 10_000, "{path}: {count} allocations for {ITEMS} items");
     }
 }
+
+#[test]
+fn a_10_mb_attachment_is_decoded_from_the_body_not_copied_first() {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    use edge_mailer::config::Config;
+    let config = Config::from_lookup(|name| match name {
+        "SMTP_HOST" => Some("relay.test".into()),
+        "MAIL_FROM" => Some("Site <noreply@example.com>".into()),
+        _ => None,
+    })
+    .unwrap();
+    let data = vec![7u8; 10_000_000];
+    let body = serde_json::json!({"to": "a@example.org", "subject": "s", "text": "t",
+        "attachments": [{"filename": "a.bin", "content": STANDARD.encode(&data)}]})
+    .to_string();
+    let (parsed, peak, _) = measure(|| edge_mailer::http::send::parse(body.as_bytes(), &config));
+    assert_eq!(parsed.unwrap().content.attachments[0].data, data);
+    // The decoded bytes, and not the 13.3 MB of base64 once more.
+    assert!(peak < data.len() + 1024 * 1024, "{peak} bytes held for {} of base64", body.len());
+}
