@@ -4,7 +4,9 @@
 //! people. The Worker serves this table at `GET /v1/errors` so the `www/` page and the tests
 //! read the same rows; nothing else in the tree spells these codes out.
 
-use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
+use serde::de::{self, Deserialize, Deserializer};
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
 
 /// One row of the error table.
 #[derive(Debug, PartialEq, Eq)]
@@ -193,25 +195,28 @@ error_codes! {
         "The owner fixes the named variable (wrangler.toml or wrangler secret put).";
 }
 
-impl ToJson for ErrorCode {
-    fn to_json(&self) -> Value<'_> {
-        Value::from(self.as_str())
+/// A code is written by its name (`"relay_busy"`).
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
-impl<'a> FromJson<'a> for ErrorCode {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let name = value.as_str().ok_or_else(|| ShapeError::expected("an error code", value))?;
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
         ErrorCode::ALL
             .iter()
             .copied()
             .find(|code| code.as_str() == name)
-            .ok_or_else(|| ShapeError::new("not a code of the error table"))
+            .ok_or_else(|| de::Error::custom("not a code of the error table"))
     }
 }
 
-/// The SMTP side of a failure: what the relay said, and in which phase.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The SMTP side of a failure: what the relay said, and in which phase:
+/// `{"code", "enhanced": null | "x.y.z", "text", "phase"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SmtpDetail {
     pub code: u16,
     pub enhanced: Option<String>,
@@ -219,36 +224,19 @@ pub struct SmtpDetail {
     pub phase: String,
 }
 
-/// `{"code", "enhanced": null | "x.y.z", "text", "phase"}`
-impl ToJson for SmtpDetail {
-    fn to_json(&self) -> Value<'_> {
-        object! {"code": self.code, "enhanced": self.enhanced.as_deref(), "text": &self.text, "phase": &self.phase}
-    }
-}
-
-impl<'a> FromJson<'a> for SmtpDetail {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(SmtpDetail {
-                code: fields.required("code")?,
-                enhanced: fields.optional("enhanced")?,
-                text: fields.required("text")?,
-                phase: fields.required("phase")?,
-            })
-        })
-    }
-}
-
-/// A failure as the HTTP layer answers it. (Its [`ToJson`] gives it whole, for handing it
-/// between the Worker and its Durable Objects; callers see [`ApiError::answer`].)
+/// A failure as the HTTP layer answers it. (Serialized, it is whole, for handing it between
+/// the Worker and its Durable Objects: `{"code", "message", "smtp", "message_id",
+/// "retry_after", "details": [[field, message], …]}`; callers see [`ApiError::answer`].)
 ///
 /// Boxed: every `Result` of the request path carries one, and a pointer-sized error keeps each
 /// `?` a move of one word rather than of the whole record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct ApiError(Box<ApiErrorParts>);
 
 /// What an [`ApiError`] holds (reached through it by `Deref`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiErrorParts {
     pub code: ErrorCode,
     pub message: String,
@@ -258,6 +246,7 @@ pub struct ApiErrorParts {
     /// Seconds, for `Retry-After`.
     pub retry_after: Option<u32>,
     /// For `validation_failed`: each bad field and what is wrong with it.
+    #[serde(default)]
     pub details: Vec<(String, String)>,
 }
 
@@ -279,50 +268,19 @@ impl ApiError {
     }
 
     /// The answer's body: `{"error":{"code","message","retryable","smtp"?,"details"?,"message_id"?}}`.
-    pub fn answer(&self) -> Value<'_> {
-        let mut error =
-            object! {"code": self.code.as_str(), "message": &self.message, "retryable": self.code.retryable()};
+    pub fn answer(&self) -> Value {
+        let mut error = json!({"code": self.code, "message": self.message, "retryable": self.code.retryable()});
         if let Some(smtp) = &self.smtp {
-            error.set("smtp", smtp.to_json());
+            error["smtp"] = json!(smtp);
         }
         if !self.details.is_empty() {
-            let details =
-                crate::map_vec(&self.details, |(field, message)| object! {"field": field, "message": message});
-            error.set("details", Value::Array(details));
+            let details = self.details.iter().map(|(field, message)| json!({"field": field, "message": message}));
+            error["details"] = details.collect();
         }
         if let Some(id) = &self.message_id {
-            error.set("message_id", id);
+            error["message_id"] = json!(id);
         }
-        object! {"error": error}
-    }
-}
-
-/// The whole error, for the Worker and its Durable Objects:
-/// `{"code", "message", "smtp", "message_id", "retry_after", "details": [[field, message], …]}`.
-impl ToJson for ApiError {
-    fn to_json(&self) -> Value<'_> {
-        let details = crate::map_vec(&self.details, |(f, m)| Value::Array(vec![f.into(), m.into()]));
-        object! {"code": self.code.as_str(), "message": &self.message, "smtp": self.smtp.as_ref().map(ToJson::to_json),
-        "message_id": self.message_id.as_deref(), "retry_after": self.retry_after,
-        "details": Value::Array(details)}
-    }
-}
-
-impl<'a> FromJson<'a> for ApiError {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let details: Vec<Vec<String>> = fields.or_default("details")?;
-        let error = ApiErrorParts {
-            code: fields.required("code")?,
-            message: fields.required("message")?,
-            smtp: fields.optional("smtp")?,
-            message_id: fields.optional("message_id")?,
-            retry_after: fields.optional("retry_after")?,
-            details: crate::try_map(details, |pair| <[String; 2]>::try_from(pair).map(|[f, m]| (f, m)))
-                .map_err(|_| ShapeError::new("expected [field, message]").at("details"))?,
-        };
-        fields.finish()?;
-        Ok(ApiError::from_parts(error))
+        json!({ "error": error })
     }
 }
 
@@ -338,20 +296,18 @@ impl std::fmt::Display for ApiError {
 pub const ERROR_TABLE_LEN: usize = ErrorCode::ALL.len();
 
 /// The whole table as JSON, for `GET /v1/errors` and the `www/` page, with the flow's steps.
-pub fn table_json() -> Value<'static> {
-    let rows = ErrorCode::ALL
+pub fn table_json() -> Value {
+    let rows: Vec<Value> = ErrorCode::ALL
         .iter()
         .map(|code| {
             let spec = code.spec();
-            object! {"code": spec.code, "status": spec.status, "retryable": spec.retryable,
-            "smtp": Value::Array(spec.smtp.iter().map(|&c| Value::from(c)).collect()),
-            "steps": Value::Array(spec.steps.iter().map(|&s| Value::from(s)).collect()),
-            "meaning": spec.meaning, "remedy": spec.remedy}
+            json!({"code": spec.code, "status": spec.status, "retryable": spec.retryable, "smtp": spec.smtp,
+            "steps": spec.steps, "meaning": spec.meaning, "remedy": spec.remedy})
         })
         .collect();
-    let steps =
-        STEPS.iter().map(|&(id, from, to, title)| object! {"id": id, "from": from, "to": to, "title": title}).collect();
-    object! {"errors": Value::Array(rows), "steps": Value::Array(steps)}
+    let steps: Vec<Value> =
+        STEPS.iter().map(|&(id, from, to, title)| json!({"id": id, "from": from, "to": to, "title": title})).collect();
+    json!({"errors": rows, "steps": steps})
 }
 
 #[cfg(test)]
@@ -396,13 +352,14 @@ mod tests {
             phase: "mail".into(),
         });
         assert_eq!(
-            error.answer().encode(),
+            error.answer().to_string(),
             r#"{"error":{"code":"relay_busy","message":"try later","retryable":true,"smtp":{"code":451,"enhanced":"4.3.0","text":"local error","phase":"mail"}}}"#
         );
         let mut whole = error.clone();
         whole.details.push(("to".into(), "bad".into()));
         whole.message_id = Some("<a@b>".into());
         whole.retry_after = Some(30);
-        assert_eq!(crate::json::from_str::<ApiError>(&whole.encode()), Ok(whole));
+        let written = serde_json::to_string(&whole).unwrap();
+        assert_eq!(serde_json::from_str::<ApiError>(&written).unwrap(), whole);
     }
 }

@@ -12,9 +12,10 @@
 //!   platform's WebCrypto);
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
-//! - `error`, `header`, `address`, `time`, `json`, `base64`, `urlencoded` — the vocabulary
-//!   everything shares; and below all of them the few helpers here (`join`, `try_map`,
-//!   `map_vec`, `hex`), plain loops in place of std's generic adapters, which cost the wasm more.
+//! - `error`, `header`, `address`, `time`, `base64` — the vocabulary everything shares; and
+//!   below all of them the few helpers here (`join`, `try_map`, `map_vec`, `hex`), still used
+//!   by the files the serde change did not touch (std's `collect`, `join` and `format!` replace
+//!   them where it did).
 #![forbid(unsafe_code)]
 
 /// `$name` is one `Box` of `$parts`, read and written through it. The error types and the
@@ -102,11 +103,9 @@ pub mod dkim;
 pub mod error;
 pub mod header;
 pub mod http;
-pub mod json;
 pub mod message;
 pub mod smtp;
 pub mod time;
-pub mod urlencoded;
 
 #[cfg(target_arch = "wasm32")]
 mod platform;

@@ -3,14 +3,18 @@
 
 mod support;
 
+#[global_allocator]
+static ALLOCATOR: support::alloc::Counting = support::alloc::Counting;
+
 mod api;
 mod dkim;
 mod forms;
+mod limits;
 mod openapi;
 mod queue;
+mod records;
 mod relay_check;
 mod resend;
 mod smtp_session;
-mod urlencoded;
 mod warm;
 mod www;

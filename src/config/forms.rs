@@ -1,7 +1,11 @@
 //! A form's settings, from the `FORMS` variable: everything about a form comes from the
 //! owner's configuration, never from the request.
 
-use crate::json::{self, Fields, FromJson, ReadError, ShapeError, Value};
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::error::Category;
 
 use crate::address::Mailbox;
 use crate::header;
@@ -34,69 +38,87 @@ pub struct FormSettings {
     pub queued: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
     to: OneOrMany,
     subject: Option<String>,
     redirect: Option<String>,
     error_redirect: Option<String>,
+    #[serde(default)]
     allowed_origins: Vec<String>,
     honeypot: Option<String>,
     email_field: Option<String>,
+    #[serde(default)]
     required: Vec<String>,
+    #[serde(default)]
     turnstile: bool,
     max_files: Option<usize>,
     max_file_bytes: Option<usize>,
+    #[serde(default)]
     allowed_file_types: Vec<String>,
     rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
     debug: bool,
     delivery: Option<String>,
-}
-
-impl<'a> FromJson<'a> for Raw {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(Raw {
-                to: fields.required("to")?,
-                subject: fields.optional("subject")?,
-                redirect: fields.optional("redirect")?,
-                error_redirect: fields.optional("error_redirect")?,
-                allowed_origins: fields.or_default("allowed_origins")?,
-                honeypot: fields.optional("honeypot")?,
-                email_field: fields.optional("email_field")?,
-                required: fields.or_default("required")?,
-                turnstile: fields.or_default("turnstile")?,
-                max_files: fields.optional("max_files")?,
-                max_file_bytes: fields.optional("max_file_bytes")?,
-                allowed_file_types: fields.or_default("allowed_file_types")?,
-                rate_limit_per_minute: fields.optional("rate_limit_per_minute")?,
-                debug: fields.or_default("debug")?,
-                delivery: fields.optional("delivery")?,
-            })
-        })
-    }
 }
 
 /// One string or a list of them (`"to"`).
 struct OneOrMany(Vec<String>);
 
-impl<'a> FromJson<'a> for OneOrMany {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        match value {
-            Value::String(one) => Ok(OneOrMany(vec![one.to_string()])),
-            _ => Vec::from_json(value)
-                .map(OneOrMany)
-                .map_err(|_| ShapeError::expected("a string or a list of strings", value)),
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor;
+
+        impl<'de> Visitor<'de> for OneOrManyVisitor {
+            type Value = OneOrMany;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![one.to_string()]))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element()? {
+                    many.push(one);
+                }
+                Ok(OneOrMany(many))
+            }
         }
+
+        deserializer.deserialize_any(OneOrManyVisitor)
     }
 }
 
-/// `FORMS`: form name → its settings (a name given twice: the last).
+/// `FORMS`: form name → its settings, in the order written (a name given twice: the last,
+/// see [`FormTable::insert`]).
 struct Forms(Vec<(String, Raw)>);
 
-impl<'a> FromJson<'a> for Forms {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let members = value.as_object().ok_or_else(|| ShapeError::expected("an object", value))?;
-        crate::try_map(members, |(name, raw)| Ok((name.to_string(), Raw::from_json(raw)?))).map(Forms)
+impl<'de> Deserialize<'de> for Forms {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FormsVisitor;
+
+        impl<'de> Visitor<'de> for FormsVisitor {
+            type Value = Forms;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of forms")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Forms, A::Error> {
+                let mut forms = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    forms.push(entry);
+                }
+                Ok(Forms(forms))
+            }
+        }
+
+        deserializer.deserialize_map(FormsVisitor)
     }
 }
 
@@ -126,9 +148,8 @@ pub fn is_redirect(raw: &str) -> bool {
     raw.len() <= 2000 && raw.bytes().all(|b| b.is_ascii_graphic()) && origin_of(raw).is_some()
 }
 
-/// `FORMS`, validated: each form under its name. A list searched by name, not a map: an
-/// owner has a handful of forms, and `BTreeMap` (its nodes and the sort that builds one) was
-/// about 7 KB of the wasm.
+/// `FORMS`, validated: each form under its name, in the order written (an owner has a
+/// handful of forms: a list searched by name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FormTable(Vec<(String, FormSettings)>);
 
@@ -149,7 +170,7 @@ impl FormTable {
 /// Parses `FORMS` (in the order written). The error names the form and the key, never a value.
 pub fn parse(json: &str) -> Result<FormTable, String> {
     let Forms(raw) =
-        json::from_str(json).map_err(|e| format!("is not a JSON object of forms ({})", json_error_kind(&e)))?;
+        serde_json::from_str(json).map_err(|e| format!("is not a JSON object of forms ({})", json_error_kind(&e)))?;
     let mut forms = FormTable::default();
     for (name, raw) in raw {
         if !is_form_name(&name) {
@@ -157,7 +178,7 @@ pub fn parse(json: &str) -> Result<FormTable, String> {
         }
         let bad = |key: &str| format!("form {name}: {key} is invalid");
         let to = raw.to.0;
-        let to = crate::try_map(&to, |t| Mailbox::parse(t)).map_err(|_| bad("to"))?;
+        let to = to.iter().map(|t| Mailbox::parse(t)).collect::<Result<Vec<_>, _>>().map_err(|_| bad("to"))?;
         if to.is_empty() {
             return Err(bad("to"));
         }
@@ -170,8 +191,10 @@ pub fn parse(json: &str) -> Result<FormTable, String> {
                 return Err(bad(key));
             }
         }
-        let allowed_origins = crate::try_map(&raw.allowed_origins, |o| normalise_origin(o).ok_or(()))
-            .map_err(|_| bad("allowed_origins"))?;
+        let allowed_origins = (raw.allowed_origins.iter())
+            .map(|o| normalise_origin(o))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("allowed_origins"))?;
         let field_name_ok = |f: &String| !f.is_empty() && f.len() <= 100 && !f.chars().any(char::is_control);
         if raw.honeypot.as_ref().is_some_and(|h| !field_name_ok(h)) {
             return Err(bad("honeypot"));
@@ -212,7 +235,7 @@ pub fn parse(json: &str) -> Result<FormTable, String> {
                 turnstile: raw.turnstile,
                 max_files: raw.max_files.unwrap_or(0),
                 max_file_bytes: raw.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
-                allowed_file_types: crate::map_vec(&raw.allowed_file_types, |t| t.to_ascii_lowercase()),
+                allowed_file_types: raw.allowed_file_types.iter().map(|t| t.to_ascii_lowercase()).collect(),
                 rate_limit_per_minute: raw.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE).max(1),
                 debug: raw.debug,
                 queued,
@@ -235,11 +258,11 @@ impl FormSettings {
 }
 
 /// What kind of JSON error, without quoting the input.
-fn json_error_kind(error: &ReadError) -> &'static str {
-    match error {
-        ReadError::Syntax(e) if e.truncated => "truncated",
-        ReadError::Syntax(_) => "syntax error",
-        ReadError::Shape(_) => "unexpected or missing keys",
+fn json_error_kind(error: &serde_json::Error) -> &'static str {
+    match error.classify() {
+        Category::Eof => "truncated",
+        Category::Syntax | Category::Io => "syntax error",
+        Category::Data => "unexpected or missing keys",
     }
 }
 

@@ -1,12 +1,14 @@
 //! One Idempotency-Key's record, and the state machine its store applies in one step.
 
-use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
+use serde::{Deserialize, Serialize};
 
 /// How long an answer is kept.
 pub const TTL_SECONDS: u64 = 24 * 60 * 60;
 
-/// What the store keeps for one key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the store keeps for one key: `{"body", "claim", "answer": null | [status, body],
+/// "expires_at_ms"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyRecord {
     /// SHA-256 of the request body, to refuse the key's reuse for another message.
     pub body: String,
@@ -19,8 +21,10 @@ pub struct KeyRecord {
     pub expires_at_ms: u64,
 }
 
-/// What a request asks of its key's store.
-#[derive(Clone, Debug)]
+/// What a request asks of its key's store: `{"Begin": {"body", "claim", "now_ms",
+/// "pending_ms"}}` or `{"Finish": {"body", "claim", "now_ms", "answer"}}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum KeyCall {
     /// Claim the key for a request with this body, for `pending_ms` at most; `claim` is the
     /// request's own random id.
@@ -29,108 +33,15 @@ pub enum KeyCall {
     Finish { body: String, claim: String, now_ms: u64, answer: Option<(u16, String)> },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `"Claimed"`, `{"Replay": {"status", "body"}}`, `"Conflict"`, `"InProgress"` or `"Done"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub enum KeyAnswer {
     Claimed,
     Replay { status: u16, body: String },
     Conflict,
     InProgress,
     Done,
-}
-
-fn answer_json(answer: &Option<(u16, String)>) -> Value<'_> {
-    answer.as_ref().map_or(Value::Null, |(status, body)| Value::Array(vec![(*status).into(), body.into()]))
-}
-
-fn answer_from(fields: &mut Fields<'_, '_>) -> Result<Option<(u16, String)>, ShapeError> {
-    match fields.optional::<Vec<Value>>("answer")?.as_deref() {
-        None => Ok(None),
-        Some([status, body]) => Ok(Some((u16::from_json(status)?, String::from_json(body)?))),
-        Some(_) => Err(ShapeError::new("expected [status, body]").at("answer")),
-    }
-}
-
-/// `{"body", "claim", "answer": null | [status, body], "expires_at_ms"}`
-impl ToJson for KeyRecord {
-    fn to_json(&self) -> Value<'_> {
-        object! {"body": &self.body, "claim": &self.claim, "answer": answer_json(&self.answer),
-        "expires_at_ms": self.expires_at_ms}
-    }
-}
-
-impl<'a> FromJson<'a> for KeyRecord {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(KeyRecord {
-                body: fields.required("body")?,
-                claim: fields.required("claim")?,
-                answer: answer_from(fields)?,
-                expires_at_ms: fields.required("expires_at_ms")?,
-            })
-        })
-    }
-}
-
-/// `{"Begin": {"body", "claim", "now_ms", "pending_ms"}}` or `{"Finish": {"body", "claim", "now_ms", "answer"}}`
-impl ToJson for KeyCall {
-    fn to_json(&self) -> Value<'_> {
-        match self {
-            KeyCall::Begin { body, claim, now_ms, pending_ms } => Value::tagged(
-                "Begin",
-                object! {"body": body, "claim": claim, "now_ms": *now_ms, "pending_ms": *pending_ms},
-            ),
-            KeyCall::Finish { body, claim, now_ms, answer } => Value::tagged(
-                "Finish",
-                object! {"body": body, "claim": claim, "now_ms": *now_ms, "answer": answer_json(answer)},
-            ),
-        }
-    }
-}
-
-impl<'a> FromJson<'a> for KeyCall {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let (name, Some(data)) = value.variant()? else { return Err(ShapeError::new("not a key call")) };
-        let mut fields = Fields::of(data)?;
-        let (body, claim, now_ms) = (fields.required("body")?, fields.required("claim")?, fields.required("now_ms")?);
-        let call = match name {
-            "Begin" => KeyCall::Begin { body, claim, now_ms, pending_ms: fields.required("pending_ms")? },
-            "Finish" => KeyCall::Finish { body, claim, now_ms, answer: answer_from(&mut fields)? },
-            _ => return Err(ShapeError::new("not a key call")),
-        };
-        fields.finish()?;
-        Ok(call)
-    }
-}
-
-/// `"Claimed"`, `{"Replay": {"status", "body"}}`, `"Conflict"`, `"InProgress"` or `"Done"`
-impl ToJson for KeyAnswer {
-    fn to_json(&self) -> Value<'_> {
-        match self {
-            KeyAnswer::Claimed => Value::from("Claimed"),
-            KeyAnswer::Replay { status, body } => Value::tagged("Replay", object! {"status": *status, "body": body}),
-            KeyAnswer::Conflict => Value::from("Conflict"),
-            KeyAnswer::InProgress => Value::from("InProgress"),
-            KeyAnswer::Done => Value::from("Done"),
-        }
-    }
-}
-
-impl<'a> FromJson<'a> for KeyAnswer {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Ok(match value.variant()? {
-            ("Claimed", None) => KeyAnswer::Claimed,
-            ("Replay", Some(data)) => {
-                let mut fields = Fields::of(data)?;
-                let answer = KeyAnswer::Replay { status: fields.required("status")?, body: fields.required("body")? };
-                fields.finish()?;
-                answer
-            }
-            ("Conflict", None) => KeyAnswer::Conflict,
-            ("InProgress", None) => KeyAnswer::InProgress,
-            ("Done", None) => KeyAnswer::Done,
-            _ => return Err(ShapeError::new("not a key answer")),
-        })
-    }
 }
 
 /// The key's state machine, applied by its store in one step to the record it holds.

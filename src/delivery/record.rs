@@ -2,9 +2,10 @@
 
 use super::transaction::Rejected;
 use crate::error::{ApiError, SmtpDetail};
-use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     Queued,
     Sending,
@@ -49,13 +50,16 @@ impl Status {
 
 /// What the ledger keeps of one queued message, and what `GET /v1/messages/{id}` answers.
 /// Boxed (see `boxed_parts!`): records travel in the `Result`s of every ledger call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Record(Box<RecordParts>);
 
 boxed_parts!(Record => RecordParts);
 
-/// What a [`Record`] holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a [`Record`] holds. Members that say nothing (no next attempt, no reply yet, not
+/// dead-lettered, no tags) are left out of its JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RecordParts {
     pub id: String,
     pub status: Status,
@@ -64,35 +68,46 @@ pub struct RecordParts {
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
     pub updated_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<u64>,
     pub accepted: Vec<String>,
     pub rejected: Vec<Rejected>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpDetail>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<ApiError>,
     /// The form it came from, for submissions of a web form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub form: Option<String>,
     /// The message went to the dead-letter queue after its last attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dead_lettered: bool,
     /// Who it is from and to, and its subject: what a status answer says about the message.
+    #[serde(default)]
     pub from: String,
+    #[serde(default)]
     pub to: Vec<String>,
+    #[serde(default)]
     pub subject: String,
     /// The tags it was sent with (`/emails`, the Resend-compatible API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
     /// When it was scheduled for (`scheduled_at`), in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_at: Option<u64>,
 }
 
 /// A tag of the Resend-compatible API: `{"name", "value"}`, both ASCII letters, digits, `_`
 /// and `-`, kept with the message's status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Tag {
     pub name: String,
     pub value: String,
 }
 
-/// What a claim comes to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a claim comes to: `{"Granted": record}`, `"Done"` or `{"Busy": ms}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Claimed {
     /// This attempt may send; the record as it now stands.
     Granted(Record),
@@ -101,117 +116,6 @@ pub enum Claimed {
     /// Another attempt holds the message (a queue redelivery while it runs): ask again after
     /// this many milliseconds, when that attempt's lease ends.
     Busy(u64),
-}
-
-impl ToJson for Status {
-    fn to_json(&self) -> Value<'_> {
-        Value::from(self.as_str())
-    }
-}
-
-impl<'a> FromJson<'a> for Status {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        value.as_str().and_then(Status::parse).ok_or_else(|| ShapeError::expected("a status", value))
-    }
-}
-
-/// What `GET /v1/messages/{id}` answers, and the ledger keeps: members that say nothing
-/// (no next attempt, no reply yet, not dead-lettered, no tags) are left out.
-impl ToJson for Record {
-    fn to_json(&self) -> Value<'_> {
-        let mut record = object! {"id": &self.id, "status": self.status.as_str(), "message_id": &self.message_id,
-        "attempts": self.attempts, "created_at": self.created_at,
-        "updated_at": self.updated_at};
-        if let Some(at) = self.next_attempt_at {
-            record.set("next_attempt_at", at);
-        }
-        record.set("accepted", self.accepted.to_json());
-        record.set("rejected", self.rejected.to_json());
-        if let Some(smtp) = &self.smtp {
-            record.set("smtp", smtp.to_json());
-        }
-        if let Some(error) = &self.last_error {
-            record.set("last_error", error.to_json());
-        }
-        if let Some(form) = &self.form {
-            record.set("form", form);
-        }
-        if self.dead_lettered {
-            record.set("dead_lettered", true);
-        }
-        record.set("from", &self.from);
-        record.set("to", self.to.to_json());
-        record.set("subject", &self.subject);
-        if !self.tags.is_empty() {
-            record.set("tags", self.tags.to_json());
-        }
-        if let Some(at) = self.scheduled_at {
-            record.set("scheduled_at", at);
-        }
-        record
-    }
-}
-
-impl<'a> FromJson<'a> for Record {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(Record::from_parts(RecordParts {
-                id: fields.required("id")?,
-                status: fields.required("status")?,
-                message_id: fields.required("message_id")?,
-                attempts: fields.required("attempts")?,
-                created_at: fields.required("created_at")?,
-                updated_at: fields.required("updated_at")?,
-                next_attempt_at: fields.optional("next_attempt_at")?,
-                accepted: fields.required("accepted")?,
-                rejected: fields.required("rejected")?,
-                smtp: fields.optional("smtp")?,
-                last_error: fields.optional("last_error")?,
-                form: fields.optional("form")?,
-                dead_lettered: fields.or_default("dead_lettered")?,
-                from: fields.or_default("from")?,
-                to: fields.or_default("to")?,
-                subject: fields.or_default("subject")?,
-                tags: fields.or_default("tags")?,
-                scheduled_at: fields.optional("scheduled_at")?,
-            }))
-        })
-    }
-}
-
-/// `{"name", "value"}`
-impl ToJson for Tag {
-    fn to_json(&self) -> Value<'_> {
-        object! {"name": &self.name, "value": &self.value}
-    }
-}
-
-impl<'a> FromJson<'a> for Tag {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| Ok(Tag { name: fields.required("name")?, value: fields.required("value")? }))
-    }
-}
-
-/// `{"Granted": record}`, `"Done"` or `{"Busy": ms}`
-impl ToJson for Claimed {
-    fn to_json(&self) -> Value<'_> {
-        match self {
-            Claimed::Granted(record) => Value::tagged("Granted", record.to_json()),
-            Claimed::Done => Value::from("Done"),
-            Claimed::Busy(ms) => Value::tagged("Busy", Value::from(*ms)),
-        }
-    }
-}
-
-impl<'a> FromJson<'a> for Claimed {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        match value.variant()? {
-            ("Granted", Some(record)) => Ok(Claimed::Granted(Record::from_json(record)?)),
-            ("Done", None) => Ok(Claimed::Done),
-            ("Busy", Some(ms)) => Ok(Claimed::Busy(u64::from_json(ms)?)),
-            _ => Err(ShapeError::new("not a claim")),
-        }
-    }
 }
 
 /// The ledger's claim, as every ledger applies it to the record it holds: `queued`, or

@@ -2,9 +2,10 @@
 //! envelope), and what came of it. This is the one place where an [`smtp::error::Error`]
 //! becomes an error code of the table.
 
+use serde::{Deserialize, Serialize};
+
 use crate::address::EmailAddress;
 use crate::error::{ApiError, ErrorCode, SmtpDetail};
-use crate::json::{self, object, Fields, FromJson, ShapeError, ToJson, Value};
 use crate::message::{self, Content, Stamp};
 use crate::smtp::client::{Network, Session};
 use crate::smtp::envelope::{Dsn, Envelope};
@@ -20,8 +21,10 @@ pub struct Submission {
     pub dsn: Option<Dsn>,
 }
 
-/// A recipient the relay refused while it accepted the message for others.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A recipient the relay refused while it accepted the message for others:
+/// `{"email", "smtp", "retryable"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rejected {
     pub email: String,
     pub smtp: SmtpDetail,
@@ -29,8 +32,10 @@ pub struct Rejected {
     pub retryable: bool,
 }
 
-/// A message the relay accepted, as answers report it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message the relay accepted, as answers report it: `{"message_id", "accepted",
+/// "rejected", "smtp"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Sent {
     pub message_id: String,
     pub accepted: Vec<String>,
@@ -40,8 +45,10 @@ pub struct Sent {
 }
 
 /// A rendered message with its envelope, owned, so it can travel to the object that holds a
-/// warm session. The message bytes travel beside it, not in its JSON.
-#[derive(Clone, Debug)]
+/// warm session. The message bytes travel beside it, not in its JSON: `{"message_id",
+/// "sender", "recipients", "dsn", "utf8_headers"}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Transaction {
     pub message_id: String,
     pub sender: String,
@@ -49,6 +56,7 @@ pub struct Transaction {
     pub dsn: Option<Dsn>,
     pub utf8_headers: bool,
     /// Not in its JSON: [`Transaction::to_bytes`] puts it after.
+    #[serde(skip)]
     pub message: Vec<u8>,
 }
 
@@ -68,7 +76,7 @@ impl Transaction {
         Ok(Transaction {
             message_id: stamp.header_message_id(),
             sender: content.from.email.to_string(),
-            recipients: crate::map_vec(content.envelope_recipients(), |r| r.to_string()),
+            recipients: content.envelope_recipients().iter().map(|r| r.to_string()).collect(),
             dsn: submission.dsn.clone(),
             utf8_headers,
             message: message::render(content, &stamp),
@@ -78,7 +86,7 @@ impl Transaction {
     /// The transaction as bytes, for a Durable Object or a stored body: its JSON on one line,
     /// a line feed, then the message as it is.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = self.encode().into_bytes();
+        let mut bytes = serde_json::to_vec(self).expect("a transaction is plain data");
         bytes.push(b'\n');
         bytes.extend_from_slice(&self.message);
         bytes
@@ -87,7 +95,7 @@ impl Transaction {
     /// The transaction [`Transaction::to_bytes`] made, or `None` when the bytes are not one.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let split = bytes.iter().position(|b| *b == b'\n')?;
-        let mut transaction: Transaction = json::from_bytes(&bytes[..split]).ok()?;
+        let mut transaction: Transaction = serde_json::from_slice(&bytes[..split]).ok()?;
         transaction.message = bytes[split + 1..].to_vec();
         Some(transaction)
     }
@@ -101,7 +109,7 @@ impl Transaction {
                 .map_err(|_| Error::new(Phase::Mail, ErrorKind::Malformed("an envelope address does not parse")))
         };
         let sender = parse(&self.sender)?;
-        let recipients = crate::try_map(&self.recipients, parse)?;
+        let recipients = self.recipients.iter().map(parse).collect::<Result<Vec<_>, _>>()?;
         let recipients: Vec<&EmailAddress> = recipients.iter().collect();
         let envelope = Envelope {
             sender: &sender,
@@ -114,15 +122,18 @@ impl Transaction {
     }
 }
 
-/// Whether a send used a session opened for it or a warm one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Whether a send used a session opened for it or a warm one: `"new"` or `"warm"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SessionUse {
     New,
     Warm,
 }
 
-/// What a send came to, with the conversation (shown only in debug mode).
-#[derive(Clone, Debug)]
+/// What a send came to, with the conversation (shown only in debug mode):
+/// `{"result": {"Ok": sent} | {"Err": error}, "transcript", "round_trips", "session"}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Outcome {
     pub result: Result<Sent, ApiError>,
     pub transcript: Transcript,
@@ -145,124 +156,20 @@ impl Outcome {
     }
 }
 
-/// `{"email", "smtp", "retryable"}`
-impl ToJson for Rejected {
-    fn to_json(&self) -> Value<'_> {
-        object! {"email": &self.email, "smtp": self.smtp.to_json(), "retryable": self.retryable}
-    }
-}
-
-impl<'a> FromJson<'a> for Rejected {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(Rejected {
-                email: fields.required("email")?,
-                smtp: fields.required("smtp")?,
-                retryable: fields.required("retryable")?,
-            })
-        })
-    }
-}
-
-/// `{"message_id", "accepted", "rejected", "smtp"}`: also what a successful send answers.
-impl ToJson for Sent {
-    fn to_json(&self) -> Value<'_> {
-        object! {"message_id": &self.message_id, "accepted": self.accepted.to_json(),
-        "rejected": self.rejected.to_json(), "smtp": self.smtp.to_json()}
-    }
-}
-
-impl<'a> FromJson<'a> for Sent {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(Sent {
-                message_id: fields.required("message_id")?,
-                accepted: fields.required("accepted")?,
-                rejected: fields.required("rejected")?,
-                smtp: fields.required("smtp")?,
-            })
-        })
-    }
-}
-
-/// `{"message_id", "sender", "recipients", "dsn", "utf8_headers"}` (the message travels beside it).
-impl ToJson for Transaction {
-    fn to_json(&self) -> Value<'_> {
-        object! {"message_id": &self.message_id, "sender": &self.sender, "recipients": self.recipients.to_json(),
-        "dsn": self.dsn.as_ref().map(ToJson::to_json), "utf8_headers": self.utf8_headers}
-    }
-}
-
-impl<'a> FromJson<'a> for Transaction {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(Transaction {
-                message_id: fields.required("message_id")?,
-                sender: fields.required("sender")?,
-                recipients: fields.required("recipients")?,
-                dsn: fields.optional("dsn")?,
-                utf8_headers: fields.required("utf8_headers")?,
-                message: Vec::new(),
-            })
-        })
-    }
-}
-
-impl SessionUse {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionUse::New => "new",
-            SessionUse::Warm => "warm",
-        }
-    }
-}
-
-/// `{"result": {"Ok": sent} | {"Err": error}, "transcript", "round_trips", "session": "new" | "warm"}`
-impl ToJson for Outcome {
-    fn to_json(&self) -> Value<'_> {
-        let result = match &self.result {
-            Ok(sent) => Value::tagged("Ok", sent.to_json()),
-            Err(error) => Value::tagged("Err", error.to_json()),
-        };
-        object! {"result": result, "transcript": self.transcript.to_json(), "round_trips": self.round_trips,
-        "session": self.session.as_str()}
-    }
-}
-
-impl<'a> FromJson<'a> for Outcome {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let result = match fields.required::<Value>("result")?.variant()? {
-            ("Ok", Some(sent)) => Ok(Sent::from_json(sent)?),
-            ("Err", Some(error)) => Err(ApiError::from_json(error)?),
-            _ => return Err(ShapeError::new("expected {\"Ok\": …} or {\"Err\": …}").at("result")),
-        };
-        let session = match fields.required::<String>("session")?.as_str() {
-            "new" => SessionUse::New,
-            "warm" => SessionUse::Warm,
-            _ => return Err(ShapeError::new("expected \"new\" or \"warm\"").at("session")),
-        };
-        let outcome = Outcome {
-            result,
-            transcript: fields.required("transcript")?,
-            round_trips: fields.required("round_trips")?,
-            session,
-        };
-        fields.finish()?;
-        Ok(outcome)
-    }
-}
-
 /// The report of an accepted message.
 pub fn sent(message_id: String, delivery: Delivery) -> Sent {
     Sent {
         message_id,
-        accepted: crate::map_vec(&delivery.accepted, |a| a.to_string()),
-        rejected: crate::map_vec(&delivery.rejected, |r| Rejected {
-            email: r.recipient.to_string(),
-            smtp: detail(Phase::Rcpt, &r.reply),
-            retryable: r.reply.is_transient(),
-        }),
+        accepted: delivery.accepted.iter().map(|a| a.to_string()).collect(),
+        rejected: delivery
+            .rejected
+            .iter()
+            .map(|r| Rejected {
+                email: r.recipient.to_string(),
+                smtp: detail(Phase::Rcpt, &r.reply),
+                retryable: r.reply.is_transient(),
+            })
+            .collect(),
         smtp: detail(Phase::DataEnd, &delivery.reply),
     }
 }
@@ -454,7 +361,7 @@ mod tests {
     fn auth_phase_replies_are_never_echoed() {
         for code in [535, 421] {
             let error = Error::new(Phase::Auth, ErrorKind::Reply(reply(code, "bad credentials for AGRldgBw")));
-            let json = api_error(&error, "<id@x>").answer().encode();
+            let json = api_error(&error, "<id@x>").answer().to_string();
             assert!(!json.contains("AGRldgBw"), "{json}");
         }
     }

@@ -2,21 +2,33 @@
 //! over one SMTP session, `200` with one result per message in order. Queued (as for
 //! `/v1/send`): `202` with one id per message. A message that is invalid fails alone.
 
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+
 use super::auth::authorized_body;
 use super::body::BodySource;
+use super::input::{from_body, BodyError, Capped};
 use super::request::{Platform, RequestHead};
 use super::response::{Handled, HttpResponse};
-use super::send::{parse_value, sent_answer, wants_queue, Api};
+use super::send::{parse_for, sent_answer, wants_queue, Api};
 use crate::config::Config;
 use crate::delivery::queue;
 use crate::delivery::submit::render;
 use crate::delivery::transaction::api_error;
 use crate::error::{ApiError, ErrorCode};
-use crate::json::{self, object, Fields, Value};
 use crate::smtp::client::Session;
 
 /// Most messages one batch may carry.
 pub const MAX_BATCH: usize = 100;
+
+/// `{"messages": [ … ]}`: each message kept as its text, to be read on its own.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    messages: Capped<&'a RawValue, MAX_BATCH>,
+}
 
 pub async fn handle<P: Platform>(
     env: P,
@@ -36,25 +48,20 @@ pub async fn handle<P: Platform>(
     }
     // Each message is read on its own, so one that is invalid fails alone with the same
     // answer /v1/send would give.
-    let value = match json::parse_bytes(&body) {
-        Ok(value) => value,
-        Err(e) => return invalid(&format!("the body is not valid JSON: {e}")).into(),
+    let messages = match from_body::<BatchBody>(&body, b'{') {
+        Ok(batch) => batch.messages,
+        Err(BodyError::Syntax(e)) => return invalid(&format!("the body is not valid JSON: {e}")).into(),
+        Err(BodyError::NotA | BodyError::Shape(_)) => return invalid("the body must be {\"messages\": [ … ]}").into(),
     };
-    let messages = match Fields::of(&value)
-        .and_then(|mut f| f.required::<Vec<Value>>("messages").and_then(|m| f.finish().map(|_| m)))
-    {
-        Ok(messages) => messages,
-        Err(_) => return invalid("the body must be {\"messages\": [ … ]}").into(),
-    };
-    if messages.is_empty() || messages.len() > MAX_BATCH {
+    if messages.len == 0 || messages.is_over() {
         let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("send 1 to {MAX_BATCH} messages"));
         error.details = vec![("messages".into(), format!("must hold 1 to {MAX_BATCH} messages"))];
         return HttpResponse::error(&error).into();
     }
-    let submissions: Vec<_> =
-        crate::map_vec(&messages, |m| parse_value(Api::V1, m, config).map(|parsed| parsed.submission));
+    let submissions: Vec<_> = (messages.items.iter())
+        .map(|m| parse_for(Api::V1, m.get().as_bytes(), config).map(|parsed| parsed.submission))
+        .collect();
     drop(messages);
-    drop(value);
     drop(body);
 
     if wants_queue(head, config) {
@@ -63,15 +70,14 @@ pub async fn handle<P: Platform>(
             results.push(match submission {
                 Ok(submission) => match queue::accept(&env, config, submission, queue::Extras::default()).await {
                     Ok(record) => {
-                        let record = record.into_parts();
-                        object! {"id": record.id, "status": record.status.as_str(), "message_id": record.message_id}
+                        json!({"id": record.id, "status": record.status, "message_id": record.message_id})
                     }
-                    Err(error) => error.answer().into_owned(),
+                    Err(error) => error.answer(),
                 },
-                Err(error) => error.answer().into_owned(),
+                Err(error) => error.answer(),
             });
         }
-        let mut response = HttpResponse::json(202, &object! {"data": Value::Array(results)});
+        let mut response = HttpResponse::json(202, &json!({ "data": results }));
         response.headers.push(("preference-applied".into(), "respond-async".into()));
         return response.into();
     }
@@ -88,7 +94,7 @@ pub async fn handle<P: Platform>(
                 Err(error) => Err(error),
                 Ok(transaction) => {
                     if let Some(error) = &unreachable {
-                        results.push(error.answer().into_owned());
+                        results.push(error.answer());
                         continue;
                     }
                     if session.as_ref().is_none_or(|s| !s.is_usable()) {
@@ -96,7 +102,7 @@ pub async fn handle<P: Platform>(
                             Ok(opened) => Some(opened),
                             Err((error, _)) => {
                                 let error = api_error(&error, &transaction.message_id);
-                                results.push(error.answer().into_owned());
+                                results.push(error.answer());
                                 unreachable = Some(error);
                                 continue;
                             }
@@ -108,11 +114,11 @@ pub async fn handle<P: Platform>(
             },
         };
         results.push(match result {
-            Ok(sent) => sent_answer(&sent).into_owned(),
-            Err(error) => error.answer().into_owned(),
+            Ok(sent) => sent_answer(&sent),
+            Err(error) => error.answer(),
         });
     }
-    Handled { response: HttpResponse::json(200, &object! {"data": Value::Array(results)}), after: session }
+    Handled { response: HttpResponse::json(200, &json!({ "data": results })), after: session }
 }
 
 fn invalid(why: &str) -> HttpResponse {

@@ -4,14 +4,14 @@
 //! bundled relay's mailbox, so the page can show the message as it arrived, and run the relay
 //! check without an API key (only there: it is for the local relay).
 
+use serde_json::json;
+
 use super::relay_check;
 use super::request::{Platform, RequestHead};
 use super::response::{Handled, HttpResponse};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::error::{ApiError, ErrorCode};
-use crate::json::object;
-use crate::urlencoded;
 
 pub const DEMO_FORM: &str = "demo";
 pub const REFUSAL_FORM: &str = "demo-refused";
@@ -29,8 +29,8 @@ pub fn describe(config: Result<&Config, &ApiError>) -> HttpResponse {
     let refusal = config.forms.get(REFUSAL_FORM).is_some_and(|f| f.debug).then_some(REFUSAL_FORM);
     HttpResponse::json(
         200,
-        &object! {"form": DEMO_FORM, "refusal_form": refusal, "inbox": config.demo_inbox_url.is_some(),
-        "relay_check": config.demo_inbox_url.is_some()},
+        &json!({"form": DEMO_FORM, "refusal_form": refusal, "inbox": config.demo_inbox_url.is_some(),
+        "relay_check": config.demo_inbox_url.is_some()}),
     )
 }
 
@@ -39,7 +39,8 @@ pub async fn received<E: Environment>(env: &E, config: Result<&Config, &ApiError
     let Ok(config) = config else { return not_configured() };
     let Some(inbox) = config.demo_inbox_url.as_deref() else { return not_configured() };
     let id = head.query.split('&').find_map(|pair| pair.strip_prefix("id=")).unwrap_or_default();
-    let id: String = urlencoded::parse(format!("id={id}").as_bytes()).map(|(_, v)| v).next().unwrap_or_default();
+    let id: String =
+        form_urlencoded::parse(format!("id={id}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default();
     let plausible =
         id.len() <= 300 && id.starts_with('<') && id.ends_with('>') && id.bytes().all(|b| b.is_ascii_graphic());
     if !plausible {
@@ -48,7 +49,7 @@ pub async fn received<E: Environment>(env: &E, config: Result<&Config, &ApiError
             "id must be a Message-ID such as <…@…>",
         ));
     }
-    let url = format!("{inbox}?{}", urlencoded::encode(&[("id", &id)]));
+    let url = format!("{inbox}?{}", form_urlencoded::Serializer::new(String::new()).append_pair("id", &id).finish());
     match env.get_text(&url).await {
         Ok((200, text)) => {
             HttpResponse::new(200, vec![("content-type".into(), "text/plain; charset=utf-8".into())], text.into_bytes())

@@ -2,7 +2,10 @@
 //! the recipients the owner configured. Recipients, subject, redirects and limits come from
 //! `FORMS`; the submitter's fields only fill the body, the subject template and Reply-To.
 
-use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::json;
 
 use super::body::{self, BodySource};
 use super::pages;
@@ -19,9 +22,7 @@ use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::{Outcome, Sent, Submission};
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
-use crate::json::{self, object, ToJson, Value};
 use crate::message::{implied_charset, Attachment, Content};
-use crate::urlencoded;
 
 /// The field Cloudflare Turnstile's widget adds to the form.
 pub const TURNSTILE_FIELD: &str = "cf-turnstile-response";
@@ -191,37 +192,161 @@ async fn read_fields<P: Platform>(
     Ok(fields)
 }
 
-/// The fields of an `application/x-www-form-urlencoded` body, in order.
+/// The fields of an `application/x-www-form-urlencoded` body, in order: at most one more
+/// than [`MAX_FIELDS`], so that a body of millions of `a&a&…` is refused without them.
 pub fn urlencoded_fields(body: &[u8]) -> Vec<Field> {
-    crate::map_vec(urlencoded::parse(body), |(name, value)| Field { name, value: FieldValue::Text(value) })
+    (form_urlencoded::parse(body).take(MAX_FIELDS + 1))
+        .map(|(name, value)| Field { name: name.into_owned(), value: FieldValue::Text(value.into_owned()) })
+        .collect()
 }
 
+/// A JSON object of fields: strings, numbers, booleans, null, or lists of them (one field per
+/// item), in the order sent. Reading stops at the field past [`MAX_FIELDS`].
 fn json_fields(body: &[u8]) -> Result<Vec<Field>, ApiError> {
-    let value = json::parse_bytes(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
-    let Some(object) = value.as_object() else {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object of fields"));
-    };
-    // The members in the order they were sent (what a form's fields keep); a list is one
-    // field per item.
-    let mut fields = Vec::new();
-    for (name, value) in object {
-        let values = match value.items() {
-            Some(items) => items,
-            None => Cow::Borrowed(std::slice::from_ref(value)),
-        };
-        for value in values.iter() {
-            let text = match value {
-                Value::String(s) => s.to_string(),
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Null => String::new(),
-                _ => return Err(ApiError::new(ErrorCode::ValidationFailed, format!("{name} must be text"))),
-            };
-            fields.push(Field { name: name.to_string(), value: FieldValue::Text(text) });
-        }
+    let not_json =
+        |e: serde_json::Error| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}"));
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+            Err(e) => not_json(e),
+            Ok(_) => ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object of fields"),
+        });
     }
-    Ok(fields)
+    let mut fields = Vec::new();
+    let mut refusal = None;
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let read = FieldsSeed { fields: &mut fields, refusal: &mut refusal }.deserialize(&mut reader);
+    match read.and_then(|()| reader.end()) {
+        Ok(()) => Ok(fields),
+        // A syntax error anywhere wins over a refused field, as for the API's bodies.
+        Err(e) => Err(match (refusal, serde_json::from_slice::<IgnoredAny>(body)) {
+            (_, Err(syntax)) => not_json(syntax),
+            (Some(refusal), Ok(_)) => refusal,
+            (None, Ok(_)) => not_json(e),
+        }),
+    }
+}
+
+/// Reads a JSON object of fields into `fields`; a field that cannot be one, or one too many,
+/// stops the reading with its answer in `refusal`.
+struct FieldsSeed<'f> {
+    fields: &'f mut Vec<Field>,
+    refusal: &'f mut Option<ApiError>,
+}
+
+/// Stops the reading: `error` is the answer, kept in `refusal` (serde's error only unwinds).
+fn refuse<E: de::Error>(refusal: &mut Option<ApiError>, error: ApiError) -> E {
+    let unwind = E::custom(&error.message);
+    *refusal = Some(error);
+    unwind
+}
+
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object of fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(name) = map.next_key::<String>()? {
+            let value =
+                FieldValues { name: &name, fields: &mut *self.fields, refusal: &mut *self.refusal, in_list: false };
+            map.next_value_seed(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// One member's value: a field, or (a list) one field per item.
+struct FieldValues<'f> {
+    name: &'f str,
+    fields: &'f mut Vec<Field>,
+    refusal: &'f mut Option<ApiError>,
+    in_list: bool,
+}
+
+impl FieldValues<'_> {
+    fn push<E: de::Error>(self, text: String) -> Result<(), E> {
+        if self.fields.len() == MAX_FIELDS {
+            let error = ApiError::new(ErrorCode::ValidationFailed, format!("at most {MAX_FIELDS} fields are accepted"));
+            return Err(refuse(self.refusal, error));
+        }
+        self.fields.push(Field { name: self.name.to_string(), value: FieldValue::Text(text) });
+        Ok(())
+    }
+
+    fn not_text<E: de::Error>(self) -> E {
+        let error = ApiError::new(ErrorCode::ValidationFailed, format!("{} must be text", self.name));
+        refuse(self.refusal, error)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for FieldValues<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldValues<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("text, a number, a boolean, null, or a list of them")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+        self.push(text.to_string())
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<(), E> {
+        self.push(text)
+    }
+
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<(), E> {
+        self.push(b.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<(), E> {
+        self.push(n.to_string())
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<(), E> {
+        self.push(n.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<(), E> {
+        self.push(n.to_string())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.push(String::new())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.in_list {
+            return Err(self.not_text());
+        }
+        let FieldValues { name, fields, refusal, .. } = self;
+        while seq
+            .next_element_seed(FieldValues { name, fields: &mut *fields, refusal: &mut *refusal, in_list: true })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_text())
+    }
 }
 
 async fn verify_turnstile<E: Environment>(
@@ -247,8 +372,13 @@ async fn verify_turnstile<E: Environment>(
         .post_form(&config.turnstile_verify_url, &form)
         .await
         .map_err(|_| ApiError::new(ErrorCode::CaptchaFailed, "the Turnstile check could not be made"))?;
-    let verdict = json::parse(&body).ok();
-    if status == 200 && verdict.as_ref().and_then(|v| v.get("success")).and_then(Value::as_bool) == Some(true) {
+    /// Siteverify's answer; only `success` counts here.
+    #[derive(serde::Deserialize)]
+    struct Verdict {
+        success: bool,
+    }
+    let verdict = serde_json::from_str::<Verdict>(&body).ok();
+    if status == 200 && verdict.is_some_and(|v| v.success) {
         Ok(())
     } else {
         Err(captcha_failed("the Turnstile token is invalid or expired"))
@@ -310,11 +440,10 @@ pub fn submission(
         .filter(|required| !positions.iter().any(|&i| fields[i].name == **required && filled(&fields[i])))
         .collect();
     if !missing.is_empty() {
-        let names: Vec<&str> = crate::map_vec(&missing, |m| m.as_str());
+        let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
         let verb = if names.len() == 1 { "is" } else { "are" };
-        let mut error =
-            ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", crate::join(&names, ", ")));
-        error.details = crate::map_vec(&names, |n| (n.to_string(), "is required".to_string()));
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", names.join(", ")));
+        error.details = names.iter().map(|n| (n.to_string(), "is required".to_string())).collect();
         return Err(error);
     }
     if !positions.iter().any(|&i| filled(&fields[i])) {
@@ -372,19 +501,21 @@ pub fn submission(
             attachments.push((i, attachment));
         }
     }
-    let listed: Vec<&Field> = crate::map_vec(&positions, |&i| &fields[i]);
+    let listed: Vec<&Field> = positions.iter().map(|&i| &fields[i]).collect();
     let reply_to = listed.iter().find_map(|f| match &f.value {
         FieldValue::Text(t) if f.name == form.email_field => EmailAddress::parse(t.trim()).ok(),
         _ => None,
     });
     let (text, html) = pages::render_fields(name, &listed);
     let subject = subject(&form.subject, &listed);
-    let attachments: Vec<Attachment> = crate::map_vec(attachments, |(i, mut attachment)| {
-        if let FieldValue::File { data, .. } = &mut fields[i].value {
-            attachment.data = std::mem::take(data);
-        }
-        attachment
-    });
+    let attachments: Vec<Attachment> = (attachments.into_iter())
+        .map(|(i, mut attachment)| {
+            if let FieldValue::File { data, .. } = &mut fields[i].value {
+                attachment.data = std::mem::take(data);
+            }
+            attachment
+        })
+        .collect();
     let rendered = text.len() + html.len() + attachments.iter().map(|a| a.data.len()).sum::<usize>();
     if rendered > config.max_request_bytes {
         return Err(ApiError::new(
@@ -397,7 +528,7 @@ pub fn submission(
         to: form.to.clone(),
         cc: Vec::new(),
         bcc: Vec::new(),
-        reply_to: crate::map_vec(reply_to, |email| Mailbox { name: None, email }),
+        reply_to: reply_to.into_iter().map(|email| Mailbox { name: None, email }).collect(),
         subject,
         text: Some(text),
         html: Some(html),
@@ -419,10 +550,10 @@ fn success_answer(
 ) -> HttpResponse {
     match answer {
         Answer::Json => {
-            let mut body = object! {"ok": true};
+            let mut body = json!({"ok": true});
             if let Some((sent, outcome)) = debug {
-                body.set("message_id", &sent.message_id);
-                body.set("smtp", sent.smtp.to_json());
+                body["message_id"] = json!(sent.message_id);
+                body["smtp"] = json!(sent.smtp);
                 add_debug(&mut body, outcome);
             }
             HttpResponse::json(200, &body).with_headers(cors)
@@ -438,7 +569,7 @@ fn success_answer(
 /// for a sent one.
 fn accepted_answer(answer: Answer, form: &FormSettings, cors: &[(String, String)], record: &Record) -> HttpResponse {
     match answer {
-        Answer::Json => HttpResponse::json(200, &object! {"ok": true, "id": &record.id}).with_headers(cors),
+        Answer::Json => HttpResponse::json(200, &json!({"ok": true, "id": record.id})).with_headers(cors),
         Answer::Browser { .. } => success_answer(answer, form, cors, None),
     }
 }
@@ -460,7 +591,10 @@ fn error_answer(
                 // The query goes before any fragment, where the page can read it.
                 let (url, fragment) = url.split_once('#').map_or((url.as_str(), ""), |(u, f)| (u, f));
                 let separator = if url.contains('?') { '&' } else { '?' };
-                let query = urlencoded::encode(&[("error", error.code.as_str()), ("message", &error.message)]);
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("error", error.code.as_str())
+                    .append_pair("message", &error.message)
+                    .finish();
                 let fragment = if fragment.is_empty() { String::new() } else { format!("#{fragment}") };
                 see_other(format!("{url}{separator}{query}{fragment}"), &[])
             }
@@ -481,6 +615,65 @@ mod tests {
 
     fn text(name: &str, value: &str) -> Field {
         Field { name: name.into(), value: FieldValue::Text(value.into()) }
+    }
+
+    fn texts(fields: &[Field]) -> Vec<(&str, &str)> {
+        (fields.iter())
+            .map(|f| match &f.value {
+                FieldValue::Text(t) => (f.name.as_str(), t.as_str()),
+                FieldValue::File { .. } => (f.name.as_str(), "<file>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_fields_are_read_in_order_one_per_list_item() {
+        let body = br#"{"name": "Ada", "n": 5, "x": -1.5, "ok": true, "none": null, "tags": ["a", 2], "name": "B"}"#;
+        let fields = json_fields(body).unwrap();
+        assert_eq!(
+            texts(&fields),
+            [
+                ("name", "Ada"),
+                ("n", "5"),
+                ("x", "-1.5"),
+                ("ok", "true"),
+                ("none", ""),
+                ("tags", "a"),
+                ("tags", "2"),
+                ("name", "B")
+            ]
+        );
+        for nested in [&br#"{"a": {"b": 1}}"#[..], br#"{"a": [[1]]}"#, br#"{"a": [{}]}"#] {
+            let error = json_fields(nested).unwrap_err();
+            assert_eq!((error.code, error.message.as_str()), (ErrorCode::ValidationFailed, "a must be text"));
+        }
+        let error = json_fields(br#"{"a": {"b": 1}, "c": "#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest, "the syntax error wins: {}", error.message);
+    }
+
+    #[test]
+    fn json_fields_stop_at_the_limit_without_reading_on() {
+        let body = format!(r#"{{"a": [{}0], "b": "never read"}}"#, "0,".repeat(1_000_000));
+        let (mut fields, mut refusal) = (Vec::new(), None);
+        let mut reader = serde_json::Deserializer::from_slice(body.as_bytes());
+        let read = FieldsSeed { fields: &mut fields, refusal: &mut refusal }.deserialize(&mut reader);
+        assert!(read.is_err());
+        assert_eq!(fields.len(), MAX_FIELDS, "no field past the limit was built");
+        let refusal = refusal.unwrap();
+        assert_eq!(
+            (refusal.code, refusal.message.as_str()),
+            (ErrorCode::ValidationFailed, "at most 100 fields are accepted")
+        );
+        // A hundred fields are fine.
+        let body = format!(r#"{{"a": [{}0]}}"#, "0,".repeat(MAX_FIELDS - 1));
+        assert_eq!(json_fields(body.as_bytes()).unwrap().len(), MAX_FIELDS);
+    }
+
+    #[test]
+    fn urlencoded_fields_stop_one_past_the_limit() {
+        let body = "a&".repeat(1_000_000);
+        assert_eq!(urlencoded_fields(body.as_bytes()).len(), MAX_FIELDS + 1);
+        assert_eq!(texts(&urlencoded_fields(b"a=1+2&b=%C3%A9&c")), [("a", "1 2"), ("b", "é"), ("c", "")]);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `GET /v1/messages/{id}` and `GET /v1/messages?status=failed&limit=50`: what became of
 //! queued messages (form submissions included, with the form's name). API key required.
 
+use serde_json::json;
+
 use super::auth::authorize;
 use super::request::RequestHead;
 use super::response::HttpResponse;
@@ -8,8 +10,6 @@ use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::queue::Status;
 use crate::error::{ApiError, ErrorCode};
-use crate::json::{object, ToJson};
-use crate::urlencoded;
 
 /// Most records one list answers.
 const MAX_LIST: u32 = 100;
@@ -40,7 +40,7 @@ pub async fn get<E: Environment>(
         return not_found();
     }
     match env.load_record(id).await {
-        Ok(Some(record)) => HttpResponse::json(200, &record.to_json()),
+        Ok(Some(record)) => HttpResponse::json(200, &record),
         Ok(None) => not_found(),
         Err(_) => HttpResponse::error(&unavailable()),
     }
@@ -58,7 +58,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
     }
     let mut status = None;
     let mut limit = 50;
-    for (name, value) in urlencoded::parse(head.query.as_bytes()) {
+    for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
         let bad = |why: &str| {
             let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{name} {why}"));
             error.details = vec![(name.to_string(), why.to_string())];
@@ -77,7 +77,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
         }
     }
     match env.list_records(status, limit).await {
-        Ok(records) => HttpResponse::json(200, &object! {"messages": records.to_json()}),
+        Ok(records) => HttpResponse::json(200, &json!({ "messages": records })),
         Err(_) => HttpResponse::error(&unavailable()),
     }
 }

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod body;
 pub mod demo;
 pub mod forms;
+mod input;
 pub mod messages;
 pub mod meta;
 pub mod pages;

@@ -4,7 +4,7 @@
 //! For owners setting a relay up: which step fails, before any mail depends on it. AUTH
 //! payloads and the relay's AUTH replies are never shown (the transcript hides them).
 
-use crate::json::{object, ToJson, Value};
+use serde_json::{json, Value};
 
 use super::auth::authorize;
 use super::request::{Platform, RequestHead};
@@ -38,21 +38,22 @@ pub async fn run<P: Platform>(env: P, config: &Config) -> Handled<P> {
     let end_ms = env.now_millis().saturating_sub(started);
     let tls = transcript.entries().iter().any(|e| e.line == "<TLS established>");
     let failed = failure.as_ref().map(|error| check::failed_step(error, tls));
-    let mut steps: Vec<Value> = crate::map_vec(check::steps(&transcript, failed, end_ms), |step| {
-        let mut json = object! {"step": step.name, "ok": step.ok, "ms": step.ms};
-        if let Some(reply) = step.reply {
-            json.set("reply", reply);
-        }
-        json
-    });
+    let mut steps: Vec<Value> = (check::steps(&transcript, failed, end_ms).into_iter())
+        .map(|step| {
+            let mut json = json!({"step": step.name, "ok": step.ok, "ms": step.ms});
+            if let Some(reply) = step.reply {
+                json["reply"] = json!(reply);
+            }
+            json
+        })
+        .collect();
     let error = failure.as_ref().map(|error| api_error(error, ""));
     if let (Some(error), Some(last)) = (&error, steps.last_mut()) {
-        last.set("code", error.code.as_str());
-        last.set("message", &error.message);
+        last["code"] = json!(error.code);
+        last["message"] = json!(error.message);
     }
     let capabilities = check::capabilities(&transcript);
-    let answer =
-        object! {"ok": failure.is_none(), "steps": Value::Array(steps), "capabilities": capabilities.to_json()};
+    let answer = json!({"ok": failure.is_none(), "steps": steps, "capabilities": capabilities});
     // The session QUITs after the answer has gone out.
     Handled { response: HttpResponse::json(200, &answer), after: session }
 }

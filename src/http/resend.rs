@@ -14,20 +14,22 @@
 //! with the ids it queued and the indexes it did not (`errors`), and keeps that answer for its
 //! key: a retry never queues the stored ones twice (test: `a_batch_the_queue_fails_midway…`).
 
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
 use super::auth::authorize;
 use super::body::{self, BodySource};
+use super::input::{from_body, BodyError, Capped};
 use super::messages::unavailable;
 use super::request::{Platform, RequestHead};
 use super::response::{method_not_allowed, HttpResponse};
-use super::send::{parse_for, parse_value, Api, Parsed};
+use super::send::{parse_for, Api, Parsed};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::queue::{self, Extras, Record, Status};
 use crate::error::{ApiError, ErrorCode};
-use crate::json::{self, object, ToJson, Value};
 use crate::time::format_rfc3339;
-use crate::urlencoded;
 
 /// Most emails one batch may carry (Resend's limit too).
 pub const MAX_BATCH: usize = 100;
@@ -102,7 +104,7 @@ pub fn resend_error(head: &RequestHead, error: &ApiError) -> HttpResponse {
         ErrorCode::RequestInProgress => "concurrent_idempotent_requests",
         _ => "application_error",
     };
-    let body = object! {"statusCode": status, "name": name, "message": &error.message};
+    let body = json!({"statusCode": status, "name": name, "message": error.message});
     let mut response = HttpResponse::json(status, &body);
     if let Some(seconds) = error.retry_after {
         response.headers.push(("retry-after".into(), seconds.to_string()));
@@ -127,15 +129,19 @@ async fn send<P: Platform>(
     let api = Api::Resend { now_ms: env.now_millis() };
     let permissive = batch && head.header("x-batch-validation").is_some_and(|v| v.eq_ignore_ascii_case("permissive"));
     let emails: Vec<Result<Parsed, ApiError>> = if batch {
-        let value = json::parse_bytes(&body)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
-        let Some(emails) = value.as_array() else {
-            return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON array of emails"));
-        };
-        if emails.is_empty() || emails.len() > MAX_BATCH {
+        // Each email kept as its text, to be read on its own.
+        let emails: Capped<&RawValue, MAX_BATCH> = from_body(&body, b'[').map_err(|e| match e {
+            BodyError::Syntax(e) => {
+                ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}"))
+            }
+            BodyError::NotA | BodyError::Shape(_) => {
+                ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON array of emails")
+            }
+        })?;
+        if emails.len == 0 || emails.is_over() {
             return Err(ApiError::new(ErrorCode::ValidationFailed, format!("send 1 to {MAX_BATCH} emails")));
         }
-        crate::map_vec(emails, |email| parse_value(api, email, config))
+        emails.items.iter().map(|email| parse_for(api, email.get().as_bytes(), config)).collect()
     } else {
         vec![Ok(parse_for(api, &body, config)?)]
     };
@@ -146,7 +152,7 @@ async fn send<P: Platform>(
             .filter_map(|(i, email)| email.as_ref().err().map(|e| format!("emails[{i}]: {}", e.message)))
             .collect();
         if !problems.is_empty() {
-            return Err(ApiError::new(ErrorCode::ValidationFailed, crate::join(&problems, "; ")));
+            return Err(ApiError::new(ErrorCode::ValidationFailed, problems.join("; ")));
         }
     }
     let claim = match head.header("idempotency-key") {
@@ -179,9 +185,9 @@ async fn send<P: Platform>(
             Err(error) => Err(error),
         };
         match accepted {
-            Ok(record) => ids.push(object! {"id": record.into_parts().id}),
+            Ok(record) => ids.push(json!({"id": record.id})),
             Err(error) => {
-                errors.push(object! {"index": index, "message": error.message.clone()});
+                errors.push(json!({"index": index, "message": error.message}));
                 retry_may_help |= error.code.retryable();
                 last_error = Some(error);
             }
@@ -194,9 +200,9 @@ async fn send<P: Platform>(
         // Strict, and storage failed for every email: the error itself, and nothing was queued.
         (true, Some(error)) if ids.is_empty() && !permissive => resend_error(head, &error),
         // Permissive, or storage failing midway: what was queued, and what was not, by index.
-        (true, Some(_)) => HttpResponse::json(200, &object! {"data": ids, "errors": errors}),
-        (true, None) if permissive => HttpResponse::json(200, &object! {"data": ids, "errors": errors}),
-        (true, None) => HttpResponse::json(200, &object! {"data": ids}),
+        (true, Some(_)) => HttpResponse::json(200, &json!({"data": ids, "errors": errors})),
+        (true, None) if permissive => HttpResponse::json(200, &json!({"data": ids, "errors": errors})),
+        (true, None) => HttpResponse::json(200, &json!({ "data": ids })),
     };
     if let Some(claim) = claim {
         // The answer is kept for the key once anything was queued (a retry must not queue it
@@ -224,11 +230,11 @@ fn last_event(record: &Record) -> &'static str {
 
 /// A record as Resend's email object. The content is not kept with the status, so `html`,
 /// `text`, `cc`, `bcc` and `reply_to` are `null`.
-fn email_json(record: &Record) -> Value<'_> {
-    object! {
+fn email_json(record: &Record) -> Value {
+    json!({
         "object": "email",
-        "id": &record.id,
-        "to": record.to.to_json(),
+        "id": record.id,
+        "to": record.to,
         "from": &record.from,
         "created_at": format_rfc3339(record.created_at),
         "subject": &record.subject,
@@ -239,9 +245,9 @@ fn email_json(record: &Record) -> Value<'_> {
         "reply_to": Value::Null,
         "last_event": last_event(record),
         "scheduled_at": record.scheduled_at.map(format_rfc3339),
-        "tags": record.tags.to_json(),
+        "tags": record.tags,
         "message_id": &record.message_id,
-    }
+    })
 }
 
 /// `GET /emails/{id}`.
@@ -260,7 +266,7 @@ async fn get<E: Environment>(env: &E, id: &str) -> Result<HttpResponse, ApiError
 /// `GET /emails?limit=` (1 to 100, default 20): the newest first.
 async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpResponse, ApiError> {
     let mut limit = 20;
-    for (name, value) in urlencoded::parse(head.query.as_bytes()) {
+    for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
         if name == "limit" {
             limit =
                 value.parse::<u32>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| {
@@ -271,6 +277,6 @@ async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpRespons
     let mut records = env.list_records(None, limit + 1).await.map_err(|_| unavailable())?;
     let has_more = records.len() > limit as usize;
     records.truncate(limit as usize);
-    let data = crate::map_vec(&records, email_json);
-    Ok(HttpResponse::json(200, &object! {"object": "list", "has_more": has_more, "data": Value::Array(data)}))
+    let data: Vec<Value> = records.iter().map(email_json).collect();
+    Ok(HttpResponse::json(200, &json!({"object": "list", "has_more": has_more, "data": data})))
 }

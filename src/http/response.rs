@@ -2,9 +2,11 @@
 
 use std::future::Future;
 
+use serde::Serialize;
+use serde_json::{json, Value};
+
 use crate::delivery::transaction::Outcome;
 use crate::error::{ApiError, ErrorCode};
-use crate::json::{ToJson, Value};
 use crate::smtp::client::{Network, Session};
 
 #[derive(Debug)]
@@ -21,9 +23,9 @@ impl HttpResponse {
         HttpResponse { status, headers, body, error: None }
     }
 
-    pub fn json(status: u16, value: &Value<'_>) -> Self {
+    pub fn json(status: u16, value: &impl Serialize) -> Self {
         let headers = vec![("content-type".into(), "application/json; charset=utf-8".into())];
-        HttpResponse::new(status, headers, value.encode().into_bytes())
+        HttpResponse::new(status, headers, serde_json::to_vec(value).expect("answers are plain data"))
     }
 
     /// The answer stored under an `Idempotency-Key`, given again to a retry of its request.
@@ -50,7 +52,7 @@ impl HttpResponse {
         if debug {
             let mut body = error.answer();
             add_debug(&mut body, outcome);
-            response.body = body.encode().into_bytes();
+            response.body = body.to_string().into_bytes();
         }
         response
     }
@@ -68,11 +70,11 @@ pub(crate) fn method_not_allowed(allowed: &str) -> ApiError {
 
 /// What debug mode adds to an answer: the SMTP conversation of this send (AUTH hidden), its
 /// round trips, whether it used a new session or a warm one, and the Worker's memory.
-pub fn add_debug<'a>(body: &mut Value<'a>, outcome: &'a Outcome) {
-    body.set("transcript", outcome.transcript.to_json());
-    body.set("round_trips", outcome.round_trips);
-    body.set("session", outcome.session.as_str());
-    body.set("wasm_memory_bytes", wasm_memory_bytes());
+pub fn add_debug(body: &mut Value, outcome: &Outcome) {
+    body["transcript"] = json!(outcome.transcript);
+    body["round_trips"] = json!(outcome.round_trips);
+    body["session"] = json!(outcome.session);
+    body["wasm_memory_bytes"] = json!(wasm_memory_bytes());
 }
 
 /// The size of the Worker's wasm linear memory. It only ever grows, so this is the high-water

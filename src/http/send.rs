@@ -1,9 +1,17 @@
 //! `POST /v1/send`: the API key, then the JSON body → a validated [`Submission`] → the relay.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 use super::auth::authorized_body;
 use super::body::BodySource;
+use super::input::{from_body, BodyError, Capped, Object};
 use super::request::{Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
@@ -15,7 +23,6 @@ use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::{Sent, Submission};
 use crate::error::{ApiError, ErrorCode};
 use crate::header;
-use crate::json::{self, object, Fields, FromJson, ShapeError, ToJson, Value};
 use crate::message::{implied_charset, Attachment, Content};
 use crate::smtp::envelope::{Dsn, Notify};
 use crate::time;
@@ -37,7 +44,7 @@ pub fn wants_queue(head: &RequestHead, config: &Config) -> bool {
 
 /// `202 Accepted` for a stored message: where to follow it, and its id and Message-ID.
 pub fn queued_answer(record: &Record) -> HttpResponse {
-    let body = object! {"id": &record.id, "status": record.status.as_str(), "message_id": &record.message_id};
+    let body = json!({"id": record.id, "status": record.status, "message_id": record.message_id});
     let mut response = HttpResponse::json(202, &body);
     response.headers.push(("location".into(), format!("/v1/messages/{}", record.id)));
     response.headers.push(("preference-applied".into(), "respond-async".into()));
@@ -45,9 +52,9 @@ pub fn queued_answer(record: &Record) -> HttpResponse {
 }
 
 /// What a send the relay accepted answers: `{"ok": true, "message_id", "accepted", "rejected", "smtp"}`.
-pub fn sent_answer(sent: &Sent) -> Value<'_> {
-    object! {"ok": true, "message_id": &sent.message_id, "accepted": sent.accepted.to_json(),
-    "rejected": sent.rejected.to_json(), "smtp": sent.smtp.to_json()}
+pub fn sent_answer(sent: &Sent) -> Value {
+    json!({"ok": true, "message_id": sent.message_id, "accepted": sent.accepted, "rejected": sent.rejected,
+    "smtp": sent.smtp})
 }
 
 /// `POST /v1/send`. The key is checked before a byte of the body is read.
@@ -108,27 +115,15 @@ pub async fn handle<P: Platform>(
 
 /// `{"filename", "content_type"?, "content", "content_id"?}`. `path` (a URL to fetch, in
 /// Resend's API) is read only to be refused by name.
-#[derive(Debug)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AttachmentInput<'a> {
     filename: String,
     content_type: Option<String>,
+    #[serde(borrow)]
     content: Option<ContentInput<'a>>,
     content_id: Option<String>,
     path: Option<String>,
-}
-
-impl<'a> FromJson<'a> for AttachmentInput<'a> {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(AttachmentInput {
-                filename: fields.required("filename")?,
-                content_type: fields.optional("content_type")?,
-                content: fields.optional("content")?,
-                content_id: fields.optional("content_id")?,
-                path: fields.optional("path")?,
-            })
-        })
-    }
 }
 
 /// An attachment's content: base64, borrowed from the request body (JSON strings of base64
@@ -140,26 +135,46 @@ enum ContentInput<'a> {
     Bytes(Vec<u8>),
 }
 
-impl<'a> FromJson<'a> for ContentInput<'a> {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        match value {
-            Value::String(text) => Ok(ContentInput::Base64(text.clone())),
-            Value::Array(_) | Value::Bytes(_) => json::bytes(value).map(ContentInput::Bytes),
-            Value::Object(_) => {
-                let mut fields = Fields::of(value)?;
-                if fields.optional::<Cow<str>>("type")?.is_some_and(|kind| kind != "Buffer") {
-                    return Err(ShapeError::new("an object content must be a Buffer").at("type"));
-                }
-                let data = fields.value("data")?.ok_or_else(|| ShapeError::new("missing field `data`"))?;
-                let bytes =
-                    json::bytes(data).map_err(|_| ShapeError::new("a Buffer's data is a list of bytes").at("data"))?;
-                fields.finish()?;
-                Ok(ContentInput::Bytes(bytes))
+impl<'de: 'a, 'a> Deserialize<'de> for ContentInput<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
+            type Value = ContentInput<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("base64, or bytes ({\"type\": \"Buffer\", \"data\": [...]} or [...])")
             }
-            _ => {
-                Err(ShapeError::expected("base64, or bytes ({\"type\": \"Buffer\", \"data\": [...]} or [...])", value))
+
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(ContentInput::Base64(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(ContentInput::Base64(Cow::Owned(text.to_string())))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(ContentInput::Bytes)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Buffer<'a> {
+                    #[serde(rename = "type", borrow)]
+                    kind: Option<Cow<'a, str>>,
+                    data: Vec<u8>,
+                }
+                let buffer = Buffer::deserialize(MapAccessDeserializer::new(map))?;
+                if buffer.kind.is_some_and(|kind| kind != "Buffer") {
+                    return Err(de::Error::custom("an object content must be a Buffer"));
+                }
+                Ok(ContentInput::Bytes(buffer.data))
             }
         }
+
+        deserializer.deserialize_any(ContentVisitor(PhantomData))
     }
 }
 
@@ -170,113 +185,201 @@ enum AddressInput {
     Object { name: Option<String>, email: String },
 }
 
-/// One address or a list of them.
+/// One address or a list of them; of a list, at most `N` are read (see [`Capped`]).
 #[derive(Debug)]
-enum AddressField {
+enum AddressField<const N: usize> {
     One(AddressInput),
-    Many(Vec<AddressInput>),
+    Many(Capped<AddressInput, N>),
 }
 
 const ADDRESS: &str = "an address: \"a@b.c\", \"Name <a@b.c>\" or {\"name\", \"email\"}";
 
-impl<'a> FromJson<'a> for AddressInput {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        match value {
-            Value::String(text) => Ok(AddressInput::Text(text.to_string())),
-            Value::Object(_) => Fields::read(value, |fields| {
-                Ok(AddressInput::Object { name: fields.optional("name")?, email: fields.required("email")? })
-            }),
-            _ => Err(ShapeError::expected(ADDRESS, value)),
+impl AddressInput {
+    /// `{"name"?, "email"}`
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Object {
+            name: Option<String>,
+            email: String,
         }
+        let Object { name, email } = Object::deserialize(MapAccessDeserializer::new(map))?;
+        Ok(AddressInput::Object { name, email })
     }
 }
 
-impl<'a> FromJson<'a> for AddressField {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        match value {
-            Value::Array(_) | Value::Bytes(_) => Vec::from_json(value).map(AddressField::Many),
-            Value::String(_) | Value::Object(_) => AddressInput::from_json(value).map(AddressField::One),
-            _ => Err(ShapeError::expected(&format!("{ADDRESS}, or a list of them"), value)),
+impl<'de> Deserialize<'de> for AddressInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AddressVisitor;
+
+        impl<'de> Visitor<'de> for AddressVisitor {
+            type Value = AddressInput;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(ADDRESS)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(AddressInput::Text(text.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                AddressInput::from_map(map)
+            }
         }
+
+        deserializer.deserialize_any(AddressVisitor)
+    }
+}
+
+impl<'de, const N: usize> Deserialize<'de> for AddressField<N> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor<const N: usize>;
+
+        impl<'de, const N: usize> Visitor<'de> for FieldVisitor<N> {
+            type Value = AddressField<N>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "{ADDRESS}, or a list of them")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(AddressField::One(AddressInput::Text(text.to_string())))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                AddressInput::from_map(map).map(AddressField::One)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Capped::deserialize(SeqAccessDeserializer::new(seq)).map(AddressField::Many)
+            }
+        }
+
+        deserializer.deserialize_any(FieldVisitor)
     }
 }
 
 /// `"headers": {"X-Name": "value", …}` in the order given (a name given twice keeps its last
 /// value). A value that is not a string is kept as `None`, to be reported with the others.
+/// Past [`MAX_EXTRA_HEADERS`] names, the rest is read past: `too_many` says so.
 #[derive(Debug, Default)]
-struct HeadersInput(Vec<(String, Option<String>)>);
+struct HeadersInput {
+    headers: Vec<(String, Option<String>)>,
+    too_many: bool,
+}
 
-impl<'a> FromJson<'a> for HeadersInput {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let members =
-            value.as_object().ok_or_else(|| ShapeError::expected("an object of header names and values", value))?;
-        let mut headers: Vec<(String, Option<String>)> = Vec::new();
-        for (name, value) in members {
-            headers.retain(|(known, _)| known != name);
-            headers.push((name.to_string(), value.as_str().map(str::to_string)));
+impl<'de> Deserialize<'de> for HeadersInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeadersVisitor;
+
+        impl<'de> Visitor<'de> for HeadersVisitor {
+            type Value = HeadersInput;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of header names and values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut input = HeadersInput::default();
+                while !input.too_many {
+                    let Some(name) = map.next_key::<String>()? else { return Ok(input) };
+                    let HeaderValue(value) = map.next_value()?;
+                    input.headers.retain(|(known, _)| *known != name);
+                    input.headers.push((name, value));
+                    input.too_many = input.headers.len() > MAX_EXTRA_HEADERS;
+                }
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(input)
+            }
         }
-        Ok(HeadersInput(headers))
+
+        deserializer.deserialize_map(HeadersVisitor)
+    }
+}
+
+/// A header's value: a string, or `None` for any other JSON value (read past, not built).
+struct HeaderValue(Option<String>);
+
+impl<'de> Deserialize<'de> for HeaderValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = HeaderValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a header value")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(HeaderValue(Some(text.to_string())))
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(HeaderValue(None))
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(HeaderValue(None))
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(HeaderValue(None))
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(HeaderValue(None))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(HeaderValue(None))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                IgnoredAny.visit_seq(seq).map(|_| HeaderValue(None))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                IgnoredAny.visit_map(map).map(|_| HeaderValue(None))
+            }
+        }
+
+        deserializer.deserialize_any(ValueVisitor)
     }
 }
 
 /// `"dsn": {"notify": ["failure", "delay"], "return": "headers", "envelope_id": "…"}`
-#[derive(Debug)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DsnInput {
-    notify: Option<Vec<String>>,
+    notify: Option<Capped<String, MAX_NOTIFY>>,
+    #[serde(rename = "return")]
     ret: Option<String>,
     envelope_id: Option<String>,
 }
 
-impl<'a> FromJson<'a> for DsnInput {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(DsnInput {
-                notify: fields.optional("notify")?,
-                ret: fields.optional("return")?,
-                envelope_id: fields.optional("envelope_id")?,
-            })
-        })
-    }
-}
+/// Most words in `dsn.notify` (there are four, and a word may be repeated).
+const MAX_NOTIFY: usize = 8;
 
-#[derive(Debug)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SendBody<'a> {
-    dsn: Option<DsnInput>,
+    dsn: Option<Object<DsnInput>>,
     from: Option<AddressInput>,
-    to: Option<AddressField>,
-    cc: Option<AddressField>,
-    bcc: Option<AddressField>,
-    reply_to: Option<AddressField>,
+    to: Option<AddressField<MAX_RECIPIENTS>>,
+    cc: Option<AddressField<MAX_RECIPIENTS>>,
+    bcc: Option<AddressField<MAX_RECIPIENTS>>,
+    reply_to: Option<AddressField<MAX_REPLY_TO>>,
     subject: Option<String>,
     text: Option<String>,
     html: Option<String>,
-    attachments: Vec<AttachmentInput<'a>>,
-    headers: HeadersInput,
+    #[serde(borrow)]
+    attachments: Option<Capped<Object<AttachmentInput<'a>>, MAX_ATTACHMENTS>>,
+    headers: Option<HeadersInput>,
     /// Resend-compatible API only (`/emails`): refused on `/v1/send`.
-    tags: Option<Vec<Tag>>,
+    tags: Option<Capped<Object<Tag>, MAX_TAGS>>,
     scheduled_at: Option<String>,
-}
-
-impl<'a> FromJson<'a> for SendBody<'a> {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        Fields::read(value, |fields| {
-            Ok(SendBody {
-                dsn: fields.optional("dsn")?,
-                from: fields.optional("from")?,
-                to: fields.optional("to")?,
-                cc: fields.optional("cc")?,
-                bcc: fields.optional("bcc")?,
-                reply_to: fields.optional("reply_to")?,
-                subject: fields.optional("subject")?,
-                text: fields.optional("text")?,
-                html: fields.optional("html")?,
-                attachments: fields.or_default("attachments")?,
-                headers: fields.optional("headers")?.unwrap_or_default(),
-                tags: fields.optional("tags")?,
-                scheduled_at: fields.optional("scheduled_at")?,
-            })
-        })
-    }
 }
 
 /// Which API a body came to: `/v1/send`, or Resend's `/emails` (which also takes `tags` and
@@ -311,12 +414,12 @@ impl Problems {
         parsed.map_err(|why| self.add(field, why.to_string())).ok()
     }
 
-    fn mailboxes(&mut self, field: &str, input: Option<&AddressField>) -> Vec<Mailbox> {
+    fn mailboxes<const N: usize>(&mut self, field: &str, input: Option<&AddressField<N>>) -> Vec<Mailbox> {
         match input {
             None => Vec::new(),
             Some(AddressField::One(one)) => self.mailbox(field.to_string(), one).into_iter().collect(),
             Some(AddressField::Many(many)) => {
-                many.iter().enumerate().filter_map(|(i, a)| self.mailbox(format!("{field}[{i}]"), a)).collect()
+                many.items.iter().enumerate().filter_map(|(i, a)| self.mailbox(format!("{field}[{i}]"), a)).collect()
             }
         }
     }
@@ -325,7 +428,10 @@ impl Problems {
 fn dsn(problems: &mut Problems, input: &DsnInput) -> Dsn {
     let mut dsn = Dsn::default();
     if let Some(notify) = &input.notify {
-        let words: Vec<String> = crate::map_vec(notify, |w| w.to_ascii_lowercase());
+        if notify.is_over() {
+            problems.add("dsn.notify", format!("at most {MAX_NOTIFY} words are allowed"));
+        }
+        let words: Vec<String> = notify.items.iter().map(|w| w.to_ascii_lowercase()).collect();
         if words.is_empty() || (words.iter().any(|w| w == "never") && words.len() > 1) {
             problems.add("dsn.notify", "must be never alone, or some of success, failure and delay");
         }
@@ -463,12 +569,12 @@ fn attachment(problems: &mut Problems, index: usize, input: AttachmentInput<'_>)
 }
 
 fn extra_headers(problems: &mut Problems, input: &HeadersInput) -> Vec<(String, String)> {
-    if input.0.len() > MAX_EXTRA_HEADERS {
+    if input.too_many {
         problems.add("headers", format!("at most {MAX_EXTRA_HEADERS} extra headers are allowed"));
         return Vec::new();
     }
     let mut headers = Vec::new();
-    for (name, value) in &input.0 {
+    for (name, value) in &input.headers {
         let field = format!("headers.{name}");
         if !header::is_extension_name(name) {
             problems.add(field, "only X- headers of letters, digits and hyphens may be added");
@@ -496,20 +602,15 @@ pub fn parse(body: &[u8], config: &Config) -> Result<Submission, ApiError> {
     parse_for(Api::V1, body, config).map(|parsed| parsed.submission)
 }
 
-/// [`parse`], for either API.
+/// [`parse`], for either API (and for each message of a batch, read on its own).
 pub fn parse_for(api: Api, body: &[u8], config: &Config) -> Result<Parsed, ApiError> {
-    let value = json::parse_bytes(body)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")))?;
-    parse_value(api, &value, config)
-}
-
-/// [`parse_for`], of a body already parsed (each message of a batch).
-pub fn parse_value(api: Api, value: &Value<'_>, config: &Config) -> Result<Parsed, ApiError> {
-    if value.as_object().is_none() {
-        return Err(ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"));
-    }
-    let input = SendBody::from_json(value)
-        .map_err(|e| ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {e}")))?;
+    let input = from_body::<SendBody>(body, b'{').map_err(|e| match e {
+        BodyError::Syntax(e) => ApiError::new(ErrorCode::InvalidRequest, format!("the body is not valid JSON: {e}")),
+        BodyError::NotA => ApiError::new(ErrorCode::InvalidRequest, "the body must be a JSON object"),
+        BodyError::Shape(why) => {
+            ApiError::new(ErrorCode::ValidationFailed, format!("the body does not match the API: {why}"))
+        }
+    })?;
     submission(api, input, config)
 }
 
@@ -527,6 +628,7 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         Api::Resend { now_ms } => {
             let tags = body.tags.take().unwrap_or_default();
             check_tags(&mut problems, &tags);
+            let tags = tags.items.into_iter().map(|Object(tag)| tag).collect();
             (tags, body.scheduled_at.as_deref().and_then(|at| scheduled(&mut problems, at, now_ms)))
         }
     };
@@ -538,11 +640,11 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
     let cc = problems.mailboxes("cc", body.cc.as_ref());
     let bcc = problems.mailboxes("bcc", body.bcc.as_ref());
     let reply_to = problems.mailboxes("reply_to", body.reply_to.as_ref());
-    if reply_to.len() > MAX_REPLY_TO {
+    if body.reply_to.as_ref().is_some_and(|r| matches!(r, AddressField::Many(many) if many.is_over())) {
         problems.add("reply_to", format!("at most {MAX_REPLY_TO} addresses are allowed"));
     }
 
-    let dsn = body.dsn.as_ref().map(|input| dsn(&mut problems, input));
+    let dsn = body.dsn.as_ref().map(|Object(input)| dsn(&mut problems, input));
     let subject = body.subject.unwrap_or_default();
     if subject.trim().is_empty() {
         problems.add("subject", "is required");
@@ -559,27 +661,26 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
             problems.add(field, "contains a NUL character");
         }
     }
-    if body.attachments.len() > MAX_ATTACHMENTS {
+    let given = body.attachments.take().unwrap_or_default();
+    if given.is_over() {
         problems.add("attachments", format!("at most {MAX_ATTACHMENTS} attachments are allowed"));
     }
-    let attachments: Vec<Attachment> = std::mem::take(&mut body.attachments)
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, a)| attachment(&mut problems, i, a))
-        .collect();
+    let attachments: Vec<Attachment> =
+        (given.items.into_iter()).enumerate().filter_map(|(i, Object(a))| attachment(&mut problems, i, a)).collect();
     if body.html.is_none() && attachments.iter().any(|a| a.content_id.is_some()) {
         problems.add("html", "inline attachments (content_id) need an html body");
     }
-    let headers = extra_headers(&mut problems, &body.headers);
-    let count = to.len() + cc.len() + bcc.len();
-    let named: usize = [&body.to, &body.cc, &body.bcc]
+    let headers = extra_headers(&mut problems, &body.headers.take().unwrap_or_default());
+    // Addresses past a list's limit were counted, not read: then every address given counts.
+    let (named, unread) = [&body.to, &body.cc, &body.bcc]
         .into_iter()
         .map(|f| match f {
-            None => 0,
-            Some(AddressField::One(_)) => 1,
-            Some(AddressField::Many(many)) => many.len(),
+            None => (0, 0),
+            Some(AddressField::One(_)) => (1, 0),
+            Some(AddressField::Many(many)) => (many.len, many.len - many.items.len()),
         })
-        .sum();
+        .fold((0, 0), |(named, unread), (n, u)| (named + n, unread + u));
+    let count = if unread > 0 { named } else { to.len() + cc.len() + bcc.len() };
     if named == 0 {
         problems.add("to", "at least one recipient is required");
     }
@@ -587,7 +688,7 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         problems.add("to", format!("{count} recipients; at most {MAX_RECIPIENTS} are allowed"));
     }
     if !problems.0.is_empty() {
-        let summary = crate::join(&problems.0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>(), "; ");
+        let summary = problems.0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ");
         let mut error = ApiError::new(ErrorCode::ValidationFailed, summary);
         error.details = problems.0;
         return Err(error);
@@ -613,14 +714,14 @@ const MAX_TAGS: usize = 20;
 
 /// Tags as Resend takes them: a name and a value of ASCII letters, digits, `_` and `-`, at
 /// most 256 characters each.
-fn check_tags(problems: &mut Problems, tags: &[Tag]) {
-    if tags.len() > MAX_TAGS {
+fn check_tags(problems: &mut Problems, tags: &Capped<Object<Tag>, MAX_TAGS>) {
+    if tags.is_over() {
         problems.add("tags", format!("at most {MAX_TAGS} tags are allowed"));
     }
     let valid = |s: &str| {
         (1..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
-    for (i, tag) in tags.iter().enumerate() {
+    for (i, Object(tag)) in tags.items.iter().enumerate() {
         if !valid(&tag.name) || !valid(&tag.value) {
             problems.add(format!("tags[{i}]"), "name and value must be 1 to 256 ASCII letters, digits, _ or -");
         }
@@ -711,6 +812,65 @@ mod tests {
         assert_eq!(content.attachments[0].data, "Grüße".as_bytes());
         assert_eq!(content.attachments[0].charset.as_deref(), Some("utf-8"));
         assert_eq!(content.headers, vec![("X-Ok".to_string(), "fine".to_string())]);
+    }
+
+    #[test]
+    fn headers_keep_the_last_value_of_a_name_and_stop_past_the_limit() {
+        let headers: HeadersInput = serde_json::from_str(r#"{"X-A": "1", "X-B": 2, "X-A": "3"}"#).unwrap();
+        assert_eq!(headers.headers, [("X-B".to_string(), None), ("X-A".to_string(), Some("3".to_string()))]);
+        assert!(!headers.too_many);
+        // The same name a thousand times is one header.
+        let repeated = format!("{{{}}}", vec![r#""X-A": "v""#; 1000].join(","));
+        let headers: HeadersInput = serde_json::from_str(&repeated).unwrap();
+        assert_eq!((headers.headers.len(), headers.too_many), (1, false));
+        let many: Vec<String> = (0..1000).map(|i| format!(r#""X-{i}": {{"nested": [1]}}"#)).collect();
+        let headers: HeadersInput = serde_json::from_str(&format!("{{{}}}", many.join(","))).unwrap();
+        assert_eq!((headers.headers.len(), headers.too_many), (MAX_EXTRA_HEADERS + 1, true));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named_with_its_path() {
+        let error = parse_json(serde_json::json!({"to": [{"email": 5}], "subject": "x", "text": "y"})).unwrap_err();
+        assert_eq!(error.code, ErrorCode::ValidationFailed);
+        assert!(
+            error.message.starts_with("the body does not match the API: `to[0].email`: invalid type"),
+            "{}",
+            error.message
+        );
+        let error = parse(br#"{"to": "a@example.org", "to": "b@example.org"}"#, &config()).unwrap_err();
+        assert!(error.message.contains("duplicate field `to`"), "{}", error.message);
+        let error = parse(b"{\n  \"to\": \"x\",\n  \"subject\": tru", &config()).unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(error.message.ends_with("at line 3 column 16"), "{}", error.message);
+    }
+
+    #[test]
+    fn base64_content_is_borrowed_from_the_body_and_bytes_are_read_as_bytes() {
+        let body = br#"{"attachments": [{"filename": "a", "content": "aGk="},
+            {"filename": "b", "content": {"type": "Buffer", "data": [0, 255]}}, {"filename": "c", "content": [1]}]}"#;
+        let input: SendBody = serde_json::from_slice(body).unwrap();
+        let items: Vec<_> = input.attachments.unwrap().items.into_iter().map(|Object(a)| a).collect();
+        assert!(matches!(&items[0].content, Some(ContentInput::Base64(Cow::Borrowed("aGk=")))));
+        assert!(matches!(&items[1].content, Some(ContentInput::Bytes(b)) if b == &[0, 255]));
+        assert!(matches!(&items[2].content, Some(ContentInput::Bytes(b)) if b == &[1]));
+        let not_a_buffer = br#"{"attachments": [{"filename": "a", "content": {"type": "Blob", "data": []}}]}"#;
+        let error = serde_json::from_slice::<SendBody>(not_a_buffer).unwrap_err();
+        assert!(error.to_string().starts_with("an object content must be a Buffer"), "{error}");
+    }
+
+    #[test]
+    fn members_that_are_objects_are_not_read_from_lists() {
+        for (field, value) in [
+            ("dsn", serde_json::json!([null, "headers"])),
+            ("attachments", serde_json::json!([["a.txt", null, "aGk="]])),
+            ("tags", serde_json::json!([["k", "v"]])),
+        ] {
+            let mut body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y"});
+            body[field] = value;
+            let error = parse_for(Api::Resend { now_ms: 0 }, body.to_string().as_bytes(), &config()).err().unwrap();
+            assert_eq!(error.code, ErrorCode::ValidationFailed, "{field}");
+            assert!(error.message.contains("expected an object"), "{field}: {}", error.message);
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 // The Worker's `env` (its variables, secrets and bindings) is a plain object here.
 use js_sys::Object as Env;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
@@ -33,10 +35,8 @@ use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
 use crate::error::ApiError;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
-use crate::json::{self, FromJson, ToJson};
 use crate::smtp::client::Network;
 use crate::smtp::settings::Security;
-use crate::urlencoded;
 
 /// The Durable Object namespace binding of [`IdempotencyKey`]: one object per key.
 const IDEMPOTENCY_KEYS: &str = "IDEMPOTENCY_KEYS";
@@ -234,11 +234,11 @@ impl Environment for Workers {
         let stub = self.stub(RATE_LIMITER, key)?;
         let url = format!("https://rate-limiter/hit?limit={limit}&window={window_seconds}");
         let (_, answer) = fetch_object(stub, &url, None).await.map_err(|_| Unavailable)?;
-        json::from_bytes(&answer).map_err(|_| Unavailable)
+        serde_json::from_slice(&answer).map_err(|_| Unavailable)
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
-        let body = urlencoded::encode(fields);
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
         let request =
             js_request(url, "POST", Some("application/x-www-form-urlencoded"), Some(&JsValue::from_str(&body)))
                 .map_err(|_| Unavailable)?;
@@ -273,7 +273,7 @@ impl Environment for Workers {
     }
 
     async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
-        self.ledger::<bool>("save", &[], Some(record.encode())).await.map(drop)
+        self.ledger::<bool>("save", &[], Some(to_json(record))).await.map(drop)
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
@@ -305,7 +305,7 @@ impl Environment for Workers {
         // From here on the object may have the message.
         let after = || WarmUnavailable { handed_over: true };
         let (_, answer) = fetch_object(stub, "https://smtp-session/send", Some(&body)).await.map_err(|_| after())?;
-        json::from_bytes(&answer).map_err(|_| after())
+        serde_json::from_slice(&answer).map_err(|_| after())
     }
 
     async fn get_text(&self, url: &str) -> Result<(u16, String), Unavailable> {
@@ -318,33 +318,33 @@ impl Workers {
     /// Asks the ledger `https://ledger/<operation>?<query>` (a record to save as the body): the
     /// operation in the path and its small arguments in the query, so neither side needs a
     /// JSON type for the call (an enum of calls cost 13 KB of deserializer).
-    async fn ledger<T: for<'a> FromJson<'a>>(
+    async fn ledger<T: DeserializeOwned>(
         &self,
         operation: &str,
         query: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<T, Unavailable> {
         let stub = self.stub(DELIVERY_LEDGER, "ledger")?;
-        let query = urlencoded::encode(query);
+        let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
         let body = body.map(|body| JsValue::from_str(&body));
         let url = format!("https://ledger/{operation}?{query}");
         match fetch_object(stub, &url, body.as_ref()).await {
-            Ok((200, answer)) => json::from_bytes(&answer).map_err(|_| Unavailable),
+            Ok((200, answer)) => serde_json::from_slice(&answer).map_err(|_| Unavailable),
             _ => Err(Unavailable),
         }
     }
 
     /// POSTs `call` as JSON to the Durable Object `name` of `binding`; its JSON answer.
-    async fn call_object<T: for<'a> FromJson<'a>>(
+    async fn call_object<T: DeserializeOwned>(
         &self,
         binding: &str,
         name: &str,
-        call: &impl ToJson,
+        call: &impl Serialize,
     ) -> Result<T, Unavailable> {
         let stub = self.stub(binding, name)?;
-        let body = JsValue::from_str(&call.encode());
+        let body = JsValue::from_str(&to_json(call));
         match fetch_object(stub, "https://object/", Some(&body)).await {
-            Ok((200, answer)) => json::from_bytes(&answer).map_err(|_| Unavailable),
+            Ok((200, answer)) => serde_json::from_slice(&answer).map_err(|_| Unavailable),
             _ => Err(Unavailable),
         }
     }
@@ -524,8 +524,13 @@ fn text_response(status: u16, body: &str) -> Answer {
 }
 
 /// A Durable Object's JSON answer to the Worker.
-fn json_response(value: &impl ToJson) -> Answer {
-    text_response(200, &value.encode())
+/// Our own records and calls as JSON (derived, string keys: writing them cannot fail).
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("records are plain data")
+}
+
+fn json_response(value: &impl Serialize) -> Answer {
+    text_response(200, &to_json(value))
 }
 
 /// The bytes an `arrayBuffer()` call resolves to (a request, a file, an R2 body).
@@ -540,13 +545,13 @@ async fn request_bytes(request: &web_sys::Request) -> Result<Vec<u8>, JsValue> {
 }
 
 /// A JSON body the Worker sent one of its Durable Objects.
-async fn json_request<T: for<'a> FromJson<'a>>(request: &web_sys::Request) -> Result<T, JsValue> {
+async fn json_request<T: DeserializeOwned>(request: &web_sys::Request) -> Result<T, JsValue> {
     let bytes = request_bytes(request).await?;
-    json::from_bytes(&bytes).map_err(|e| failure(&e.to_string()))
+    serde_json::from_slice(&bytes).map_err(|e| failure(&e.to_string()))
 }
 
-fn read_stored<T: for<'a> FromJson<'a>>(text: &str) -> Result<T, JsValue> {
-    json::from_str(text).map_err(|e| failure(&format!("a stored record does not parse: {e}")))
+fn read_stored<T: DeserializeOwned>(text: &str) -> Result<T, JsValue> {
+    serde_json::from_str(text).map_err(|e| failure(&format!("a stored record does not parse: {e}")))
 }
 
 /// The object's storage, and its SQLite. workerd gives every Durable Object one; an error here
@@ -593,7 +598,7 @@ impl RateLimiter {
         let url = request.url();
         let (_, query) = http::request::path_and_query(&url);
         let param = |name: &str| {
-            urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok())
+            form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<u32>().ok())
         };
         let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
         let decision = self.window.borrow_mut().hit(now_millis(), limit, u64::from(window) * 1000);
@@ -666,7 +671,7 @@ impl DeliveryLedger {
     }
 
     fn save(&self, record: &Record) -> Result<(), JsValue> {
-        let json = record.encode();
+        let json = to_json(&record);
         sql(
             &self.db,
             "INSERT INTO records (id, status, created_at, record) VALUES (?, ?, ?, ?) \
@@ -684,7 +689,8 @@ impl DeliveryLedger {
     async fn call(&self, request: &web_sys::Request) -> Answer {
         let url = request.url();
         let (path, query) = http::request::path_and_query(&url);
-        let arg = |name: &str| urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v);
+        let arg =
+            |name: &str| form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
         let number = |name: &str| arg(name).and_then(|v| v.parse::<u64>().ok());
         let missing = || failure("a ledger call without its arguments");
         match path {
@@ -802,7 +808,7 @@ impl IdempotencyKey {
         let answer = idempotency::apply(&mut record, call);
         match &record {
             Some(record) => {
-                let json = record.encode();
+                let json = to_json(&record);
                 sql(&self.db, "INSERT OR REPLACE INTO key (id, record) VALUES (1, ?)", &[json.into()])?;
                 let _ = set_alarm(&self.state, record.expires_at_ms).await;
             }

@@ -5,19 +5,21 @@ use super::capabilities::Capabilities;
 use super::error::{Error, ErrorKind, Extension};
 use super::outcome::Phase;
 use crate::address::EmailAddress;
-use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
-use std::borrow::Cow;
+use serde::{Deserialize, Serialize};
 
-/// When the relay should report on delivery (RFC 3461 §4.1 NOTIFY).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// When the relay should report on delivery (RFC 3461 §4.1 NOTIFY). Written by its name:
+/// `"Success"`, `"Failure"`, `"Delay"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Notify {
     Success,
     Failure,
     Delay,
 }
 
-/// Delivery status notifications the caller asked for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Delivery status notifications the caller asked for:
+/// `{"notify": null | ["Success", "Failure", "Delay"], "return_headers_only", "envelope_id"}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dsn {
     /// `None`: no NOTIFY (the relay's default); `Some(empty)`: NOTIFY=NEVER.
     pub notify: Option<Vec<Notify>>,
@@ -25,47 +27,6 @@ pub struct Dsn {
     pub return_headers_only: Option<bool>,
     /// ENVID, printable ASCII only (validated by the API).
     pub envelope_id: Option<String>,
-}
-
-impl Notify {
-    const ALL: [Notify; 3] = [Notify::Success, Notify::Failure, Notify::Delay];
-
-    fn name(self) -> &'static str {
-        match self {
-            Notify::Success => "Success",
-            Notify::Failure => "Failure",
-            Notify::Delay => "Delay",
-        }
-    }
-}
-
-/// `{"notify": null | ["Success", "Failure", "Delay"], "return_headers_only", "envelope_id"}`
-impl ToJson for Dsn {
-    fn to_json(&self) -> Value<'_> {
-        let notify = self.notify.as_ref().map(|n| Value::Array(crate::map_vec(n, |n| Value::from(n.name()))));
-        object! {"notify": notify, "return_headers_only": self.return_headers_only,
-        "envelope_id": self.envelope_id.as_deref()}
-    }
-}
-
-impl<'a> FromJson<'a> for Dsn {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let mut fields = Fields::of(value)?;
-        let notify = fields
-            .optional::<Vec<Cow<str>>>("notify")?
-            .map(|names| {
-                crate::try_map(&names, |name| Notify::ALL.into_iter().find(|n| n.name() == name).ok_or(()))
-                    .map_err(|_| ShapeError::new("not a NOTIFY value").at("notify"))
-            })
-            .transpose()?;
-        let dsn = Dsn {
-            notify,
-            return_headers_only: fields.optional("return_headers_only")?,
-            envelope_id: fields.optional("envelope_id")?,
-        };
-        fields.finish()?;
-        Ok(dsn)
-    }
 }
 
 /// Sender and recipients of one transaction.

@@ -1,23 +1,25 @@
 //! A record of the conversation for debug mode and the `www/` demo: what the client sent
 //! (AUTH payloads as `***`, the message as its size) and what the relay answered, with times.
 
-use std::borrow::Cow;
+use serde::{Deserialize, Serialize};
 
 use super::command::Command;
 use super::reply::Reply;
-use crate::json::{object, Fields, FromJson, ShapeError, ToJson, Value};
 
 /// At most this many entries are kept; a long session keeps its beginning.
 const MAX_ENTRIES: usize = 200;
 
-/// Who said a line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Who said a line: `"client"` or `"relay"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Side {
     Client,
     Relay,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `{"at_ms", "from", "line"}`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Milliseconds since the connection was opened.
     pub at_ms: u64,
@@ -25,7 +27,9 @@ pub struct Entry {
     pub line: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A list of entries, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Transcript(Vec<Entry>);
 
 impl Transcript {
@@ -48,13 +52,15 @@ impl Transcript {
     pub fn received(&mut self, at_ms: u64, reply: &Reply, redact_text: bool) {
         let last = reply.lines.len().saturating_sub(1);
         let enhanced = reply.enhanced.map(|e| format!("{e} ")).unwrap_or_default();
-        let lines = crate::map_vec(reply.lines.iter().enumerate(), |(i, text)| {
-            let separator = if i == last { ' ' } else { '-' };
-            let code = if i == 0 { enhanced.as_str() } else { "" };
-            let text = if redact_text { "***" } else { text.as_str() };
-            format!("{}{separator}{code}{text}", reply.code)
-        });
-        self.push(at_ms, Side::Relay, crate::join(&lines, "\n"));
+        let lines: Vec<String> = (reply.lines.iter().enumerate())
+            .map(|(i, text)| {
+                let separator = if i == last { ' ' } else { '-' };
+                let code = if i == 0 { enhanced.as_str() } else { "" };
+                let text = if redact_text { "***" } else { text.as_str() };
+                format!("{}{separator}{code}{text}", reply.code)
+            })
+            .collect();
+        self.push(at_ms, Side::Relay, lines.join("\n"));
     }
 
     pub fn note(&mut self, at_ms: u64, what: &str) {
@@ -63,40 +69,6 @@ impl Transcript {
 
     pub fn entries(&self) -> &[Entry] {
         &self.0
-    }
-}
-
-impl Side {
-    fn as_str(self) -> &'static str {
-        match self {
-            Side::Client => "client",
-            Side::Relay => "relay",
-        }
-    }
-}
-
-/// `[{"at_ms", "from": "client" | "relay", "line"}, …]`
-impl ToJson for Transcript {
-    fn to_json(&self) -> Value<'_> {
-        Value::Array(crate::map_vec(&self.0, |e| object! {"at_ms": e.at_ms, "from": e.from.as_str(), "line": &e.line}))
-    }
-}
-
-impl<'a> FromJson<'a> for Transcript {
-    fn from_json(value: &Value<'a>) -> Result<Self, ShapeError> {
-        let entries = value.as_array().ok_or_else(|| ShapeError::expected("a list", value))?;
-        let entry = |value: &Value<'a>| {
-            let mut fields = Fields::of(value)?;
-            let from = match fields.required::<Cow<str>>("from")?.as_ref() {
-                "client" => Side::Client,
-                "relay" => Side::Relay,
-                other => return Err(ShapeError::new(format!("not a side: {other}")).at("from")),
-            };
-            let entry = Entry { at_ms: fields.required("at_ms")?, from, line: fields.required("line")? };
-            fields.finish()?;
-            Ok(entry)
-        };
-        crate::try_map(entries.iter().enumerate(), |(i, e)| entry(e).map_err(|e| e.at_index(i))).map(Transcript)
     }
 }
 

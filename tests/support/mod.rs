@@ -1,7 +1,8 @@
 //! Scripted relays: a transcript of what the server says and expects, run over an in-memory
 //! stream, with everything the client wrote kept for byte-for-byte assertions.
 
-use edge_mailer::json::ToJson;
+pub mod alloc;
+
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
@@ -475,7 +476,7 @@ impl Environment for ScriptedEnv {
         let config = self.config().map_err(|_| WarmUnavailable { handed_over: false })?;
         let outcome = self.warm[index].send(&self.relay, &config.relay, &travelled).await;
         // As it travels back from the session object: through its JSON.
-        Ok(edge_mailer::json::from_str(&outcome.encode()).unwrap())
+        Ok(serde_json::from_str(&serde_json::to_string(&outcome).unwrap()).unwrap())
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
