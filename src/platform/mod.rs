@@ -12,8 +12,7 @@ use worker::js_sys;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
     console_log, event, web_sys, ByteStream, Context, Date, Delay, Env, Fetch, File, Headers, MessageBatch,
-    MessageBuilder, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, Response, SecureTransport,
-    Socket, Stub,
+    MessageBuilder, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, SecureTransport, Socket, Stub,
 };
 
 /// The Worker's allocator: talc takes memory from the wasm memory as it needs it (a 10 MB
@@ -357,7 +356,7 @@ impl Platform for Workers {
 /// nobody asked for is left to workerd untouched (taking its stream and dropping it makes
 /// workerd reset the connection before the client has read the answer).
 enum Body {
-    Unread(Request),
+    Unread(web_sys::Request),
     Reading(ByteStream),
     Empty,
 }
@@ -365,9 +364,9 @@ enum Body {
 impl BodySource for Body {
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, ()> {
         if let Body::Unread(request) = self {
-            *self = match request.stream() {
-                Ok(stream) => Body::Reading(stream),
-                Err(_) => Body::Empty, // a request without a body
+            *self = match request.body() {
+                Some(stream) => Body::Reading(ByteStream::from(stream)),
+                None => Body::Empty, // a request without a body
             };
         }
         match self {
@@ -379,14 +378,18 @@ impl BodySource for Body {
 
 // ---- Events -------------------------------------------------------------------------------
 
-fn to_response(response: HttpResponse) -> worker::Result<Response> {
-    let headers = Headers::new();
+/// workerd's `Response`, built directly from ours.
+fn to_response(response: HttpResponse) -> worker::Result<web_sys::Response> {
+    let headers = web_sys::Headers::new()?;
     for (name, value) in &response.headers {
         headers.set(name, value)?;
     }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status);
+    init.set_headers(&headers);
     // No body at all when there is none: a 204 or 304 must not have one.
-    let out = if response.body.is_empty() { Response::empty()? } else { Response::from_bytes(response.body)? };
-    Ok(out.with_status(response.status).with_headers(headers))
+    let body = (!response.body.is_empty()).then(|| js_sys::Uint8Array::from(&response.body[..]));
+    Ok(web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)?)
 }
 
 /// A short id for the request log: Cloudflare's ray id, else a random one.
@@ -399,16 +402,19 @@ fn request_id(ray: Option<&str>) -> String {
     random.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The fetch event. It takes and answers workerd's own `Request` and `Response`: the `worker`
+/// crate's wrappers would copy the method, path and `cf` properties of every request (CPU on
+/// each one) for data nothing here uses.
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let workers = Workers { env };
     let started = now_millis();
     // The URL as workerd serialised it: split, not parsed again.
-    let url = request.inner().url();
+    let url = request.url();
     let (path, query) = http::request::path_and_query(&url);
     let headers = request.headers();
     let head = RequestHead {
-        method: request.inner().method(),
+        method: request.method(),
         path: path.to_string(),
         query: query.to_string(),
         headers: http::request::HEADERS_READ
