@@ -1,5 +1,6 @@
-//! DKIM signatures with the runtime's WebCrypto (`crypto.subtle`; the `worker` crate has no
-//! wrapper for signing): the private key is imported once per isolate and stays a `CryptoKey` (not extractable) from then on.
+//! DKIM signatures with the runtime's WebCrypto (`crypto.subtle`; the `worker` crate wraps
+//! only its digests): the private key is imported once per isolate and stays a `CryptoKey`
+//! (not extractable) from then on.
 
 use std::cell::RefCell;
 
