@@ -238,9 +238,7 @@ def build_env() -> dict:
         "ESBUILD_BIN": str(bin_dir / "esbuild"),
         **QUIET_WRANGLER,
     })
-    cargo_bin = Path.home() / ".cargo" / "bin"
-    env["PATH"] = f"{cargo_bin}:{env.get('PATH', '')}"
-    env["WASM_BINDGEN_BIN"] = str(cargo_bin / "wasm-bindgen")
+    # wasm-bindgen and worker-build: scripts/build-worker finds them as cargo does.
     return env
 
 

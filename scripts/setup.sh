@@ -5,7 +5,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-export PATH="$HOME/.cargo/bin:$PATH"
+# cargo's own bin directory first, as cargo finds installed tools ($CARGO_HOME/bin, ~/.cargo/bin
+# only when CARGO_HOME is unset); `cargo install` puts them there.
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
@@ -39,10 +41,10 @@ if [ "$have" != "$want" ]; then
   cargo install -q wasm-bindgen-cli --version "$want"
 fi
 
-want="$(locked_version worker-sys)"
+want="$(locked_version worker)"
 have="$(worker-build --version 2>/dev/null | awk '{print $NF}' || true)"
 if [ "$have" != "$want" ]; then
-  step "cargo install worker-build $want (the release of worker-sys, whose shim our exports follow; takes a few minutes)"
+  step "cargo install worker-build $want (the release of the worker crate, whose shim it writes; takes a few minutes)"
   cargo install -q worker-build --version "$want" --locked
 fi
 

@@ -1,11 +1,13 @@
-//! DKIM signatures with the runtime's WebCrypto (`crypto.subtle`): the private key is imported
-//! once per isolate and stays a `CryptoKey` (not extractable) from then on.
+//! DKIM signatures with the runtime's WebCrypto (`crypto.subtle`; the `worker` crate wraps
+//! only its digests): the private key is imported once per isolate and stays a `CryptoKey`
+//! (not extractable) from then on.
 
 use std::cell::RefCell;
 
-use js_sys::{Array, Object, Reflect, Uint8Array};
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
+use worker::js_sys;
+use worker::js_sys::{Array, Object, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
 
 use crate::dkim::{Algorithm, DkimKey};
 

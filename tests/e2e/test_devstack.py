@@ -4,6 +4,7 @@ changed, and a dev log without wrangler's update check, its Request.cf warning o
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -78,32 +79,45 @@ def test_a_second_scripts_dev_in_one_checkout_is_told_which_runs(tmp_path):
 
 
 def fake_build_tree(root: Path) -> Path:
-    """A copy of scripts/build-worker in a tree of its own, with a worker-build that only says it
-    ran: what the script decides, without a real build."""
+    """A copy of scripts/build-worker in a tree of its own, with tools that only say they ran:
+    what the script decides, without a real build. The tools are in a CARGO_HOME of their own
+    (returned), outside HOME and off PATH, as in the official `rust` image."""
     (root / "scripts").mkdir(parents=True)
     shutil.copy(devstack.ROOT / "scripts" / "build-worker", root / "scripts" / "build-worker")
-    (root / "scripts" / "shorten-imports").write_text("print('SHORTENED')\n")  # the fake wasm has no imports
     (root / "src").mkdir()
     (root / "src" / "lib.rs").write_text("// the Worker\n")
     (root / "Cargo.toml").write_text("[package]\n")
     (root / "Cargo.lock").write_text("")
-    tools = root / "tools"
-    tools.mkdir()
-    (tools / "worker-build").write_text("#!/bin/sh\nmkdir -p build/worker && echo shim > build/worker/shim.mjs"
-                                        " && echo wasm > build/index_bg.wasm && echo FAKE-WORKER-BUILD-RAN\n")
-    (tools / "wasm-opt").write_text("#!/bin/sh\necho OPTIMIZED\n")
-    for tool in tools.iterdir():
+    cargo_home = root / "cargo-home"
+    tools = cargo_home / "bin"
+    tools.mkdir(parents=True)
+    # The build in one step, so that two at once would be seen: each fails if another is in it.
+    (tools / "worker-build").write_text(
+        "#!/bin/sh\n[ -e build/BUSY ] && { echo TWO-BUILDS-AT-ONCE; exit 1; }\ntouch build/BUSY\n"
+        "sleep ${FAKE_BUILD_SECONDS:-0}\n"
+        "mkdir -p build/worker && echo shim > build/worker/shim.mjs && echo wasm > build/index_bg.wasm\n"
+        "echo FAKE-WORKER-BUILD-RAN with \"$WASM_BINDGEN_BIN\"\nrm build/BUSY\n")
+    (tools / "wasm-bindgen").write_text("#!/bin/sh\necho wasm-bindgen 0.0.0\n")
+    (root / "wasm-opt").write_text('#!/bin/sh\ncp "$1" "$3" && echo OPTIMIZED\n')
+    for tool in (*tools.iterdir(), root / "wasm-opt"):
         tool.chmod(0o755)
-    return tools
+    return cargo_home
+
+
+def run_build(root: Path, cargo_home: Path, **env) -> subprocess.CompletedProcess:
+    home = root / "home"  # no ~/.cargo in it: the tools are only where CARGO_HOME says
+    home.mkdir(exist_ok=True)
+    return subprocess.run(["bash", str(root / "scripts" / "build-worker")], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(home), "CARGO_HOME": str(cargo_home),
+                               "WASM_OPT_BIN": str(root / "wasm-opt"), **env})
 
 
 def test_build_worker_reuses_build_only_when_nothing_changed_and_of_the_same_kind(tmp_path):
-    tools = fake_build_tree(tmp_path)
+    cargo_home = fake_build_tree(tmp_path)
 
     def build(**env):
-        run = subprocess.run(["bash", str(tmp_path / "scripts" / "build-worker")], capture_output=True, text=True,
-                             env={"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path),
-                                  "WASM_OPT_BIN": str(tools / "wasm-opt"), **env}, check=True)
+        run = run_build(tmp_path, cargo_home, **env)
+        assert run.returncode == 0, run.stdout + run.stderr
         return "built" if "FAKE-WORKER-BUILD-RAN" in run.stdout else "reused" if "using the existing build/" in run.stdout else run.stdout
 
     assert build(EDGE_MAILER_PREBUILT="1") == "built", "nothing built yet"
@@ -118,6 +132,60 @@ def test_build_worker_reuses_build_only_when_nothing_changed_and_of_the_same_kin
         os.utime(tmp_path / changed)  # saved now, after that build
         assert build(EDGE_MAILER_PREBUILT="1") == "built", f"{changed} changed"
         assert build(EDGE_MAILER_PREBUILT="1") == "reused"
+
+
+def test_build_worker_finds_its_tools_in_cargo_home_outside_the_home_directory(tmp_path):
+    cargo_home = fake_build_tree(tmp_path)
+    run = run_build(tmp_path, cargo_home)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"FAKE-WORKER-BUILD-RAN with {cargo_home}/bin/wasm-bindgen" in run.stdout
+    # Nothing in CARGO_HOME and nothing on PATH: it says which tool and where it looked, and
+    # does not fall back to ~/.cargo.
+    empty = tmp_path / "empty-cargo-home"
+    (empty / "bin").mkdir(parents=True)
+    (tmp_path / "home" / ".cargo" / "bin").mkdir(parents=True)
+    shutil.copy(cargo_home / "bin" / "worker-build", tmp_path / "home" / ".cargo" / "bin" / "worker-build")
+    run = run_build(tmp_path, empty)
+    assert run.returncode != 0 and "FAKE-WORKER-BUILD-RAN" not in run.stdout
+    assert f"is not in {empty}/bin or on PATH" in run.stderr, run.stderr
+
+
+def test_build_worker_finds_the_real_tools_through_cargo_home(tmp_path):
+    """The installed wasm-bindgen and worker-build, linked into a CARGO_HOME in a temporary
+    directory: the script runs the ones it finds there (worker-build is asked its version only)."""
+    cargo_home = fake_build_tree(tmp_path)
+    real_bin = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo") / "bin"
+    for tool in ("wasm-bindgen", "worker-build"):
+        real = shutil.which(tool, path=f"{real_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+        assert real, f"{tool} is not installed (scripts/setup.sh)"
+        (cargo_home / "bin" / tool).unlink()
+        (cargo_home / "bin" / tool).symlink_to(real)
+    # The real worker-build answers its version and builds nothing; the script's own checks
+    # (it found both tools) ran first.
+    script = tmp_path / "scripts" / "build-worker"
+    script.write_text(script.read_text().replace('"$worker_build" --release', '"$worker_build" --version; "$WASM_BINDGEN_BIN" --version; exit 0'))
+    run = run_build(tmp_path, cargo_home)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lock = (devstack.ROOT / "Cargo.lock").read_text()
+    locked = {name: re.search(rf'name = "{name}"\nversion = "([^"]+)"', lock)[1] for name in ("worker", "wasm-bindgen")}
+    # The pinned ones (scripts/setup.sh installs them), not whatever else might be on PATH.
+    assert run.stdout.split() == [locked["worker"], "wasm-bindgen", locked["wasm-bindgen"]], run.stdout
+
+
+def test_two_builds_started_at_once_take_turns(tmp_path):
+    """Two `wrangler dev` started together each run the [build] step: the second waits for the
+    first, then finds build/ fresh and reuses it."""
+    cargo_home = fake_build_tree(tmp_path)
+    with tempfile.TemporaryDirectory() as home:
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "CARGO_HOME": str(cargo_home),
+               "WASM_OPT_BIN": str(tmp_path / "wasm-opt"), "EDGE_MAILER_PREBUILT": "1", "FAKE_BUILD_SECONDS": "1"}
+        script = str(tmp_path / "scripts" / "build-worker")
+        both = [subprocess.Popen(["bash", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for _ in range(2)]
+        outputs = [process.communicate(timeout=60)[0] for process in both]
+    assert all(process.returncode == 0 for process in both), outputs
+    assert not any("TWO-BUILDS-AT-ONCE" in output for output in outputs), outputs
+    assert sorted("built" if "FAKE-WORKER-BUILD-RAN" in o else "reused" for o in outputs) == ["built", "reused"], outputs
 
 
 class FakeRegistry:
@@ -326,40 +394,3 @@ def test_scripts_dev_says_ready_when_a_send_works_and_which_part_stopped(stoppin
         finally:
             devstack.local_relay.stop(state / "relay")
             shutil.rmtree(state, ignore_errors=True)
-
-
-SHORTEN = devstack.ROOT / "scripts" / "shorten-imports"
-TWO_IMPORTS = """(module
-  (import "./glue.js" "__wbg_add_0123456789abcdef" (func $add (param i32 i32) (result i32)))
-  (import "./glue.js" "__wbg_twice_fedcba9876543210" (func $twice (param i32) (result i32)))
-  (func (export "run") (param i32) (result i32) (call $twice (call $add (local.get 0) (i32.const 1)))))"""
-GLUE = ('export const imports = {"./glue.js": {__wbg_add_0123456789abcdef:function(a,b){return a+b},'
-        '__wbg_twice_fedcba9876543210:function(a){return 2*a}}};\n')
-
-
-def test_imports_get_short_names_in_the_module_and_the_glue_and_still_link(tmp_path):
-    """The renamed module instantiates with the renamed glue and computes what it did; a name
-    the glue holds other than once as a key stops the build and leaves both files as they were."""
-    wat, wasm, glue = tmp_path / "m.wat", tmp_path / "m.wasm", tmp_path / "glue.mjs"
-    wat.write_text(TWO_IMPORTS)
-    subprocess.run([str(devstack.ROOT / "node_modules" / ".bin" / "wasm-as"), str(wat), "-o", str(wasm)], check=True)
-    glue.write_text(GLUE)
-    before = wasm.stat().st_size
-    run = subprocess.run([sys.executable, str(SHORTEN), str(wasm), str(glue)], capture_output=True, text=True)
-    assert run.returncode == 0 and "2 imports renamed" in run.stdout, run.stderr
-    assert "__wbg_" not in glue.read_text() and b"__wbg_" not in wasm.read_bytes()
-    names = ("__wbg_add_0123456789abcdef", "__wbg_twice_fedcba9876543210")
-    assert wasm.stat().st_size == before - sum(len(name) - 1 for name in names), "only the names changed"
-    check = (f"import {{readFileSync}} from 'node:fs'; import {{imports}} from {json.dumps(str(glue))};"
-             f"const m = await WebAssembly.instantiate(readFileSync({json.dumps(str(wasm))}), imports);"
-             f"console.log(m.instance.exports.run(20));")
-    out = subprocess.run(["node", "--input-type=module", "-e", check], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "42"
-
-    wasm.unlink()
-    subprocess.run([str(devstack.ROOT / "node_modules" / ".bin" / "wasm-as"), str(wat), "-o", str(wasm)], check=True)
-    glue.write_text(GLUE + "globalThis.__wbg_twice_fedcba9876543210 = 1;\n")
-    original = (wasm.read_bytes(), glue.read_text())
-    run = subprocess.run([sys.executable, str(SHORTEN), str(wasm), str(glue)], capture_output=True, text=True)
-    assert run.returncode != 0 and "__wbg_twice_fedcba9876543210 appears 2 times" in run.stderr, run.stderr
-    assert (wasm.read_bytes(), glue.read_text()) == original

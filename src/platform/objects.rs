@@ -1,0 +1,256 @@
+//! The Worker's four Durable Objects. Each answers the Worker's `fetch` with JSON; a failed
+//! call is an error, which the Worker takes as the object being unavailable.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
+
+use super::{from_json, now_millis, to_json, Workers};
+use crate::delivery::idempotency::{self, KeyCall, KeyRecord};
+use crate::delivery::queue::{self, Claimed, Record, Status};
+use crate::delivery::ratelimit::Window;
+use crate::delivery::transaction::{Outcome, Transaction};
+use crate::delivery::warm::WarmSession;
+use crate::http;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+fn failure(why: impl Into<String>) -> worker::Error {
+    worker::Error::RustError(why.into())
+}
+
+fn json_response(value: &impl Serialize) -> Result<Response> {
+    Response::ok(to_json(value))
+}
+
+/// A JSON body the Worker sent one of its objects.
+async fn json_request<T: DeserializeOwned>(request: &mut Request) -> Result<T> {
+    from_json(&request.bytes().await?).map_err(failure)
+}
+
+/// The call's query argument `name` (the URL as workerd serialised it, split, not re-parsed).
+fn query_arg(request: &Request, name: &str) -> Option<String> {
+    let url = request.inner().url();
+    let (_, query) = http::request::path_and_query(&url);
+    form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}
+
+/// The first column of each row `statement` gives, as text (the records' JSON).
+fn texts(sql: &SqlStorage, statement: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for row in sql.exec(statement, bindings)?.raw() {
+        match row?.into_iter().next() {
+            Some(SqlStorageValue::String(text)) => texts.push(text),
+            _ => return Err(failure("a stored record that is not text")),
+        }
+    }
+    Ok(texts)
+}
+
+fn read_stored<T: DeserializeOwned>(text: &str) -> Result<T> {
+    from_json(text.as_bytes()).map_err(|e| failure(format!("a stored record does not parse: {e}")))
+}
+
+/// One per form and client (`idFromName`): a sliding window of that client's posts. It lives
+/// in memory; if the object is evicted the window starts afresh, which errs toward allowing.
+#[durable_object(fetch)]
+pub struct RateLimiter {
+    window: RefCell<Window>,
+}
+
+impl DurableObject for RateLimiter {
+    fn new(_state: State, _env: Env) -> Self {
+        RateLimiter { window: RefCell::new(Window::default()) }
+    }
+
+    async fn fetch(&self, request: Request) -> Result<Response> {
+        let param = |name: &str| query_arg(&request, name).and_then(|v| v.parse::<u32>().ok());
+        let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
+        let decision = self.window.borrow_mut().hit(now_millis(), limit, u64::from(window) * 1000);
+        json_response(&decision)
+    }
+}
+
+/// One warm SMTP session (`SMTP_SESSIONS` of these, by name): sends from every request of
+/// the Worker run on it one at a time, and it closes with QUIT after `SMTP_IDLE_SECONDS`
+/// unused (an alarm). workerd lets a Durable Object keep a socket between requests; an
+/// evicted object loses it, and the next send simply opens a new one.
+#[durable_object(alarm)]
+pub struct SmtpSession {
+    state: State,
+    workers: Workers,
+    warm: WarmSession<Workers>,
+}
+
+impl SmtpSession {
+    async fn arm_idle_alarm(&self, after_ms: u64) {
+        let _ = self.state.storage().set_alarm(Duration::from_millis(after_ms)).await;
+    }
+}
+
+impl DurableObject for SmtpSession {
+    fn new(state: State, env: Env) -> Self {
+        SmtpSession { state, workers: Workers { env }, warm: WarmSession::default() }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        let bytes = request.bytes().await?;
+        let transaction = Transaction::from_bytes(&bytes).ok_or_else(|| failure("not a transaction"))?;
+        drop(bytes);
+        let outcome = match self.workers.config().as_ref() {
+            Err(error) => Outcome::failed(error.clone()),
+            Ok(config) => {
+                let outcome = self.warm.send(&self.workers, &config.relay, &transaction).await;
+                self.arm_idle_alarm(config.smtp_idle_seconds * 1000).await;
+                outcome
+            }
+        };
+        json_response(&outcome)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let idle_ms = self.workers.config().as_ref().as_ref().map(|c| c.smtp_idle_seconds).unwrap_or(30) * 1000;
+        if let Some(left) = self.warm.close_if_idle(now_millis(), idle_ms).await {
+            self.arm_idle_alarm(left).await;
+        }
+        Response::ok("")
+    }
+}
+
+/// The delivery ledger: every queued message's record, in this object's SQLite. One object
+/// for the whole deployment, so reads and writes are strongly consistent and a claim (read,
+/// check, write) happens in one step: nothing else runs in the object between them.
+#[durable_object(fetch)]
+pub struct DeliveryLedger {
+    sql: SqlStorage,
+}
+
+impl DeliveryLedger {
+    fn load(&self, id: &str) -> Result<Option<Record>> {
+        let rows = texts(&self.sql, "SELECT record FROM records WHERE id = ?", vec![id.into()])?;
+        // A record that does not parse is an error (the consumer retries), never "no record"
+        // (which would drop the message).
+        rows.first().map(|row| read_stored(row)).transpose()
+    }
+
+    fn save(&self, record: &Record) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO records (id, status, created_at, record) VALUES (?, ?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET status = excluded.status, record = excluded.record",
+            vec![
+                record.id.as_str().into(),
+                record.status.as_str().into(),
+                (record.created_at as f64).into(),
+                to_json(record).into(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl DurableObject for DeliveryLedger {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        // Created on first use: no migration step, under wrangler dev or deployed.
+        let _ = sql.exec(
+            "CREATE TABLE IF NOT EXISTS records (id TEXT PRIMARY KEY, status TEXT NOT NULL, \
+             created_at INTEGER NOT NULL, record TEXT NOT NULL)",
+            None,
+        );
+        let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", None);
+        DeliveryLedger { sql }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        let arg = |name: &str| query_arg(&request, name);
+        let number = |name: &str| arg(name).and_then(|v| v.parse::<u64>().ok());
+        let missing = || failure("a ledger call without its arguments");
+        let url = request.inner().url();
+        match http::request::path_and_query(&url).0 {
+            "/save" => {
+                let record: Record = json_request(&mut request).await?;
+                self.save(&record)?;
+                json_response(&true)
+            }
+            "/load" => json_response(&self.load(&arg("id").ok_or_else(missing)?)?),
+            "/list" => {
+                let limit = SqlStorageValue::from(number("limit").ok_or_else(missing)? as f64);
+                let rows = match arg("status").as_deref().and_then(Status::parse) {
+                    Some(status) => texts(
+                        &self.sql,
+                        "SELECT record FROM records WHERE status = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                        vec![status.as_str().into(), limit],
+                    )?,
+                    None => texts(
+                        &self.sql,
+                        "SELECT record FROM records ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                        vec![limit],
+                    )?,
+                };
+                let records: Vec<Record> = rows.iter().filter_map(|row| read_stored(row).ok()).collect();
+                json_response(&records)
+            }
+            "/claim" => {
+                let (id, now_ms, lease_ms) = (arg("id"), number("now_ms"), number("lease_ms"));
+                let (Some(id), Some(now_ms), Some(lease_ms)) = (id, now_ms, lease_ms) else { return Err(missing()) };
+                let Some(mut record) = self.load(&id)? else { return json_response(&Claimed::Done) };
+                let claimed = queue::claim(&mut record, now_ms, lease_ms);
+                if matches!(claimed, Claimed::Granted(_)) {
+                    self.save(&record)?;
+                }
+                json_response(&claimed)
+            }
+            _ => Response::error("no such ledger call", 404),
+        }
+    }
+}
+
+/// One Idempotency-Key (named by a hash of API key and key): its record in this object's
+/// SQLite, changed by [`idempotency::apply`] in one step, since the SQL calls are synchronous
+/// and nothing else runs in the object meanwhile. An alarm deletes the record when it expires.
+#[durable_object(alarm)]
+pub struct IdempotencyKey {
+    state: State,
+    sql: SqlStorage,
+}
+
+impl IdempotencyKey {
+    fn load(&self) -> Result<Option<KeyRecord>> {
+        let rows = texts(&self.sql, "SELECT record FROM key WHERE id = 1", vec![])?;
+        Ok(rows.first().and_then(|row| read_stored(row).ok()))
+    }
+}
+
+impl DurableObject for IdempotencyKey {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        let _ = sql.exec("CREATE TABLE IF NOT EXISTS key (id INTEGER PRIMARY KEY, record TEXT NOT NULL)", None);
+        IdempotencyKey { state, sql }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        let call: KeyCall = json_request(&mut request).await?;
+        let mut record = self.load()?;
+        let answer = idempotency::apply(&mut record, call);
+        match &record {
+            Some(record) => {
+                self.sql.exec("INSERT OR REPLACE INTO key (id, record) VALUES (1, ?)", vec![to_json(record).into()])?;
+                let expires_in = record.expires_at_ms.saturating_sub(now_millis());
+                let _ = self.state.storage().set_alarm(Duration::from_millis(expires_in)).await;
+            }
+            None => {
+                self.sql.exec("DELETE FROM key", None)?;
+            }
+        }
+        json_response(&answer)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let now = now_millis();
+        if self.load()?.is_some_and(|record| record.expires_at_ms <= now) {
+            self.sql.exec("DELETE FROM key", None)?;
+        }
+        Response::ok("")
+    }
+}
