@@ -265,14 +265,14 @@ impl Config {
         // Queues delay a retry by at most 12 hours.
         let retry_seconds = match get("DELIVERY_RETRY_SECONDS") {
             None => DEFAULT_RETRY_SECONDS.to_vec(),
-            Some(list) => {
-                crate::try_map(list.split(','), |s| s.trim().parse::<u32>().ok().filter(|n| *n <= 43_200).ok_or(()))
-                    .ok()
-                    .filter(|l| !l.is_empty())
-                    .ok_or_else(|| {
-                        misconfigured("DELIVERY_RETRY_SECONDS", "must be comma-separated seconds, each at most 43200")
-                    })?
-            }
+            Some(list) => list
+                .split(',')
+                .map(|s| s.trim().parse::<u32>().ok().filter(|n| *n <= 43_200))
+                .collect::<Option<Vec<u32>>>()
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| {
+                    misconfigured("DELIVERY_RETRY_SECONDS", "must be comma-separated seconds, each at most 43200")
+                })?,
         };
         let max_attempts = number("DELIVERY_MAX_ATTEMPTS", u64::from(DEFAULT_MAX_ATTEMPTS), 1..=100)? as u32;
 
@@ -348,11 +348,15 @@ impl Config {
 
 fn patterns(get: &impl Fn(&str) -> Option<String>, variable: &str) -> Result<Option<Vec<AddressPattern>>, ApiError> {
     let Some(raw) = get(variable) else { return Ok(None) };
-    crate::try_map(raw.split(',').map(str::trim).filter(|p| !p.is_empty()), |p| {
-        AddressPattern::parse(p)
-            .ok_or_else(|| misconfigured(variable, "has an entry that is neither an address nor *@domain"))
-    })
-    .map(Some)
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            AddressPattern::parse(p)
+                .ok_or_else(|| misconfigured(variable, "has an entry that is neither an address nor *@domain"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ fn hex_digest(parts: &[&[u8]]) -> String {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
-    crate::hex(&hasher.finalize())
+    format!("{:x}", hasher.finalize())
 }
 
 /// Checks the header's value: 1 to 255 printable ASCII characters.
@@ -84,7 +84,7 @@ pub async fn begin<E: Environment>(
     let body_digest = hex_digest(&[scope.as_bytes(), body]);
     let mut random = [0u8; 16];
     getrandom::fill(&mut random).map_err(|_| store_error())?;
-    let id = crate::hex(&random);
+    let id = format!("{:032x}", u128::from_be_bytes(random));
     let call = KeyCall::Begin {
         body: body_digest.clone(),
         claim: id.clone(),

@@ -33,7 +33,7 @@ fn new_id() -> Result<String, ApiError> {
     let mut random = [0u8; 16];
     getrandom::fill(&mut random)
         .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the message id"))?;
-    Ok(crate::hex(&random))
+    Ok(format!("{:032x}", u128::from_be_bytes(random)))
 }
 
 fn storage_error(what: &str) -> ApiError {
@@ -93,7 +93,7 @@ pub async fn accept<E: Environment>(
             Some(name) => format!("{name} <{}>", content.from.email),
             None => content.from.email.to_string(),
         },
-        to: crate::map_vec(&content.to, |m| m.email.to_string()),
+        to: content.to.iter().map(|m| m.email.to_string()).collect(),
         subject: content.subject.clone(),
         tags: extras.tags,
         scheduled_at: send_at,

@@ -4,6 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -15,7 +17,6 @@ use super::input::{from_body, BodyError, Capped, Object};
 use super::request::{Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use crate::address::Mailbox;
-use crate::base64;
 use crate::config::Config;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::queue::{self, Record, Tag};
@@ -552,7 +553,7 @@ fn attachment(problems: &mut Problems, index: usize, input: AttachmentInput<'_>)
             } else {
                 content
             };
-            let decoded = base64::decode(content);
+            let decoded = BASE64.decode(content).ok();
             if decoded.is_none() {
                 problems.add(field("content"), "is not valid base64");
             }
@@ -876,7 +877,7 @@ mod tests {
     #[test]
     fn line_wrapped_base64_is_accepted() {
         let data: Vec<u8> = (0..=255u8).cycle().take(300).collect();
-        let encoded = base64::encode(&data);
+        let encoded = BASE64.encode(&data);
         let wrapped: Vec<String> = encoded.as_bytes().chunks(76).map(|l| String::from_utf8_lossy(l).into()).collect();
         for separator in ["\r\n", "\n", " "] {
             let body = serde_json::json!({"to": "a@example.org", "subject": "x", "text": "y",

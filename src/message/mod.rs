@@ -71,8 +71,7 @@ pub struct Stamp {
 impl Stamp {
     /// A Message-ID of 128 random bits on `domain`.
     pub fn new(random: [u8; 16], domain: &str, unix_seconds: i64) -> Self {
-        let hex = crate::hex(&random);
-        Stamp { message_id: format!("{hex}@{domain}"), unix_seconds }
+        Stamp { message_id: format!("{:032x}@{domain}", u128::from_be_bytes(random)), unix_seconds }
     }
 
     /// The Message-ID as it appears in the header, with angle brackets.
@@ -409,7 +408,7 @@ mod tests {
         match &part.body {
             mail_parser::PartType::Multipart(children) => {
                 let inner: Vec<String> = children.iter().map(|i| shape(&message.parts[*i as usize], message)).collect();
-                format!("{ct}[{}]", crate::join(&inner, ","))
+                format!("{ct}[{}]", inner.join(","))
             }
             _ => ct,
         }

@@ -78,7 +78,7 @@ impl RelaySettings {
             hasher.update(format!("|{}|{choice}|", credentials.username).as_bytes());
             hasher.update(credentials.secret_digest());
         }
-        hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        format!("{:x}", hasher.finalize())
     }
 
     /// The longest a session with these settings can take to open and send one message to
