@@ -32,8 +32,8 @@ fn local_char_allowed(c: char) -> bool {
 
 /// A non-ASCII domain in punycode, mapped as URLs map hosts (UTS 46). Natively the `idna`
 /// crate; in the Worker the runtime's own URL parser, which the platform installs with
-/// [`set_domain_to_ascii`] (the crate's Unicode tables would be most of 70 KB of the gzip
-/// bundle). `None`: not a valid internationalised name.
+/// [`set_domain_to_ascii`], so a domain maps exactly as the runtime maps any URL's host.
+/// `None`: not a valid internationalised name.
 #[cfg(not(target_arch = "wasm32"))]
 fn domain_to_ascii(domain: &str) -> Option<String> {
     idna::domain_to_ascii(domain).ok()

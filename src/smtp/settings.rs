@@ -62,8 +62,8 @@ impl RelaySettings {
     /// settings, a changed password included, is never reused for these.
     pub fn fingerprint(&self) -> String {
         let mut hasher = Sha256::new();
-        // Written out field by field rather than with `{:?}`: the Worker's own code formats
-        // nothing with Debug (together with one validation message, 136 bytes gzip less).
+        // Written out field by field rather than with `{:?}`: a fingerprint must not change
+        // when a Debug impl does, or every warm session would be dropped after an upgrade.
         let t = &self.timeouts;
         let plain = format!(
             "{}|{}|{}|{}|{} {} {} {}",
