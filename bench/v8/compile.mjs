@@ -1,10 +1,10 @@
 // V8's compile and instantiation of a Worker's code, as node's V8 does it (scripts/bench
-// --startup runs it). For a wasm module: WebAssembly.compile of its bytes, then an Instance
-// whose imports are empty functions (instantiation runs no Rust code: wasm-bindgen's start is
-// an export that the glue calls later). For a JavaScript bundle: the source compiled as a
+// --startup runs it with the Node 22 of bench/v8/package.json). For a wasm module:
+// WebAssembly.compile of its bytes, then an Instance whose imports are empty functions
+// (instantiation runs no Rust code: wasm-bindgen's start is an export the glue calls later). For a JavaScript bundle: the source compiled as a
 // module (vm.SourceTextModule, which parses and compiles without linking or running it).
 //
-//   node --experimental-vm-modules bench/compile.mjs <file.wasm|file.mjs> [runs]
+//   node --experimental-vm-modules --experimental-wasm-exnref bench/v8/compile.mjs <file> [runs]
 //
 // Prints one JSON line: {"compile_ms": [...], "instantiate_ms": [...]}.
 import { readFileSync } from "node:fs";
@@ -28,6 +28,8 @@ if (file.endsWith(".wasm")) {
       else if (kind === "table") imports[name][field] = new WebAssembly.Table({ initial: 128, element: "anyfunc" });
       else if (kind === "memory") imports[name][field] = new WebAssembly.Memory({ initial: 17 });
       else if (kind === "global") imports[name][field] = new WebAssembly.Global({ value: "i32", mutable: true }, 0);
+      // wasm-bindgen imports JavaScript's exception tag to catch what imported functions throw.
+      else if (kind === "tag") imports[name][field] = WebAssembly.JSTag ?? new WebAssembly.Tag({ parameters: ["externref"] });
     }
     started = performance.now();
     new WebAssembly.Instance(module, imports);
