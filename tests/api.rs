@@ -403,3 +403,38 @@ fn a_body_is_read_only_after_the_key_and_only_up_to_the_limit() {
     assert_eq!((response.status, json["error"]["code"].as_str()), (408, Some("request_timeout")));
     assert_eq!(env.relay.seen.borrow().connects, 0);
 }
+
+/// An error answer lists at most 20 details and counts the rest (`details_omitted`), however
+/// many items of the request are bad: a thousand bad addresses draw a small answer.
+#[test]
+fn a_thousand_bad_items_answer_twenty_details_and_the_count_of_the_rest() {
+    let bad: Vec<String> = (0..1000).map(|i| format!("not-an-address-{i}")).collect();
+    let body = serde_json::json!({"to": bad, "cc": bad, "subject": "x", "text": "y"}).to_string();
+    let env = no_relay();
+    let (response, json) = call(env.clone(), request("POST", "/v1/send", Some("key-one"), &body));
+    assert_eq!((response.status, json["error"]["code"].as_str()), (422, Some("validation_failed")));
+    let details = json["error"]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 20, "{json}");
+    // The count comes first (the cap never hides it), then the addresses in order.
+    assert_eq!(details[0]["message"], "2000 recipients; at most 50 are allowed");
+    assert_eq!(details[1]["field"], "to[0]");
+    // Of each list, the first 50 were read (and found bad), the rest counted by the recipients
+    // check: 100 addresses and one count, of which 20 are listed.
+    assert_eq!(json["error"]["details_omitted"], 81, "{json}");
+    assert!(json["error"]["message"].as_str().unwrap().ends_with("; and 81 more"), "{json}");
+    assert!(response.body.len() < 4096, "a small answer: {} bytes", response.body.len());
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+
+    // A single bad field: no count.
+    let (_, json) = call(no_relay(), request("POST", "/v1/send", Some("key-one"), r#"{"to": "x", "text": "y"}"#));
+    assert!(json["error"].get("details_omitted").is_none(), "{json}");
+
+    // /emails/batch, strict: the refused emails by index, the first 20, then how many more.
+    let emails: Vec<Value> = (0..100).map(|_| serde_json::json!({"to": "x", "subject": "s", "text": "t"})).collect();
+    let req = request("POST", "/emails/batch", Some("key-one"), &Value::Array(emails).to_string());
+    let (response, json) = call(no_relay(), req);
+    assert_eq!(response.status, 422, "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("emails[19]") && !message.contains("emails[20]"), "{message}");
+    assert!(message.ends_with("; and 80 more"), "{message}");
+}

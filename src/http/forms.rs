@@ -20,7 +20,7 @@ use crate::delivery::queue::{self, Record};
 use crate::delivery::ratelimit::client_key;
 use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::{Outcome, Sent, Submission};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Details, ErrorCode};
 use crate::header;
 use crate::message::{implied_charset, Attachment, Content};
 
@@ -442,8 +442,10 @@ pub fn submission(
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
         let verb = if names.len() == 1 { "is" } else { "are" };
-        let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", names.join(", ")));
-        error.details = names.iter().map(|n| (n.to_string(), "is required".to_string())).collect();
+        let mut details = Details::default();
+        names.iter().for_each(|n| details.add(*n, "is required"));
+        let mut error = details.into_error();
+        error.message = format!("{} {verb} required", names.join(", "));
         return Err(error);
     }
     if !positions.iter().any(|&i| filled(&fields[i])) {
