@@ -74,12 +74,17 @@ pub async fn handle<P: Platform>(
         Ok(submission) => submission,
         Err(error) => return HttpResponse::error(&error).into(),
     };
+    let queued = wants_queue(head, config);
     let claim = match head.header("idempotency-key") {
         None => None,
         Some(key) => {
             let recipients = submission.content.envelope_recipients().len();
             let ttl = idempotency::pending_ttl_seconds(&config.relay, recipients);
-            match idempotency::begin(&env, api_key, key, "/v1/send", &body, ttl).await {
+            // The delivery mode is part of the request: the same key and body asked another
+            // way (Prefer: respond-async, or under another DELIVERY_MODE) is a conflict, never
+            // a replay of an answer of the other kind.
+            let scope = if queued { "/v1/send respond-async" } else { "/v1/send" };
+            match idempotency::begin(&env, api_key, key, scope, &body, ttl).await {
                 Ok(Lookup::Claimed(claim)) => Some(claim),
                 Ok(Lookup::Replay { status, body }) => return HttpResponse::replayed(status, body).into(),
                 Err(error) => return HttpResponse::error(&error).into(),
@@ -87,7 +92,7 @@ pub async fn handle<P: Platform>(
         }
     };
     drop(body);
-    if wants_queue(head, config) {
+    if queued {
         let (response, accepted) = match queue::accept(&env, config, &submission, queue::Extras::default()).await {
             Ok(record) => (queued_answer(&record), true),
             Err(error) => (HttpResponse::error(&error), false),
