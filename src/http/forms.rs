@@ -7,11 +7,12 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::json;
 
+use super::auth::may_debug;
 use super::body::{self, BodySource};
-use super::pages;
 use super::request::{Field, FieldValue, Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use super::send::media_type;
+use super::{demo, pages};
 use crate::address::{EmailAddress, Mailbox};
 use crate::config::forms::{is_redirect, origin_of, FormSettings};
 use crate::config::Config;
@@ -98,7 +99,7 @@ pub async fn handle<P: Platform>(
     };
     let origin = request_origin(head);
     let cors = cors_headers(form, origin.as_deref());
-    let debug = form.debug && head.debug();
+    let debug = form.debug && head.debug() && may_debug(config, head);
     let fail = |error: ApiError| -> Handled<P> { error_answer(answer, Some(form), &cors, &error, None).into() };
 
     if !form.allowed_origins.is_empty() && cors.is_empty() {
@@ -152,6 +153,9 @@ pub async fn handle<P: Platform>(
         };
     }
     let Submitted { outcome, after } = submit(&env, config, &submission).await;
+    if let Ok(sent) = &outcome.result {
+        demo::sent(config, name, head, &sent.message_id);
+    }
     let response = match &outcome.result {
         Ok(sent) => success_answer(answer, form, &cors, debug.then_some((sent, &outcome))),
         Err(error) => error_answer(answer, Some(form), &cors, error, debug.then_some(&outcome)),
