@@ -245,9 +245,70 @@ pub struct ApiErrorParts {
     pub message_id: Option<String>,
     /// Seconds, for `Retry-After`.
     pub retry_after: Option<u32>,
-    /// For `validation_failed`: each bad field and what is wrong with it.
+    /// For `validation_failed`: each bad field and what is wrong with it, at most
+    /// [`MAX_DETAILS`] (collected with [`ApiError::add_detail`], which counts the rest).
     #[serde(default)]
     pub details: Vec<(String, String)>,
+    /// How many more problems were found than `details` holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub details_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Most `details` an error answer lists; past them it only counts the rest
+/// (`"details_omitted": N`), so a request of a thousand bad items draws a small answer.
+pub const MAX_DETAILS: usize = 20;
+
+/// Problems collected one by one, of which the first [`MAX_DETAILS`] are kept (field and
+/// message built only for those) and the rest counted.
+#[derive(Debug, Default)]
+pub struct Details {
+    pub kept: Vec<(String, String)>,
+    pub omitted: usize,
+}
+
+impl Details {
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        if self.kept.len() < MAX_DETAILS {
+            self.kept.push((field.into(), message.into()));
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// Lists this problem before the others (one about the whole request, found after those
+    /// about its items), so that the cap never hides it.
+    pub fn add_first(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.kept.insert(0, (field.into(), message.into()));
+        if self.kept.len() > MAX_DETAILS {
+            self.kept.pop();
+            self.omitted += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.omitted == 0
+    }
+
+    /// `field: message; …` of the kept ones, and how many more: for an error's message.
+    pub fn summary(&self) -> String {
+        let mut summary = self.kept.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ");
+        if self.omitted > 0 {
+            summary += &format!("; and {} more", self.omitted);
+        }
+        summary
+    }
+
+    /// A `validation_failed` error listing these problems.
+    pub fn into_error(self) -> ApiError {
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, self.summary());
+        error.details = self.kept;
+        error.details_omitted = self.omitted;
+        error
+    }
 }
 
 impl ApiError {
@@ -259,6 +320,7 @@ impl ApiError {
             message_id: None,
             retry_after: None,
             details: Vec::new(),
+            details_omitted: 0,
         })
     }
 
@@ -267,15 +329,21 @@ impl ApiError {
         self
     }
 
-    /// The answer's body: `{"error":{"code","message","retryable","smtp"?,"details"?,"message_id"?}}`.
+    /// The answer's body: `{"error":{"code","message","retryable","smtp"?,"details"?,
+    /// "details_omitted"?,"message_id"?}}`. At most [`MAX_DETAILS`] details, whatever `details`
+    /// holds; `details_omitted` (present only when above 0) counts the rest.
     pub fn answer(&self) -> Value {
         let mut error = json!({"code": self.code, "message": self.message, "retryable": self.code.retryable()});
         if let Some(smtp) = &self.smtp {
             error["smtp"] = json!(smtp);
         }
         if !self.details.is_empty() {
-            let details = self.details.iter().map(|(field, message)| json!({"field": field, "message": message}));
-            error["details"] = details.collect();
+            let shown = self.details.iter().take(MAX_DETAILS);
+            error["details"] = shown.map(|(field, message)| json!({"field": field, "message": message})).collect();
+        }
+        let omitted = self.details_omitted + self.details.len().saturating_sub(MAX_DETAILS);
+        if omitted > 0 {
+            error["details_omitted"] = json!(omitted);
         }
         if let Some(id) = &self.message_id {
             error["message_id"] = json!(id);
@@ -360,6 +428,39 @@ mod tests {
         whole.message_id = Some("<a@b>".into());
         whole.retry_after = Some(30);
         let written = serde_json::to_string(&whole).unwrap();
+        assert!(!written.contains("details_omitted"), "written only when some were: {written}");
         assert_eq!(serde_json::from_str::<ApiError>(&written).unwrap(), whole);
+    }
+
+    #[test]
+    fn details_are_capped_where_they_are_collected_and_the_rest_counted() {
+        let mut details = Details::default();
+        for i in 0..1000 {
+            details.add(format!("to[{i}]"), "is not an address");
+        }
+        assert_eq!((details.kept.len(), details.omitted), (MAX_DETAILS, 980));
+        details.add_first("to", "1000 recipients");
+        assert_eq!((details.kept[0].0.as_str(), details.kept[19].0.as_str(), details.omitted), ("to", "to[18]", 981));
+        details.kept.remove(0);
+        details.kept.push(("to[19]".into(), "is not an address".into()));
+        details.omitted -= 1;
+        assert!(details.summary().ends_with("to[19]: is not an address; and 980 more"), "{}", details.summary());
+        let error = details.into_error();
+        let answer = error.answer();
+        assert_eq!(answer["error"]["details"].as_array().unwrap().len(), MAX_DETAILS);
+        assert_eq!(answer["error"]["details"][19]["field"], "to[19]");
+        assert_eq!(answer["error"]["details_omitted"], 980);
+        let written = serde_json::to_string(&error).unwrap();
+        assert_eq!(serde_json::from_str::<ApiError>(&written).unwrap(), error);
+
+        // Details set by hand are capped in the answer too.
+        let mut error = ApiError::new(ErrorCode::ValidationFailed, "many");
+        error.details = (0..25).map(|i| (format!("f{i}"), "bad".to_string())).collect();
+        let answer = error.answer();
+        assert_eq!(
+            (answer["error"]["details"].as_array().unwrap().len(), &answer["error"]["details_omitted"]),
+            (20, &json!(5))
+        );
+        assert!(ApiError::new(ErrorCode::ValidationFailed, "one").answer()["error"].get("details_omitted").is_none());
     }
 }

@@ -403,3 +403,80 @@ fn a_body_is_read_only_after_the_key_and_only_up_to_the_limit() {
     assert_eq!((response.status, json["error"]["code"].as_str()), (408, Some("request_timeout")));
     assert_eq!(env.relay.seen.borrow().connects, 0);
 }
+
+/// An error answer lists at most 20 details and counts the rest (`details_omitted`), however
+/// many items of the request are bad: a thousand bad addresses draw a small answer.
+#[test]
+fn a_thousand_bad_items_answer_twenty_details_and_the_count_of_the_rest() {
+    let bad: Vec<String> = (0..1000).map(|i| format!("not-an-address-{i}")).collect();
+    let body = serde_json::json!({"to": bad, "cc": bad, "subject": "x", "text": "y"}).to_string();
+    let env = no_relay();
+    let (response, json) = call(env.clone(), request("POST", "/v1/send", Some("key-one"), &body));
+    assert_eq!((response.status, json["error"]["code"].as_str()), (422, Some("validation_failed")));
+    let details = json["error"]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 20, "{json}");
+    // The count comes first (the cap never hides it), then the addresses in order.
+    assert_eq!(details[0]["message"], "2000 recipients; at most 50 are allowed");
+    assert_eq!(details[1]["field"], "to[0]");
+    // Of each list, the first 50 were read (and found bad), the rest counted by the recipients
+    // check: 100 addresses and one count, of which 20 are listed.
+    assert_eq!(json["error"]["details_omitted"], 81, "{json}");
+    assert!(json["error"]["message"].as_str().unwrap().ends_with("; and 81 more"), "{json}");
+    assert!(response.body.len() < 4096, "a small answer: {} bytes", response.body.len());
+    assert_eq!(env.relay.seen.borrow().connects, 0);
+
+    // A single bad field: no count.
+    let (_, json) = call(no_relay(), request("POST", "/v1/send", Some("key-one"), r#"{"to": "x", "text": "y"}"#));
+    assert!(json["error"].get("details_omitted").is_none(), "{json}");
+
+    // /emails/batch, strict: the refused emails by index, the first 20, then how many more.
+    let emails: Vec<Value> = (0..100).map(|_| serde_json::json!({"to": "x", "subject": "s", "text": "t"})).collect();
+    let req = request("POST", "/emails/batch", Some("key-one"), &Value::Array(emails).to_string());
+    let (response, json) = call(no_relay(), req);
+    assert_eq!(response.status, 422, "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("emails[19]") && !message.contains("emails[20]"), "{message}");
+    assert!(message.ends_with("; and 80 more"), "{message}");
+}
+
+/// The delivery mode is part of what an Idempotency-Key stands for: a sync send replayed with
+/// `Prefer: respond-async` (or under another `DELIVERY_MODE`) is a conflict, not the sync
+/// answer given where a 202 was asked, and nothing is sent or queued again.
+#[test]
+fn an_idempotency_key_replayed_with_another_delivery_mode_is_a_conflict() {
+    let env = ScriptedEnv::new(accepting_relay(Some("250 2.0.0 Ok: queued as ONCE\r\n")), VARS);
+    let send = || with_key(request("POST", "/v1/send", Some("key-one"), SEND), "mode-1");
+    let (first, _) = call(env.clone(), send());
+    assert_eq!(first.status, 200);
+    // The forged replay: same key, same body, another mode.
+    let (response, json) = call(env.clone(), send().header("Prefer", "respond-async"));
+    assert_eq!((response.status, json["error"]["code"].as_str()), (409, Some("idempotency_conflict")), "{json}");
+    assert!(env.queue.borrow().is_empty(), "queued after all");
+    // The same mode still replays.
+    let (again, _) = call(env.clone(), send());
+    assert_eq!(again.status, 200);
+    assert!(again.headers.iter().any(|(n, v)| n == "idempotent-replayed" && v == "true"));
+    assert_eq!(env.relay.seen.borrow().connects, 1, "sent twice");
+
+    // Queued first (Prefer), then asked in sync: a conflict too; asked queued again: the 202.
+    let queued =
+        || with_key(request("POST", "/v1/send", Some("key-one"), SEND), "mode-2").header("Prefer", "respond-async");
+    let (first, first_json) = call(env.clone(), queued());
+    assert_eq!(first.status, 202, "{first_json}");
+    let (response, json) = call(env.clone(), with_key(request("POST", "/v1/send", Some("key-one"), SEND), "mode-2"));
+    assert_eq!((response.status, json["error"]["code"].as_str()), (409, Some("idempotency_conflict")), "{json}");
+    let (again, again_json) = call(env.clone(), queued());
+    assert_eq!((again.status, &again_json), (202, &first_json));
+    assert_eq!(env.queue.borrow().len(), 1, "queued once");
+    assert_eq!(env.relay.seen.borrow().connects, 1);
+
+    // The deployment's DELIVERY_MODE counts the same way: under DELIVERY_MODE=queue, the key
+    // of a sync send (no Prefer either time) is a conflict.
+    let mut vars = VARS.to_vec();
+    vars.push(("DELIVERY_MODE", "queue"));
+    let mut queue_mode = ScriptedEnv::new(ScriptedRelay::new(vec![]), &vars);
+    queue_mode.keys = env.keys.clone();
+    let (response, json) = call(queue_mode.clone(), send());
+    assert_eq!((response.status, json["error"]["code"].as_str()), (409, Some("idempotency_conflict")), "{json}");
+    assert!(queue_mode.queue.borrow().is_empty());
+}

@@ -10,6 +10,7 @@ mod api;
 mod dkim;
 mod forms;
 mod limits;
+mod local;
 mod openapi;
 mod queue;
 mod records;

@@ -1,4 +1,8 @@
-//! The API key: `Authorization: Bearer <key>`, checked against `API_KEYS` in constant time.
+//! Who is asking: the API key (`Authorization: Bearer <key>`, checked against `API_KEYS` in
+//! constant time), and whether the request is the local demo's (see [`is_local`]), which alone
+//! may see debug answers without a key.
+
+use std::net::IpAddr;
 
 use super::body::{self, BodySource};
 use super::request::RequestHead;
@@ -37,5 +41,53 @@ pub fn authorize<'h>(config: &Config, head: &'h RequestHead) -> Result<&'h str, 
     match presented {
         Some(key) if config.api_keys.iter().fold(false, |hit, k| k.matches(key) | hit) => Ok(key),
         _ => Err(ApiError::new(ErrorCode::Unauthorized, "a valid API key is required: Authorization: Bearer <key>")),
+    }
+}
+
+/// Whether the request comes from this machine to a Worker set up for the local demo:
+/// `DEMO_INBOX_URL` is set (only `scripts/dev` and the tests set it) *and* the client's
+/// address, `CF-Connecting-IP`, is a loopback address. In production Cloudflare writes that
+/// header itself (the client's own is replaced), and it is never loopback. Under `wrangler
+/// dev` (verified with wrangler 4.86) the header is the socket's peer, `127.0.0.1`, unless the
+/// client sent one, which is kept: there a client that can reach the port can say anything,
+/// which is why `scripts/dev` listens on 127.0.0.1 only. No header, or an unparsable one, is
+/// not local.
+pub fn is_local(config: &Config, head: &RequestHead) -> bool {
+    let client = head.header("cf-connecting-ip").and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+    config.demo_inbox_url.is_some() && client.is_some_and(is_loopback)
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+/// Whether a debug answer (the SMTP transcript, round trips, the session, `wasm_memory_bytes`)
+/// may go to this request: one with a valid API key, or the local demo's ([`is_local`]).
+pub fn may_debug(config: &Config, head: &RequestHead) -> bool {
+    is_local(config, head) || authorize(config, head).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses_of_both_families() {
+        for (ip, expected) in [
+            ("127.0.0.1", true),
+            ("127.3.2.1", true),
+            ("::1", true),
+            ("::ffff:127.0.0.1", true),
+            ("10.0.0.1", false),
+            ("203.0.113.9", false),
+            ("::ffff:203.0.113.9", false),
+            ("2001:db8::1", false),
+            ("0.0.0.0", false),
+        ] {
+            assert_eq!(is_loopback(ip.parse().unwrap()), expected, "{ip}");
+        }
     }
 }

@@ -7,11 +7,12 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::json;
 
+use super::auth::may_debug;
 use super::body::{self, BodySource};
-use super::pages;
 use super::request::{Field, FieldValue, Platform, RequestHead};
 use super::response::{add_debug, Handled, HttpResponse};
 use super::send::media_type;
+use super::{demo, pages};
 use crate::address::{EmailAddress, Mailbox};
 use crate::config::forms::{is_redirect, origin_of, FormSettings};
 use crate::config::Config;
@@ -20,7 +21,7 @@ use crate::delivery::queue::{self, Record};
 use crate::delivery::ratelimit::client_key;
 use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::{Outcome, Sent, Submission};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Details, ErrorCode};
 use crate::header;
 use crate::message::{implied_charset, Attachment, Content};
 
@@ -98,7 +99,7 @@ pub async fn handle<P: Platform>(
     };
     let origin = request_origin(head);
     let cors = cors_headers(form, origin.as_deref());
-    let debug = form.debug && head.debug();
+    let debug = form.debug && head.debug() && may_debug(config, head);
     let fail = |error: ApiError| -> Handled<P> { error_answer(answer, Some(form), &cors, &error, None).into() };
 
     if !form.allowed_origins.is_empty() && cors.is_empty() {
@@ -152,6 +153,9 @@ pub async fn handle<P: Platform>(
         };
     }
     let Submitted { outcome, after } = submit(&env, config, &submission).await;
+    if let Ok(sent) = &outcome.result {
+        demo::sent(config, name, head, &sent.message_id);
+    }
     let response = match &outcome.result {
         Ok(sent) => success_answer(answer, form, &cors, debug.then_some((sent, &outcome))),
         Err(error) => error_answer(answer, Some(form), &cors, error, debug.then_some(&outcome)),
@@ -442,8 +446,10 @@ pub fn submission(
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
         let verb = if names.len() == 1 { "is" } else { "are" };
-        let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{} {verb} required", names.join(", ")));
-        error.details = names.iter().map(|n| (n.to_string(), "is required".to_string())).collect();
+        let mut details = Details::default();
+        names.iter().for_each(|n| details.add(*n, "is required"));
+        let mut error = details.into_error();
+        error.message = format!("{} {verb} required", names.join(", "));
         return Err(error);
     }
     if !positions.iter().any(|&i| filled(&fields[i])) {

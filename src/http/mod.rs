@@ -74,9 +74,9 @@ pub async fn serve<P: Platform>(
     let method = head.method.as_str();
     match head.path.as_str() {
         "/v1/health" => only(method, "GET", meta::health).into(),
-        "/v1/demo" if method == "GET" => demo::describe(config).into(),
+        "/v1/demo" if method == "GET" => demo::describe(config, &head).into(),
         "/v1/demo/message" if method == "GET" => boxed(demo::received(&env, config, &head)).await.into(),
-        "/v1/demo/relay-check" if method == "POST" => boxed(demo::relay_check(env, config)).await,
+        "/v1/demo/relay-check" if method == "POST" => boxed(demo::relay_check(env, config, &head)).await,
         "/v1/send" if method == "POST" => boxed(send::handle(env, config, &head, body)).await,
         "/v1/send" => HttpResponse::error(&method_not_allowed("POST")).into(),
         "/v1/send/batch" if method == "POST" => boxed(batch::handle(env, config, &head, body)).await,

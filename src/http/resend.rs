@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::queue::{self, Extras, Record, Status};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Details, ErrorCode};
 use crate::time::format_rfc3339;
 
 /// Most emails one batch may carry (Resend's limit too).
@@ -146,13 +146,15 @@ async fn send<P: Platform>(
         vec![Ok(parse_for(api, &body, config)?)]
     };
     if batch && !permissive {
-        let problems: Vec<String> = emails
-            .iter()
-            .enumerate()
-            .filter_map(|(i, email)| email.as_ref().err().map(|e| format!("emails[{i}]: {}", e.message)))
-            .collect();
+        // Each refused email by index, the first MAX_DETAILS of them, then how many more.
+        let mut problems = Details::default();
+        for (i, email) in emails.iter().enumerate() {
+            if let Err(e) = email {
+                problems.add(format!("emails[{i}]"), e.message.as_str());
+            }
+        }
         if !problems.is_empty() {
-            return Err(ApiError::new(ErrorCode::ValidationFailed, problems.join("; ")));
+            return Err(ApiError::new(ErrorCode::ValidationFailed, problems.summary()));
         }
     }
     let claim = match head.header("idempotency-key") {

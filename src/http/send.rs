@@ -22,7 +22,7 @@ use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::queue::{self, Record, Tag};
 use crate::delivery::submit::{submit, Submitted};
 use crate::delivery::transaction::{Sent, Submission};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Details, ErrorCode};
 use crate::header;
 use crate::message::{implied_charset, Attachment, Content};
 use crate::smtp::envelope::{Dsn, Notify};
@@ -74,12 +74,17 @@ pub async fn handle<P: Platform>(
         Ok(submission) => submission,
         Err(error) => return HttpResponse::error(&error).into(),
     };
+    let queued = wants_queue(head, config);
     let claim = match head.header("idempotency-key") {
         None => None,
         Some(key) => {
             let recipients = submission.content.envelope_recipients().len();
             let ttl = idempotency::pending_ttl_seconds(&config.relay, recipients);
-            match idempotency::begin(&env, api_key, key, "/v1/send", &body, ttl).await {
+            // The delivery mode is part of the request: the same key and body asked another
+            // way (Prefer: respond-async, or under another DELIVERY_MODE) is a conflict, never
+            // a replay of an answer of the other kind.
+            let scope = if queued { "/v1/send respond-async" } else { "/v1/send" };
+            match idempotency::begin(&env, api_key, key, scope, &body, ttl).await {
                 Ok(Lookup::Claimed(claim)) => Some(claim),
                 Ok(Lookup::Replay { status, body }) => return HttpResponse::replayed(status, body).into(),
                 Err(error) => return HttpResponse::error(&error).into(),
@@ -87,7 +92,7 @@ pub async fn handle<P: Platform>(
         }
     };
     drop(body);
-    if wants_queue(head, config) {
+    if queued {
         let (response, accepted) = match queue::accept(&env, config, &submission, queue::Extras::default()).await {
             Ok(record) => (queued_answer(&record), true),
             Err(error) => (HttpResponse::error(&error), false),
@@ -398,13 +403,19 @@ pub struct Parsed {
     pub send_at: Option<u64>,
 }
 
-/// Collects every problem before answering, so a caller fixes them all at once.
+/// Collects every problem before answering, so a caller fixes them all at once: the first
+/// [`MAX_DETAILS`](crate::error::MAX_DETAILS) in full, the rest counted.
 #[derive(Default)]
-struct Problems(Vec<(String, String)>);
+struct Problems(Details);
 
 impl Problems {
     fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.push((field.into(), message.into()));
+        self.0.add(field, message);
+    }
+
+    /// How many problems were found so far, listed or counted.
+    fn count(&self) -> usize {
+        self.0.kept.len() + self.0.omitted
     }
 
     fn mailbox(&mut self, field: String, input: &AddressInput) -> Option<Mailbox> {
@@ -509,7 +520,7 @@ pub(crate) fn media_type(value: &str) -> Option<(String, Option<String>)> {
 
 fn attachment(problems: &mut Problems, index: usize, input: AttachmentInput<'_>) -> Option<Attachment> {
     let field = |name: &str| format!("attachments[{index}].{name}");
-    let before = problems.0.len();
+    let before = problems.count();
     let filename = input.filename.trim();
     if filename.is_empty() || filename.chars().count() > 255 {
         problems.add(field("filename"), "must have 1 to 255 characters");
@@ -560,7 +571,7 @@ fn attachment(problems: &mut Problems, index: usize, input: AttachmentInput<'_>)
             decoded
         }
     };
-    if problems.0.len() > before {
+    if problems.count() > before {
         return None;
     }
     let (content_type, charset) = content_type.unwrap_or_default();
@@ -686,13 +697,11 @@ fn submission(api: Api, mut body: SendBody<'_>, config: &Config) -> Result<Parse
         problems.add("to", "at least one recipient is required");
     }
     if count > MAX_RECIPIENTS {
-        problems.add("to", format!("{count} recipients; at most {MAX_RECIPIENTS} are allowed"));
+        // First: of a thousand bad addresses, this one says why the rest were not read.
+        problems.0.add_first("to", format!("{count} recipients; at most {MAX_RECIPIENTS} are allowed"));
     }
     if !problems.0.is_empty() {
-        let summary = problems.0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; ");
-        let mut error = ApiError::new(ErrorCode::ValidationFailed, summary);
-        error.details = problems.0;
-        return Err(error);
+        return Err(problems.0.into_error());
     }
     let from = from.unwrap_or_else(|| config.mail_from.clone());
 

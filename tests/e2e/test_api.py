@@ -2,7 +2,10 @@
 images, extra headers, idempotent retries (Workers KV under wrangler dev), and limits."""
 
 import base64
+import json
 import os
+import time
+import urllib.parse
 import uuid
 
 ATTACHMENT = os.urandom(3 * 1024 * 1024 + 17)  # binary, several megabytes
@@ -130,3 +133,54 @@ def test_twenty_racing_requests_with_one_idempotency_key_send_once(client):
     assert len(statuses) == 20 and set(statuses) <= {200, 409}, statuses
     client.wait_for_message(tag)
     client.assert_no_message(tag, within=3, besides=1)
+
+
+def _json(raw):
+    return json.loads(raw) if raw else None
+
+
+def test_debug_and_the_demo_routes_answer_only_loopback_or_a_key(client, stack):
+    """Issue 29, point 4, under workerd: wrangler dev (4.86) sets CF-Connecting-IP to the
+    socket's peer, 127.0.0.1 here, unless the client sent one, which it keeps — so a request
+    carrying another address stands for a client that is not on loopback, as Cloudflare's own
+    header says in production."""
+    tag = uuid.uuid4().hex
+    form = {"name": f"Local {tag}", "message": "hi"}
+    json_accept = {"accept": "application/json"}
+    outside = {**json_accept, "CF-Connecting-IP": "203.0.113.9"}
+
+    # From loopback, with DEMO_INBOX_URL set (the stack sets it): the local demo.
+    status, _, raw = client.request("GET", "/v1/demo", headers=json_accept)
+    assert (status, _json(raw)["inbox"], _json(raw)["relay_check"]) == (200, True, True), raw
+    status, _, raw = client.request("POST", "/v1/forms/demo?debug=1", form, headers=json_accept)
+    answer = _json(raw)
+    assert status == 200, answer
+    assert answer["transcript"] and answer["round_trips"] >= 1 and answer["wasm_memory_bytes"] > 0, answer
+    ours = answer["message_id"]
+    path = "/v1/demo/message?" + urllib.parse.urlencode({"id": ours})
+    deadline = time.monotonic() + 20
+    while True:
+        status, _, raw = client.request("GET", path)
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert status == 200 and tag.encode() in raw, (status, raw[:200])
+
+    # Not from loopback: no debug fields without a key, no demo routes.
+    status, _, raw = client.request("GET", "/v1/demo", headers=outside)
+    assert (status, _json(raw)["inbox"], _json(raw)["relay_check"]) == (200, False, False), raw
+    status, _, raw = client.request("POST", "/v1/forms/demo?debug=1", form, headers=outside)
+    assert (status, _json(raw)) == (200, {"ok": True}), raw
+    status, _, raw = client.request("POST", "/v1/forms/demo?debug=1", form, headers=outside, api_key=stack.api_key)
+    assert status == 200 and _json(raw)["transcript"] and "wasm_memory_bytes" in _json(raw), raw
+    status, _, raw = client.request("GET", path, headers=outside)
+    assert (status, _json(raw)["error"]["code"]) == (404, "not_found"), raw
+    status, _, raw = client.request("POST", "/v1/demo/relay-check", headers=outside)
+    assert (status, _json(raw)["error"]["code"]) == (404, "not_found"), raw
+
+    # The demo returns only what it sent: a message of the API, from loopback, is not its own.
+    status, _, answer = client.send({"to": "someone@example.org", "subject": f"not the demo's {tag}", "text": "x"})
+    assert status == 200, answer
+    client.wait_for_message(answer["message_id"])
+    status, _, raw = client.request("GET", "/v1/demo/message?" + urllib.parse.urlencode({"id": answer["message_id"]}))
+    assert (status, _json(raw)["error"]["message"]) == (404, "the demo sent no message with this id"), raw
