@@ -598,9 +598,10 @@ pub fn submission(
         FieldValue::Text(t) if f.name == form.email_field => EmailAddress::parse(t.trim()).ok(),
         _ => None,
     });
-    // The form's own limit, with room for its text shown twice (plain and HTML); checked on a
-    // bound before the two copies are built, and on their real size after.
-    let limit = form.body_limit(config.max_request_bytes).saturating_add(FORM_TEXT_BYTES).min(config.max_request_bytes);
+    // The form's own limit, with room for its text shown twice (plain, indented, and HTML);
+    // checked on a bound before the two copies are built, and on their real size after.
+    let limit =
+        form.body_limit(config.max_request_bytes).saturating_add(2 * FORM_TEXT_BYTES).min(config.max_request_bytes);
     let over = || {
         ApiError::new(ErrorCode::PayloadTooLarge, format!("the message this submission makes is over {limit} bytes"))
     };
