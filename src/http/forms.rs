@@ -253,7 +253,8 @@ struct Parts {
 
 /// Counts a multipart body's parts by its delimiters (`--boundary` at the start of a line, up to
 /// the closing `--boundary--`), and the files among them (a part whose headers name a
-/// non-empty `filename`): one pass over the bytes, nothing built. It never counts more than
+/// non-empty `filename`): one pass over the bytes, nothing built, stopped at the part past
+/// [`MAX_FIELDS`] (so at most 101 headers searched, 8 KiB each). It never counts more than
 /// workerd's parser builds, so a refusal here is one the parsed fields would get too.
 fn multipart_parts(body: &[u8], boundary: &[u8], max_files: usize) -> Parts {
     let mut delimiter = b"--".to_vec();
@@ -268,6 +269,9 @@ fn multipart_parts(body: &[u8], boundary: &[u8], max_files: usize) -> Parts {
             break; // the closing delimiter
         }
         counted.parts += 1;
+        if counted.parts > MAX_FIELDS {
+            break; // one too many is all the caller needs to know: the rest is not looked at
+        }
         // A part's headers are short: the search for their end stops at 8 KiB, so a body of
         // delimiters without headers costs one pass, not one pass per delimiter.
         let rest = &rest[..rest.len().min(8192)];
@@ -800,13 +804,14 @@ mod tests {
             Parts { parts: 3, files: 1, extra_file: Some("f".into()) }
         );
         assert_eq!(multipart_parts(body.as_bytes(), b"xyz", 1).extra_file, None);
-        // 170,000 one-byte files: counted in one pass, nothing built.
+        // 170,000 one-byte files: counted up to the one past the field limit, nothing built.
         let many = part(r#"Content-Disposition: form-data; name="f"; filename="a""#).repeat(170_000);
         let counted = multipart_parts(many.as_bytes(), b"xyz", 3);
-        assert_eq!((counted.parts, counted.files), (170_000, 170_000));
-        // Delimiters with no headers' end: each search for it stops at 8 KiB.
+        assert_eq!((counted.parts, counted.files), (MAX_FIELDS + 1, MAX_FIELDS));
+        assert_eq!(counted.extra_file.as_deref(), Some("f"));
+        // Delimiters with no headers' end: 101 searches for it, 8 KiB each, not a million.
         let bare = "--xyz\n".repeat(1_000_000);
-        assert_eq!(multipart_parts(bare.as_bytes(), b"xyz", 0).parts, 1_000_000);
+        assert_eq!(multipart_parts(bare.as_bytes(), b"xyz", 0).parts, MAX_FIELDS + 1);
     }
 
     #[test]
