@@ -27,7 +27,9 @@ fn form_env() -> ScriptedEnv {
         ("SMTP_HOST", "relay.test"),
         ("SMTP_SESSIONS", "0"),
         ("MAIL_FROM", "Site <noreply@example.com>"),
-        ("FORMS", r#"{"f": {"to": "o@example.com"}}"#),
+        // Files allowed: its body limit (about 16 MiB, capped at 14) lets these 2 MB bodies
+        // reach the parser, whose limits are under test here.
+        ("FORMS", r#"{"f": {"to": "o@example.com", "max_files": 3}, "plain": {"to": "o@example.com"}}"#),
     ];
     ScriptedEnv::new(ScriptedRelay::new(vec![]), &vars)
 }
@@ -139,4 +141,58 @@ fn a_10_mb_attachment_is_decoded_from_the_body_not_copied_first() {
     assert_eq!(parsed.unwrap().content.attachments[0].data, data);
     // The decoded bytes, and not the 13.3 MB of base64 once more.
     assert!(peak < data.len() + 1024 * 1024, "{peak} bytes held for {} of base64", body.len());
+}
+
+#[test]
+fn a_forms_body_limit_is_its_own_not_the_apis() {
+    let env = form_env();
+    // 2 MB of one string to a form without files (its limit: about 1.1 MiB).
+    let body = format!(r#"{{"message": "{}"}}"#, "x".repeat(2_000_000));
+    let size = body.len();
+    // Declared: refused from the head, the body never read.
+    let req = Req::new("POST", "/v1/forms/plain", body.clone())
+        .header("content-type", "application/json")
+        .header("content-length", &size.to_string());
+    let (status, message, peak, _) = serve(&env, req);
+    assert_eq!(status, 413, "{message}");
+    assert!(peak < 64 * 1024, "{peak} bytes held for a declared body of {size}");
+    // Chunked (no length): cut off once the count passes the limit.
+    let req = Req::new("POST", "/v1/forms/plain", body).header("content-type", "application/json");
+    let (status, message, _, _) = serve(&env, req);
+    assert_eq!((status, message.as_str()), (413, "the body is over 1152000 bytes"));
+}
+
+#[test]
+fn a_body_of_quotes_is_refused_before_it_is_rendered() {
+    let env = form_env();
+    // 500 KB of `"` (1 MB of JSON) is 3 MB of HTML: refused on a bound worked out first.
+    let body = format!(r#"{{"message": "{}"}}"#, r#"\""#.repeat(500_000));
+    let req = Req::new("POST", "/v1/forms/plain", body).header("content-type", "application/json");
+    let (status, message, peak, _) = serve(&env, req);
+    assert_eq!(status, 413, "{message}");
+    assert!(message.starts_with("the message this submission makes is over"), "{message}");
+    assert!(peak <= 3 * 1_000_000, "{peak} bytes held");
+}
+
+#[test]
+fn a_multipart_of_170000_files_is_counted_before_it_is_parsed() {
+    let env = form_env();
+    let part = "--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nx\r\n";
+    let body = part.repeat(170_000) + "--b--\r\n";
+    let size = body.len();
+    let req = Req::new("POST", "/v1/forms/f", body)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .header("accept", "application/json");
+    let (status, message, peak, count) = serve(&env, req);
+    assert_eq!((status, message.as_str()), (422, "at most 100 fields are accepted"));
+    assert!(peak <= 2 * size, "{peak} bytes held for a body of {size}");
+    assert!(count < 1_000, "{count} allocations: the parts were built");
+    // Within the field limit, files over `max_files` are refused from the count too.
+    let body = part.repeat(4) + "--b--\r\n";
+    let req = Req::new("POST", "/v1/forms/f", body)
+        .header("content-type", "multipart/form-data; boundary=b")
+        .header("accept", "application/json");
+    let (status, message, _, count) = serve(&env, req);
+    assert_eq!((status, message.as_str()), (422, "at most 3 files are accepted"));
+    assert!(count < 1_000, "{count} allocations");
 }

@@ -125,6 +125,23 @@ impl<'de> Deserialize<'de> for Forms {
 /// Default limits: no files unless the owner allows them; ten posts a minute per client.
 pub const DEFAULT_MAX_FILE_BYTES: usize = 5_000_000;
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 10;
+/// Most fields one submission may have (files included).
+pub const MAX_FIELDS: usize = 100;
+/// Room in a form's body for its text fields, besides its files: 1 MiB.
+pub const FORM_TEXT_BYTES: usize = 1024 * 1024;
+/// Room for each multipart part's delimiter and headers.
+pub const FORM_PART_BYTES: usize = 1024;
+
+impl FormSettings {
+    /// The largest body this form accepts: what its own settings allow (its files at their
+    /// largest, the text fields, each part's delimiter and headers), never more than
+    /// `max_request_bytes`. A form without files takes about 1.1 MiB, not the API's 14 MiB.
+    pub fn body_limit(&self, max_request_bytes: usize) -> usize {
+        let files = self.max_files.min(MAX_FIELDS).saturating_mul(self.max_file_bytes);
+        (files.saturating_add(FORM_TEXT_BYTES).saturating_add((MAX_FIELDS + 1) * FORM_PART_BYTES))
+            .min(max_request_bytes)
+    }
+}
 
 fn is_form_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -275,6 +292,19 @@ mod tests {
         "allowed_origins": ["https://example.com"], "honeypot": "_gotcha",
         "email_field": "email", "turnstile": false,
         "max_files": 3, "max_file_bytes": 5000000, "rate_limit_per_minute": 5}}"#;
+
+    #[test]
+    fn a_forms_body_limit_is_what_its_settings_allow() {
+        let forms = parse(EXAMPLE).unwrap();
+        let contact = forms.get("contact").unwrap();
+        let room = FORM_TEXT_BYTES + (MAX_FIELDS + 1) * FORM_PART_BYTES;
+        assert_eq!(contact.body_limit(usize::MAX), 3 * 5_000_000 + room);
+        assert_eq!(contact.body_limit(14 << 20), 14 << 20, "never over MAX_REQUEST_BYTES");
+        let plain = parse(r#"{"f": {"to": "o@example.com"}}"#).unwrap();
+        assert_eq!(plain.get("f").unwrap().body_limit(14 << 20), room, "no files: text room only");
+        let many = parse(r#"{"f": {"to": "o@example.com", "max_files": 1000000, "max_file_bytes": 1000000000000}}"#);
+        assert_eq!(many.unwrap().get("f").unwrap().body_limit(14 << 20), 14 << 20, "no overflow");
+    }
 
     #[test]
     fn the_product_example_parses() {

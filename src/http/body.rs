@@ -75,8 +75,16 @@ pub async fn read<N: Network>(
             Err(()) => return Err(ApiError::new(ErrorCode::InvalidRequest, "the body could not be read")),
             Ok(None) => return Ok(body),
             Ok(Some(bytes)) => {
-                if body.len() + bytes.len() > limit {
+                let needed = body.len() + bytes.len();
+                if needed > limit {
                     return Err(too_large(limit));
+                }
+                if needed > body.capacity() {
+                    // Doubling as a Vec does, but never past the limit: a chunked body near a
+                    // form's 1.1 MiB limit holds 1.1 MiB, not a 2 MiB buffer and its 1 MiB
+                    // predecessor.
+                    let grown = (body.capacity() * 2).max(needed).min(limit);
+                    body.reserve_exact(grown - body.len());
                 }
                 body.extend_from_slice(&bytes);
             }

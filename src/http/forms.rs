@@ -14,7 +14,8 @@ use super::response::{add_debug, Handled, HttpResponse};
 use super::send::media_type;
 use super::{demo, pages};
 use crate::address::{EmailAddress, Mailbox};
-use crate::config::forms::{is_redirect, origin_of, FormSettings};
+pub use crate::config::forms::MAX_FIELDS;
+use crate::config::forms::{is_redirect, origin_of, FormSettings, FORM_TEXT_BYTES};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::queue::{self, Record};
@@ -27,8 +28,6 @@ use crate::message::{implied_charset, Attachment, Content};
 
 /// The field Cloudflare Turnstile's widget adds to the form.
 pub const TURNSTILE_FIELD: &str = "cf-turnstile-response";
-/// Most fields one submission may have.
-pub const MAX_FIELDS: usize = 100;
 /// Longest subject a template may make, in characters.
 const MAX_SUBJECT_CHARS: usize = 200;
 
@@ -124,7 +123,7 @@ pub async fn handle<P: Platform>(
             return fail(error);
         }
     }
-    let fields = match read_fields(&env, config, head, &mut source).await {
+    let fields = match read_fields(&env, config, form, head, &mut source).await {
         Ok(fields) => fields,
         Err(error) => return fail(error),
     };
@@ -163,12 +162,14 @@ pub async fn handle<P: Platform>(
     Handled { response, after }
 }
 
-/// The submitted fields, from a body read within the limit: urlencoded (parsed here),
-/// multipart (parsed by the platform), or a JSON object of strings, numbers, booleans, or
-/// lists of them.
+/// The submitted fields, from a body read within the form's own limit
+/// ([`FormSettings::body_limit`]): urlencoded (parsed here), multipart (its parts counted here,
+/// then parsed by the platform), or a JSON object of strings, numbers, booleans, or lists of
+/// them.
 async fn read_fields<P: Platform>(
     env: &P,
     config: &Config,
+    form: &FormSettings,
     head: &RequestHead,
     source: &mut impl BodySource,
 ) -> Result<Vec<Field>, ApiError> {
@@ -179,11 +180,24 @@ async fn read_fields<P: Platform>(
             "send application/x-www-form-urlencoded, multipart/form-data or application/json",
         ));
     }
-    let body = body::read(env, head, source, config.max_request_bytes, config.request_body_timeout_ms).await?;
+    let limit = form.body_limit(config.max_request_bytes);
+    let body = body::read(env, head, source, limit, config.request_body_timeout_ms).await?;
     let fields = match kind.as_str() {
         "application/x-www-form-urlencoded" => urlencoded_fields(&body),
         "multipart/form-data" => {
             let content_type = head.header("content-type").unwrap_or_default().to_string();
+            // workerd's formData() builds every part before we see one: count them first.
+            if let Some(boundary) = boundary(&content_type) {
+                let parts = multipart_parts(&body, boundary.as_bytes(), form.max_files);
+                if parts.parts > MAX_FIELDS {
+                    return Err(too_many_fields());
+                }
+                if let Some(name) = parts.extra_file {
+                    let mut error = too_many_files(form.max_files);
+                    error.details = vec![(name, "one file too many".into())];
+                    return Err(error);
+                }
+            }
             env.parse_multipart(&content_type, body)
                 .await
                 .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "the form body could not be parsed"))?
@@ -191,9 +205,96 @@ async fn read_fields<P: Platform>(
         _ => json_fields(&body)?,
     };
     if fields.len() > MAX_FIELDS {
-        return Err(ApiError::new(ErrorCode::ValidationFailed, format!("at most {MAX_FIELDS} fields are accepted")));
+        return Err(too_many_fields());
     }
     Ok(fields)
+}
+
+fn too_many_fields() -> ApiError {
+    ApiError::new(ErrorCode::ValidationFailed, format!("at most {MAX_FIELDS} fields are accepted"))
+}
+
+fn too_many_files(max_files: usize) -> ApiError {
+    let why = match max_files {
+        0 => "this form does not accept files".to_string(),
+        1 => "at most 1 file is accepted".to_string(),
+        n => format!("at most {n} files are accepted"),
+    };
+    ApiError::new(ErrorCode::ValidationFailed, why)
+}
+
+/// The `name` a part's headers give it (`name="…"`, not `filename`), as text.
+fn part_name(headers: &[u8]) -> String {
+    let name = memchr::memmem::find_iter(headers, b"name=\"")
+        .find(|&at| at == 0 || matches!(headers[at - 1], b' ' | b';' | b'\t'))
+        .map(|at| &headers[at + 6..])
+        .and_then(|rest| rest.iter().position(|&b| b == b'"').map(|end| &rest[..end]))
+        .unwrap_or_default();
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// The `boundary` parameter of a multipart `Content-Type`, unquoted.
+fn boundary(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("boundary") {
+            return None;
+        }
+        let value = value.trim();
+        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        (!value.is_empty()).then_some(value)
+    })
+}
+
+/// How many parts a multipart body has, how many of them are files with a name, and the field
+/// name of the first file past the form's `max_files`.
+#[derive(Debug, PartialEq, Eq)]
+struct Parts {
+    parts: usize,
+    files: usize,
+    extra_file: Option<String>,
+}
+
+/// Counts a multipart body's parts by its delimiters (`--boundary` at the start of a line, up to
+/// the closing `--boundary--`), and the files among them (a part whose headers name a
+/// non-empty `filename`): one pass over the bytes, nothing built, stopped at the part past
+/// [`MAX_FIELDS`] (so at most 101 headers searched, 8 KiB each). It never counts more than
+/// workerd's parser builds, so a refusal here is one the parsed fields would get too.
+fn multipart_parts(body: &[u8], boundary: &[u8], max_files: usize) -> Parts {
+    let mut delimiter = b"--".to_vec();
+    delimiter.extend_from_slice(boundary);
+    let mut counted = Parts { parts: 0, files: 0, extra_file: None };
+    for at in memchr::memmem::find_iter(body, &delimiter) {
+        if at != 0 && body[at - 1] != b'\n' {
+            continue; // not at the start of a line: inside a part
+        }
+        let rest = &body[at + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            break; // the closing delimiter
+        }
+        counted.parts += 1;
+        if counted.parts > MAX_FIELDS {
+            break; // one too many is all the caller needs to know: the rest is not looked at
+        }
+        // A part's headers are short: the search for their end stops at 8 KiB, so a body of
+        // delimiters without headers costs one pass, not one pass per delimiter.
+        let rest = &rest[..rest.len().min(8192)];
+        let headers = match memchr::memmem::find(rest, b"\r\n\r\n") {
+            Some(end) => &rest[..end],
+            None => rest,
+        };
+        if let Some(name) = memchr::memmem::find(headers, b"filename=") {
+            let value = &headers[name + b"filename=".len()..];
+            if !value.is_empty() && !value.starts_with(b"\"\"") && !value.starts_with(b"\r") && !value.starts_with(b";")
+            {
+                counted.files += 1;
+                if counted.files == max_files + 1 {
+                    counted.extra_file = Some(part_name(headers));
+                }
+            }
+        }
+    }
+    counted
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body, in order: at most one more
@@ -466,12 +567,7 @@ pub fn submission(
                 continue; // an empty file input
             }
             if attachments.len() == form.max_files {
-                let why = match form.max_files {
-                    0 => "this form does not accept files".to_string(),
-                    1 => "at most 1 file is accepted".to_string(),
-                    n => format!("at most {n} files are accepted"),
-                };
-                let mut error = ApiError::new(ErrorCode::ValidationFailed, why);
+                let mut error = too_many_files(form.max_files);
                 error.details = vec![(fields[i].name.clone(), "one file too many".into())];
                 return Err(error);
             }
@@ -512,6 +608,22 @@ pub fn submission(
         FieldValue::Text(t) if f.name == form.email_field => EmailAddress::parse(t.trim()).ok(),
         _ => None,
     });
+    // The form's own limit, with room for its text shown twice (plain, indented, and HTML);
+    // checked on a bound before the two copies are built, and on their real size after.
+    let limit =
+        form.body_limit(config.max_request_bytes).saturating_add(2 * FORM_TEXT_BYTES).min(config.max_request_bytes);
+    let over = || {
+        ApiError::new(ErrorCode::PayloadTooLarge, format!("the message this submission makes is over {limit} bytes"))
+    };
+    let files: usize = (attachments.iter())
+        .map(|(i, _)| match &fields[*i].value {
+            FieldValue::File { data, .. } => data.len(),
+            FieldValue::Text(_) => 0,
+        })
+        .sum();
+    if pages::rendered_len_bound(name, &listed).saturating_add(files) > limit {
+        return Err(over());
+    }
     let (text, html) = pages::render_fields(name, &listed);
     let subject = subject(&form.subject, &listed);
     let attachments: Vec<Attachment> = (attachments.into_iter())
@@ -523,11 +635,8 @@ pub fn submission(
         })
         .collect();
     let rendered = text.len() + html.len() + attachments.iter().map(|a| a.data.len()).sum::<usize>();
-    if rendered > config.max_request_bytes {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the message this submission makes is over {} bytes", config.max_request_bytes),
-        ));
+    if rendered > limit {
+        return Err(over());
     }
     let content = Content {
         from: config.mail_from.clone(),
@@ -680,6 +789,35 @@ mod tests {
         let body = "a&".repeat(1_000_000);
         assert_eq!(urlencoded_fields(body.as_bytes()).len(), MAX_FIELDS + 1);
         assert_eq!(texts(&urlencoded_fields(b"a=1+2&b=%C3%A9&c")), [("a", "1 2"), ("b", "é"), ("c", "")]);
+    }
+
+    #[test]
+    fn multipart_parts_are_counted_from_the_delimiters() {
+        assert_eq!(boundary("multipart/form-data; boundary=abc"), Some("abc"));
+        assert_eq!(boundary(r#"multipart/form-data; charset=x; BOUNDARY="a b""#), Some("a b"));
+        assert_eq!(boundary("multipart/form-data"), None);
+        let part = |headers: &str| format!("--xyz\r\n{headers}\r\n\r\nvalue\r\n");
+        let body = [
+            part(r#"Content-Disposition: form-data; name="a""#),
+            part(r#"Content-Disposition: form-data; name="f"; filename="a.txt""#),
+            part(r#"Content-Disposition: form-data; name="g"; filename="""#),
+            "data with --xyz inside a line\r\n--xyz--\r\n".to_string(),
+            part(r#"Content-Disposition: form-data; name="after"; filename="epilogue""#),
+        ]
+        .concat();
+        assert_eq!(
+            multipart_parts(body.as_bytes(), b"xyz", 0),
+            Parts { parts: 3, files: 1, extra_file: Some("f".into()) }
+        );
+        assert_eq!(multipart_parts(body.as_bytes(), b"xyz", 1).extra_file, None);
+        // 170,000 one-byte files: counted up to the one past the field limit, nothing built.
+        let many = part(r#"Content-Disposition: form-data; name="f"; filename="a""#).repeat(170_000);
+        let counted = multipart_parts(many.as_bytes(), b"xyz", 3);
+        assert_eq!((counted.parts, counted.files), (MAX_FIELDS + 1, MAX_FIELDS));
+        assert_eq!(counted.extra_file.as_deref(), Some("f"));
+        // Delimiters with no headers' end: 101 searches for it, 8 KiB each, not a million.
+        let bare = "--xyz\n".repeat(1_000_000);
+        assert_eq!(multipart_parts(bare.as_bytes(), b"xyz", 0).parts, MAX_FIELDS + 1);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What a form submission looks like: the message body listing the fields, and the built-in
 //! pages a browser sees when the owner configured no redirect.
 
+use std::borrow::Cow;
+
 use super::request::{Field, FieldValue};
 use super::response::HttpResponse;
 use crate::error::ApiError;
@@ -9,6 +11,12 @@ use crate::header;
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
+/// [`escape`], appended to `out` (no copy of its own).
+fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -19,52 +27,109 @@ pub fn escape(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 /// A field's value as the message shows it: line breaks as `\n` (a lone CR too), tabs kept,
 /// every other control character dropped.
-fn shown(field: &Field) -> String {
+fn shown(field: &Field) -> Cow<'_, str> {
     match &field.value {
-        FieldValue::Text(text) => text
-            .replace("\r\n", "\n")
-            .replace('\r', "\n")
-            .chars()
-            .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
-            .collect(),
+        // Most values need no change: shown as they are, not copied.
+        FieldValue::Text(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t')) => {
+            Cow::Borrowed(text)
+        }
+        FieldValue::Text(text) => Cow::Owned(
+            text.replace("\r\n", "\n")
+                .replace('\r', "\n")
+                .chars()
+                .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+                .collect(),
+        ),
         FieldValue::File { filename, data, .. } => {
-            format!("[attached: {}, {} bytes]", header::repair(filename, 200), data.len())
+            Cow::Owned(format!("[attached: {}, {} bytes]", header::repair(filename, 200), data.len()))
         }
     }
+}
+
+/// At least as many bytes as [`render_fields`] makes for these fields (text and HTML together),
+/// worked out without building them: HTML escaping turns a `"` into six bytes and the text
+/// indents each line by four, so a body of quotes or line breaks is refused before it is rendered.
+pub fn rendered_len_bound(form: &str, fields: &[&Field]) -> usize {
+    let grown = |text: &str| {
+        let special = text.bytes().filter(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'' | b'\n' | b'\r')).count();
+        2 * text.len() + 5 * special
+    };
+    let fields = fields.iter().map(|field| {
+        let value = match &field.value {
+            FieldValue::Text(text) => grown(text),
+            FieldValue::File { filename, .. } => 2 * (filename.len().min(800) + 60),
+        };
+        grown(&field.name) + value + 200
+    });
+    grown(form) + 300 + fields.sum::<usize>()
 }
 
 /// The text and HTML parts: every field in the order sent, repeated fields kept. Field names
 /// are the submitter's text like the values, and one line each: control characters out.
 pub fn render_fields(form: &str, fields: &[&Field]) -> (String, String) {
-    let mut text = format!("New submission of the {form} form:\n\n");
-    let mut html = format!(
+    // Each written once, into room reserved up front: no temporary copy of a value, and no
+    // doubling of a large string as it fills.
+    let values: usize = fields.iter().map(|f| f.name.len().min(800) + value_len(f) + 120).sum();
+    let lines: usize = fields.iter().map(|f| line_breaks(f)).sum();
+    let specials: usize = fields.iter().map(|f| html_specials(f)).sum();
+    let mut text = String::with_capacity(form.len() + 64 + values + 4 * lines);
+    let mut html = String::with_capacity(form.len() + 256 + values + 5 * specials);
+    text.push_str(&format!("New submission of the {form} form:\n\n"));
+    html.push_str(&format!(
         "<!doctype html><html><body><p>New submission of the <b>{}</b> form:</p>\n<table cellpadding=\"6\" style=\"border-collapse:collapse\">\n",
         escape(form)
-    );
+    ));
     for field in fields {
         let name = header::repair(&field.name, 200);
         let value = shown(field);
+        text.push_str(&name);
         if value.contains('\n') {
-            text.push_str(&format!("{name}:\n"));
+            text.push_str(":\n");
             for line in value.lines() {
-                text.push_str(&format!("    {line}\n"));
+                text.push_str("    ");
+                text.push_str(line);
+                text.push('\n');
             }
         } else {
-            text.push_str(&format!("{name}: {value}\n"));
+            text.push_str(": ");
+            text.push_str(&value);
+            text.push('\n');
         }
-        html.push_str(&format!(
-            "<tr><th align=\"left\" valign=\"top\">{}</th><td style=\"white-space:pre-wrap\">{}</td></tr>\n",
-            escape(&name),
-            escape(&value)
-        ));
+        html.push_str("<tr><th align=\"left\" valign=\"top\">");
+        escape_into(&mut html, &name);
+        html.push_str("</th><td style=\"white-space:pre-wrap\">");
+        escape_into(&mut html, &value);
+        html.push_str("</td></tr>\n");
     }
     html.push_str("</table></body></html>\n");
     (text, html)
+}
+
+fn value_len(field: &Field) -> usize {
+    match &field.value {
+        FieldValue::Text(text) => text.len(),
+        FieldValue::File { filename, .. } => filename.len().min(800) + 60,
+    }
+}
+
+fn line_breaks(field: &Field) -> usize {
+    match &field.value {
+        FieldValue::Text(text) => text.bytes().filter(|b| matches!(b, b'\n' | b'\r')).count(),
+        FieldValue::File { .. } => 0,
+    }
+}
+
+fn html_specials(field: &Field) -> usize {
+    let count = |text: &str| text.bytes().filter(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | b'\'')).count();
+    count(&field.name)
+        + match &field.value {
+            FieldValue::Text(text) => count(text),
+            FieldValue::File { filename, .. } => count(filename),
+        }
 }
 
 fn page(status: u16, title: &str, body: &str) -> HttpResponse {

@@ -206,3 +206,160 @@ def test_a_10_mb_attachment_arrives_byte_for_byte_in_at_most_32_mib_of_wasm_memo
     attached = list(message.iter_attachments())
     assert [a.get_filename() for a in attached] == ["random.bin"]
     assert attached[0].get_content() == data
+
+
+# The memory budget (issue 29): no single request, valid or not, grows the Worker's wasm memory
+# by more than 4x its body or 64 MiB, whichever is less.
+def budget(body_bytes: int) -> int:
+    return min(4 * body_bytes, 64 * 1024 * 1024)
+
+
+BODY = 14 * 1024 * 1024 - 4096  # "14 MiB": just under the API's MAX_REQUEST_BYTES
+MULTIPART_BOUNDARY = "hostile-boundary-29"
+
+HOSTILE_FORMS = {
+    # No files: a body limit of about 1.1 MiB.
+    "plain": {"to": "owner@example.org", "rate_limit_per_minute": 1000, "delivery": "sync"},
+    # Files up to 10 x 2 MB: its limit is MAX_REQUEST_BYTES, so 170,000 tiny files are read and
+    # must be refused by counting the parts, before workerd's formData() builds them.
+    "files": {"to": "owner@example.org", "max_files": 10, "max_file_bytes": 2_000_000,
+              "rate_limit_per_minute": 1000},
+}
+
+
+def zeros(size: int) -> bytes:
+    """`0,0,0,…,0` of about `size` bytes."""
+    return b"0," * (size // 2 - 1) + b"0"
+
+
+def hostile_bodies():
+    """name → (path, content type, body, API key?): the audit's bodies, generated in well under
+    a second each."""
+    part = (f"--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n"
+            "x\r\n").encode()
+    headers = ",".join(f'"X-H{i}": "v"' for i in range(200_000))
+    return {
+        "form-json-zeros": ("/v1/forms/plain", "application/json", b'{"a":[' + zeros(BODY - 8) + b"]}", False),
+        "form-urlencoded-a&a": ("/v1/forms/plain", "application/x-www-form-urlencoded", b"a&" * (BODY // 2), False),
+        "form-14mib-string": ("/v1/forms/plain", "application/json",
+                              b'{"message":"' + b"x" * (BODY - 16) + b'"}', False),
+        "form-170000-files": ("/v1/forms/files", f"multipart/form-data; boundary={MULTIPART_BOUNDARY}",
+                              part * 170_000 + f"--{MULTIPART_BOUNDARY}--\r\n".encode(), False),
+        "send-200000-headers": ("/v1/send", "application/json", (
+            '{"to": "b@example.org", "subject": "s", "text": "t", "headers": {' + headers + "}}").encode(), True),
+        "send-to-zeros": ("/v1/send", "application/json",
+                          b'{"subject":"s","text":"t","to":[' + zeros(BODY - 40) + b"]}", True),
+        "batch-messages-zeros": ("/v1/send/batch", "application/json",
+                                 b'{"messages":[' + zeros(BODY - 20) + b"]}", True),
+        "emails-to-zeros": ("/emails", "application/json",
+                            b'{"from":"a@example.com","subject":"s","text":"t","to":[' + zeros(BODY - 60) + b"]}",
+                            True),
+        "emails-batch-zeros": ("/emails/batch", "application/json", b"[" + zeros(BODY - 2) + b"]", True),
+    }
+
+
+# Legitimate requests at a route's largest: they go through, within the same budget.
+LEGIT_MESSAGE = 1024 * 1024 - 2048  # about the text room of a form without files
+
+
+def legit_bodies():
+    return {
+        "form-1mib-message": ("/v1/forms/plain", "application/x-www-form-urlencoded",
+                              b"name=Ada&message=" + b"lorem+ipsum+" * (LEGIT_MESSAGE // 12), False),
+        "form-1mib-message-json": ("/v1/forms/plain", "application/json",
+                                   b'{"name":"Ada","message":"' + b"lorem ipsum\\n" * (LEGIT_MESSAGE // 13) + b'"}',
+                                   False),
+    }
+
+
+HOSTILE = list(hostile_bodies())
+LEGIT = list(legit_bodies())
+
+
+@pytest.fixture(scope="module")
+def hostile_workers(stack):
+    """One fresh Worker per hostile body (started together): wasm memory only grows and the
+    allocator reuses what an earlier request left, so on a shared Worker a later body would be
+    measured on the space an earlier one made."""
+    forms = json.dumps(HOSTILE_FORMS)
+    names = HOSTILE + LEGIT + ["form-chunked-string"]
+    started = stack.start_workers({f"hostile-{i}": {"FORMS": forms} for i in range(len(names))})
+    return {name: Client(started[f"hostile-{i}"]) for i, name in enumerate(names)}
+
+
+def wasm_memory_of(client: Client) -> int:
+    status, _, answer = client.send_debug({"to": "probe@example.com", "subject": "memory", "text": "x"})
+    assert status == 200, {k: v for k, v in answer.items() if k != "transcript"}
+    return answer["wasm_memory_bytes"]
+
+
+# Known gap: a legitimate text-heavy form post costs 5.9-6.9x its body (the body, its fields,
+# the plain and HTML copies, then the rendered MIME message with both encoded), over the 4x
+# budget; strict, so that the day it fits this marker has to go.
+OVER_BUDGET = pytest.mark.xfail(strict=True, reason="a 1 MiB form message costs 5.9-6.9x its body (issue 29)")
+
+
+@pytest.mark.parametrize("name", HOSTILE + [pytest.param(name, marks=OVER_BUDGET) for name in LEGIT])
+def test_a_hostile_body_is_refused_within_the_memory_budget(hostile_workers, name):
+    """Each hostile body is refused (413/422), each legitimate one at its largest goes
+    through, and neither grows a fresh Worker's wasm memory past the budget."""
+    client = hostile_workers[name]
+    path, content_type, body, keyed = {**hostile_bodies(), **legit_bodies()}[name]
+    before = wasm_memory_of(client)
+    started = time.monotonic()
+    status, _, raw = client.request("POST", path, body, headers={"content-type": content_type,
+                                                               "accept": "application/json"},
+                                    api_key=client.stack.api_key if keyed else None)
+    took = time.monotonic() - started
+    if name in LEGIT:
+        assert status == 200 and json.loads(raw)["ok"] is True, raw[:300]
+        code = "ok"
+    else:
+        assert status in (413, 422), raw[:300]
+        error = json.loads(raw)
+        code = error["error"]["code"] if "error" in error else error["name"]  # Resend's shape
+        assert code in ("payload_too_large", "validation_failed", "validation_error"), raw[:300]
+    grown = wasm_memory_of(client) - before
+    # Measured numbers for BENCHMARKS.md (run with -s to see them).
+    print(f"\nMEMORY {name}: body {len(body)} B, {status} {code}, wasm {before} -> {before + grown} "
+          f"(+{grown / 2**20:.2f} MiB, budget {budget(len(body)) / 2**20:.1f} MiB), {took:.2f} s")
+    assert grown <= budget(len(body)), f"{name}: wasm memory grew by {grown / 2**20:.1f} MiB"
+
+
+def test_five_legitimate_posts_at_once_all_succeed_after_the_hostile_ones(hostile_workers):
+    """On the Worker that took the 14 MiB list of zeros: five ordinary form posts at the same
+    time are all delivered."""
+    client = hostile_workers["form-json-zeros"]
+    tag = uuid.uuid4().hex
+    results = [None] * 5
+
+    def post(i):
+        fields = urllib.parse.urlencode({"name": f"Ada {i}", "message": f"legit {tag} {i}"}).encode()
+        results[i] = client.request("POST", "/v1/forms/plain", fields, headers={
+            "content-type": "application/x-www-form-urlencoded", "accept": "application/json"})
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for status, _, raw in results:
+        assert status == 200 and json.loads(raw) == {"ok": True}, raw[:300]
+    for i in range(5):
+        client.wait_for_message(f"legit {tag} {i}")
+
+
+def test_a_chunked_body_to_a_form_is_cut_off_at_the_forms_own_limit(hostile_workers):
+    """Without a Content-Length, a form without files stops reading at its own limit (about
+    1.1 MiB), not at the API's 14 MiB."""
+    client = hostile_workers["form-chunked-string"]
+    before = wasm_memory_of(client)
+    status, body, sent = post_chunked(client.stack.base_url, "/v1/forms/plain", {"Accept": "application/json"},
+                                      total=BODY)
+    assert status == 413, body[:300]
+    if body:
+        assert json.loads(body)["error"]["message"] == "the body is over 1152000 bytes"
+    grown = wasm_memory_of(client) - before
+    print(f"\nMEMORY form-chunked-string: sent {sent} B of {BODY}, {status}, wasm {before} -> {before + grown} "
+          f"(+{grown / 2**20:.2f} MiB)")
+    assert grown <= budget(1152000), f"wasm memory grew by {grown / 2**20:.1f} MiB"
