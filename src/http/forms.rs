@@ -381,8 +381,7 @@ struct FieldValues<'f> {
 impl FieldValues<'_> {
     fn push<E: de::Error>(self, text: String) -> Result<(), E> {
         if self.fields.len() == MAX_FIELDS {
-            let error = ApiError::new(ErrorCode::ValidationFailed, format!("at most {MAX_FIELDS} fields are accepted"));
-            return Err(refuse(self.refusal, error));
+            return Err(refuse(self.refusal, too_many_fields()));
         }
         self.fields.push(Field { name: self.name.to_string(), value: FieldValue::Text(text) });
         Ok(())
