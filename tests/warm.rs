@@ -241,3 +241,89 @@ fn a_close_before_the_rset_reply_of_a_chunked_flight_is_delivery_unknown_not_res
     let seen = env.relay.seen.borrow();
     assert_eq!((seen.connects, seen.messages), (1, 2), "not sent again on a new session");
 }
+
+/// A relay at its connection limit greets a new session with `421`: another new session takes
+/// the message, once, and the answer shows both.
+#[test]
+fn a_421_greeting_of_a_new_session_is_tried_once_more_on_another() {
+    let mut second = opening(AUTH_SECRET);
+    second.extend(accepted());
+    let refused = vec![Say("421 4.3.2 too many connections\r\n"), Close];
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![refused, second]), &VARS);
+    let (response, json) = &sends(&env, 1)[0];
+    assert_eq!(response.status, 200, "{json}");
+    assert_eq!(json["session"], "new");
+    let transcript = json["transcript"].to_string();
+    assert!(transcript.contains("421 4.3.2 too many connections"), "{json}");
+    assert!(transcript.contains("another one takes the message"), "{json}");
+    let seen = env.relay.seen.borrow();
+    assert_eq!((seen.connects, seen.messages, seen.mismatch.as_deref()), (2, 1, None));
+}
+
+/// Only once: a relay that refuses every new session gets two connections per send, not more.
+#[test]
+fn a_relay_that_keeps_refusing_new_sessions_gets_two_connections_then_relay_busy() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![Say("421 4.3.2 too many connections\r\n"), Close]), &VARS);
+    let (response, json) = &sends(&env, 1)[0];
+    assert_eq!((response.status, json["error"]["code"].as_str()), (503, Some("relay_busy")), "{json}");
+    assert_eq!(env.relay.seen.borrow().connects, 2);
+}
+
+/// A pipelined flight whose MAIL the relay refuses for now: it took nothing (RCPT and BDAT
+/// answer 503), so another session takes the message, on a warm session and on a new one
+/// alike; the refusing session ends with QUIT.
+#[test]
+fn a_451_to_mail_sends_the_message_once_on_another_session() {
+    let refused = [
+        ExpectChunked,
+        Say("451 4.3.0 queue file write error\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n"),
+        Expect("QUIT\r\n"),
+        Say("221 2.0.0 Bye\r\n"),
+    ];
+    let mut warm_first = opening(AUTH_SECRET);
+    warm_first.extend(accepted());
+    warm_first.extend(refused.clone());
+    let mut new_first = opening(AUTH_SECRET);
+    new_first.extend(refused);
+    for (first, count) in [(warm_first, 2), (new_first, 1)] {
+        let mut second = opening(AUTH_SECRET);
+        second.extend(accepted());
+        let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, second]), &VARS);
+        let answers = sends(&env, count);
+        let (_, json) = answers.last().unwrap();
+        assert!(answers.iter().all(|(response, _)| response.status == 200), "{json}");
+        assert_eq!(json["session"], "new");
+        assert!(json["transcript"].to_string().contains("451 4.3.0"), "the refusal is shown: {json}");
+        let seen = env.relay.seen.borrow();
+        // Flights the relay read: each message once where it was accepted, plus the refused one.
+        assert_eq!((seen.connects, seen.messages, seen.mismatch.as_deref()), (2, count + 1, None));
+    }
+}
+
+/// A temporary refusal of the message itself (after it was read) is the relay's answer: it
+/// is reported for the caller to retry later, not sent again at once.
+#[test]
+fn a_4xx_to_the_message_is_reported_not_sent_again() {
+    let mut script = opening(AUTH_SECRET);
+    script.extend([ExpectChunked, Say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n451 4.3.0 try later\r\n")]);
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![script]), &VARS);
+    let (response, json) = &sends(&env, 1)[0];
+    assert_eq!((response.status, json["error"]["code"].as_str()), (503, Some("relay_busy")), "{json}");
+    assert_eq!(env.relay.seen.borrow().connects, 1);
+}
+
+/// RSET leads a chunked flight; a relay that refuses the RSET (other than closing with 421)
+/// may still have read and taken the message behind it, unread: `delivery_unknown`, never
+/// sent again.
+#[test]
+fn a_refused_rset_before_a_chunked_flight_is_delivery_unknown_not_resent() {
+    let mut first = opening(AUTH_SECRET);
+    first.extend([ExpectChunked, Say("250 2.1.0 Ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n")]);
+    first.extend([Expect("RSET\r\n"), ExpectChunked, Say("451 4.3.0 try later\r\n")]);
+    let env = ScriptedEnv::new(ScriptedRelay::per_connection(vec![first, opening(AUTH_SECRET)]), &VARS);
+    let answers = sends(&env, 2);
+    assert_eq!(answers[0].0.status, 422);
+    let (response, json) = &answers[1];
+    assert_eq!((response.status, json["error"]["code"].as_str()), (502, Some("delivery_unknown")), "{json}");
+    assert_eq!(env.relay.seen.borrow().connects, 1, "not sent again on a new session");
+}

@@ -386,9 +386,13 @@ impl<N: Network> Session<N> {
                     error
                 })?;
                 if reply.code != 250 {
-                    // The pipelined replies behind it are unread: the session is out of step.
+                    // The pipelined replies behind it are unread: the session is out of step,
+                    // and unless the relay is closing (421) it may have taken the message.
                     self.broken = true;
-                    return Err(refusal(Phase::Mail, reply));
+                    let closing = reply.code == 421;
+                    let mut error = refusal(Phase::Mail, reply);
+                    error.message_may_have_left = message_sent && !closing;
+                    return Err(error);
                 }
             }
         } else {

@@ -67,6 +67,14 @@ impl Transcript {
         self.push(at_ms, Side::Client, format!("<{what}>"));
     }
 
+    /// Adds `later`'s entries after these: an attempt that failed, then the one that followed
+    /// on another connection (its times count from its own connection).
+    pub fn append(&mut self, later: Transcript) {
+        for entry in later.0 {
+            self.push(entry.at_ms, entry.from, entry.line);
+        }
+    }
+
     pub fn entries(&self) -> &[Entry] {
         &self.0
     }
