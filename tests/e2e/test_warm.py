@@ -4,12 +4,15 @@ is replaced without losing or doubling a message; a session left idle ends with 
 
 Postfix logs which connection took each message (conftest.connection_of)."""
 
+import json
 import threading
 import time
 import uuid
 
 import pytest
 
+import devstack
+import flaky_relay
 from conftest import Client, connection_of, relay_session, restart_relay
 
 
@@ -77,3 +80,35 @@ def test_an_idle_session_ends_with_quit(workers, stack):
     answer = send(workers["quick_idle"], uuid.uuid4().hex)
     session = relay_session(stack, answer["smtp"]["text"], timeout=20)
     assert " quit=1 " in session, session
+
+
+@pytest.fixture(scope="module")
+def flaky(stack):
+    """A relay that fails when told to (scripts/flaky_relay.py), and a Worker with one warm
+    session on it."""
+    relay = flaky_relay.FlakyRelay(stack.relay_dir / "tls", stack.creds["relay_user"],
+                                   str(stack.creds["relay_password"]), devstack.free_port())
+    worker = stack.start_workers({"flaky_relay": {"SMTP_PORT": str(relay.port), "SMTP_SESSIONS": "1"}})["flaky_relay"]
+    yield relay, Client(worker)
+    relay.stop()
+
+
+def test_a_send_the_relay_refused_before_taking_it_goes_once_on_a_new_session(flaky):
+    relay, worker = flaky
+    # A 421 greeting: the new session's refusal, then another new session.
+    tags = [uuid.uuid4().hex, uuid.uuid4().hex]
+    relay.plan("greeting_421")
+    first = send(worker, tags[0])
+    assert first["session"] == "new" and "421 4.3.2" in json.dumps(first["transcript"]), first
+    # A 451 to MAIL on the warm session, then a 451 to MAIL on the new one that replaces it:
+    # the second new session takes the message.
+    relay.plan("mail_451", "mail_451")
+    second = send(worker, tags[1])
+    assert second["session"] == "new" and json.dumps(second["transcript"]).count("451 4.3.0") == 2, second
+    # Two new sessions at most: a relay that refuses both is relay_busy, and nothing was taken.
+    relay.plan("mail_451", "greeting_421", "greeting_421")
+    status, _, answer = worker.send_debug({"to": "someone@example.org", "subject": "refused", "text": "x"})
+    assert (status, answer["error"]["code"]) == (503, "relay_busy"), answer
+    subjects = [subject for _, subject in relay.accepted]
+    assert subjects == [f"warm {tag}" for tag in tags], subjects
+    assert relay.connections == 6, relay.connections
