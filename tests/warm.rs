@@ -188,16 +188,35 @@ fn an_idle_session_ends_with_quit() {
     assert!(String::from_utf8_lossy(&seen.wire).ends_with("QUIT\r\n"));
 }
 
-#[test]
-fn concurrent_sends_share_the_pool() {
-    let mut script = opening(AUTH_SECRET);
-    for _ in 0..5 {
-        script.extend(accepted());
-    }
+fn two_sessions() -> Vec<(&'static str, &'static str)> {
     let mut vars = VARS.to_vec();
     vars.retain(|(k, _)| *k != "SMTP_SESSIONS");
     vars.push(("SMTP_SESSIONS", "2"));
-    let env = ScriptedEnv::new(ScriptedRelay::new(script), &vars);
+    vars
+}
+
+/// Sends one at a time all go to the first session of the pool: only the first opens one.
+#[test]
+fn sends_one_at_a_time_use_the_first_warm_session_only() {
+    let mut script = opening(AUTH_SECRET);
+    for _ in 0..6 {
+        script.extend(accepted());
+    }
+    let env = ScriptedEnv::new(ScriptedRelay::new(script), &two_sessions());
+    let sessions: Vec<String> = sends(&env, 6).iter().map(|(_, json)| summary(json).0).collect();
+    assert_eq!(sessions, ["new", "warm", "warm", "warm", "warm", "warm"]);
+    assert_eq!(*env.warm_used.borrow(), vec![0; 6], "the second session was never asked");
+    assert_eq!(env.relay.seen.borrow().connects, 1);
+}
+
+/// Ten sends at once: the second session opens while the first is busy, and no more than two.
+#[test]
+fn concurrent_sends_share_the_pool() {
+    let mut script = opening(AUTH_SECRET);
+    for _ in 0..10 {
+        script.extend(accepted()); // however the ten split between the two connections
+    }
+    let env = ScriptedEnv::new(ScriptedRelay::new(script), &two_sessions());
     let statuses = run(async {
         let all = (0..10).map(|_| async { send(&env).await.0.status });
         futures_util::future::join_all(all).await

@@ -60,11 +60,13 @@ pub trait Environment: Network + Clone {
     /// Signs `data` with the DKIM key: RSASSA-PKCS1-v1_5 with SHA-256, or Ed25519 (the
     /// runtime's WebCrypto, so no RSA code is in the Worker).
     fn dkim_sign(&self, key: &DkimKey, data: &[u8]) -> impl Future<Output = Result<Vec<u8>, Unavailable>>;
-    /// Runs `transaction` on one of `sessions` warm sessions (a [`super::warm::WarmSession`]
-    /// each, kept by the platform between requests).
+    /// Runs `transaction` on warm session number `index` (a [`super::warm::WarmSession`] each,
+    /// kept by the platform between requests): waiting while another send has it when `wait`,
+    /// else `None` at once ([`super::warm::WarmSession::send_if_free`]).
     fn send_warm(
         &self,
         transaction: &Transaction,
-        sessions: u32,
-    ) -> impl Future<Output = Result<Outcome, WarmUnavailable>>;
+        index: u32,
+        wait: bool,
+    ) -> impl Future<Output = Result<Option<Outcome>, WarmUnavailable>>;
 }

@@ -1,7 +1,7 @@
 //! Submitting one message: render it (and sign it, with DKIM set up), then send it through a
 //! warm session of the pool or over a session of its own.
 
-use super::env::Environment;
+use super::env::{Environment, WarmUnavailable};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::dkim;
@@ -52,25 +52,42 @@ pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submi
     Submitted { outcome, after: Some(session) }
 }
 
-/// `transaction` on one of the `SMTP_SESSIONS` warm sessions; a failure of the session's object
-/// itself reported as the table says: `delivery_unknown` once it had the message.
+/// `transaction` on one of the `SMTP_SESSIONS` warm sessions, warm first: the first one that
+/// is free takes it. Session 0 is asked first, so sends one at a time all find the same warm
+/// session; another is opened only while the ones before it are busy, so the pool grows under
+/// concurrency, not by chance. When every one is busy, the send waits for one (picked by its
+/// Message-ID, so waiters spread). A failure of the session's object itself is reported as the
+/// table says: `delivery_unknown` once it had the message.
 pub async fn through_warm_session<E: Environment>(env: &E, config: &Config, transaction: &Transaction) -> Outcome {
-    env.send_warm(transaction, config.smtp_sessions).await.unwrap_or_else(|failure| {
-        Outcome::failed(if failure.handed_over {
-            // The object had the message and gave no answer: it may have sent it.
+    let sessions = config.smtp_sessions.max(1);
+    let mut sent = Ok(None);
+    for index in 0..sessions {
+        sent = env.send_warm(transaction, index, false).await;
+        if !matches!(sent, Ok(None)) {
+            break;
+        }
+    }
+    if let Ok(None) = sent {
+        let spread = transaction.message_id.bytes().fold(0u32, |sum, b| sum.wrapping_mul(31).wrapping_add(b.into()));
+        sent = env.send_warm(transaction, spread % sessions, true).await;
+    }
+    match sent {
+        Ok(Some(outcome)) => outcome,
+        // The object had the message and gave no answer (a waiting send is never turned away):
+        // it may have sent it.
+        Ok(None) | Err(WarmUnavailable { handed_over: true }) => {
             let mut error = ApiError::new(
                 ErrorCode::DeliveryUnknown,
                 "the warm session did not answer after taking the message; it may have been delivered, so it is not retried",
             );
             error.message_id = Some(transaction.message_id.clone());
-            error
-        } else {
-            ApiError::new(
-                ErrorCode::Misconfigured,
-                "SMTP_SESSION_POOL (the Durable Object binding for warm sessions) is not usable; or set SMTP_SESSIONS=0",
-            )
-        })
-    })
+            Outcome::failed(error)
+        }
+        Err(WarmUnavailable { handed_over: false }) => Outcome::failed(ApiError::new(
+            ErrorCode::Misconfigured,
+            "SMTP_SESSION_POOL (the Durable Object binding for warm sessions) is not usable; or set SMTP_SESSIONS=0",
+        )),
+    }
 }
 
 /// Renders `submission` with a fresh Message-ID and the time of now, and signs it when

@@ -20,7 +20,7 @@
 //! - a loss: a session that failed is dropped, never used again; settings that changed (a new
 //!   password) never reuse the old session.
 
-use futures_util::lock::Mutex;
+use futures_util::lock::{Mutex, MutexGuard};
 
 use super::transaction::{api_error, Outcome, SessionUse, Transaction};
 use crate::smtp::client::{Network, Session};
@@ -80,9 +80,26 @@ fn may_open_again(error: &Error) -> bool {
 
 impl<N: Network + Clone> WarmSession<N> {
     /// Sends `transaction` on the warm session, opening one first when there is none (or it
-    /// was opened with other settings, or it failed).
+    /// was opened with other settings, or it failed); waits while another send has it.
     pub async fn send(&self, net: &N, relay: &RelaySettings, transaction: &Transaction) -> Outcome {
-        let mut slot = self.slot.lock().await;
+        let slot = self.slot.lock().await;
+        self.send_holding(slot, net, relay, transaction).await
+    }
+
+    /// [`WarmSession::send`] when no other send has the session; `None` (and nothing sent)
+    /// while one does.
+    pub async fn send_if_free(&self, net: &N, relay: &RelaySettings, transaction: &Transaction) -> Option<Outcome> {
+        let slot = self.slot.try_lock()?;
+        Some(self.send_holding(slot, net, relay, transaction).await)
+    }
+
+    async fn send_holding(
+        &self,
+        mut slot: MutexGuard<'_, Option<Warm<N>>>,
+        net: &N,
+        relay: &RelaySettings,
+        transaction: &Transaction,
+    ) -> Outcome {
         let fingerprint = relay.fingerprint();
         if let Some(old) = slot.take_if(|warm| warm.fingerprint != fingerprint || !warm.session.is_usable()) {
             if old.session.is_usable() {

@@ -305,18 +305,20 @@ impl Environment for Workers {
         self.ledger("claim", &[("id", id), ("now_ms", &now_ms), ("lease_ms", &lease_ms)], None).await
     }
 
-    /// The transaction goes to one of the session objects, picked at random: its JSON, a
-    /// line feed, then the message's bytes.
-    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, WarmUnavailable> {
-        let mut pick = [0u8; 4];
-        getrandom::fill(&mut pick).map_err(|_| WarmUnavailable { handed_over: false })?;
-        let index = u32::from_le_bytes(pick) % sessions.max(1);
+    /// The transaction goes to session object number `index`: its JSON, a line feed, then the
+    /// message's bytes (the object reads it whole before it can answer that it is busy).
+    async fn send_warm(
+        &self,
+        transaction: &Transaction,
+        index: u32,
+        wait: bool,
+    ) -> Result<Option<Outcome>, WarmUnavailable> {
         let stub = self
             .stub(SMTP_SESSION_POOL, &format!("smtp-session-{index}"))
             .map_err(|_| WarmUnavailable { handed_over: false })?;
         let body = bytes_value(&transaction.to_bytes());
-        let request =
-            post("https://smtp-session/send", Some(body)).map_err(|_| WarmUnavailable { handed_over: false })?;
+        let url = if wait { "https://smtp-session/send" } else { "https://smtp-session/send?if_free=1" };
+        let request = post(url, Some(body)).map_err(|_| WarmUnavailable { handed_over: false })?;
         // From here on the object may have the message.
         let after = || WarmUnavailable { handed_over: true };
         let mut response = stub.fetch_with_request(request).await.map_err(|_| after())?;

@@ -98,11 +98,20 @@ impl DurableObject for SmtpSession {
         let bytes = request.bytes().await?;
         let transaction = Transaction::from_bytes(&bytes).ok_or_else(|| failure("not a transaction"))?;
         drop(bytes);
+        // `?if_free=1`: answer `null` at once, sending nothing, while another send has the
+        // session (the Worker then asks the next object).
+        let if_free = request.url()?.query() == Some("if_free=1");
         let outcome = match self.workers.config().as_ref() {
-            Err(error) => Outcome::failed(error.clone()),
+            Err(error) => Some(Outcome::failed(error.clone())),
             Ok(config) => {
-                let outcome = self.warm.send(&self.workers, &config.relay, &transaction).await;
-                self.arm_idle_alarm(config.smtp_idle_seconds * 1000).await;
+                let (net, relay) = (&self.workers, &config.relay);
+                let outcome = match if_free {
+                    true => self.warm.send_if_free(net, relay, &transaction).await,
+                    false => Some(self.warm.send(net, relay, &transaction).await),
+                };
+                if outcome.is_some() {
+                    self.arm_idle_alarm(config.smtp_idle_seconds * 1000).await;
+                }
                 outcome
             }
         };

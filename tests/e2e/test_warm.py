@@ -23,6 +23,7 @@ def workers(stack):
         for name, worker in stack.start_workers({
             "one_session": {"SMTP_SESSIONS": "1"},
             "two_sessions": {"SMTP_SESSIONS": "2"},
+            "warm_first": {"SMTP_SESSIONS": "2"},
             "quick_idle": {"SMTP_SESSIONS": "1", "SMTP_IDLE_SECONDS": "2"},
         }).items()
     }
@@ -54,6 +55,16 @@ def test_a_relay_restart_between_sends_costs_a_new_session_not_the_message(worke
     assert connection_of(stack, second["smtp"]["text"]) != connection_of(stack, first["smtp"]["text"])
     client.wait_for_message(tag)
     client.assert_no_message(tag, within=3, besides=1)
+
+
+def test_sends_one_at_a_time_all_find_the_first_warm_session(workers, client, stack):
+    tags = [uuid.uuid4().hex for _ in range(6)]
+    answers = [send(workers["warm_first"], tag) for tag in tags]
+    assert [a["session"] for a in answers] == ["new"] + ["warm"] * 5
+    assert len({connection_of(stack, a["smtp"]["text"]) for a in answers}) == 1
+    for tag in tags:
+        client.wait_for_message(tag)
+        client.assert_no_message(tag, within=0, besides=1)
 
 
 def test_ten_concurrent_sends_use_at_most_two_connections(workers, client, stack):

@@ -336,9 +336,10 @@ pub struct ScriptedEnv {
     pub dead_letters: Rc<RefCell<Vec<String>>>,
     /// The ledger, in the order records were first written.
     pub ledger: Rc<RefCell<Vec<Record>>>,
-    /// The warm sessions the platform keeps in Durable Objects, taken in turn.
+    /// The warm sessions the platform keeps in Durable Objects, by index.
     pub warm: Rc<Vec<WarmSession<ScriptedRelay>>>,
-    pub warm_turn: Rc<RefCell<usize>>,
+    /// The index of each warm session asked, in order.
+    pub warm_used: Rc<RefCell<Vec<u32>>>,
 }
 
 impl ScriptedEnv {
@@ -357,7 +358,7 @@ impl ScriptedEnv {
             dead_letters: Rc::default(),
             ledger: Rc::default(),
             warm: Rc::new((0..32).map(|_| WarmSession::default()).collect()),
-            warm_turn: Rc::default(),
+            warm_used: Rc::default(),
         }
     }
 }
@@ -466,15 +467,20 @@ impl Environment for ScriptedEnv {
 
     /// Like the platform's objects, but in turn rather than at random; the transaction makes
     /// the same JSON round trip it makes between a Worker and a Durable Object.
-    async fn send_warm(&self, transaction: &Transaction, sessions: u32) -> Result<Outcome, WarmUnavailable> {
-        let index = {
-            let mut turn = self.warm_turn.borrow_mut();
-            *turn += 1;
-            *turn % sessions as usize
-        };
+    async fn send_warm(
+        &self,
+        transaction: &Transaction,
+        index: u32,
+        wait: bool,
+    ) -> Result<Option<Outcome>, WarmUnavailable> {
+        self.warm_used.borrow_mut().push(index);
         let travelled = Transaction::from_bytes(&transaction.to_bytes()).unwrap();
         let config = self.config().map_err(|_| WarmUnavailable { handed_over: false })?;
-        let outcome = self.warm[index].send(&self.relay, &config.relay, &travelled).await;
+        let session = &self.warm[index as usize];
+        let outcome = match wait {
+            true => Some(session.send(&self.relay, &config.relay, &travelled).await),
+            false => session.send_if_free(&self.relay, &config.relay, &travelled).await,
+        };
         // As it travels back from the session object: through its JSON.
         Ok(serde_json::from_str(&serde_json::to_string(&outcome).unwrap()).unwrap())
     }
