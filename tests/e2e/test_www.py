@@ -24,7 +24,17 @@ def page(stack, client):
     run = subprocess.run(
         ["node", str(ROOT / "tests/browser/www_page.mjs"), stack.base_url, str(SCREENSHOTS), name, without_demo.base_url],
         capture_output=True, text=True, timeout=180, cwd=ROOT)
-    assert run.returncode == 0, run.stderr
+    if run.returncode != 0:
+        # What the shared Worker was doing, for a failure that does not come back when test_www
+        # runs alone: its wrangler still running or not, / asked again, the end of its log.
+        try:
+            with urllib.request.urlopen(stack.base_url + "/", timeout=30) as response:
+                again = response.status
+        except Exception as error:  # noqa: BLE001 - any answer or failure is what we report
+            again = repr(error)
+        running = stack.wrangler.poll() is None
+        pytest.fail(f"{run.stderr}\nGET / again: {again}; wrangler running: {running}\n"
+                    f"shared Worker's log:\n{stack.log_tail(60)}")
     result = json.loads(run.stdout.strip().splitlines()[-1])
     result["name"] = name
     status, _, raw = client.request("GET", "/v1/errors")
