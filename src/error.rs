@@ -151,6 +151,9 @@ error_codes! {
     RateLimited => "rate_limited", 429, true, [], ["request"],
         "Too many requests; wait for Retry-After seconds.",
         "Wait Retry-After seconds, then try again.";
+    RelayRateLimited => "relay_rate_limited", 429, true, [], ["connect"],
+        "The relay's sending quota (SMTP_RATE) has no room now, so nothing was sent; queued messages wait for it on their own.",
+        "Wait Retry-After seconds, or queue the message (Prefer: respond-async) to have it sent when there is room; raise SMTP_RATE only as far as the relay allows.";
     StorageUnavailable => "storage_unavailable", 503, true, [], ["queue"],
         "The queue, the message store or the delivery ledger could not be reached; nothing was queued.",
         "Retry after Retry-After seconds; if it persists, check the DELIVERY_QUEUE, MESSAGE_BODIES and DELIVERY_LEDGER bindings.";
@@ -347,6 +350,10 @@ impl ApiError {
         }
         if let Some(id) = &self.message_id {
             error["message_id"] = json!(id);
+        }
+        // Also in the Retry-After header; here too, for an item of a batch, which has none.
+        if let Some(seconds) = self.retry_after {
+            error["retry_after"] = json!(seconds);
         }
         json!({ "error": error })
     }

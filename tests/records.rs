@@ -54,6 +54,7 @@ fn record(full: bool) -> Record {
         subject: "Grüße".into(),
         tags: if full { vec![Tag { name: "k".into(), value: "v".into() }] } else { vec![] },
         scheduled_at: full.then_some(1_700_000_100_000),
+        relay_slot_at: None,
     })
 }
 

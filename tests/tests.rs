@@ -13,6 +13,7 @@ mod limits;
 mod local;
 mod openapi;
 mod queue;
+mod quota;
 mod records;
 mod relay_check;
 mod resend;

@@ -5,6 +5,7 @@
 //! `Debug` hides them.
 
 pub mod forms;
+pub mod rate;
 pub mod urls;
 
 use std::fmt;
@@ -120,6 +121,8 @@ pub struct Config {
     pub log_all_requests: bool,
     /// `SMTP_SESSIONS`: how many warm sessions sends share (0: a session of its own each).
     pub smtp_sessions: u32,
+    /// `SMTP_RATE`: the relay's quota, every limit enforced; empty when unset (no limit).
+    pub smtp_rate: Vec<rate::RateLimit>,
     /// `SMTP_IDLE_SECONDS`: how long a warm session may sit unused before QUIT.
     pub smtp_idle_seconds: u64,
     /// `DELIVERY_MODE=queue`: `/v1/send` queues unless asked otherwise (default: sync).
@@ -257,6 +260,12 @@ impl Config {
         };
         let smtp_sessions = number("SMTP_SESSIONS", u64::from(DEFAULT_SMTP_SESSIONS), 0..=32)? as u32;
         let smtp_idle_seconds = number("SMTP_IDLE_SECONDS", DEFAULT_SMTP_IDLE_SECONDS, 1..=3600)?;
+        let smtp_rate = match get("SMTP_RATE") {
+            None => Vec::new(),
+            Some(list) => rate::RateLimit::parse_list(&list).ok_or_else(|| {
+                misconfigured("SMTP_RATE", "must be limits such as 14/s, 100/m, 500/h or 2000/d, comma-separated")
+            })?,
+        };
         let queue_by_default = match get("DELIVERY_MODE").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("sync") => false,
             Some("queue") => true,
@@ -321,6 +330,7 @@ impl Config {
             request_body_timeout_ms,
             log_all_requests,
             smtp_sessions,
+            smtp_rate,
             smtp_idle_seconds,
             queue_by_default,
             retry_seconds,

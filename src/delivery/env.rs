@@ -5,9 +5,11 @@
 use std::future::Future;
 
 use super::key::{KeyAnswer, KeyCall};
+use super::quota::Token;
 use super::ratelimit::Decision;
 use super::record::{Claimed, Record, Status};
 use super::transaction::{Outcome, Transaction};
+use crate::config::rate::RateLimit;
 use crate::dkim::DkimKey;
 use crate::smtp::client::Network;
 
@@ -60,6 +62,15 @@ pub trait Environment: Network + Clone {
     /// Signs `data` with the DKIM key: RSASSA-PKCS1-v1_5 with SHA-256, or Ed25519 (the
     /// runtime's WebCrypto, so no RSA code is in the Worker).
     fn dkim_sign(&self, key: &DkimKey, data: &[u8]) -> impl Future<Output = Result<Vec<u8>, Unavailable>>;
+    /// One token of the relay account's quota, in one step, in a strongly consistent store (a
+    /// Durable Object per account): [`super::quota::Windows::reserve`] when `reserve`, else
+    /// [`super::quota::Windows::take`].
+    fn take_relay_token(
+        &self,
+        account: &str,
+        limits: &[RateLimit],
+        reserve: bool,
+    ) -> impl Future<Output = Result<Token, Unavailable>>;
     /// Runs `transaction` on warm session number `index` (a [`super::warm::WarmSession`] each,
     /// kept by the platform between requests): waiting while another send has it when `wait`,
     /// else `None` at once ([`super::warm::WarmSession::send_if_free`]).

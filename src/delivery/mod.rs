@@ -6,6 +6,7 @@ pub mod env;
 pub mod idempotency;
 pub mod key;
 pub mod queue;
+pub mod quota;
 pub mod ratelimit;
 pub mod record;
 pub mod submit;

@@ -17,8 +17,9 @@
 //!   the message again on the redelivery. It is one storage write wide.
 
 use super::env::{Environment, Unavailable};
+use super::quota::Token;
 pub use super::record::{claim, Claimed, Record, RecordParts, Status, Tag};
-use super::submit::{render, through_warm_session, WARM_MAX_BYTES};
+use super::submit::{quota_token, render, through_warm_session, WARM_MAX_BYTES};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -97,6 +98,7 @@ pub async fn accept<E: Environment>(
         subject: content.subject.clone(),
         tags: extras.tags,
         scheduled_at: send_at,
+        relay_slot_at: None,
     });
     env.save_record(&record).await.map_err(|_| storage_error("DELIVERY_LEDGER, the Durable Object"))?;
     if env.enqueue(&id, delay).await.is_err() {
@@ -161,6 +163,15 @@ async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session
         Ok(Claimed::Busy(wait_ms)) => return Verdict::Retry(wait_ms.div_ceil(1000).min(43_200) as u32),
         Err(Unavailable) => return Verdict::Retry(retry_delay(config, 1, 128)),
     };
+    if let Err(wait_ms) = relay_slot(env, config, &mut record, now).await {
+        // Over the relay's quota: back on the queue until its slot, and the attempt it
+        // claimed is given back (waiting is not an attempt).
+        record.attempts -= 1;
+        record.status = Status::Queued;
+        record.next_attempt_at = Some(now + wait_ms);
+        let _ = env.save_record(&record).await;
+        return Verdict::Retry(wait_ms.div_ceil(1000).clamp(1, 43_200) as u32);
+    }
     let transaction = match env.get_body(id).await {
         Ok(Some(bytes)) => Transaction::from_bytes(&bytes),
         Ok(None) => None,
@@ -214,6 +225,44 @@ async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session
         // another attempt would send it again. Its record stays `sending`.
         Err(Unavailable) if record.status.is_final() => Verdict::Ack,
         Err(Unavailable) => Verdict::Retry(retry_delay(config, record.attempts, 128)),
+    }
+}
+
+/// A place of the relay's quota this near is waited for in the consumer: a trip through the
+/// queue is counted in whole seconds and comes back when a batch fills, too coarse for a
+/// quota counted per second.
+const WAIT_IN_PLACE_MS: u64 = 10_000;
+
+/// Whether an attempt may send now under the relay's quota (`SMTP_RATE`), or how many
+/// milliseconds it waits on the queue first. A message asks the quota once: a place in a later
+/// window is reserved for it and kept in its record, so when it comes back it is sent without
+/// asking again, and a backlog leaves in order, a window's count at a time. A place within
+/// [`WAIT_IN_PLACE_MS`] is waited for here; one whose window passed while the message was on
+/// the queue is given up for a new one, so the relay never gets more than a window's count.
+async fn relay_slot<E: Environment>(env: &E, config: &Config, record: &mut Record, now: u64) -> Result<(), u64> {
+    let reserved = record.relay_slot_at.take().filter(|at| {
+        let closes = config.smtp_rate.iter().map(|limit| (at / limit.period_ms + 1) * limit.period_ms).min();
+        closes.is_some_and(|closes| now < closes)
+    });
+    let at = match reserved {
+        Some(at) => at,
+        None => match quota_token(env, config, true).await {
+            Ok(Token::Now) => return Ok(()),
+            Ok(Token::Later(wait_ms) | Token::Refused(wait_ms)) => now + wait_ms,
+            // The quota could not be asked: nothing is sent; a later attempt asks again.
+            Err(_) => return Err(u64::from(retry_delay(config, 1, 128)) * 1000),
+        },
+    };
+    match at.saturating_sub(now) {
+        0 => Ok(()),
+        wait_ms if wait_ms <= WAIT_IN_PLACE_MS => {
+            env.sleep(wait_ms).await;
+            Ok(())
+        }
+        wait_ms => {
+            record.relay_slot_at = Some(at);
+            Err(wait_ms)
+        }
     }
 }
 

@@ -95,6 +95,10 @@ pub struct RecordParts {
     /// When it was scheduled for (`scheduled_at`), in milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_at: Option<u64>,
+    /// The slot of the relay's quota (`SMTP_RATE`) this message holds: when it comes, the
+    /// message is sent without taking another token. Milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_slot_at: Option<u64>,
 }
 
 /// A tag of the Resend-compatible API: `{"name", "value"}`, both ASCII letters, digits, `_`
@@ -161,6 +165,7 @@ mod tests {
             subject: String::new(),
             tags: vec![],
             scheduled_at: None,
+            relay_slot_at: None,
         })
     }
 

@@ -1,7 +1,8 @@
 //! Submitting one message: render it (and sign it, with DKIM set up), then send it through a
 //! warm session of the pool or over a session of its own.
 
-use super::env::{Environment, WarmUnavailable};
+use super::env::{Environment, Unavailable, WarmUnavailable};
+use super::quota::{self, Token};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::dkim;
@@ -21,14 +22,17 @@ pub struct Submitted<N: Network> {
 /// the message itself takes on the wire.
 pub const WARM_MAX_BYTES: usize = 1024 * 1024;
 
-/// Renders the message and submits it: through a warm session of the pool when
-/// `SMTP_SESSIONS` is above zero and the message is at most [`WARM_MAX_BYTES`], else over a
-/// session of its own.
+/// Renders the message and, with a token of the relay's quota (`SMTP_RATE`), submits it:
+/// through a warm session of the pool when `SMTP_SESSIONS` is above zero and the message is
+/// at most [`WARM_MAX_BYTES`], else over a session of its own.
 pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submission) -> Submitted<E> {
     let transaction = match render(env, config, submission).await {
         Ok(transaction) => transaction,
         Err(error) => return Submitted { outcome: Outcome::failed(error), after: None },
     };
+    if let Err(error) = quota_now(env, config).await {
+        return Submitted { outcome: Outcome::failed(error), after: None };
+    }
     if config.smtp_sessions > 0 && transaction.message.len() <= WARM_MAX_BYTES {
         return Submitted { outcome: through_warm_session(env, config, &transaction).await, after: None };
     }
@@ -110,4 +114,30 @@ pub async fn render<E: Environment>(
     })?;
     dkim::finish(&mut transaction.message, unsigned, &signature);
     Ok(transaction)
+}
+
+/// A place in the relay's quota for one message, when `SMTP_RATE` is set (`Token::Now` when
+/// it is not): now or refused, or with `reserve` held in a later window. An error when the
+/// quota cannot be asked: then nothing may be sent, the quota being there to protect the
+/// relay account.
+pub async fn quota_token<E: Environment>(env: &E, config: &Config, reserve: bool) -> Result<Token, ApiError> {
+    if config.smtp_rate.is_empty() {
+        return Ok(Token::Now);
+    }
+    env.take_relay_token(&config.relay.account(), &config.smtp_rate, reserve).await.map_err(|Unavailable| {
+        let mut error = ApiError::new(
+            ErrorCode::StorageUnavailable,
+            "the relay's quota could not be checked (the RELAY_QUOTA binding); nothing was sent",
+        );
+        error.retry_after = Some(1);
+        error
+    })
+}
+
+/// [`quota_token`] for a send that answers now: none is `relay_rate_limited`.
+pub async fn quota_now<E: Environment>(env: &E, config: &Config) -> Result<(), ApiError> {
+    match quota_token(env, config, false).await? {
+        Token::Now => Ok(()),
+        Token::Later(wait_ms) | Token::Refused(wait_ms) => Err(quota::rate_limited(&config.smtp_rate, wait_ms)),
+    }
 }

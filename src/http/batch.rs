@@ -14,7 +14,7 @@ use super::response::{Handled, HttpResponse};
 use super::send::{parse_for, sent_answer, wants_queue, Api};
 use crate::config::Config;
 use crate::delivery::queue;
-use crate::delivery::submit::render;
+use crate::delivery::submit::{quota_now, render};
 use crate::delivery::transaction::api_error;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::Session;
@@ -94,6 +94,12 @@ pub async fn handle<P: Platform>(
                 Err(error) => Err(error),
                 Ok(transaction) => {
                     if let Some(error) = &unreachable {
+                        results.push(error.answer());
+                        continue;
+                    }
+                    // One token of the relay's quota per message: those past it are refused
+                    // alone, each with its own Retry-After.
+                    if let Err(error) = quota_now(&env, config).await {
                         results.push(error.answer());
                         continue;
                     }

@@ -99,7 +99,7 @@ pub fn resend_error(head: &RequestHead, error: &ApiError) -> HttpResponse {
         ErrorCode::SenderNotAllowed => "invalid_from_address",
         ErrorCode::NotFound => "not_found",
         ErrorCode::MethodNotAllowed => "method_not_allowed",
-        ErrorCode::RateLimited => "rate_limit_exceeded",
+        ErrorCode::RateLimited | ErrorCode::RelayRateLimited => "rate_limit_exceeded",
         ErrorCode::IdempotencyConflict => "invalid_idempotent_request",
         ErrorCode::RequestInProgress => "concurrent_idempotent_requests",
         _ => "application_error",

@@ -25,10 +25,12 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 mod crypto;
 mod objects;
 
+use crate::config::rate::RateLimit;
 use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{KeyAnswer, KeyCall};
 use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
+use crate::delivery::quota::Token;
 use crate::delivery::ratelimit::Decision;
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::error::ApiError;
@@ -42,6 +44,7 @@ const IDEMPOTENCY_KEYS: &str = "IDEMPOTENCY_KEYS";
 const RATE_LIMITER: &str = "RATE_LIMITER";
 /// The Durable Object namespace binding of [`objects::SmtpSession`].
 const SMTP_SESSION_POOL: &str = "SMTP_SESSION_POOL";
+const RELAY_QUOTA: &str = "RELAY_QUOTA";
 /// Queued delivery: the queue (produced and consumed here), its dead-letter queue, the R2
 /// bucket of message bodies, and the ledger of their status (one [`objects::DeliveryLedger`]).
 const DELIVERY_QUEUE: &str = "DELIVERY_QUEUE";
@@ -248,6 +251,15 @@ impl Environment for Workers {
     async fn rate_limit(&self, key: &str, limit: u32, window_seconds: u32) -> Result<Decision, Unavailable> {
         let stub = self.stub(RATE_LIMITER, key)?;
         let url = format!("https://rate-limiter/hit?limit={limit}&window={window_seconds}");
+        let answer = self.call(&stub, &url, None).await?;
+        from_json(&answer).map_err(|_| Unavailable)
+    }
+
+    async fn take_relay_token(&self, account: &str, limits: &[RateLimit], reserve: bool) -> Result<Token, Unavailable> {
+        let stub = self.stub(RELAY_QUOTA, account)?;
+        let limits: Vec<String> = limits.iter().map(RateLimit::to_string).collect();
+        let verb = if reserve { "reserve" } else { "take" };
+        let url = format!("https://relay-quota/{verb}?limits={}", limits.join(","));
         let answer = self.call(&stub, &url, None).await?;
         from_json(&answer).map_err(|_| Unavailable)
     }

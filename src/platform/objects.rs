@@ -7,8 +7,10 @@ use std::time::Duration;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
 
 use super::{from_json, now_millis, to_json, Workers};
+use crate::config::rate::RateLimit;
 use crate::delivery::idempotency::{self, KeyCall, KeyRecord};
 use crate::delivery::queue::{self, Claimed, Record, Status};
+use crate::delivery::quota::Windows;
 use crate::delivery::ratelimit::Window;
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
@@ -69,6 +71,48 @@ impl DurableObject for RateLimiter {
         let (limit, window) = (param("limit").unwrap_or(1), param("window").unwrap_or(60));
         let decision = self.window.borrow_mut().hit(now_millis(), limit, u64::from(window) * 1000);
         json_response(&decision)
+    }
+}
+
+/// The relay account's quota (`SMTP_RATE`), one object per account: its counts per window, in
+/// memory for the arithmetic and in storage so a restart does not hand out a fresh quota. A
+/// take is one step: nothing else runs in the object between reading the counts and writing
+/// them, and the answer waits for the write (the output gate).
+#[durable_object(fetch)]
+pub struct RelayQuota {
+    state: State,
+    windows: RefCell<Option<Windows>>,
+}
+
+impl DurableObject for RelayQuota {
+    fn new(state: State, _env: Env) -> Self {
+        RelayQuota { state, windows: RefCell::new(None) }
+    }
+
+    async fn fetch(&self, request: Request) -> Result<Response> {
+        let limits = query_arg(&request, "limits")
+            .and_then(|text| RateLimit::parse_list(&text))
+            .ok_or_else(|| failure("no limits"))?;
+        if self.windows.borrow().is_none() {
+            let stored = self.state.storage().get::<String>("windows").await?;
+            let stored = stored.map(|text| from_json::<Windows>(text.as_bytes())).transpose().map_err(failure)?;
+            let mut windows = self.windows.borrow_mut();
+            if windows.is_none() {
+                *windows = stored;
+            }
+        }
+        let now = now_millis();
+        let (taken, stored) = {
+            let mut windows = self.windows.borrow_mut();
+            let windows = windows.get_or_insert_with(Windows::default);
+            let token = match request.path().as_str() {
+                "/reserve" => windows.reserve(&limits, now),
+                _ => windows.take(&limits, now),
+            };
+            (token, to_json(&*windows))
+        };
+        self.state.storage().put("windows", stored).await?;
+        json_response(&taken)
     }
 }
 

@@ -58,6 +58,13 @@ pub struct RelaySettings {
 }
 
 impl RelaySettings {
+    /// Identifies the relay account (host, port and user, as a digest): what a sending quota
+    /// belongs to, whatever else of the settings changes.
+    pub fn account(&self) -> String {
+        let user = self.credentials.as_ref().map_or("", |c| c.username.as_str());
+        format!("{:x}", Sha256::digest(format!("{}|{}|{user}", self.host, self.port).as_bytes()))
+    }
+
     /// Identifies these settings (the secret only by its digest): a session opened with other
     /// settings, a changed password included, is never reused for these.
     pub fn fingerprint(&self) -> String {

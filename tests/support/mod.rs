@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
+use edge_mailer::config::rate::RateLimit;
 use edge_mailer::config::Config;
 use edge_mailer::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use edge_mailer::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use edge_mailer::delivery::queue::{self, Claimed, Record, Status};
+use edge_mailer::delivery::quota::{Token, Windows};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
@@ -340,6 +342,8 @@ pub struct ScriptedEnv {
     pub warm: Rc<Vec<WarmSession<ScriptedRelay>>>,
     /// The index of each warm session asked, in order.
     pub warm_used: Rc<RefCell<Vec<u32>>>,
+    /// Each relay account's quota windows, as their object stores them (JSON).
+    pub quotas: Rc<RefCell<HashMap<String, String>>>,
 }
 
 impl ScriptedEnv {
@@ -359,6 +363,7 @@ impl ScriptedEnv {
             ledger: Rc::default(),
             warm: Rc::new((0..32).map(|_| WarmSession::default()).collect()),
             warm_used: Rc::default(),
+            quotas: Rc::default(),
         }
     }
 }
@@ -483,6 +488,18 @@ impl Environment for ScriptedEnv {
         };
         // As it travels back from the session object: through its JSON.
         Ok(serde_json::from_str(&serde_json::to_string(&outcome).unwrap()).unwrap())
+    }
+
+    async fn take_relay_token(&self, account: &str, limits: &[RateLimit], reserve: bool) -> Result<Token, Unavailable> {
+        let now = self.now_millis();
+        let mut quotas = self.quotas.borrow_mut();
+        let mut windows = match quotas.get(account) {
+            Some(stored) => serde_json::from_str(stored).unwrap(),
+            None => Windows::default(),
+        };
+        let token = if reserve { windows.reserve(limits, now) } else { windows.take(limits, now) };
+        quotas.insert(account.to_string(), serde_json::to_string(&windows).unwrap());
+        Ok(token)
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
