@@ -10,8 +10,6 @@
 //! shows more. A token bucket would let twice the count through around a refill; a window
 //! lets a whole window's count go at once, which is what a burst under a daily quota wants.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::rate::RateLimit;
@@ -19,14 +17,14 @@ use crate::error::{ApiError, ErrorCode};
 
 /// The counts of one relay account, as its object keeps them between calls: per limit, the
 /// messages counted in the current window and in later ones that queued messages have
-/// reserved: `{"limits", "windows": [{"<window>": count}]}` (a window is `at_ms /
-/// period_ms`).
+/// reserved, in the order of the windows: `{"limits", "windows": [[[window, count], …], …]}`
+/// (a window is `at_ms / period_ms`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Windows {
     /// The limits counted (`14/s,100/m`): with other limits, counting starts afresh.
     limits: String,
-    windows: Vec<BTreeMap<u64, u32>>,
+    windows: Vec<Vec<(u64, u32)>>,
 }
 
 /// What a message got from the quota: `"Now"`, `{"Later": ms}` (a place held for it that many
@@ -46,11 +44,11 @@ impl Windows {
     /// Forgets windows that have passed, and everything when the limits changed.
     fn prune(&mut self, limits: &[RateLimit], now_ms: u64) {
         if self.limits != written(limits) || self.windows.len() != limits.len() {
-            *self = Windows { limits: written(limits), windows: vec![BTreeMap::new(); limits.len()] };
+            *self = Windows { limits: written(limits), windows: vec![Vec::new(); limits.len()] };
         }
         for (counts, limit) in self.windows.iter_mut().zip(limits) {
             let current = now_ms / limit.period_ms;
-            counts.retain(|window, _| *window >= current);
+            counts.retain(|(window, _)| *window >= current);
         }
     }
 
@@ -61,7 +59,7 @@ impl Windows {
             let mut moved = false;
             for (counts, limit) in self.windows.iter().zip(limits) {
                 let window = at / limit.period_ms;
-                if counts.get(&window).is_some_and(|n| *n >= limit.count) {
+                if counts.iter().any(|&(w, n)| w == window && n >= limit.count) {
                     at = (window + 1) * limit.period_ms;
                     moved = true;
                 }
@@ -74,7 +72,11 @@ impl Windows {
 
     fn count(&mut self, limits: &[RateLimit], at_ms: u64) {
         for (counts, limit) in self.windows.iter_mut().zip(limits) {
-            *counts.entry(at_ms / limit.period_ms).or_default() += 1;
+            let window = at_ms / limit.period_ms;
+            match counts.binary_search_by_key(&window, |&(w, _)| w) {
+                Ok(found) => counts[found].1 += 1,
+                Err(place) => counts.insert(place, (window, 1)),
+            }
         }
     }
 
@@ -195,6 +197,6 @@ mod tests {
         assert_eq!(windows.take(&limits, 2_000), Token::Now, "the third window has one place left");
         assert_eq!(windows.take(&limits, 2_000), Token::Refused(1_000));
         // What passed is forgotten: the map holds the current window and later ones only.
-        assert!(windows.windows[0].keys().all(|w| *w >= 2));
+        assert!(windows.windows[0].iter().all(|&(w, _)| w >= 2));
     }
 }

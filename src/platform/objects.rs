@@ -144,7 +144,7 @@ impl DurableObject for SmtpSession {
         drop(bytes);
         // `?if_free=1`: answer `null` at once, sending nothing, while another send has the
         // session (the Worker then asks the next object).
-        let if_free = request.url()?.query() == Some("if_free=1");
+        let if_free = query_arg(&request, "if_free").is_some();
         let outcome = match self.workers.config().as_ref() {
             Err(error) => Some(Outcome::failed(error.clone())),
             Ok(config) => {
