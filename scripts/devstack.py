@@ -244,10 +244,11 @@ def build_env() -> dict:
 
 def build_worker(log_path: Path | None = None) -> None:
     """Builds the Worker into build/, once, before any `wrangler dev` starts: they run with
-    EDGE_MAILER_PREBUILT=1, so wrangler's own [build] step reuses build/ instead of building
-    while the health check waits (and several Workers never build into build/ at once). This
-    build runs with it too: build/ is reused when nothing changed since it was built (a restart
-    of scripts/dev, the e2e tests after scripts/test's own build)."""
+    EDGE_MAILER_PREBUILT (pinned for tests and benchmarks, 1 for scripts/dev), so wrangler's own
+    [build] step reuses build/ instead of building while the health check waits (and several
+    Workers never build into build/ at once). This build runs with EDGE_MAILER_PREBUILT=1:
+    build/ is reused when nothing changed since it was built (a restart of scripts/dev, the e2e
+    tests after scripts/test's own build)."""
     env = {**build_env(), "EDGE_MAILER_PREBUILT": "1"}
     with open(log_path, "ab") if log_path else contextlib.nullcontext() as log:
         result = subprocess.run(["bash", str(ROOT / "scripts" / "build-worker")], cwd=ROOT, env=env,
@@ -279,7 +280,8 @@ class Stack:
     taken by the time its server binds it."""
 
     def __init__(self, state: Path, relay_ports: "local_relay.Ports | None" = None, http_port: int | None = None,
-                 vars_file: Path | None = None, extra_vars: dict | None = None, name: str = "worker"):
+                 vars_file: Path | None = None, extra_vars: dict | None = None, name: str = "worker",
+                 pinned_build: bool = True):
         self.state = state
         self.relay_dir = state / "relay"
         self.choose_relay_ports = relay_ports is None
@@ -298,6 +300,9 @@ class Stack:
         self.others = []
         self.output_relay = None  # scripts/dev's thread passing wrangler's output on
         self.inbox_server = None
+        # Tests and benchmarks run the build they made at their start (EDGE_MAILER_PREBUILT=
+        # pinned); scripts/dev rebuilds when a source file changes.
+        self.pinned_build = pinned_build
 
     @property
     def api_key(self) -> str:
@@ -350,7 +355,7 @@ class Stack:
     def wrangler_env(self) -> dict:
         env = build_env()
         # build_worker() built build/ already; wrangler's [build] step reuses it.
-        env["EDGE_MAILER_PREBUILT"] = "1"
+        env["EDGE_MAILER_PREBUILT"] = "pinned" if self.pinned_build else "1"
         # workerd checks the relay's certificate; it trusts our local CA and nothing is disabled.
         env["NODE_EXTRA_CA_CERTS"] = str(self.relay_dir / "tls" / "ca.pem")
         return env
@@ -376,7 +381,7 @@ class Stack:
         workers = {}
         for name, overrides in settings.items():
             worker = Stack(self.state, self.relay_ports, vars_file=self.state / f"{name}.vars",
-                           extra_vars=overrides, name=name)
+                           extra_vars=overrides, name=name, pinned_build=self.pinned_build)
             worker.launch()
             self.others.append(worker)
             workers[name] = worker
@@ -522,7 +527,7 @@ def main() -> None:
     http_port = int(os.environ.get("PORT", "8787"))
     inbox_port = int(os.environ.get("INBOX_PORT", "8025"))
     lock = hold_dev_lock(state)  # noqa: F841 (held until this process ends)
-    stack = Stack(state, relay_ports, http_port, vars_file=None)
+    stack = Stack(state, relay_ports, http_port, vars_file=None, pinned_build=False)
     # No other scripts/dev runs here (the lock), so a relay still running is left over from one
     # that was killed. Then every port is checked before the build: a clash is told at once.
     local_relay.stop(stack.relay_dir)

@@ -112,13 +112,18 @@ def run_build(root: Path, cargo_home: Path, **env) -> subprocess.CompletedProces
                                "WASM_OPT_BIN": str(root / "wasm-opt"), **env})
 
 
+def build_outcome(root: Path, cargo_home: Path, **env) -> str:
+    """What build-worker did: "built", "reused", or what it printed instead."""
+    run = run_build(root, cargo_home, **env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return "built" if "FAKE-WORKER-BUILD-RAN" in run.stdout else "reused" if "using the existing build/" in run.stdout else run.stdout
+
+
 def test_build_worker_reuses_build_only_when_nothing_changed_and_of_the_same_kind(tmp_path):
     cargo_home = fake_build_tree(tmp_path)
 
     def build(**env):
-        run = run_build(tmp_path, cargo_home, **env)
-        assert run.returncode == 0, run.stdout + run.stderr
-        return "built" if "FAKE-WORKER-BUILD-RAN" in run.stdout else "reused" if "using the existing build/" in run.stdout else run.stdout
+        return build_outcome(tmp_path, cargo_home, **env)
 
     assert build(EDGE_MAILER_PREBUILT="1") == "built", "nothing built yet"
     assert build(EDGE_MAILER_PREBUILT="1") == "reused"
@@ -132,6 +137,22 @@ def test_build_worker_reuses_build_only_when_nothing_changed_and_of_the_same_kin
         os.utime(tmp_path / changed)  # saved now, after that build
         assert build(EDGE_MAILER_PREBUILT="1") == "built", f"{changed} changed"
         assert build(EDGE_MAILER_PREBUILT="1") == "reused"
+
+
+def test_the_workers_of_a_test_run_reuse_its_build_whatever_changed_since(tmp_path):
+    """EDGE_MAILER_PREBUILT=pinned, as tests and benchmarks start their Workers: a file saved
+    during the run does not rebuild build/ under the Workers already running."""
+    cargo_home = fake_build_tree(tmp_path)
+
+    def build(**env):
+        return build_outcome(tmp_path, cargo_home, **env)
+
+    assert build(EDGE_MAILER_PREBUILT="pinned") == "built", "nothing built yet"
+    time.sleep(0.05)
+    os.utime(tmp_path / "src" / "lib.rs")  # saved during the run
+    assert build(EDGE_MAILER_PREBUILT="pinned") == "reused"
+    assert build(EDGE_MAILER_PREBUILT="pinned", EDGE_MAILER_KEEP_NAMES="1") == "built", "another kind of build"
+    assert build(EDGE_MAILER_PREBUILT="1") == "built", "scripts/dev's Workers build the change"
 
 
 def test_build_worker_finds_its_tools_in_cargo_home_outside_the_home_directory(tmp_path):
