@@ -29,6 +29,8 @@ pub const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_SMTP_SESSIONS: u32 = 2;
 /// How long a warm session may sit unused before it is closed with QUIT.
 pub const DEFAULT_SMTP_IDLE_SECONDS: u64 = 30;
+/// `RETENTION_DAYS` when unset: how long the ledger keeps a message that has ended.
+pub const DEFAULT_RETENTION_DAYS: f64 = 30.0;
 /// The waits before the retries of a queued message, in seconds; the last one repeats.
 pub const DEFAULT_RETRY_SECONDS: [u32; 5] = [30, 120, 600, 1800, 7200];
 /// Attempts before a queued message is `failed`.
@@ -123,6 +125,9 @@ pub struct Config {
     pub smtp_sessions: u32,
     /// `SMTP_RATE`: the relay's quota, every limit enforced; empty when unset (no limit).
     pub smtp_rate: Vec<rate::RateLimit>,
+    /// `RETENTION_DAYS`, in milliseconds: how long the ledger keeps a message that has ended
+    /// (its record and its stored body).
+    pub retention_ms: u64,
     /// `SMTP_IDLE_SECONDS`: how long a warm session may sit unused before QUIT.
     pub smtp_idle_seconds: u64,
     /// `DELIVERY_MODE=queue`: `/v1/send` queues unless asked otherwise (default: sync).
@@ -260,6 +265,18 @@ impl Config {
         };
         let smtp_sessions = number("SMTP_SESSIONS", u64::from(DEFAULT_SMTP_SESSIONS), 0..=32)? as u32;
         let smtp_idle_seconds = number("SMTP_IDLE_SECONDS", DEFAULT_SMTP_IDLE_SECONDS, 1..=3600)?;
+        // A decimal is allowed (0.0001 days is 8.64 s, for tests); at most a hundred years.
+        let retention_ms = match get("RETENTION_DAYS") {
+            None => (DEFAULT_RETENTION_DAYS * 86_400_000.0) as u64,
+            // Read as JSON reads a number: the Worker already has that parser.
+            Some(days) => serde_json::from_str::<f64>(days.trim())
+                .ok()
+                .filter(|d| *d > 0.0 && *d <= 36_500.0)
+                .map(|d| ((d * 86_400_000.0) as u64).max(1))
+                .ok_or_else(|| {
+                    misconfigured("RETENTION_DAYS", "must be a number of days above 0 (a decimal is allowed)")
+                })?,
+        };
         let smtp_rate = match get("SMTP_RATE") {
             None => Vec::new(),
             Some(list) => rate::RateLimit::parse_list(&list).ok_or_else(|| {
@@ -331,6 +348,7 @@ impl Config {
             log_all_requests,
             smtp_sessions,
             smtp_rate,
+            retention_ms,
             smtp_idle_seconds,
             queue_by_default,
             retry_seconds,
@@ -418,6 +436,18 @@ mod tests {
         for (variable, bad) in [("SMTP_SESSIONS", "33"), ("SMTP_SESSIONS", "two"), ("SMTP_IDLE_SECONDS", "0")] {
             assert!(with(&[(variable, bad)]).unwrap_err().message.starts_with(variable));
         }
+    }
+
+    #[test]
+    fn retention_and_the_relays_quota() {
+        assert_eq!(with(&[]).unwrap().retention_ms, 30 * 86_400_000);
+        assert_eq!(with(&[("RETENTION_DAYS", "0.0001")]).unwrap().retention_ms, 8_640);
+        assert!(with(&[]).unwrap().smtp_rate.is_empty());
+        assert_eq!(with(&[("SMTP_RATE", "14/s,2000/d")]).unwrap().smtp_rate.len(), 2);
+        for (variable, bad) in [("RETENTION_DAYS", "0"), ("RETENTION_DAYS", "-1"), ("RETENTION_DAYS", "a month")] {
+            assert!(with(&[(variable, bad)]).unwrap_err().message.starts_with(variable), "{bad}");
+        }
+        assert!(with(&[("SMTP_RATE", "14 a second")]).unwrap_err().message.starts_with("SMTP_RATE"));
     }
 
     #[test]

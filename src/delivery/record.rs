@@ -141,6 +141,25 @@ pub fn claim(record: &mut Record, now_ms: u64, lease_ms: u64) -> Claimed {
     Claimed::Granted(record.clone())
 }
 
+/// Final records a retention run of one ledger deletes at most: a run stays short, and the
+/// next one follows at once while there is more.
+pub const RETENTION_BATCH: usize = 500;
+
+/// When a ledger's retention runs next, after a run at `now_ms` that deleted `deleted` records
+/// (at most [`RETENTION_BATCH`]): at once while there may be more, else when the oldest
+/// final record left expires, else never (until a record ends and arms it again).
+pub fn next_retention_run(
+    now_ms: u64,
+    retention_ms: u64,
+    deleted: usize,
+    oldest_final_left: Option<u64>,
+) -> Option<u64> {
+    if deleted >= RETENTION_BATCH {
+        return Some(now_ms + 1_000);
+    }
+    oldest_final_left.map(|created_at| created_at.saturating_add(retention_ms).max(now_ms + 1_000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +186,16 @@ mod tests {
             scheduled_at: None,
             relay_slot_at: None,
         })
+    }
+
+    #[test]
+    fn retention_runs_again_at_once_while_a_batch_was_full_then_when_the_oldest_expires() {
+        let day = 86_400_000;
+        assert_eq!(next_retention_run(10 * day, day, RETENTION_BATCH, Some(0)), Some(10 * day + 1_000));
+        assert_eq!(next_retention_run(10 * day, day, 3, Some(10 * day - 5)), Some(11 * day - 5));
+        // Already expired (a record that ended long after it was created): soon, not in the past.
+        assert_eq!(next_retention_run(10 * day, day, 3, Some(day)), Some(10 * day + 1_000));
+        assert_eq!(next_retention_run(10 * day, day, 3, None), None, "nothing left to expire");
     }
 
     #[test]

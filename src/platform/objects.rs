@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
 
-use super::{from_json, now_millis, to_json, Workers};
+use super::{from_json, now_millis, to_json, Workers, MESSAGE_BODIES};
 use crate::config::rate::RateLimit;
 use crate::delivery::idempotency::{self, KeyCall, KeyRecord};
 use crate::delivery::queue::{self, Claimed, Record, Status};
 use crate::delivery::quota::Windows;
 use crate::delivery::ratelimit::Window;
+use crate::delivery::record::{next_retention_run, RETENTION_BATCH};
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
 use crate::http;
@@ -173,11 +174,17 @@ impl DurableObject for SmtpSession {
 
 /// The delivery ledger: every queued message's record, in this object's SQLite. One object
 /// for the whole deployment, so reads and writes are strongly consistent and a claim (read,
-/// check, write) happens in one step: nothing else runs in the object between them.
-#[durable_object(fetch)]
+/// check, write) happens in one step: nothing else runs in the object between them. An alarm
+/// deletes the records that ended more than `RETENTION_DAYS` ago, and their bodies.
+#[durable_object(alarm)]
 pub struct DeliveryLedger {
+    state: State,
+    workers: Workers,
     sql: SqlStorage,
 }
+
+/// The statuses after which nothing more happens to a message, in SQL.
+const FINAL: &str = "status IN ('delivered', 'failed', 'unknown')";
 
 impl DeliveryLedger {
     fn load(&self, id: &str) -> Result<Option<Record>> {
@@ -200,10 +207,27 @@ impl DeliveryLedger {
         )?;
         Ok(())
     }
+
+    /// Has the retention alarm go off by `at_ms` (an earlier one set stays).
+    async fn expire_by(&self, at_ms: u64) -> Result<()> {
+        let storage = self.state.storage();
+        if storage.get_alarm().await?.is_some_and(|set| set as u64 <= at_ms) {
+            return Ok(());
+        }
+        storage.set_alarm(Duration::from_millis(at_ms.saturating_sub(now_millis()))).await
+    }
+
+    /// When the oldest record that has ended was created.
+    fn oldest_final(&self) -> Result<Option<u64>> {
+        let statement = format!(
+            "SELECT CAST(CAST(created_at AS INTEGER) AS TEXT) FROM records WHERE {FINAL} ORDER BY created_at LIMIT 1"
+        );
+        Ok(texts(&self.sql, &statement, vec![])?.first().and_then(|t| t.parse::<u64>().ok()))
+    }
 }
 
 impl DurableObject for DeliveryLedger {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         // Created on first use: no migration step, under wrangler dev or deployed.
         let _ = sql.exec(
@@ -212,7 +236,29 @@ impl DurableObject for DeliveryLedger {
             None,
         );
         let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", None);
-        DeliveryLedger { sql }
+        DeliveryLedger { state, workers: Workers { env }, sql }
+    }
+
+    /// Retention: at most [`RETENTION_BATCH`] records that ended more than `RETENTION_DAYS`
+    /// ago, each body first (a body without its record is garbage the next run does not need;
+    /// a record without its body is a message that can no longer be looked at), then the alarm
+    /// for the next run. A message that has not ended is never touched.
+    async fn alarm(&self) -> Result<Response> {
+        let config = self.workers.config();
+        let Ok(config) = config.as_ref() else { return Response::ok("") };
+        let now = now_millis();
+        let cutoff = now.saturating_sub(config.retention_ms) as f64;
+        let statement = format!("SELECT id FROM records WHERE {FINAL} AND created_at < ? ORDER BY created_at LIMIT ?");
+        let expired = texts(&self.sql, &statement, vec![cutoff.into(), (RETENTION_BATCH as f64).into()])?;
+        let bucket = self.workers.env.bucket(MESSAGE_BODIES)?;
+        for id in &expired {
+            bucket.delete(id).await?;
+            self.sql.exec("DELETE FROM records WHERE id = ?", vec![id.as_str().into()])?;
+        }
+        if let Some(at) = next_retention_run(now, config.retention_ms, expired.len(), self.oldest_final()?) {
+            self.state.storage().set_alarm(Duration::from_millis(at - now)).await?;
+        }
+        Response::ok("")
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
@@ -224,6 +270,11 @@ impl DurableObject for DeliveryLedger {
             "/save" => {
                 let record: Record = json_request(&mut request).await?;
                 self.save(&record)?;
+                if record.status.is_final() {
+                    if let Ok(config) = self.workers.config().as_ref() {
+                        self.expire_by(record.created_at.saturating_add(config.retention_ms)).await?;
+                    }
+                }
                 json_response(&true)
             }
             "/load" => json_response(&self.load(&arg("id").ok_or_else(missing)?)?),
