@@ -470,8 +470,8 @@ impl Environment for ScriptedEnv {
         Ok(ledger.iter_mut().find(|r| r.id == id).map_or(Claimed::Done, |r| queue::claim(r, now_ms, lease_ms)))
     }
 
-    /// Like the platform's objects, but in turn rather than at random; the transaction makes
-    /// the same JSON round trip it makes between a Worker and a Durable Object.
+    /// Session number `index`, as the platform's objects are named; the transaction makes the
+    /// same JSON round trip it makes between a Worker and a Durable Object.
     async fn send_warm(
         &self,
         transaction: &Transaction,
