@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Client
+from conftest import Client, send_again_if_dropped
 
 CHUNK = b"x" * 65536
 HUGE = 100 * 1024 * 1024  # what the audit sent: 100 MiB, chunked, no Content-Length
@@ -31,6 +31,11 @@ def post_chunked(base_url: str, path: str, headers: dict, total: int = HUGE):
     """Streams `total` bytes chunked and stops as soon as an answer arrives (a reader thread
     watches for it). Returns the status, the answer's body and how many body bytes had gone out
     by then."""
+    return send_again_if_dropped(lambda: post_chunked_once(base_url, path, headers, total),
+                                 f"a chunked POST {path}", body_at=1)
+
+
+def post_chunked_once(base_url: str, path: str, headers: dict, total: int):
     url = urllib.parse.urlsplit(base_url)
     sock = socket.create_connection((url.hostname, url.port), timeout=60)
     head = [f"POST {path} HTTP/1.1", f"Host: {url.netloc}", "Transfer-Encoding: chunked",
