@@ -29,16 +29,24 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 NO_REDIRECT = urllib.request.build_opener(_NoRedirect)
 
 
+# The requests wrangler dev's proxy dropped and the tests sent again, listed at the end of a run.
+DROPPED = []
+
+
 def send_again_if_dropped(send, what: str, body_at: int = 2, attempts: int = 3):
     """send() → (status, …, body at `body_at`, …), sent again when wrangler dev's proxy lost it
-    before the Worker saw it (devstack.WRANGLER_DROPPED); said on stderr, so a run shows how
-    often."""
+    before the Worker saw it (devstack.WRANGLER_DROPPED)."""
     for attempt in range(1, attempts + 1):
         answer = send()
         if not devstack.dropped_by_wrangler(answer[0], answer[body_at]) or attempt == attempts:
             return answer
-        print(f"wrangler dev's proxy dropped {what} (workers-sdk #14641); sending it again",
-              file=sys.stderr)
+        DROPPED.append(what)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if DROPPED:
+        terminalreporter.write_line(f"wrangler dev's proxy dropped {len(DROPPED)} request(s), sent again "
+                                    f"(workers-sdk #14641): {', '.join(DROPPED)}")
 
 
 class Client:
