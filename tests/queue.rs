@@ -6,7 +6,8 @@ use serde_json::Value;
 use crate::support::{
     call, chunking_opening, relay_vars, run, Req, ScriptedEnv, ScriptedRelay, Step, Step::*, AUTH_DEV_SECRET,
 };
-use edge_mailer::delivery::queue::{deliver_batch, retry_delay, Verdict};
+use edge_mailer::delivery::queue::{deliver_batch, retry_delay, Status, Verdict};
+use edge_mailer::delivery::shard;
 
 static VARS: std::sync::LazyLock<Vec<(&str, &str)>> = std::sync::LazyLock::new(|| {
     relay_vars(&[("SMTP_SESSIONS", "0"), ("DELIVERY_RETRY_SECONDS", "1,2,4"), ("DELIVERY_MAX_ATTEMPTS", "3")])
@@ -209,12 +210,87 @@ fn status_answers_need_the_key_and_list_the_newest_first() {
     let (response, json) = list("?status=queued&limit=2", Some("key-one"));
     assert_eq!(response.status, 200);
     let listed: Vec<&str> = json["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(listed, vec![ids[2].as_str(), ids[1].as_str()]);
+    // Newest first: by created_at, then (sent in one millisecond) by id, both descending.
+    let mut newest_first: Vec<(u64, &str)> =
+        ids.iter().map(|id| (record(&env, id)["created_at"].as_u64().unwrap(), id.as_str())).collect();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(listed, vec![newest_first[0].1, newest_first[1].1]);
+    assert!(json["next"].is_string(), "a third record is left: {json}");
     assert_eq!(list("?status=failed", Some("key-one")).1["messages"], serde_json::json!([]));
     assert_eq!(list("?status=lost", Some("key-one")).0.status, 422);
     assert_eq!(record(&env, &"0".repeat(32))["error"]["code"], "not_found");
     let (response, _) = call(&env, Req::new("GET", &format!("/v1/messages/{}", ids[0]), Vec::new()));
     assert_eq!(response.status, 401);
+}
+
+/// Every page of `GET /v1/messages` with `query`, following `next` until it is null.
+fn all_pages(env: &ScriptedEnv, query: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = format!("/v1/messages?{query}{after}");
+        let (response, json) = call(env, Req::new("GET", &path, Vec::new()).header("authorization", "Bearer key-one"));
+        assert_eq!(response.status, 200, "{json}");
+        pages.push(json["messages"].as_array().unwrap().clone());
+        match json["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "the listing does not end");
+    }
+}
+
+#[test]
+fn a_listing_of_every_shard_pages_newest_first_without_gaps_or_repeats() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(vec![]), &VARS);
+    // Some in one millisecond, some a millisecond apart, and one from before the shards.
+    let mut ids: Vec<String> = Vec::new();
+    for round in 0..6u64 {
+        for _ in 0..8 {
+            ids.push(queued_send(&env, true).1["id"].as_str().unwrap().to_string());
+        }
+        let mut ledger = env.ledger.borrow_mut();
+        for record in ledger.iter_mut().filter(|r| r.created_at > 1_000_000) {
+            record.created_at = 1_000 + round; // this round's eight, in one millisecond
+        }
+    }
+    let mut legacy = env.ledger.borrow()[0].clone();
+    legacy.id = "ff0123456789abcdef0123456789abcd".into();
+    legacy.created_at = 1_003;
+    env.ledger.borrow_mut().push(legacy);
+    ids.push("ff0123456789abcdef0123456789abcd".into());
+
+    let shards: std::collections::HashSet<u8> = ids.iter().map(|id| shard::shard_of(id).unwrap()).collect();
+    assert!(shards.len() > 4, "49 ids in only {} of 16 shards", shards.len());
+    let ledger = env.ledger.borrow().clone();
+    let mut expected: Vec<(u64, String)> = ledger.iter().map(|r| (r.created_at, r.id.clone())).collect();
+    expected.sort_by(|a, b| b.cmp(a));
+
+    for limit in [1, 7, 49, 50] {
+        let pages = all_pages(&env, &format!("limit={limit}"));
+        assert!(pages.iter().all(|page| page.len() <= limit && !page.is_empty()), "limit {limit}");
+        let listed: Vec<(u64, String)> = (pages.iter().flatten())
+            .map(|m| (m["created_at"].as_u64().unwrap(), m["id"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(listed, expected, "limit {limit}: every record once, newest first");
+    }
+    // A status picks its records in every shard, and pages the same way.
+    env.ledger.borrow_mut().iter_mut().step_by(3).for_each(|r| r.status = Status::Failed);
+    let failed: Vec<String> =
+        all_pages(&env, "status=failed&limit=4").iter().flatten().map(|m| m["id"].as_str().unwrap().into()).collect();
+    let expected_failed: Vec<String> = (expected.iter())
+        .filter(|(_, id)| env.ledger.borrow().iter().any(|r| &r.id == id && r.status == Status::Failed))
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!((failed.len(), &failed), (17, &expected_failed));
+    // Each record is found by its id, the one from before the shards too.
+    for id in &ids {
+        assert_eq!(record(&env, id)["id"], id.as_str());
+    }
+    assert_eq!(all_pages(&env, "after=1.0a012345-6789-4bcd-8f01-23456789abcd"), vec![Vec::<Value>::new()]);
+    let (response, json) =
+        call(&env, Req::new("GET", "/v1/messages?after=x", Vec::new()).header("authorization", "Bearer key-one"));
+    assert_eq!((response.status, json["error"]["code"].as_str()), (422, Some("validation_failed")), "{json}");
 }
 
 #[test]

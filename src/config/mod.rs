@@ -31,6 +31,8 @@ pub const DEFAULT_SMTP_SESSIONS: u32 = 2;
 pub const DEFAULT_SMTP_IDLE_SECONDS: u64 = 30;
 /// `RETENTION_DAYS` when unset: how long the ledger keeps a message that has ended.
 pub const DEFAULT_RETENTION_DAYS: f64 = 30.0;
+/// `LEDGER_SHARDS` when unset: how many ledger objects new messages are spread over.
+pub const DEFAULT_LEDGER_SHARDS: u64 = 16;
 /// The waits before the retries of a queued message, in seconds; the last one repeats.
 pub const DEFAULT_RETRY_SECONDS: [u32; 5] = [30, 120, 600, 1800, 7200];
 /// Attempts before a queued message is `failed`.
@@ -128,6 +130,8 @@ pub struct Config {
     /// `RETENTION_DAYS`, in milliseconds: how long the ledger keeps a message that has ended
     /// (its record and its stored body).
     pub retention_ms: u64,
+    /// `LEDGER_SHARDS`: how many ledger objects new messages are spread over (1 to 256).
+    pub ledger_shards: u16,
     /// `SMTP_IDLE_SECONDS`: how long a warm session may sit unused before QUIT.
     pub smtp_idle_seconds: u64,
     /// `DELIVERY_MODE=queue`: `/v1/send` queues unless asked otherwise (default: sync).
@@ -277,6 +281,7 @@ impl Config {
                     misconfigured("RETENTION_DAYS", "must be a number of days above 0 (a decimal is allowed)")
                 })?,
         };
+        let ledger_shards = number("LEDGER_SHARDS", DEFAULT_LEDGER_SHARDS, 1..=256)? as u16;
         let smtp_rate = match get("SMTP_RATE") {
             None => Vec::new(),
             Some(list) => rate::RateLimit::parse_list(&list).ok_or_else(|| {
@@ -349,6 +354,7 @@ impl Config {
             smtp_sessions,
             smtp_rate,
             retention_ms,
+            ledger_shards,
             smtp_idle_seconds,
             queue_by_default,
             retry_seconds,
@@ -442,6 +448,12 @@ mod tests {
     fn retention_and_the_relays_quota() {
         assert_eq!(with(&[]).unwrap().retention_ms, 30 * 86_400_000);
         assert_eq!(with(&[("RETENTION_DAYS", "0.0001")]).unwrap().retention_ms, 8_640);
+        assert_eq!(with(&[]).unwrap().ledger_shards, 16);
+        assert_eq!(with(&[("LEDGER_SHARDS", "1")]).unwrap().ledger_shards, 1);
+        assert_eq!(with(&[("LEDGER_SHARDS", "256")]).unwrap().ledger_shards, 256);
+        for bad in ["0", "257", "x"] {
+            assert!(with(&[("LEDGER_SHARDS", bad)]).is_err(), "{bad}");
+        }
         assert!(with(&[]).unwrap().smtp_rate.is_empty());
         assert_eq!(with(&[("SMTP_RATE", "14/s,2000/d")]).unwrap().smtp_rate.len(), 2);
         for (variable, bad) in [("RETENTION_DAYS", "0"), ("RETENTION_DAYS", "-1"), ("RETENTION_DAYS", "a month")] {

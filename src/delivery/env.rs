@@ -8,6 +8,7 @@ use super::key::{KeyAnswer, KeyCall};
 use super::quota::Token;
 use super::ratelimit::Decision;
 use super::record::{Claimed, Record, Status};
+use super::shard::Cursor;
 use super::transaction::{Outcome, Transaction};
 use crate::config::rate::RateLimit;
 use crate::dkim::DkimKey;
@@ -47,13 +48,17 @@ pub trait Environment: Network + Clone {
     fn enqueue(&self, id: &str, delay_seconds: u32) -> impl Future<Output = Result<(), Unavailable>>;
     /// The dead-letter queue: `id` failed after its last attempt.
     fn dead_letter(&self, id: &str) -> impl Future<Output = Result<(), Unavailable>>;
-    /// The ledger (strongly consistent): writes a record whole.
+    /// The ledger (strongly consistent): writes a record whole, in the shard its id names
+    /// ([`super::shard::shard_of`]), as every call by id below.
     fn save_record(&self, record: &Record) -> impl Future<Output = Result<(), Unavailable>>;
     fn load_record(&self, id: &str) -> impl Future<Output = Result<Option<Record>, Unavailable>>;
-    /// The newest records first, of one status or all.
+    /// One shard's records after the cursor (all when `None`), of one status or all, newest
+    /// first (`created_at`, then `id`, descending).
     fn list_records(
         &self,
+        shard: u8,
         status: Option<Status>,
+        after: Option<&Cursor>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Record>, Unavailable>>;
     /// Claims an attempt in one step ([`super::record::claim`]); no record is `Done`.

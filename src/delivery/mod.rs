@@ -5,10 +5,12 @@
 pub mod env;
 pub mod idempotency;
 pub mod key;
+pub mod listing;
 pub mod queue;
 pub mod quota;
 pub mod ratelimit;
 pub mod record;
+pub mod shard;
 pub mod submit;
 pub mod transaction;
 pub mod warm;

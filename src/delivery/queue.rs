@@ -19,6 +19,7 @@
 use super::env::{Environment, Unavailable};
 use super::quota::Token;
 pub use super::record::{claim, Claimed, Record, RecordParts, Status, Tag};
+use super::shard;
 use super::submit::{quota_token, render, through_warm_session, WARM_MAX_BYTES};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
@@ -29,12 +30,12 @@ use crate::error::{ApiError, ErrorCode};
 const MAX_RECIPIENTS: usize = 50;
 use crate::smtp::client::Session;
 
-/// A 128-bit random id for a queued message.
-fn new_id() -> Result<String, ApiError> {
-    let mut random = [0u8; 16];
+/// A random id for a queued message, naming one of `shards` ledger shards.
+fn new_id(shards: u16) -> Result<String, ApiError> {
+    let mut random = [0u8; 20];
     getrandom::fill(&mut random)
         .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the message id"))?;
-    Ok(format!("{:032x}", u128::from_be_bytes(random)))
+    Ok(shard::new_id(shards, random))
 }
 
 fn storage_error(what: &str) -> ApiError {
@@ -71,7 +72,7 @@ pub async fn accept<E: Environment>(
 ) -> Result<Record, ApiError> {
     let now = env.now_millis();
     let transaction = render(env, config, submission).await?;
-    let id = new_id()?;
+    let id = new_id(config.ledger_shards)?;
     let send_at = extras.send_at.filter(|&at| at > now);
     let delay = send_at.map_or(0, |at| (at - now).div_ceil(1000).min(MAX_DELAY_SECONDS) as u32);
     let content = &submission.content;

@@ -1,5 +1,5 @@
-//! `GET /v1/messages/{id}` and `GET /v1/messages?status=failed&limit=50`: what became of
-//! queued messages (form submissions included, with the form's name). API key required.
+//! `GET /v1/messages/{id}` and `GET /v1/messages?status=failed&limit=50&after=…`: what became
+//! of queued messages (form submissions included, with the form's name). API key required.
 
 use serde_json::json;
 
@@ -8,7 +8,9 @@ use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
 use crate::delivery::env::Environment;
+use crate::delivery::listing;
 use crate::delivery::queue::Status;
+use crate::delivery::shard::{self, Cursor};
 use crate::error::{ApiError, ErrorCode};
 
 /// Most records one list answers.
@@ -36,7 +38,7 @@ pub async fn get<E: Environment>(
         return HttpResponse::error(&error);
     }
     let not_found = || HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "no queued message has that id"));
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if shard::shard_of(id).is_none() {
         return not_found();
     }
     match env.load_record(id).await {
@@ -46,8 +48,9 @@ pub async fn get<E: Environment>(
     }
 }
 
-/// The latest records, newest first: `?status=` one of queued, sending, delivered, failed,
-/// unknown (all when absent), `?limit=` 1 to 100 (default 50).
+/// The latest records of every shard, newest first: `?status=` one of queued, sending,
+/// delivered, failed, unknown (all when absent), `?limit=` 1 to 100 (default 50), `?after=` the
+/// `next` of the page before (`null` on the last page).
 pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
     let config = match config {
         Ok(config) => config,
@@ -58,6 +61,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
     }
     let mut status = None;
     let mut limit = 50;
+    let mut after = None;
     for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
         let bad = |why: &str| {
             let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{name} {why}"));
@@ -73,11 +77,17 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
                 Some(n) => limit = n,
                 None => return bad("must be a number from 1 to 100"),
             },
+            "after" => match Cursor::parse(&value) {
+                Some(cursor) => after = Some(cursor),
+                None => return bad("must be the next of an earlier page"),
+            },
             _ => {}
         }
     }
-    match env.list_records(status, limit).await {
-        Ok(records) => HttpResponse::json(200, &json!({ "messages": records })),
+    match listing::newest_first(env, config.ledger_shards, status, after.as_ref(), limit).await {
+        Ok((records, next)) => {
+            HttpResponse::json(200, &json!({ "messages": records, "next": next.map(|n| n.to_string()) }))
+        }
         Err(_) => HttpResponse::error(&unavailable()),
     }
 }

@@ -27,7 +27,9 @@ use super::send::{parse_for, Api, Parsed};
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::idempotency::{self, Lookup};
+use crate::delivery::listing;
 use crate::delivery::queue::{self, Extras, Record, Status};
+use crate::delivery::shard;
 use crate::error::{ApiError, Details, ErrorCode};
 use crate::time::format_rfc3339;
 
@@ -45,7 +47,7 @@ pub async fn serve<P: Platform>(
     let result = match (head.path.as_str(), method) {
         ("/emails", "POST") => with_key(config, head, |c, key| send(&env, c, key, head, source, false)).await,
         ("/emails/batch", "POST") => with_key(config, head, |c, key| send(&env, c, key, head, source, true)).await,
-        ("/emails", "GET") => with_key(config, head, |_, _| list(&env, head)).await,
+        ("/emails", "GET") => with_key(config, head, |c, _| list(&env, c.ledger_shards, head)).await,
         ("/emails" | "/emails/batch", _) => Err(method_not_allowed("POST")),
         (path, "GET") if path.starts_with("/emails/") && !path[8..].contains('/') => {
             with_key(config, head, |_, _| get(&env, &path[8..])).await
@@ -255,7 +257,7 @@ fn email_json(record: &Record) -> Value {
 /// `GET /emails/{id}`.
 async fn get<E: Environment>(env: &E, id: &str) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::new(ErrorCode::NotFound, "no email has that id");
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if shard::shard_of(id).is_none() {
         return Err(not_found());
     }
     match env.load_record(id).await {
@@ -266,7 +268,7 @@ async fn get<E: Environment>(env: &E, id: &str) -> Result<HttpResponse, ApiError
 }
 
 /// `GET /emails?limit=` (1 to 100, default 20): the newest first.
-async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpResponse, ApiError> {
+async fn list<E: Environment>(env: &E, shards: u16, head: &RequestHead) -> Result<HttpResponse, ApiError> {
     let mut limit = 20;
     for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
         if name == "limit" {
@@ -276,9 +278,8 @@ async fn list<E: Environment>(env: &E, head: &RequestHead) -> Result<HttpRespons
                 })?;
         }
     }
-    let mut records = env.list_records(None, limit + 1).await.map_err(|_| unavailable())?;
-    let has_more = records.len() > limit as usize;
-    records.truncate(limit as usize);
+    let (records, next) = listing::newest_first(env, shards, None, None, limit).await.map_err(|_| unavailable())?;
+    let has_more = next.is_some();
     let data: Vec<Value> = records.iter().map(email_json).collect();
     Ok(HttpResponse::json(200, &json!({"object": "list", "has_more": has_more, "data": data})))
 }

@@ -32,6 +32,7 @@ use crate::delivery::idempotency::{KeyAnswer, KeyCall};
 use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
 use crate::delivery::quota::Token;
 use crate::delivery::ratelimit::Decision;
+use crate::delivery::shard::{self, Cursor};
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::error::ApiError;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
@@ -197,15 +198,16 @@ impl Workers {
         response.bytes().await.map_err(|_| Unavailable)
     }
 
-    /// Asks the ledger `https://ledger/<operation>?<query>` (a record to save as the body): the
-    /// operation in the path and its small arguments in the query.
+    /// Asks ledger shard `shard` `https://ledger/<operation>?<query>` (a record to save as the
+    /// body): the operation in the path and its small arguments in the query.
     async fn ledger<T: DeserializeOwned>(
         &self,
+        shard: u8,
         operation: &str,
         query: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<T, Unavailable> {
-        let stub = self.stub(DELIVERY_LEDGER, "ledger")?;
+        let stub = self.stub(DELIVERY_LEDGER, &shard::ledger_name(shard))?;
         let url = format!("https://ledger/{operation}?{}", form_encoded(query));
         let answer = self.call(&stub, &url, body.map(|body| JsValue::from_str(&body))).await?;
         from_json(&answer).map_err(|_| Unavailable)
@@ -217,6 +219,12 @@ impl Workers {
         let message = MessageBuilder::new(id.to_string()).delay_seconds(delay_seconds).build();
         queue.send(message).await.map_err(|_| Unavailable)
     }
+}
+
+/// The ledger shard of a message's id. Ids come from this Worker (a route answers 404 for any
+/// other form before it asks), so one that names no shard is a fault, never "no record".
+fn shard_of(id: &str) -> Result<u8, Unavailable> {
+    shard::shard_of(id).ok_or(Unavailable)
 }
 
 /// A `POST` request to `url` with `body`.
@@ -297,24 +305,32 @@ impl Environment for Workers {
     }
 
     async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
-        self.ledger::<bool>("save", &[], Some(to_json(record))).await.map(drop)
+        let shard = shard_of(&record.id)?;
+        self.ledger::<bool>(shard, "save", &[], Some(to_json(record))).await.map(drop)
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
-        self.ledger("load", &[("id", id)], None).await
+        self.ledger(shard_of(id)?, "load", &[("id", id)], None).await
     }
 
-    async fn list_records(&self, status: Option<Status>, limit: u32) -> Result<Vec<Record>, Unavailable> {
+    async fn list_records(
+        &self,
+        shard: u8,
+        status: Option<Status>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Record>, Unavailable> {
         let limit = limit.to_string();
-        match status {
-            Some(status) => self.ledger("list", &[("status", status.as_str()), ("limit", &limit)], None).await,
-            None => self.ledger("list", &[("limit", &limit)], None).await,
-        }
+        let after = after.map(Cursor::to_string);
+        let mut query = vec![("limit", limit.as_str())];
+        query.extend(status.map(|status| ("status", status.as_str())));
+        query.extend(after.as_deref().map(|after| ("after", after)));
+        self.ledger(shard, "list", &query, None).await
     }
 
     async fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<Claimed, Unavailable> {
         let (now_ms, lease_ms) = (now_ms.to_string(), lease_ms.to_string());
-        self.ledger("claim", &[("id", id), ("now_ms", &now_ms), ("lease_ms", &lease_ms)], None).await
+        self.ledger(shard_of(id)?, "claim", &[("id", id), ("now_ms", &now_ms), ("lease_ms", &lease_ms)], None).await
     }
 
     /// The transaction goes to session object number `index`: its JSON, a line feed, then the

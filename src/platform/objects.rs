@@ -13,6 +13,7 @@ use crate::delivery::queue::{self, Claimed, Record, Status};
 use crate::delivery::quota::Windows;
 use crate::delivery::ratelimit::Window;
 use crate::delivery::record::{next_retention_run, RETENTION_BATCH};
+use crate::delivery::shard::Cursor;
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
 use crate::http;
@@ -172,10 +173,11 @@ impl DurableObject for SmtpSession {
     }
 }
 
-/// The delivery ledger: every queued message's record, in this object's SQLite. One object
-/// for the whole deployment, so reads and writes are strongly consistent and a claim (read,
-/// check, write) happens in one step: nothing else runs in the object between them. An alarm
-/// deletes the records that ended more than `RETENTION_DAYS` ago, and their bodies.
+/// One shard of the delivery ledger: the records of the queued messages whose ids name it
+/// ([`crate::delivery::shard::shard_of`]), in this object's SQLite. Every call for one message comes here, so
+/// reads and writes are strongly consistent and a claim (read, check, write) happens in one
+/// step: nothing else runs in the object between them. An alarm deletes the records that
+/// ended more than `RETENTION_DAYS` ago, and their bodies.
 #[durable_object(alarm)]
 pub struct DeliveryLedger {
     state: State,
@@ -236,6 +238,7 @@ impl DurableObject for DeliveryLedger {
             None,
         );
         let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", None);
+        let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_time ON records (created_at, id)", None);
         DeliveryLedger { state, workers: Workers { env }, sql }
     }
 
@@ -279,19 +282,26 @@ impl DurableObject for DeliveryLedger {
             }
             "/load" => json_response(&self.load(&arg("id").ok_or_else(missing)?)?),
             "/list" => {
-                let limit = SqlStorageValue::from(number("limit").ok_or_else(missing)? as f64);
-                let rows = match arg("status").as_deref().and_then(Status::parse) {
-                    Some(status) => texts(
-                        &self.sql,
-                        "SELECT record FROM records WHERE status = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                        vec![status.as_str().into(), limit],
-                    )?,
-                    None => texts(
-                        &self.sql,
-                        "SELECT record FROM records ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                        vec![limit],
-                    )?,
+                // The listing's order is (created_at, id), both descending; `after` is the last
+                // record of the page before, so one page starts exactly where that one ended.
+                let status = arg("status").as_deref().and_then(Status::parse);
+                let after = arg("after").as_deref().and_then(Cursor::parse);
+                let mut values: Vec<SqlStorageValue> = Vec::new();
+                values.extend(status.map(|status| status.as_str().into()));
+                if let Some(after) = after.as_ref() {
+                    values.push((after.created_at as f64).into());
+                    values.push(after.id.as_str().into());
+                }
+                values.push((number("limit").ok_or_else(missing)? as f64).into());
+                let filter = match (status.is_some(), after.is_some()) {
+                    (false, false) => "",
+                    (true, false) => "WHERE status = ?",
+                    (false, true) => "WHERE (created_at, id) < (?, ?)",
+                    (true, true) => "WHERE status = ? AND (created_at, id) < (?, ?)",
                 };
+                let statement =
+                    format!("SELECT record FROM records {filter} ORDER BY created_at DESC, id DESC LIMIT ?");
+                let rows = texts(&self.sql, &statement, values)?;
                 let records: Vec<Record> = rows.iter().filter_map(|row| read_stored(row).ok()).collect();
                 json_response(&records)
             }

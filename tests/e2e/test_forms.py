@@ -59,7 +59,7 @@ def test_fetch_from_an_allowed_origin_gets_json_and_cors(client, site):
     status, headers, raw = form_post(client, "contact", {"name": "Fetch", "message": "hi"}, origin, accept_json=True)
     assert status == 200, raw
     answer = json.loads(raw)
-    assert answer["ok"] is True and len(answer["id"]) == 32, answer  # queued: the id to follow it by
+    assert answer["ok"] is True and len(answer["id"]) == 36, answer  # queued: the id (a UUID) to follow it by
     assert lower(headers)["access-control-allow-origin"] == site.origin
 
 

@@ -26,7 +26,7 @@ def test_resends_sdk_sends_batches_reads_status_and_gets_errors_in_its_shape(cli
     results = run_sdk(stack, tag)
 
     send = results["send"]
-    assert send["error"] is None and len(send["data"]["id"]) == 32, send
+    assert send["error"] is None and len(send["data"]["id"]) == 36, send
     status = results["get"]
     assert status["error"] is None, status
     assert status["data"]["last_event"] == "delivered", status

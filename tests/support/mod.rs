@@ -18,6 +18,7 @@ use edge_mailer::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use edge_mailer::delivery::queue::{self, Claimed, Record, Status};
 use edge_mailer::delivery::quota::{Token, Windows};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
+use edge_mailer::delivery::shard::{self, Cursor};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
 use edge_mailer::http::body::{BodySource, WholeBody};
@@ -459,10 +460,22 @@ impl Environment for ScriptedEnv {
         Ok(self.ledger.borrow().iter().find(|r| r.id == id).cloned())
     }
 
-    async fn list_records(&self, status: Option<Status>, limit: u32) -> Result<Vec<Record>, Unavailable> {
-        let ledger = self.ledger.borrow();
-        let newest_first = ledger.iter().rev().filter(|r| status.is_none_or(|s| r.status == s));
-        Ok(newest_first.take(limit as usize).cloned().collect())
+    /// As a shard's object answers: its records in the listing's order, after the cursor.
+    async fn list_records(
+        &self,
+        shard: u8,
+        status: Option<Status>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Record>, Unavailable> {
+        let mut records: Vec<Record> = (self.ledger.borrow().iter())
+            .filter(|r| shard::shard_of(&r.id) == Some(shard) && status.is_none_or(|s| r.status == s))
+            .filter(|r| after.is_none_or(|a| (r.created_at, &r.id) < (a.created_at, &a.id)))
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        records.truncate(limit as usize);
+        Ok(records)
     }
 
     async fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<Claimed, Unavailable> {
