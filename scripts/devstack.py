@@ -13,6 +13,7 @@ Development credentials (relay password, API key) are random per state directory
 
 import contextlib
 import fcntl
+import http.client
 import json
 import os
 import secrets
@@ -438,7 +439,7 @@ class Stack:
                 try:
                     with urllib.request.urlopen(url, timeout=10) as response:
                         response.read()
-                except OSError:
+                except (OSError, http.client.HTTPException):
                     pass  # a Worker being stopped, or the race itself: the next one goes through
 
         threading.Thread(target=run, name=f"keep-warm-{self.name}", daemon=True).start()

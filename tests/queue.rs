@@ -223,6 +223,22 @@ fn status_answers_need_the_key_and_list_the_newest_first() {
     assert_eq!(response.status, 401);
 }
 
+#[test]
+fn a_queued_message_costs_three_ledger_calls() {
+    let env = ScriptedEnv::new(ScriptedRelay::new(relay_answering(&[OK; 20])), &VARS);
+    let ids: Vec<String> = (0..20).map(|_| queued_send(&env, true).1["id"].as_str().unwrap().to_string()).collect();
+    drain(&env);
+    let calls = env.ledger_calls.borrow();
+    // Accepted (save), claimed by the consumer (claim), ended (save): scripts/bench --load
+    // reports this count beside its throughput.
+    assert_eq!(calls.len(), 3 * ids.len(), "{calls:?}");
+    let kinds: Vec<&str> = calls.iter().map(|(call, _)| *call).collect();
+    assert_eq!(kinds.iter().filter(|c| **c == "save").count(), 40);
+    assert_eq!(kinds.iter().filter(|c| **c == "claim").count(), 20);
+    let shards: std::collections::HashSet<u8> = calls.iter().map(|(_, shard)| *shard).collect();
+    assert!(shards.len() > 1, "20 messages' calls all went to one shard");
+}
+
 /// Every page of `GET /v1/messages` with `query`, following `next` until it is null.
 fn all_pages(env: &ScriptedEnv, query: &str) -> Vec<Vec<Value>> {
     let mut pages = Vec::new();

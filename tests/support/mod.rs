@@ -339,6 +339,9 @@ pub struct ScriptedEnv {
     pub dead_letters: Rc<RefCell<Vec<String>>>,
     /// The ledger, in the order records were first written.
     pub ledger: Rc<RefCell<Vec<Record>>>,
+    /// Calls to the ledger's objects (save, load, list of one shard, claim), in order, each
+    /// with the shard it went to.
+    pub ledger_calls: Rc<RefCell<Vec<(&'static str, u8)>>>,
     /// The warm sessions the platform keeps in Durable Objects, by index.
     pub warm: Rc<Vec<WarmSession<ScriptedRelay>>>,
     /// The index of each warm session asked, in order.
@@ -362,10 +365,17 @@ impl ScriptedEnv {
             queue_room: Rc::default(),
             dead_letters: Rc::default(),
             ledger: Rc::default(),
+            ledger_calls: Rc::default(),
             warm: Rc::new((0..32).map(|_| WarmSession::default()).collect()),
             warm_used: Rc::default(),
             quotas: Rc::default(),
         }
+    }
+}
+
+impl ScriptedEnv {
+    fn ledger_call(&self, call: &'static str, id: &str) {
+        self.ledger_calls.borrow_mut().push((call, shard::shard_of(id).expect("an id of the Worker's own form")));
     }
 }
 
@@ -448,6 +458,7 @@ impl Environment for ScriptedEnv {
     }
 
     async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
+        self.ledger_call("save", &record.id);
         let mut ledger = self.ledger.borrow_mut();
         match ledger.iter_mut().find(|r| r.id == record.id) {
             Some(existing) => *existing = record.clone(),
@@ -457,6 +468,7 @@ impl Environment for ScriptedEnv {
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
+        self.ledger_call("load", id);
         Ok(self.ledger.borrow().iter().find(|r| r.id == id).cloned())
     }
 
@@ -468,6 +480,7 @@ impl Environment for ScriptedEnv {
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Record>, Unavailable> {
+        self.ledger_calls.borrow_mut().push(("list", shard));
         let mut records: Vec<Record> = (self.ledger.borrow().iter())
             .filter(|r| shard::shard_of(&r.id) == Some(shard) && status.is_none_or(|s| r.status == s))
             .filter(|r| after.is_none_or(|a| (r.created_at, &r.id) < (a.created_at, &a.id)))
@@ -479,6 +492,7 @@ impl Environment for ScriptedEnv {
     }
 
     async fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<Claimed, Unavailable> {
+        self.ledger_call("claim", id);
         let mut ledger = self.ledger.borrow_mut();
         Ok(ledger.iter_mut().find(|r| r.id == id).map_or(Claimed::Done, |r| queue::claim(r, now_ms, lease_ms)))
     }
