@@ -27,7 +27,8 @@ fn config() -> Config {
 
 /// Render and encode for the wire: what happens to every submission once it is valid.
 fn to_wire(submission: &Submission, config: &Config) -> usize {
-    let transaction = Transaction::render(submission, &config.message_id_domain, 1_764_000_000_000).expect("render");
+    let transaction =
+        Transaction::render(submission, Vec::new(), &config.message_id_domain, 1_764_000_000_000).expect("render");
     let payload = Payload::for_bdat(&transaction.message).expect("wire");
     payload.pieces(64 * 1024).map(|piece| piece.len()).sum()
 }

@@ -118,6 +118,9 @@ error_codes! {
     ForbiddenOrigin => "forbidden_origin", 403, false, [], ["request"],
         "The request comes from an origin this form does not allow.",
         "Post from a page whose origin is in the form's allowed_origins.";
+    RecipientSuppressed => "recipient_suppressed", 422, false, [], ["validation"],
+        "Every recipient is on the suppression list (a hard bounce, a complaint, or added by the owner), so nothing was sent. When only some are, the others get the message and these are listed in rejected with this code.",
+        "Do not send to them again; remove an address with DELETE /v1/suppressions/{address} only if you know it works now.";
     RecipientNotAllowed => "recipient_not_allowed", 403, false, [], ["validation"],
         "A recipient is outside ALLOWED_RECIPIENTS.",
         "Send only to allowed recipients, or widen ALLOWED_RECIPIENTS.";

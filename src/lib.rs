@@ -45,6 +45,30 @@ macro_rules! boxed_parts {
     };
 }
 
+/// Every future's output, in order, once all are done; they run at once. `join_all`'s way for
+/// a few futures (each one polled again on every wake-up). futures_util's own `join_all` also
+/// carries a second way, for many futures (`FuturesOrdered`: 8 KB of wasm, BENCHMARKS.md), and
+/// a listing asks at most 256 shards, a send's suppression screen at most 16 objects.
+pub(crate) async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    use futures_util::future::{maybe_done, MaybeDone};
+    use std::future::Future;
+    use std::task::Poll;
+    let mut all: Vec<std::pin::Pin<Box<MaybeDone<F>>>> = futures.map(|future| Box::pin(maybe_done(future))).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for future in &mut all {
+            done &= future.as_mut().poll(cx).is_ready();
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    all.iter_mut().filter_map(|future| future.as_mut().take_output()).collect()
+}
+
 pub mod address;
 pub mod config;
 pub mod delivery;

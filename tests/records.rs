@@ -41,7 +41,7 @@ fn record(full: bool) -> Record {
         next_attempt_at: full.then_some(1_700_000_060_000),
         accepted: vec!["a@example.org".into()],
         rejected: if full {
-            vec![Rejected { email: "r@example.org".into(), smtp: smtp(), retryable: true }]
+            vec![Rejected { email: "r@example.org".into(), code: None, smtp: Some(smtp()), retryable: true }]
         } else {
             vec![]
         },
@@ -69,7 +69,7 @@ fn sent() -> Sent {
     Sent {
         message_id: "<m@example.com>".into(),
         accepted: vec!["a@example.org".into()],
-        rejected: vec![Rejected { email: "r@example.org".into(), smtp: smtp(), retryable: false }],
+        rejected: vec![Rejected { email: "r@example.org".into(), code: None, smtp: Some(smtp()), retryable: false }],
         smtp: smtp(),
     }
 }
@@ -126,6 +126,7 @@ fn samples() -> Samples {
                 message_id: "<m@example.com>".into(),
                 sender: "s@example.com".into(),
                 recipients: vec!["a@example.org".into()],
+                suppressed: vec![],
                 dsn: Some(Dsn {
                     notify: Some(vec![Notify::Failure, Notify::Delay]),
                     return_headers_only: Some(true),
@@ -138,6 +139,7 @@ fn samples() -> Samples {
                 message_id: "<m@example.com>".into(),
                 sender: "s@example.com".into(),
                 recipients: vec![],
+                suppressed: vec![],
                 dsn: Some(Dsn::default()),
                 utf8_headers: false,
                 message: vec![],

@@ -472,7 +472,13 @@ fn one_refused_recipient_of_several_still_delivers_to_the_rest() {
     assert_eq!(delivery.accepted, vec!["a@example.org"]);
     assert_eq!(delivery.rejected.len(), 1);
     assert_eq!(delivery.rejected[0].email, "reject-b@example.org");
-    assert_eq!((delivery.rejected[0].smtp.code, delivery.rejected[0].smtp.enhanced.as_deref()), (550, Some("5.1.1")));
+    assert_eq!(
+        (
+            delivery.rejected[0].smtp.as_ref().unwrap().code,
+            delivery.rejected[0].smtp.as_ref().unwrap().enhanced.as_deref()
+        ),
+        (550, Some("5.1.1"))
+    );
 }
 
 #[test]
@@ -660,7 +666,7 @@ fn odd_rcpt_reply_after_an_accepted_one_is_a_refused_recipient_not_a_lost_messag
     let delivery = submit(&relay, settings(), &["a@example.org", "b@example.org", "c@example.org"], MESSAGE).unwrap();
     assert_script_followed(&relay);
     assert_eq!(delivery.accepted, vec!["a@example.org", "b@example.org"]);
-    assert_eq!(delivery.rejected.iter().map(|r| r.smtp.code).collect::<Vec<_>>(), vec![503]);
+    assert_eq!(delivery.rejected.iter().map(|r| r.smtp.as_ref().unwrap().code).collect::<Vec<_>>(), vec![503]);
     assert_eq!(delivery.smtp.code, 250);
 }
 
@@ -752,7 +758,7 @@ fn a_deferred_recipient_of_an_accepted_message_is_reported_retryable() {
     let sent = submit(&relay, settings(), &["a@example.org", "b@example.org", "c@example.org"], MESSAGE).unwrap();
     assert_script_followed(&relay);
     let rejected: Vec<(&str, u16, bool)> =
-        sent.rejected.iter().map(|r| (r.email.as_str(), r.smtp.code, r.retryable)).collect();
+        sent.rejected.iter().map(|r| (r.email.as_str(), r.smtp.as_ref().unwrap().code, r.retryable)).collect();
     assert_eq!(rejected, vec![("b@example.org", 451, true), ("c@example.org", 550, false)]);
 }
 

@@ -18,5 +18,6 @@ mod records;
 mod relay_check;
 mod resend;
 mod smtp_session;
+mod suppressions;
 mod warm;
 mod www;

@@ -233,13 +233,15 @@ fn a_transaction_survives_the_trip_to_its_session_object() {
         message_id: "<x@example.com>".into(),
         sender: "noreply@example.com".into(),
         recipients: vec!["jörg@example.com".into()],
+        suppressed: vec!["gone@example.com".into()],
         dsn: None,
         utf8_headers: true,
         message: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
     };
     let bytes = t.to_bytes();
     let back = Transaction::from_bytes(&bytes).unwrap();
-    assert_eq!((back.recipients, back.utf8_headers, back.message), (t.recipients, true, t.message));
+    assert_eq!((back.recipients, back.suppressed, back.utf8_headers), (t.recipients, t.suppressed, true));
+    assert_eq!(back.message, t.message);
     assert!(Transaction::from_bytes(b"{\"message_id\": 1}\nx").is_none());
 }
 

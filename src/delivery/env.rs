@@ -9,6 +9,7 @@ use super::quota::Token;
 use super::ratelimit::Decision;
 use super::record::{Claimed, Record, Status};
 use super::shard::Cursor;
+use super::suppression::Suppression;
 use super::transaction::{Outcome, Transaction};
 use crate::config::rate::RateLimit;
 use crate::dkim::DkimKey;
@@ -85,4 +86,20 @@ pub trait Environment: Network + Clone {
         index: u32,
         wait: bool,
     ) -> impl Future<Output = Result<Option<Outcome>, WarmUnavailable>>;
+    /// The suppression list's object `shard` ([`super::suppression::shard_of`]): which of
+    /// `keys` (addresses as [`super::suppression::key`] writes them) it holds.
+    fn suppressed(&self, shard: u8, keys: &[String]) -> impl Future<Output = Result<Vec<Suppression>, Unavailable>>;
+    /// Puts an address on the list, in the object its key names; `false` when it was there
+    /// already (the entry that was there first stays as it was).
+    fn suppress(&self, entry: &Suppression) -> impl Future<Output = Result<bool, Unavailable>>;
+    /// Takes an address off the list; `None` when it was not on it, else the entry removed.
+    fn unsuppress(&self, key: &str) -> impl Future<Output = Result<Option<Suppression>, Unavailable>>;
+    /// One object's entries after the cursor, newest first (`created_at`, then `address`,
+    /// descending).
+    fn list_suppressions(
+        &self,
+        shard: u8,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Suppression>, Unavailable>>;
 }

@@ -12,5 +12,6 @@ pub mod ratelimit;
 pub mod record;
 pub mod shard;
 pub mod submit;
+pub mod suppression;
 pub mod transaction;
 pub mod warm;

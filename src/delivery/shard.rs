@@ -66,15 +66,37 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub fn of(record: &Record) -> Cursor {
-        Cursor { created_at: record.created_at, id: record.id.clone() }
+    pub fn of(item: &impl Listed) -> Cursor {
+        Cursor { created_at: item.created_at(), id: item.key().to_string() }
     }
 
+    /// A cursor of the messages' listing (its `id` a message id).
     pub fn parse(text: &str) -> Option<Cursor> {
+        Cursor::parse_with(text, |id| shard_of(id).is_some())
+    }
+
+    /// A cursor whose key `valid` accepts.
+    pub fn parse_with(text: &str, valid: impl Fn(&str) -> bool) -> Option<Cursor> {
         let (created_at, id) = text.split_once('.')?;
         let created_at = created_at.parse().ok()?;
-        shard_of(id)?;
-        Some(Cursor { created_at, id: id.to_string() })
+        valid(id).then(|| Cursor { created_at, id: id.to_string() })
+    }
+}
+
+/// What a listing over shards lists (message records, suppressions): ordered by when it was
+/// created, then by its key, both descending.
+pub trait Listed {
+    fn created_at(&self) -> u64;
+    /// Unique within the listing (a message id, an address).
+    fn key(&self) -> &str;
+}
+
+impl Listed for Record {
+    fn created_at(&self) -> u64 {
+        self.created_at
+    }
+    fn key(&self) -> &str {
+        &self.id
     }
 }
 
@@ -86,9 +108,9 @@ impl std::fmt::Display for Cursor {
 
 /// One page of a listing from every shard's page: newest first, at most `limit`, and the
 /// cursor of the next page when there is one. Each shard's page must hold up to `limit + 1`
-/// records after the same cursor, so that more than `limit` in all means another page exists
+/// items after the same cursor, so that more than `limit` in all means another page exists
 /// (a shard with more than `limit` left shows it by its extra one).
-pub fn merge(mut pages: Vec<Vec<Record>>, limit: usize) -> (Vec<Record>, Option<Cursor>) {
+pub fn merge<T: Listed>(mut pages: Vec<Vec<T>>, limit: usize) -> (Vec<T>, Option<Cursor>) {
     // Each page is in the listing's order already: reversed, its newest record is its last,
     // and the newest of those last ones is the next record of the listing.
     let total: usize = pages.iter().map(Vec::len).sum();
@@ -106,9 +128,9 @@ pub fn merge(mut pages: Vec<Vec<Record>>, limit: usize) -> (Vec<Record>, Option<
     (records, next)
 }
 
-/// A record's place in the listing: the newer, the greater.
-fn order(record: &Record) -> (u64, &str) {
-    (record.created_at, &record.id)
+/// An item's place in the listing: the newer, the greater.
+fn order(item: &impl Listed) -> (u64, &str) {
+    (item.created_at(), item.key())
 }
 
 #[cfg(test)]

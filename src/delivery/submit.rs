@@ -3,10 +3,13 @@
 
 use super::env::{Environment, Unavailable, WarmUnavailable};
 use super::quota::{self, Token};
+use super::suppression;
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::dkim;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, Details, ErrorCode};
+use crate::join_all;
+use crate::message::Content;
 use crate::smtp::client::{Network, Session};
 
 /// An outcome, and the session to QUIT once the answer has gone out (a session opened for
@@ -94,15 +97,17 @@ pub async fn through_warm_session<E: Environment>(env: &E, config: &Config, tran
     }
 }
 
-/// Renders `submission` with a fresh Message-ID and the time of now, and signs it when
-/// `DKIM_PRIVATE_KEY` is set: for `DKIM_DOMAIN`, else the domain of its `From`.
+/// Renders `submission` for its recipients not on the suppression list, with a fresh
+/// Message-ID and the time of now, and signs it when `DKIM_PRIVATE_KEY` is set: for
+/// `DKIM_DOMAIN`, else the domain of its `From`.
 pub async fn render<E: Environment>(
     env: &E,
     config: &Config,
     submission: &Submission,
 ) -> Result<Transaction, ApiError> {
+    let suppressed = screen(env, &submission.content).await?;
     let now = env.now_millis();
-    let mut transaction = Transaction::render(submission, &config.message_id_domain, now)?;
+    let mut transaction = Transaction::render(submission, suppressed, &config.message_id_domain, now)?;
     let Some(key) = &config.dkim else { return Ok(transaction) };
     let from = submission.content.from.email.domain();
     let unsigned = dkim::prepare(&transaction.message, key, key.domain.as_deref().unwrap_or(from), now / 1000);
@@ -140,4 +145,39 @@ pub async fn quota_now<E: Environment>(env: &E, config: &Config) -> Result<(), A
         Token::Now => Ok(()),
         Token::Later(wait_ms) | Token::Refused(wait_ms) => Err(quota::rate_limited(&config.smtp_rate, wait_ms)),
     }
+}
+
+/// The envelope recipients of `content` that are on the list, asked of each object that
+/// keeps one of them at once. Every recipient suppressed is `recipient_suppressed`: nothing
+/// would be sent. A list that cannot be asked stops the send (a suppressed address must not
+/// get mail because a store was down); the caller may retry.
+pub async fn screen<E: Environment>(env: &E, content: &Content) -> Result<Vec<String>, ApiError> {
+    let recipients = content.envelope_recipients();
+    let mut asks: Vec<(u8, Vec<String>)> = Vec::new();
+    for recipient in &recipients {
+        let key = suppression::key_of(recipient);
+        let shard = suppression::shard_of(&key);
+        match asks.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, keys)) => keys.push(key),
+            None => asks.push((shard, vec![key])),
+        }
+    }
+    let answers = join_all(asks.iter().map(|(shard, keys)| env.suppressed(*shard, keys))).await;
+    let mut found = Vec::new();
+    for answer in answers {
+        found.extend(answer.map_err(|Unavailable| suppression::unavailable())?.into_iter().map(|s| s.address));
+    }
+    let suppressed: Vec<String> =
+        (recipients.iter()).filter(|r| found.contains(&suppression::key_of(r))).map(|r| r.to_string()).collect();
+    if !suppressed.is_empty() && suppressed.len() == recipients.len() {
+        let mut details = Details::default();
+        suppressed.iter().for_each(|address| details.add(address.as_str(), "is on the suppression list"));
+        let mut error = ApiError::new(
+            ErrorCode::RecipientSuppressed,
+            format!("every recipient ({}) is on the suppression list; nothing was sent", suppressed.len()),
+        );
+        (error.details, error.details_omitted) = (details.kept, details.omitted);
+        return Err(error);
+    }
+    Ok(suppressed)
 }

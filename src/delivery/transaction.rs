@@ -21,15 +21,26 @@ pub struct Submission {
     pub dsn: Option<Dsn>,
 }
 
-/// A recipient the relay refused while it accepted the message for others:
-/// `{"email", "smtp", "retryable"}`.
+/// A recipient the message did not go to while it went to others: refused by the relay,
+/// `{"email", "smtp", "retryable"}`, or left out before the send, `{"email", "code",
+/// "retryable": false}` (`recipient_suppressed`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rejected {
     pub email: String,
-    pub smtp: SmtpDetail,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpDetail>,
     /// A temporary refusal (4xx): sending to this recipient again later may work.
     pub retryable: bool,
+}
+
+impl Rejected {
+    /// A recipient on the suppression list, left out of the envelope.
+    pub fn suppressed(email: &str) -> Rejected {
+        Rejected { email: email.to_string(), code: Some(ErrorCode::RecipientSuppressed), smtp: None, retryable: false }
+    }
 }
 
 /// A message the relay accepted, as answers report it: `{"message_id", "accepted",
@@ -46,13 +57,17 @@ pub struct Sent {
 
 /// A rendered message with its envelope, owned, so it can travel to the object that holds a
 /// warm session. The message bytes travel beside it, not in its JSON: `{"message_id",
-/// "sender", "recipients", "dsn", "utf8_headers"}`.
+/// "sender", "recipients", "suppressed"?, "dsn", "utf8_headers"}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transaction {
     pub message_id: String,
     pub sender: String,
     pub recipients: Vec<String>,
+    /// Recipients of the message left out of the envelope: on the suppression list when it
+    /// was rendered. Reported in `rejected` of its outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<String>,
     pub dsn: Option<Dsn>,
     pub utf8_headers: bool,
     /// Not in its JSON: [`Transaction::to_bytes`] puts it after.
@@ -61,8 +76,14 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// Renders `submission` with a fresh Message-ID and the date of `now_millis`.
-    pub fn render(submission: &Submission, message_id_domain: &str, now_millis: u64) -> Result<Self, ApiError> {
+    /// Renders `submission` with a fresh Message-ID and the date of `now_millis`, for every
+    /// envelope recipient but those `suppressed` (which the headers still name).
+    pub fn render(
+        submission: &Submission,
+        suppressed: Vec<String>,
+        message_id_domain: &str,
+        now_millis: u64,
+    ) -> Result<Self, ApiError> {
         let content = &submission.content;
         let mut random = [0u8; 16];
         getrandom::fill(&mut random)
@@ -76,7 +97,11 @@ impl Transaction {
         Ok(Transaction {
             message_id: stamp.header_message_id(),
             sender: content.from.email.to_string(),
-            recipients: content.envelope_recipients().iter().map(|r| r.to_string()).collect(),
+            recipients: (content.envelope_recipients().iter())
+                .map(|r| r.to_string())
+                .filter(|r| !suppressed.contains(r))
+                .collect(),
+            suppressed,
             dsn: submission.dsn.clone(),
             utf8_headers,
             message: message::render(content, &stamp),
@@ -118,7 +143,9 @@ impl Transaction {
             utf8_headers: self.utf8_headers,
         };
         let delivery = session.send(&envelope, &self.message).await?;
-        Ok(sent(self.message_id.clone(), delivery))
+        let mut sent = sent(self.message_id.clone(), delivery);
+        sent.rejected.extend(self.suppressed.iter().map(|email| Rejected::suppressed(email)));
+        Ok(sent)
     }
 }
 
@@ -166,7 +193,8 @@ pub fn sent(message_id: String, delivery: Delivery) -> Sent {
             .iter()
             .map(|r| Rejected {
                 email: r.recipient.to_string(),
-                smtp: detail(Phase::Rcpt, &r.reply),
+                code: None,
+                smtp: Some(detail(Phase::Rcpt, &r.reply)),
                 retryable: r.reply.is_transient(),
             })
             .collect(),

@@ -20,6 +20,7 @@ pub mod request;
 pub mod resend;
 pub mod response;
 pub mod send;
+pub mod suppressions;
 
 pub use body::BodySource;
 pub use request::{Field, FieldValue, Platform, RequestHead};
@@ -51,6 +52,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/messages"),
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/relay/check"),
+    ("GET", "/v1/suppressions"),
+    ("POST", "/v1/suppressions"),
+    ("GET", "/v1/suppressions/{address}"),
+    ("DELETE", "/v1/suppressions/{address}"),
     ("POST", "/v1/forms/{form}"),
     ("OPTIONS", "/v1/forms/{form}"),
     ("POST", "/emails"),
@@ -88,6 +93,10 @@ pub async fn serve<P: Platform>(
             boxed(messages::get(&env, config, &head, &path["/v1/messages/".len()..])).await.into()
         }
         path if path.starts_with("/v1/messages") => HttpResponse::error(&method_not_allowed("GET")).into(),
+        path if path == "/v1/suppressions" || path.starts_with("/v1/suppressions/") => {
+            let rest = &path["/v1/suppressions".len()..];
+            boxed(suppressions::serve(&env, config, &head, rest, body)).await.into()
+        }
         path if path.starts_with("/v1/forms/") => {
             let name = &path["/v1/forms/".len()..];
             match method {

@@ -33,6 +33,7 @@ use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
 use crate::delivery::quota::Token;
 use crate::delivery::ratelimit::Decision;
 use crate::delivery::shard::{self, Cursor};
+use crate::delivery::suppression::{self, Suppression};
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::error::ApiError;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
@@ -52,6 +53,8 @@ const DELIVERY_QUEUE: &str = "DELIVERY_QUEUE";
 const DELIVERY_DLQ: &str = "DELIVERY_DLQ";
 const MESSAGE_BODIES: &str = "MESSAGE_BODIES";
 const DELIVERY_LEDGER: &str = "DELIVERY_LEDGER";
+/// The suppression list: [`objects::SuppressionList`] objects, one per shard of the addresses.
+const SUPPRESSION_LIST: &str = "SUPPRESSION_LIST";
 
 // ---- JSON ---------------------------------------------------------------------------------
 //
@@ -198,17 +201,18 @@ impl Workers {
         response.bytes().await.map_err(|_| Unavailable)
     }
 
-    /// Asks ledger shard `shard` `https://ledger/<operation>?<query>` (a record to save as the
-    /// body): the operation in the path and its small arguments in the query.
-    async fn ledger<T: DeserializeOwned>(
+    /// Asks the object `name` of `binding` `https://object/<operation>?<query>` (a record to
+    /// save as the body): the operation in the path and its small arguments in the query. The
+    /// ledger's shards and the suppression list's objects are called so.
+    async fn ask<T: DeserializeOwned>(
         &self,
-        shard: u8,
+        (binding, name): (&str, String),
         operation: &str,
         query: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<T, Unavailable> {
-        let stub = self.stub(DELIVERY_LEDGER, &shard::ledger_name(shard))?;
-        let url = format!("https://ledger/{operation}?{}", form_encoded(query));
+        let stub = self.stub(binding, &name)?;
+        let url = format!("https://object/{operation}?{}", form_encoded(query));
         let answer = self.call(&stub, &url, body.map(|body| JsValue::from_str(&body))).await?;
         from_json(&answer).map_err(|_| Unavailable)
     }
@@ -219,6 +223,16 @@ impl Workers {
         let message = MessageBuilder::new(id.to_string()).delay_seconds(delay_seconds).build();
         queue.send(message).await.map_err(|_| Unavailable)
     }
+}
+
+/// Ledger shard `shard`'s object.
+fn ledger(shard: u8) -> (&'static str, String) {
+    (DELIVERY_LEDGER, shard::ledger_name(shard))
+}
+
+/// The suppression list's object `shard`.
+fn suppressions(shard: u8) -> (&'static str, String) {
+    (SUPPRESSION_LIST, suppression::object_name(shard))
 }
 
 /// The ledger shard of a message's id. Ids come from this Worker (a route answers 404 for any
@@ -306,11 +320,11 @@ impl Environment for Workers {
 
     async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
         let shard = shard_of(&record.id)?;
-        self.ledger::<bool>(shard, "save", &[], Some(to_json(record))).await.map(drop)
+        self.ask::<bool>(ledger(shard), "save", &[], Some(to_json(record))).await.map(drop)
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
-        self.ledger(shard_of(id)?, "load", &[("id", id)], None).await
+        self.ask(ledger(shard_of(id)?), "load", &[("id", id)], None).await
     }
 
     async fn list_records(
@@ -325,12 +339,38 @@ impl Environment for Workers {
         let mut query = vec![("limit", limit.as_str())];
         query.extend(status.map(|status| ("status", status.as_str())));
         query.extend(after.as_deref().map(|after| ("after", after)));
-        self.ledger(shard, "list", &query, None).await
+        self.ask(ledger(shard), "list", &query, None).await
     }
 
     async fn claim_attempt(&self, id: &str, now_ms: u64, lease_ms: u64) -> Result<Claimed, Unavailable> {
         let (now_ms, lease_ms) = (now_ms.to_string(), lease_ms.to_string());
-        self.ledger(shard_of(id)?, "claim", &[("id", id), ("now_ms", &now_ms), ("lease_ms", &lease_ms)], None).await
+        self.ask(ledger(shard_of(id)?), "claim", &[("id", id), ("now_ms", &now_ms), ("lease_ms", &lease_ms)], None)
+            .await
+    }
+
+    async fn suppressed(&self, shard: u8, keys: &[String]) -> Result<Vec<Suppression>, Unavailable> {
+        self.ask(suppressions(shard), "check", &[], Some(to_json(&keys))).await
+    }
+
+    async fn suppress(&self, entry: &Suppression) -> Result<bool, Unavailable> {
+        self.ask(suppressions(suppression::shard_of(&entry.address)), "add", &[], Some(to_json(entry))).await
+    }
+
+    async fn unsuppress(&self, key: &str) -> Result<Option<Suppression>, Unavailable> {
+        self.ask(suppressions(suppression::shard_of(key)), "remove", &[("address", key)], None).await
+    }
+
+    async fn list_suppressions(
+        &self,
+        shard: u8,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Suppression>, Unavailable> {
+        let limit = limit.to_string();
+        let after = after.map(Cursor::to_string);
+        let mut query = vec![("limit", limit.as_str())];
+        query.extend(after.as_deref().map(|after| ("after", after)));
+        self.ask(suppressions(shard), "list", &query, None).await
     }
 
     /// The transaction goes to session object number `index`: its JSON, a line feed, then the

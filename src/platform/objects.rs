@@ -1,4 +1,4 @@
-//! The Worker's four Durable Objects. Each answers the Worker's `fetch` with JSON; a failed
+//! The Worker's Durable Objects. Each answers the Worker's `fetch` with JSON; a failed
 //! call is an error, which the Worker takes as the object being unavailable.
 
 use std::cell::RefCell;
@@ -14,6 +14,7 @@ use crate::delivery::quota::Windows;
 use crate::delivery::ratelimit::Window;
 use crate::delivery::record::{next_retention_run, RETENTION_BATCH};
 use crate::delivery::shard::Cursor;
+use crate::delivery::suppression::Suppression;
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
 use crate::http;
@@ -316,6 +317,84 @@ impl DurableObject for DeliveryLedger {
                 json_response(&claimed)
             }
             _ => Response::error("no such ledger call", 404),
+        }
+    }
+}
+
+/// One shard of the suppression list ([`crate::delivery::suppression::shard_of`]): its
+/// addresses in this object's SQLite, keyed as [`suppression::key`] writes them.
+#[durable_object(fetch)]
+pub struct SuppressionList {
+    sql: SqlStorage,
+}
+
+impl SuppressionList {
+    fn find(&self, address: &str) -> Result<Option<Suppression>> {
+        let rows = texts(&self.sql, "SELECT entry FROM suppressions WHERE address = ?", vec![address.into()])?;
+        rows.first().map(|row| read_stored(row)).transpose()
+    }
+}
+
+impl DurableObject for SuppressionList {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        let _ = sql.exec(
+            "CREATE TABLE IF NOT EXISTS suppressions (address TEXT PRIMARY KEY, created_at INTEGER NOT NULL, \
+             entry TEXT NOT NULL)",
+            None,
+        );
+        let _ = sql.exec("CREATE INDEX IF NOT EXISTS suppressions_by_time ON suppressions (created_at, address)", None);
+        SuppressionList { sql }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        let url = request.inner().url();
+        match http::request::path_and_query(&url).0 {
+            "/check" => {
+                let keys: Vec<String> = json_request(&mut request).await?;
+                let mut found = Vec::new();
+                for key in keys.iter().take(100) {
+                    found.extend(self.find(key)?);
+                }
+                json_response(&found)
+            }
+            "/add" => {
+                // The first entry of an address stays: a report that comes twice changes nothing.
+                let entry: Suppression = json_request(&mut request).await?;
+                let added = self.find(&entry.address)?.is_none();
+                if added {
+                    self.sql.exec(
+                        "INSERT INTO suppressions (address, created_at, entry) VALUES (?, ?, ?)",
+                        vec![entry.address.as_str().into(), (entry.created_at as f64).into(), to_json(&entry).into()],
+                    )?;
+                }
+                json_response(&added)
+            }
+            "/remove" => {
+                let address = query_arg(&request, "address").ok_or_else(|| failure("no address"))?;
+                let entry = self.find(&address)?;
+                if entry.is_some() {
+                    self.sql.exec("DELETE FROM suppressions WHERE address = ?", vec![address.as_str().into()])?;
+                }
+                json_response(&entry)
+            }
+            "/list" => {
+                let limit = query_arg(&request, "limit").and_then(|v| v.parse::<u32>().ok()).unwrap_or(50);
+                let after = query_arg(&request, "after").and_then(|a| Cursor::parse_with(&a, |_| true));
+                let mut values: Vec<SqlStorageValue> = Vec::new();
+                if let Some(after) = after.as_ref() {
+                    values.push((after.created_at as f64).into());
+                    values.push(after.id.as_str().into());
+                }
+                values.push(f64::from(limit.min(101)).into());
+                let filter = if after.is_some() { "WHERE (created_at, address) < (?, ?)" } else { "" };
+                let statement =
+                    format!("SELECT entry FROM suppressions {filter} ORDER BY created_at DESC, address DESC LIMIT ?");
+                let rows = texts(&self.sql, &statement, values)?;
+                let entries: Vec<Suppression> = rows.iter().filter_map(|row| read_stored(row).ok()).collect();
+                json_response(&entries)
+            }
+            _ => Response::error("no such suppression list call", 404),
         }
     }
 }

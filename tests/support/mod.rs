@@ -19,6 +19,7 @@ use edge_mailer::delivery::queue::{self, Claimed, Record, Status};
 use edge_mailer::delivery::quota::{Token, Windows};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
 use edge_mailer::delivery::shard::{self, Cursor};
+use edge_mailer::delivery::suppression::{self, Suppression};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
 use edge_mailer::http::body::{BodySource, WholeBody};
@@ -348,6 +349,12 @@ pub struct ScriptedEnv {
     pub warm_used: Rc<RefCell<Vec<u32>>>,
     /// Each relay account's quota windows, as their object stores them (JSON).
     pub quotas: Rc<RefCell<HashMap<String, String>>>,
+    /// The suppression list's objects: each entry with the object it is kept in.
+    pub suppressions: Rc<RefCell<Vec<(u8, Suppression)>>>,
+    /// The objects of the suppression list asked by sends, in order.
+    pub suppression_checks: Rc<RefCell<Vec<u8>>>,
+    /// Every call to the suppression list fails.
+    pub suppression_list_down: Rc<RefCell<bool>>,
 }
 
 impl ScriptedEnv {
@@ -369,11 +376,21 @@ impl ScriptedEnv {
             warm: Rc::new((0..32).map(|_| WarmSession::default()).collect()),
             warm_used: Rc::default(),
             quotas: Rc::default(),
+            suppressions: Rc::default(),
+            suppression_checks: Rc::default(),
+            suppression_list_down: Rc::default(),
         }
     }
 }
 
 impl ScriptedEnv {
+    fn suppression_list(&self) -> Result<std::cell::RefMut<'_, Vec<(u8, Suppression)>>, Unavailable> {
+        match *self.suppression_list_down.borrow() {
+            true => Err(Unavailable),
+            false => Ok(self.suppressions.borrow_mut()),
+        }
+    }
+
     fn ledger_call(&self, call: &'static str, id: &str) {
         self.ledger_calls.borrow_mut().push((call, shard::shard_of(id).expect("an id of the Worker's own form")));
     }
@@ -527,6 +544,45 @@ impl Environment for ScriptedEnv {
         let token = if reserve { windows.reserve(limits, now) } else { windows.take(limits, now) };
         quotas.insert(account.to_string(), serde_json::to_string(&windows).unwrap());
         Ok(token)
+    }
+
+    /// As the object `shard` answers: only entries kept in it (a key asked of the wrong
+    /// object is not found, as on the platform).
+    async fn suppressed(&self, shard: u8, keys: &[String]) -> Result<Vec<Suppression>, Unavailable> {
+        self.suppression_checks.borrow_mut().push(shard);
+        let list = self.suppression_list()?;
+        Ok(list.iter().filter(|(s, e)| *s == shard && keys.contains(&e.address)).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn suppress(&self, entry: &Suppression) -> Result<bool, Unavailable> {
+        let mut list = self.suppression_list()?;
+        if list.iter().any(|(_, e)| e.address == entry.address) {
+            return Ok(false);
+        }
+        list.push((suppression::shard_of(&entry.address), entry.clone()));
+        Ok(true)
+    }
+
+    async fn unsuppress(&self, key: &str) -> Result<Option<Suppression>, Unavailable> {
+        let mut list = self.suppression_list()?;
+        let at = list.iter().position(|(_, e)| e.address == key);
+        Ok(at.map(|at| list.remove(at).1))
+    }
+
+    async fn list_suppressions(
+        &self,
+        shard: u8,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Suppression>, Unavailable> {
+        let list = self.suppression_list()?;
+        let mut entries: Vec<Suppression> = (list.iter())
+            .filter(|(s, e)| *s == shard && after.is_none_or(|a| (e.created_at, &e.address) < (a.created_at, &a.id)))
+            .map(|(_, e)| e.clone())
+            .collect();
+        entries.sort_by(|a, b| (b.created_at, &b.address).cmp(&(a.created_at, &a.address)));
+        entries.truncate(limit as usize);
+        Ok(entries)
     }
 
     async fn post_form(&self, url: &str, fields: &[(&str, &str)]) -> Result<(u16, String), Unavailable> {
