@@ -58,6 +58,12 @@ pub const STEPS: &[(&str, &str, &str, &str)] = &[
     ("data", "worker", "relay", "BDAT n LAST and the message (or DATA and the dot-stuffed message) → 250"),
     ("answer", "worker", "client", "HTTP answer with the relay's final reply"),
     ("quit", "worker", "relay", "QUIT, after the answer has gone out"),
+    (
+        "report",
+        "relay",
+        "worker",
+        "Later, with BOUNCE_DOMAIN: the delivery report comes back to the Worker's email handler; the message turns delivered or bounced, and a bounced address is suppressed",
+    ),
 ];
 
 macro_rules! error_codes {

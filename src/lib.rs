@@ -10,6 +10,7 @@
 //! - `config` — every setting and default, `FORMS` included;
 //! - `dkim` — canonicalisation, body hash and the DKIM-Signature header (the signing is the
 //!   platform's WebCrypto);
+//! - `report` — delivery and feedback reports read (mail-parser), no I/O;
 //! - `message` — content → MIME bytes;
 //! - `smtp` — the sans-IO protocol and its one async driver, with its own errors;
 //! - `error`, `header`, `address`, `time` — the vocabulary everything shares.
@@ -77,6 +78,7 @@ pub mod error;
 pub mod header;
 pub mod http;
 pub mod message;
+pub mod report;
 pub mod smtp;
 pub mod time;
 

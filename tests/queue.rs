@@ -81,7 +81,7 @@ fn a_queued_send_is_answered_202_once_stored_and_delivered_once() {
     assert!(env.bodies.borrow().contains_key(&id) && env.queue.borrow().len() == 1);
     assert_eq!(drain(&env), vec![vec![Verdict::Ack]]);
     let stored = record(&env, &id);
-    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("delivered"), Some(1)), "{stored}");
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("sent"), Some(1)), "{stored}");
     assert_eq!(stored["smtp"]["text"], "Ok: queued as Q1");
     let data = String::from_utf8(env.relay.seen.borrow().data.clone()).unwrap();
     assert!(data.contains(&format!("Message-ID: {}", json["message_id"].as_str().unwrap())));
@@ -166,7 +166,7 @@ fn a_relay_that_is_down_delays_the_message_and_loses_nothing() {
     let second = run(deliver_batch(&env, &config, std::slice::from_ref(&id)));
     assert_eq!(second, vec![Verdict::Ack]);
     let stored = record(&env, &id);
-    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("delivered"), Some(2)), "{stored}");
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("sent"), Some(2)), "{stored}");
 }
 
 #[test]
@@ -319,14 +319,7 @@ fn retry_delays_follow_the_schedule_with_jitter() {
 }
 
 fn batch(env: &ScriptedEnv, messages: Value, prefer: bool) -> (u16, Value) {
-    let mut req = Req::new("POST", "/v1/send/batch", serde_json::json!({ "messages": messages }).to_string())
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer key-one");
-    if prefer {
-        req = req.header("Prefer", "respond-async");
-    }
-    let (response, json) = call(env, req);
-    (response.status, json)
+    crate::support::post_json(env, "/v1/send/batch", &serde_json::json!({ "messages": messages }), prefer)
 }
 
 fn batch_of(count: usize, invalid_at: usize) -> Value {

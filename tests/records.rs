@@ -8,6 +8,7 @@ use serde::Serialize;
 use edge_mailer::delivery::key::{KeyAnswer, KeyCall, KeyRecord};
 use edge_mailer::delivery::queue::{Claimed, Record, RecordParts, Status, Tag};
 use edge_mailer::delivery::ratelimit::Decision;
+use edge_mailer::delivery::record::{Event, EventType, RECORD_VERSION};
 use edge_mailer::delivery::transaction::{Outcome, Rejected, Sent, SessionUse, Transaction};
 use edge_mailer::error::{ApiError, ErrorCode, SmtpDetail};
 use edge_mailer::smtp::envelope::{Dsn, Notify};
@@ -32,6 +33,7 @@ fn error() -> ApiError {
 
 fn record(full: bool) -> Record {
     Record::from_parts(RecordParts {
+        v: RECORD_VERSION,
         id: "0123456789abcdef0123456789abcdef".into(),
         status: if full { Status::Failed } else { Status::Queued },
         message_id: "<m@example.com>".into(),
@@ -55,6 +57,7 @@ fn record(full: bool) -> Record {
         tags: if full { vec![Tag { name: "k".into(), value: "v".into() }] } else { vec![] },
         scheduled_at: full.then_some(1_700_000_100_000),
         relay_slot_at: None,
+        events: vec![],
     })
 }
 
@@ -184,16 +187,40 @@ fn same<T: Serialize + DeserializeOwned>(value: &T, before: &str) {
     assert_eq!(serde_json::to_string(&read).unwrap(), before);
 }
 
+/// A record written before version 2 reads back to `value`, which is written as it was with
+/// `"v":2` first.
+fn same_record<T: Serialize + DeserializeOwned>(value: &T, before: &str) {
+    let now = before.replacen(r#"{"id":"#, r#"{"v":2,"id":"#, 1);
+    assert_eq!(serde_json::to_string(value).unwrap(), now);
+    let read: T = serde_json::from_str(before).unwrap_or_else(|e| panic!("{before}: {e}"));
+    assert_eq!(serde_json::to_string(&read).unwrap(), now);
+}
+
+#[test]
+fn a_record_of_before_version_2_that_says_delivered_reads_as_sent() {
+    let before = WRITTEN_BEFORE_SERDE[1].replace(r#""status":"queued""#, r#""status":"delivered""#);
+    let read: Record = serde_json::from_str(&before).unwrap();
+    assert_eq!((read.status, read.v, read.events.len()), (Status::Sent, RECORD_VERSION, 0));
+    // Written since, "delivered" means what a report said, and stays.
+    let mut delivered = record(false);
+    delivered.status = Status::Delivered;
+    delivered.push_event(Event::new(EventType::Delivered, 5));
+    let read: Record = serde_json::from_str(&serde_json::to_string(&delivered).unwrap()).unwrap();
+    assert_eq!(read, delivered);
+    assert_eq!(read.last_event(), Some(EventType::Delivered));
+}
+
 #[test]
 fn records_and_calls_read_and_write_as_before_serde() {
     let s = samples();
     let mut lines = WRITTEN_BEFORE_SERDE.iter().copied();
     let mut next = || lines.next().expect("a line per sample");
-    s.records.iter().for_each(|v| same(v, next()));
+    s.records.iter().for_each(|v| same_record(v, next()));
     s.key_records.iter().for_each(|v| same(v, next()));
     s.key_calls.iter().for_each(|v| same(v, next()));
     s.key_answers.iter().for_each(|v| same(v, next()));
-    s.claims.iter().for_each(|v| same(v, next()));
+    same_record(&s.claims[0], next());
+    s.claims[1..].iter().for_each(|v| same(v, next()));
     s.decisions.iter().for_each(|v| same(v, next()));
     s.outcomes.iter().for_each(|v| same(v, next()));
     for transaction in &s.transactions {

@@ -62,7 +62,7 @@ fn an_email_is_queued_answered_with_its_id_and_its_status_follows_it() {
     deliver(&env);
     let (status, sent) = get(&env, &format!("/emails/{id}"));
     assert_eq!(status, 200);
-    assert_eq!(sent["last_event"], "delivered");
+    assert_eq!(sent["last_event"], "sent");
     assert_eq!(sent["from"], "Acme <hello@example.com>");
     assert_eq!(sent["to"], json!(["a@example.org"]));
     assert_eq!(sent["subject"], "Hi");

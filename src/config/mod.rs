@@ -115,6 +115,10 @@ pub struct Config {
     pub api_keys: Vec<ApiKey>,
     /// `MESSAGE_ID_DOMAIN`, defaulting to the domain of `MAIL_FROM`.
     pub message_id_domain: String,
+    /// `BOUNCE_DOMAIN`: when set, every message's envelope sender is `bounce+{id}@` this
+    /// domain and it asks the relay for delivery reports, which come back to the Worker's
+    /// `email` handler (Email Routing).
+    pub bounce_domain: Option<String>,
     /// `MAX_REQUEST_BYTES`: the largest request body accepted.
     pub max_request_bytes: usize,
     /// `REQUEST_BODY_TIMEOUT_MS`: how long the whole body may take to arrive.
@@ -223,6 +227,11 @@ impl Config {
             None => mail_from.email.domain().to_string(),
             Some(domain) if is_host_name(&domain) => domain,
             Some(_) => return Err(misconfigured("MESSAGE_ID_DOMAIN", "is not a host name")),
+        };
+        let bounce_domain = match get("BOUNCE_DOMAIN") {
+            None => None,
+            Some(domain) if is_host_name(&domain) && domain.contains('.') => Some(domain.to_ascii_lowercase()),
+            Some(_) => return Err(misconfigured("BOUNCE_DOMAIN", "is not a domain name")),
         };
         let allowed_from = patterns(&get, "ALLOWED_FROM")?.unwrap_or_default();
         let allowed_recipients = patterns(&get, "ALLOWED_RECIPIENTS")?;
@@ -365,6 +374,7 @@ impl Config {
             allowed_recipients,
             api_keys,
             message_id_domain,
+            bounce_domain,
         })
     }
 

@@ -8,6 +8,7 @@ use super::key::{KeyAnswer, KeyCall};
 use super::quota::Token;
 use super::ratelimit::Decision;
 use super::record::{Claimed, Record, Status};
+use super::reports::{Applied, Finding};
 use super::shard::Cursor;
 use super::suppression::Suppression;
 use super::transaction::{Outcome, Transaction};
@@ -52,6 +53,8 @@ pub trait Environment: Network + Clone {
     /// The ledger (strongly consistent): writes a record whole, in the shard its id names
     /// ([`super::shard::shard_of`]), as every call by id below.
     fn save_record(&self, record: &Record) -> impl Future<Output = Result<(), Unavailable>>;
+    /// Writes records of one shard whole, in one call (the records of a request's sends).
+    fn save_records(&self, shard: u8, records: &[Record]) -> impl Future<Output = Result<(), Unavailable>>;
     fn load_record(&self, id: &str) -> impl Future<Output = Result<Option<Record>, Unavailable>>;
     /// One shard's records after the cursor (all when `None`), of one status or all, newest
     /// first (`created_at`, then `id`, descending).
@@ -102,4 +105,16 @@ pub trait Environment: Network + Clone {
         after: Option<&Cursor>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Suppression>, Unavailable>>;
+    /// Applies a report's findings to the record of `id` in one step, in its shard
+    /// ([`Record::apply_findings`]); `None` when there is no such record.
+    fn apply_report(
+        &self,
+        id: &str,
+        findings: &[Finding],
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Option<Applied>, Unavailable>>;
+    /// Counts one message at the bounce domain that changed nothing, under `name`.
+    fn count_report(&self, name: &str) -> impl Future<Output = Result<(), Unavailable>>;
+    /// Those counts, by name.
+    fn report_counts(&self) -> impl Future<Output = Result<Vec<(String, u64)>, Unavailable>>;
 }

@@ -4,12 +4,14 @@
 
 pub mod env;
 pub mod idempotency;
+pub mod inbound;
 pub mod key;
 pub mod listing;
 pub mod queue;
 pub mod quota;
 pub mod ratelimit;
 pub mod record;
+pub mod reports;
 pub mod shard;
 pub mod submit;
 pub mod suppression;

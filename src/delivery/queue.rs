@@ -19,8 +19,7 @@
 use super::env::{Environment, Unavailable};
 use super::quota::Token;
 pub use super::record::{claim, Claimed, Record, RecordParts, Status, Tag};
-use super::shard;
-use super::submit::{quota_token, render, through_warm_session, WARM_MAX_BYTES};
+use super::submit::{left_out, new_id, quota_token, render, render_screened, through_warm_session, WARM_MAX_BYTES};
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -29,14 +28,6 @@ use crate::error::{ApiError, ErrorCode};
 /// covers a send to this many.
 const MAX_RECIPIENTS: usize = 50;
 use crate::smtp::client::Session;
-
-/// A random id for a queued message, naming one of `shards` ledger shards.
-fn new_id(shards: u16) -> Result<String, ApiError> {
-    let mut random = [0u8; 20];
-    getrandom::fill(&mut random)
-        .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the message id"))?;
-    Ok(shard::new_id(shards, random))
-}
 
 fn storage_error(what: &str) -> ApiError {
     let mut error = ApiError::new(
@@ -57,6 +48,9 @@ pub struct Extras<'a> {
     /// Not before this time (milliseconds since the epoch; at most 12 hours ahead, the
     /// queue's longest delay).
     pub send_at: Option<u64>,
+    /// The suppression list's answer for this message's recipients, when a batch asked it for
+    /// all of its messages at once ([`super::submit::suppressed_keys`]); else it is asked here.
+    pub screened: Option<&'a [String]>,
 }
 
 /// The queue's longest delivery delay, in seconds.
@@ -71,36 +65,19 @@ pub async fn accept<E: Environment>(
     extras: Extras<'_>,
 ) -> Result<Record, ApiError> {
     let now = env.now_millis();
-    let transaction = render(env, config, submission).await?;
-    let id = new_id(config.ledger_shards)?;
+    let id = new_id(config)?;
+    let transaction = match extras.screened {
+        Some(found) => render_screened(env, config, submission, &id, left_out(&submission.content, found)?).await?,
+        None => render(env, config, submission, &id).await?,
+    };
     let send_at = extras.send_at.filter(|&at| at > now);
     let delay = send_at.map_or(0, |at| (at - now).div_ceil(1000).min(MAX_DELAY_SECONDS) as u32);
-    let content = &submission.content;
     env.put_body(&id, &transaction.to_bytes()).await.map_err(|_| storage_error("MESSAGE_BODIES, the R2 bucket"))?;
-    let record = Record::from_parts(RecordParts {
-        id: id.clone(),
-        status: Status::Queued,
-        message_id: transaction.message_id.clone(),
-        attempts: 0,
-        created_at: now,
-        updated_at: now,
-        next_attempt_at: Some(send_at.unwrap_or(now)),
-        accepted: Vec::new(),
-        rejected: Vec::new(),
-        smtp: None,
-        last_error: None,
-        form: extras.form.map(str::to_string),
-        dead_lettered: false,
-        from: match &content.from.name {
-            Some(name) => format!("{name} <{}>", content.from.email),
-            None => content.from.email.to_string(),
-        },
-        to: content.to.iter().map(|m| m.email.to_string()).collect(),
-        subject: content.subject.clone(),
-        tags: extras.tags,
-        scheduled_at: send_at,
-        relay_slot_at: None,
-    });
+    let mut record = Record::accepted(id.clone(), &transaction, &submission.content, now);
+    record.next_attempt_at = Some(send_at.unwrap_or(now));
+    record.form = extras.form.map(str::to_string);
+    record.tags = extras.tags;
+    record.scheduled_at = send_at;
     env.save_record(&record).await.map_err(|_| storage_error("DELIVERY_LEDGER, the Durable Object"))?;
     if env.enqueue(&id, delay).await.is_err() {
         // Not accepted after all: say so in the record too, so nobody waits for it.
@@ -178,48 +155,27 @@ async fn deliver_one<E: Environment>(env: &E, config: &Config, id: &str, session
         Ok(None) => None,
         Err(Unavailable) => return Verdict::Retry(retry_delay(config, record.attempts, 128)),
     };
+    let started = env.now_millis();
     let outcome = match transaction {
         None => Outcome::failed(ApiError::new(ErrorCode::StorageUnavailable, "the stored message is missing")),
         Some(transaction) => attempt(env, config, &transaction, session).await,
     };
-    record.updated_at = env.now_millis();
-    record.next_attempt_at = None;
-    let verdict = match outcome.result {
-        Ok(sent) => {
-            record.status = Status::Delivered;
-            record.accepted = sent.accepted;
-            record.rejected = sent.rejected;
-            record.smtp = Some(sent.smtp);
-            record.last_error = None;
-            Verdict::Ack
-        }
-        Err(error) if error.code == ErrorCode::DeliveryUnknown => {
-            record.status = Status::Unknown;
-            record.smtp = error.smtp.clone();
-            record.last_error = Some(error);
-            Verdict::Ack
-        }
-        Err(error) if worth_retrying(&error) && record.attempts < config.max_attempts => {
+    let ended = env.now_millis();
+    let retry = match &outcome.result {
+        Err(error) if worth_retrying(error) && record.attempts < config.max_attempts => {
             let mut jitter = [128u8];
             let _ = getrandom::fill(&mut jitter);
-            let delay = retry_delay(config, record.attempts, jitter[0]);
-            record.status = Status::Queued;
-            record.next_attempt_at = Some(record.updated_at + u64::from(delay) * 1000);
-            record.smtp = error.smtp.clone();
-            record.last_error = Some(error);
-            Verdict::Retry(delay)
+            Some(retry_delay(config, record.attempts, jitter[0]))
         }
-        Err(error) => {
-            record.status = Status::Failed;
-            record.smtp = error.smtp.clone();
-            // Tried as often as allowed: the dead-letter queue keeps it for the owner.
-            if worth_retrying(&error) {
-                record.dead_lettered = env.dead_letter(id).await.is_ok();
-            }
-            record.last_error = Some(error);
-            Verdict::Ack
-        }
+        _ => None,
     };
+    // Tried as often as allowed: the dead-letter queue keeps it for the owner.
+    let out_of_attempts = matches!(&outcome.result, Err(error) if worth_retrying(error)) && retry.is_none();
+    record.note_attempt(outcome.result, started, ended, retry.map(|delay| ended + u64::from(delay) * 1000));
+    if out_of_attempts {
+        record.dead_lettered = env.dead_letter(id).await.is_ok();
+    }
+    let verdict = retry.map_or(Verdict::Ack, Verdict::Retry);
     match env.save_record(&record).await {
         Ok(()) => verdict,
         // A final outcome whose record could not be written is acknowledged all the same:

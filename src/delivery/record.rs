@@ -1,7 +1,8 @@
 //! What the ledger keeps of a queued message: its status and what its attempts came to.
 
-use super::transaction::Rejected;
-use crate::error::{ApiError, SmtpDetail};
+use super::transaction::{Rejected, Sent, Transaction};
+use crate::error::{ApiError, ErrorCode, SmtpDetail};
+use crate::message::Content;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -9,19 +10,31 @@ use serde::{Deserialize, Serialize};
 pub enum Status {
     Queued,
     Sending,
+    Sent,
     Delivered,
+    Bounced,
     Failed,
     Unknown,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [Status::Queued, Status::Sending, Status::Delivered, Status::Failed, Status::Unknown];
+    pub const ALL: [Status; 7] = [
+        Status::Queued,
+        Status::Sending,
+        Status::Sent,
+        Status::Delivered,
+        Status::Bounced,
+        Status::Failed,
+        Status::Unknown,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Queued => "queued",
             Status::Sending => "sending",
+            Status::Sent => "sent",
             Status::Delivered => "delivered",
+            Status::Bounced => "bounced",
             Status::Failed => "failed",
             Status::Unknown => "unknown",
         }
@@ -36,31 +49,234 @@ impl Status {
         match self {
             Status::Queued => "Stored and waiting for its next attempt (next_attempt_at says when).",
             Status::Sending => "An attempt is under way (or died; the queue delivers the message again).",
-            Status::Delivered => "The relay accepted the message (smtp holds its reply). Final.",
+            Status::Sent => "The relay accepted the message (smtp holds its reply). Never sent again; a delivery report may still make it delivered or bounced.",
+            Status::Delivered => "Delivery reports (DSNs) said the message reached every recipient the relay accepted.",
+            Status::Bounced => "A delivery report said a recipient's server refused the message for good (its events say who and why); that address is now suppressed.",
             Status::Failed => "Refused for good (a 5xx), or out of attempts (then in the dead-letter queue). Final.",
             Status::Unknown => "The connection broke after the message was sent: it may have been delivered, so it is never resent. Final.",
         }
     }
 
-    /// Nothing more will happen to the message.
+    /// No attempt will be made any more (a report may still change a sent message's status).
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Delivered | Status::Failed | Status::Unknown)
+        !matches!(self, Status::Queued | Status::Sending)
     }
 }
 
-/// What the ledger keeps of one queued message, and what `GET /v1/messages/{id}` answers.
-/// Boxed (see `boxed_parts!`): records travel in the `Result`s of every ledger call.
+/// What happened to a message, one entry of its timeline: `{"type", "at", "recipient"?,
+/// "status"?, "diagnostic"?, "took_ms"?}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
+    /// For a report (or a suppressed recipient): whom it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// The relay's enhanced status code (`5.1.1`), else its reply code; or a report's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The relay's reply text, the error's message, or a report's diagnostic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+    /// How long the attempt took, from connecting (or asking a warm session) to the relay's
+    /// last reply, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
+}
+
+/// What an [`Event`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// The message was accepted by the Worker: stored for the queue, or about to be sent.
+    Accepted,
+    /// A recipient was left out: it is on the suppression list.
+    Suppressed,
+    /// An attempt: the relay accepted the message.
+    Sent,
+    /// An attempt failed in a way a later one may not: retried at `next_attempt_at`.
+    Deferred,
+    /// An attempt failed for good, or the last one failed.
+    Failed,
+    /// The connection broke after the message went out: it may have arrived.
+    Unknown,
+    /// A report: delivered to the recipient's mailbox (or relayed where no reports go).
+    Delivered,
+    /// A report: delivery to the recipient is delayed; the remote server keeps trying.
+    Delayed,
+    /// A report: the recipient's server refused the message for good.
+    Bounced,
+    /// A feedback report: the recipient marked the message as spam.
+    Complained,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Accepted => "accepted",
+            EventType::Suppressed => "suppressed",
+            EventType::Sent => "sent",
+            EventType::Deferred => "deferred",
+            EventType::Failed => "failed",
+            EventType::Unknown => "unknown",
+            EventType::Delivered => "delivered",
+            EventType::Delayed => "delayed",
+            EventType::Bounced => "bounced",
+            EventType::Complained => "complained",
+        }
+    }
+}
+
+impl Event {
+    pub fn new(kind: EventType, at: u64) -> Event {
+        Event { kind, at, recipient: None, status: None, diagnostic: None, took_ms: None }
+    }
+
+    /// What one attempt came to, started at `started` and ended at `at`: `sent`, `unknown`,
+    /// `deferred` (when it will be retried) or `failed`, with what the relay said.
+    pub fn of_attempt(result: &Result<Sent, ApiError>, started: u64, at: u64, retried: bool) -> Event {
+        let (kind, smtp, message) = match result {
+            Ok(sent) => (EventType::Sent, Some(&sent.smtp), None),
+            Err(error) if error.code == ErrorCode::DeliveryUnknown => {
+                (EventType::Unknown, error.smtp.as_ref(), Some(&error.message))
+            }
+            Err(error) if retried => (EventType::Deferred, error.smtp.as_ref(), Some(&error.message)),
+            Err(error) => (EventType::Failed, error.smtp.as_ref(), Some(&error.message)),
+        };
+        let mut event = Event::new(kind, at);
+        event.status = match (smtp, result) {
+            (Some(smtp), _) => Some(smtp.enhanced.clone().unwrap_or_else(|| smtp.code.to_string())),
+            (None, Err(error)) => Some(error.code.as_str().to_string()),
+            (None, Ok(_)) => None,
+        };
+        event.diagnostic = smtp.map(|smtp| smtp.text.clone()).or(message.cloned());
+        event.took_ms = Some(at.saturating_sub(started));
+        event
+    }
+}
+
+/// Most events a record keeps: a message has a few per attempt and per recipient. Past them,
+/// the newest replaces the one before it, so the first ones and the last stay.
+pub const MAX_EVENTS: usize = 200;
+
+/// What the ledger keeps of one message, and what `GET /v1/messages/{id}` answers.
+/// Boxed (see `boxed_parts!`): records travel in the `Result`s of every ledger call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Record(Box<RecordParts>);
 
 boxed_parts!(Record => RecordParts);
+
+/// The version of the record's form this build writes (`"v": 2`).
+pub const RECORD_VERSION: u8 = 2;
+
+/// A record written before version 2 (no `"v"`) said `delivered` where the relay had accepted
+/// the message: that is `sent` now, `delivered` being what a report says.
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut parts = RecordParts::deserialize(deserializer)?;
+        if parts.v < RECORD_VERSION {
+            if parts.status == Status::Delivered {
+                parts.status = Status::Sent;
+            }
+            parts.v = RECORD_VERSION;
+        }
+        Ok(Record(Box::new(parts)))
+    }
+}
+
+impl Record {
+    /// The record of a message the Worker accepted at `now` (stored for the queue, or about
+    /// to be sent): `queued`, no attempt yet, its `accepted` event and one `suppressed` event
+    /// per recipient the screen left out.
+    pub fn accepted(id: String, transaction: &Transaction, content: &Content, now: u64) -> Record {
+        let mut record = Record::from_parts(RecordParts {
+            v: RECORD_VERSION,
+            id,
+            status: Status::Queued,
+            message_id: transaction.message_id.clone(),
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+            next_attempt_at: None,
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+            smtp: None,
+            last_error: None,
+            form: None,
+            dead_lettered: false,
+            from: match &content.from.name {
+                Some(name) => format!("{name} <{}>", content.from.email),
+                None => content.from.email.to_string(),
+            },
+            to: content.to.iter().map(|m| m.email.to_string()).collect(),
+            subject: content.subject.clone(),
+            tags: Vec::new(),
+            scheduled_at: None,
+            relay_slot_at: None,
+            events: Vec::new(),
+        });
+        record.push_event(Event::new(EventType::Accepted, now));
+        for recipient in &transaction.suppressed {
+            let mut event = Event::new(EventType::Suppressed, now);
+            event.recipient = Some(recipient.clone());
+            record.push_event(event);
+        }
+        record
+    }
+
+    /// What an attempt that started at `started` came to at `ended`: `sent` with the relay's
+    /// verdict per recipient, `unknown` (it may have arrived), `queued` again when it is
+    /// retried at `retry_at`, else `failed`; and its event.
+    pub fn note_attempt(&mut self, result: Result<Sent, ApiError>, started: u64, ended: u64, retry_at: Option<u64>) {
+        self.push_event(Event::of_attempt(&result, started, ended, retry_at.is_some()));
+        self.updated_at = ended;
+        self.next_attempt_at = retry_at;
+        match result {
+            Ok(sent) => {
+                self.status = Status::Sent;
+                self.accepted = sent.accepted;
+                self.rejected = sent.rejected;
+                self.smtp = Some(sent.smtp);
+                self.last_error = None;
+            }
+            Err(error) => {
+                self.status = match error.code {
+                    ErrorCode::DeliveryUnknown => Status::Unknown,
+                    _ if retry_at.is_some() => Status::Queued,
+                    _ => Status::Failed,
+                };
+                self.smtp = error.smtp.clone();
+                self.last_error = Some(error);
+            }
+        }
+    }
+
+    /// The type of its newest event (`None` for a record written before events).
+    pub fn last_event(&self) -> Option<EventType> {
+        self.events.last().map(|event| event.kind)
+    }
+
+    /// Adds `event` to the timeline (see [`MAX_EVENTS`]).
+    pub fn push_event(&mut self, event: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop();
+        }
+        self.events.push(event);
+    }
+}
 
 /// What a [`Record`] holds. Members that say nothing (no next attempt, no reply yet, not
 /// dead-lettered, no tags) are left out of its JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordParts {
+    /// The form's version ([`RECORD_VERSION`]); 0 (absent) for records written before it.
+    #[serde(default)]
+    pub v: u8,
     pub id: String,
     pub status: Status,
     pub message_id: String,
@@ -99,6 +315,9 @@ pub struct RecordParts {
     /// message is sent without taking another token. Milliseconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_slot_at: Option<u64>,
+    /// Its timeline, oldest first (records written before version 2 have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
 }
 
 /// A tag of the Resend-compatible API: `{"name", "value"}`, both ASCII letters, digits, `_`
@@ -166,6 +385,7 @@ mod tests {
 
     fn queued() -> Record {
         Record::from_parts(RecordParts {
+            v: RECORD_VERSION,
             id: "x".into(),
             status: Status::Queued,
             message_id: "<x@y>".into(),
@@ -185,6 +405,7 @@ mod tests {
             tags: vec![],
             scheduled_at: None,
             relay_slot_at: None,
+            events: vec![],
         })
     }
 

@@ -3,8 +3,11 @@
 
 use super::env::{Environment, Unavailable, WarmUnavailable};
 use super::quota::{self, Token};
+use super::record::Record;
+use super::shard;
 use super::suppression;
 use super::transaction::{api_error, Outcome, SessionUse, Submission, Transaction};
+use crate::address::EmailAddress;
 use crate::config::Config;
 use crate::dkim;
 use crate::error::{ApiError, Details, ErrorCode};
@@ -12,11 +15,12 @@ use crate::join_all;
 use crate::message::Content;
 use crate::smtp::client::{Network, Session};
 
-/// An outcome, and the session to QUIT once the answer has gone out (a session opened for
-/// this send alone).
+/// An outcome, the session to QUIT once the answer has gone out (a session opened for this
+/// send alone), and the message's record to write then (none when nothing was rendered).
 pub struct Submitted<N: Network> {
     pub outcome: Outcome,
     pub after: Option<Session<N>>,
+    pub record: Option<Record>,
 }
 
 /// Largest message sent through a warm session. A larger one goes over a session of its own:
@@ -29,34 +33,51 @@ pub const WARM_MAX_BYTES: usize = 1024 * 1024;
 /// through a warm session of the pool when `SMTP_SESSIONS` is above zero and the message is
 /// at most [`WARM_MAX_BYTES`], else over a session of its own.
 pub async fn submit<E: Environment>(env: &E, config: &Config, submission: &Submission) -> Submitted<E> {
-    let transaction = match render(env, config, submission).await {
+    let failed = |error| Submitted { outcome: Outcome::failed(error), after: None, record: None };
+    let id = match new_id(config) {
+        Ok(id) => id,
+        Err(error) => return failed(error),
+    };
+    let transaction = match render(env, config, submission, &id).await {
         Ok(transaction) => transaction,
-        Err(error) => return Submitted { outcome: Outcome::failed(error), after: None },
+        Err(error) => return failed(error),
     };
     if let Err(error) = quota_now(env, config).await {
-        return Submitted { outcome: Outcome::failed(error), after: None };
+        return failed(error);
     }
-    if config.smtp_sessions > 0 && transaction.message.len() <= WARM_MAX_BYTES {
-        return Submitted { outcome: through_warm_session(env, config, &transaction).await, after: None };
-    }
-    let mut session = match Session::open(env.clone(), &config.relay).await {
-        Ok(session) => session,
-        Err((error, transcript)) => {
-            let result = Err(api_error(&error, &transaction.message_id));
-            return Submitted {
-                outcome: Outcome { result, transcript, round_trips: 0, session: SessionUse::New },
-                after: None,
-            };
+    let started = env.now_millis();
+    let mut record = Record::accepted(id, &transaction, &submission.content, started);
+    let (outcome, after) = if config.smtp_sessions > 0 && transaction.message.len() <= WARM_MAX_BYTES {
+        (through_warm_session(env, config, &transaction).await, None)
+    } else {
+        match Session::open(env.clone(), &config.relay).await {
+            Err((error, transcript)) => {
+                let result = Err(api_error(&error, &transaction.message_id));
+                (Outcome { result, transcript, round_trips: 0, session: SessionUse::New }, None)
+            }
+            Ok(mut session) => {
+                let result = transaction.run(&mut session).await.map_err(|e| api_error(&e, &transaction.message_id));
+                let outcome = Outcome {
+                    result,
+                    transcript: session.take_transcript(),
+                    round_trips: session.round_trips(),
+                    session: SessionUse::New,
+                };
+                (outcome, Some(session))
+            }
         }
     };
-    let result = transaction.run(&mut session).await.map_err(|e| api_error(&e, &transaction.message_id));
-    let outcome = Outcome {
-        result,
-        transcript: session.take_transcript(),
-        round_trips: session.round_trips(),
-        session: SessionUse::New,
-    };
-    Submitted { outcome, after: Some(session) }
+    record.attempts = 1;
+    record.note_attempt(outcome.result.clone(), started, env.now_millis(), None);
+    Submitted { outcome, after, record: Some(record) }
+}
+
+/// A random id for a new message, naming one of the `LEDGER_SHARDS` ledger shards.
+pub fn new_id(config: &Config) -> Result<String, ApiError> {
+    let mut random = [0u8; 20];
+    getrandom::fill(&mut random)
+        .map_err(|_| ApiError::new(ErrorCode::Misconfigured, "no source of randomness for the message id"))?;
+    Ok(shard::new_id(config.ledger_shards, random))
 }
 
 /// `transaction` on one of the `SMTP_SESSIONS` warm sessions, warm first: the first one that
@@ -104,10 +125,25 @@ pub async fn render<E: Environment>(
     env: &E,
     config: &Config,
     submission: &Submission,
+    id: &str,
 ) -> Result<Transaction, ApiError> {
     let suppressed = screen(env, &submission.content).await?;
+    render_screened(env, config, submission, id, suppressed).await
+}
+
+/// [`render`], for a submission already screened: `suppressed` are its recipients on the list.
+pub async fn render_screened<E: Environment>(
+    env: &E,
+    config: &Config,
+    submission: &Submission,
+    id: &str,
+    suppressed: Vec<String>,
+) -> Result<Transaction, ApiError> {
     let now = env.now_millis();
     let mut transaction = Transaction::render(submission, suppressed, &config.message_id_domain, now)?;
+    if let Some(domain) = &config.bounce_domain {
+        transaction.ask_for_reports(id, domain);
+    }
     let Some(key) = &config.dkim else { return Ok(transaction) };
     let from = submission.content.from.email.domain();
     let unsigned = dkim::prepare(&transaction.message, key, key.domain.as_deref().unwrap_or(from), now / 1000);
@@ -147,17 +183,27 @@ pub async fn quota_now<E: Environment>(env: &E, config: &Config) -> Result<(), A
     }
 }
 
-/// The envelope recipients of `content` that are on the list, asked of each object that
-/// keeps one of them at once. Every recipient suppressed is `recipient_suppressed`: nothing
-/// would be sent. A list that cannot be asked stops the send (a suppressed address must not
-/// get mail because a store was down); the caller may retry.
+/// The recipients of `content` on the suppression list ([`left_out`]), asked of each object
+/// that keeps one of them once, all at once.
 pub async fn screen<E: Environment>(env: &E, content: &Content) -> Result<Vec<String>, ApiError> {
-    let recipients = content.envelope_recipients();
+    let found = suppressed_keys(env, content.envelope_recipients().into_iter()).await?;
+    left_out(content, &found)
+}
+
+/// Those of `recipients` (of one message or of a batch) on the suppression list, as
+/// [`suppression::key`] writes them: each object that keeps one of them asked once, all at
+/// once. A list that cannot be asked stops the send (a suppressed address must not get mail
+/// because a store was down); the caller may retry.
+pub async fn suppressed_keys<'a, E: Environment>(
+    env: &E,
+    recipients: impl Iterator<Item = &'a EmailAddress>,
+) -> Result<Vec<String>, ApiError> {
     let mut asks: Vec<(u8, Vec<String>)> = Vec::new();
-    for recipient in &recipients {
+    for recipient in recipients {
         let key = suppression::key_of(recipient);
         let shard = suppression::shard_of(&key);
         match asks.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, keys)) if keys.contains(&key) => {}
             Some((_, keys)) => keys.push(key),
             None => asks.push((shard, vec![key])),
         }
@@ -167,6 +213,13 @@ pub async fn screen<E: Environment>(env: &E, content: &Content) -> Result<Vec<St
     for answer in answers {
         found.extend(answer.map_err(|Unavailable| suppression::unavailable())?.into_iter().map(|s| s.address));
     }
+    Ok(found)
+}
+
+/// The envelope recipients of `content` whose keys `found` holds. Every recipient suppressed
+/// is `recipient_suppressed`: nothing would be sent.
+pub fn left_out(content: &Content, found: &[String]) -> Result<Vec<String>, ApiError> {
+    let recipients = content.envelope_recipients();
     let suppressed: Vec<String> =
         (recipients.iter()).filter(|r| found.contains(&suppression::key_of(r))).map(|r| r.to_string()).collect();
     if !suppressed.is_empty() && suppressed.len() == recipients.len() {

@@ -8,7 +8,7 @@ use crate::address::EmailAddress;
 use crate::error::{ApiError, ErrorCode, SmtpDetail};
 use crate::message::{self, Content, Stamp};
 use crate::smtp::client::{Network, Session};
-use crate::smtp::envelope::{Dsn, Envelope};
+use crate::smtp::envelope::{Dsn, Envelope, Notify};
 use crate::smtp::error::{Error, ErrorKind, Extension};
 use crate::smtp::outcome::{Delivery, Phase};
 use crate::smtp::reply::Reply;
@@ -106,6 +106,18 @@ impl Transaction {
             utf8_headers,
             message: message::render(content, &stamp),
         })
+    }
+
+    /// Has delivery reports come back to `bounce+{id}@{bounce_domain}` (VERP: the address
+    /// names the message, whatever the report looks like) and asks for them (RFC 3461, when
+    /// the relay offers DSN): on success, failure and delay, with the headers only, the id as
+    /// ENVID. What the request asked for itself stays; its ENVID gives way to the id.
+    pub fn ask_for_reports(&mut self, id: &str, bounce_domain: &str) {
+        self.sender = format!("bounce+{id}@{bounce_domain}");
+        let dsn = self.dsn.get_or_insert_with(Dsn::default);
+        dsn.notify.get_or_insert_with(|| vec![Notify::Success, Notify::Failure, Notify::Delay]);
+        dsn.return_headers_only.get_or_insert(true);
+        dsn.envelope_id = Some(id.to_string());
     }
 
     /// The transaction as bytes, for a Durable Object or a stored body: its JSON on one line,

@@ -14,7 +14,8 @@ use super::response::{Handled, HttpResponse};
 use super::send::{parse_for, sent_answer, wants_queue, Api};
 use crate::config::Config;
 use crate::delivery::queue;
-use crate::delivery::submit::{quota_now, render};
+use crate::delivery::record::Record;
+use crate::delivery::submit::{left_out, new_id, quota_now, render_screened, suppressed_keys};
 use crate::delivery::transaction::api_error;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::Session;
@@ -63,12 +64,20 @@ pub async fn handle<P: Platform>(
         .collect();
     drop(messages);
     drop(body);
+    // The suppression list is asked once for every recipient of the batch: a message at a
+    // time would be up to a hundred calls.
+    let recipients = submissions.iter().flatten().flat_map(|s| s.content.envelope_recipients());
+    let found = match suppressed_keys(&env, recipients).await {
+        Ok(found) => found,
+        Err(error) => return HttpResponse::error(&error).into(),
+    };
 
     if wants_queue(head, config) {
         let mut results = Vec::with_capacity(submissions.len());
         for submission in &submissions {
+            let extras = queue::Extras { screened: Some(&found), ..Default::default() };
             results.push(match submission {
-                Ok(submission) => match queue::accept(&env, config, submission, queue::Extras::default()).await {
+                Ok(submission) => match queue::accept(&env, config, submission, extras).await {
                     Ok(record) => {
                         json!({"id": record.id, "status": record.status, "message_id": record.message_id})
                     }
@@ -87,44 +96,58 @@ pub async fn handle<P: Platform>(
     // A relay that could not be reached once is not tried again for every message.
     let mut unreachable: Option<ApiError> = None;
     let mut results = Vec::with_capacity(submissions.len());
+    let mut records = Vec::new();
     for submission in &submissions {
-        let result = match submission {
+        let rendered = match submission {
             Err(error) => Err(error.clone()),
-            Ok(submission) => match render(&env, config, submission).await {
-                Err(error) => Err(error),
-                Ok(transaction) => {
-                    if let Some(error) = &unreachable {
-                        results.push(error.answer());
-                        continue;
-                    }
-                    // One token of the relay's quota per message: those past it are refused
-                    // alone, each with its own Retry-After.
-                    if let Err(error) = quota_now(&env, config).await {
-                        results.push(error.answer());
-                        continue;
-                    }
-                    if session.as_ref().is_none_or(|s| !s.is_usable()) {
-                        session = match Session::open(env.clone(), &config.relay).await {
-                            Ok(opened) => Some(opened),
-                            Err((error, _)) => {
-                                let error = api_error(&error, &transaction.message_id);
-                                results.push(error.answer());
-                                unreachable = Some(error);
-                                continue;
-                            }
-                        };
-                    }
-                    let open = session.as_mut().expect("opened just above");
-                    transaction.run(open).await.map_err(|e| api_error(&e, &transaction.message_id))
+            Ok(submission) => match (new_id(config), left_out(&submission.content, &found)) {
+                (Ok(id), Ok(suppressed)) => {
+                    render_screened(&env, config, submission, &id, suppressed).await.map(|t| (id, submission, t))
                 }
+                (Err(error), _) | (_, Err(error)) => Err(error),
             },
         };
+        let result = match rendered {
+            Err(error) => Err(error),
+            Ok((id, submission, transaction)) => {
+                if let Some(error) = &unreachable {
+                    results.push(error.answer());
+                    continue;
+                }
+                // One token of the relay's quota per message: those past it are refused
+                // alone, each with its own Retry-After.
+                if let Err(error) = quota_now(&env, config).await {
+                    results.push(error.answer());
+                    continue;
+                }
+                if session.as_ref().is_none_or(|s| !s.is_usable()) {
+                    session = match Session::open(env.clone(), &config.relay).await {
+                        Ok(opened) => Some(opened),
+                        Err((error, _)) => {
+                            let error = api_error(&error, &transaction.message_id);
+                            results.push(error.answer());
+                            unreachable = Some(error);
+                            continue;
+                        }
+                    };
+                }
+                let open = session.as_mut().expect("opened just above");
+                let started = env.now_millis();
+                let result = transaction.run(open).await.map_err(|e| api_error(&e, &transaction.message_id));
+                let mut record = Record::accepted(id, &transaction, &submission.content, started);
+                record.attempts = 1;
+                record.note_attempt(result.clone(), started, env.now_millis(), None);
+                let id = record.id.clone();
+                records.push(record);
+                result.map(|sent| (id, sent))
+            }
+        };
         results.push(match result {
-            Ok(sent) => sent_answer(&sent),
+            Ok((id, sent)) => sent_answer(&id, &sent),
             Err(error) => error.answer(),
         });
     }
-    Handled { response: HttpResponse::json(200, &json!({ "data": results })), after: session }
+    Handled { response: HttpResponse::json(200, &json!({ "data": results })), after: session, records }
 }
 
 fn invalid(why: &str) -> HttpResponse {

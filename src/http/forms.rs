@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::queue::{self, Record};
 use crate::delivery::ratelimit::client_key;
-use crate::delivery::submit::{submit, Submitted};
+use crate::delivery::submit::{new_id, submit, Submitted};
 use crate::delivery::transaction::{Outcome, Sent, Submission};
 use crate::error::{ApiError, Details, ErrorCode};
 use crate::header;
@@ -129,8 +129,10 @@ pub async fn handle<P: Platform>(
     };
     if let Some(honeypot) = &form.honeypot {
         if fields.iter().any(|f| f.name == *honeypot && !matches!(&f.value, FieldValue::Text(t) if t.is_empty())) {
-            // A bot filled the hidden field: it gets what a person would get, and nothing is sent.
-            return success_answer(answer, form, &cors, None).into();
+            // A bot filled the hidden field: it gets what a person would get (an id of the same
+            // form, of no record), and nothing is sent.
+            let id = new_id(config).ok();
+            return success_answer(answer, form, &cors, id.as_deref(), None).into();
         }
     }
     if form.turnstile {
@@ -151,15 +153,21 @@ pub async fn handle<P: Platform>(
             Err(error) => fail(error),
         };
     }
-    let Submitted { outcome, after } = submit(&env, config, &submission).await;
+    let Submitted { outcome, after, mut record } = submit(&env, config, &submission).await;
+    if let Some(record) = record.as_mut() {
+        record.form = Some(name.to_string());
+    }
     if let Ok(sent) = &outcome.result {
         demo::sent(config, name, head, &sent.message_id);
     }
     let response = match &outcome.result {
-        Ok(sent) => success_answer(answer, form, &cors, debug.then_some((sent, &outcome))),
+        Ok(sent) => {
+            let id = record.as_ref().map(|record| record.id.as_str());
+            success_answer(answer, form, &cors, id, debug.then_some((sent, &outcome)))
+        }
         Err(error) => error_answer(answer, Some(form), &cors, error, debug.then_some(&outcome)),
     };
-    Handled { response, after }
+    Handled { response, after, records: record.into_iter().collect() }
 }
 
 /// The submitted fields, from a body read within the form's own limit
@@ -660,11 +668,15 @@ fn success_answer(
     answer: Answer,
     form: &FormSettings,
     cors: &[(String, String)],
+    id: Option<&str>,
     debug: Option<(&Sent, &Outcome)>,
 ) -> HttpResponse {
     match answer {
         Answer::Json => {
             let mut body = json!({"ok": true});
+            if let Some(id) = id {
+                body["id"] = json!(id);
+            }
             if let Some((sent, outcome)) = debug {
                 body["message_id"] = json!(sent.message_id);
                 body["smtp"] = json!(sent.smtp);
@@ -684,7 +696,7 @@ fn success_answer(
 fn accepted_answer(answer: Answer, form: &FormSettings, cors: &[(String, String)], record: &Record) -> HttpResponse {
     match answer {
         Answer::Json => HttpResponse::json(200, &json!({"ok": true, "id": record.id})).with_headers(cors),
-        Answer::Browser { .. } => success_answer(answer, form, cors, None),
+        Answer::Browser { .. } => success_answer(answer, form, cors, None, None),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `GET /v1/messages/{id}` and `GET /v1/messages?status=failed&limit=50&after=…`: what became
-//! of queued messages (form submissions included, with the form's name). API key required.
+//! of messages (form submissions included, with the form's name). API key required.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::auth::authorize;
 use super::request::RequestHead;
@@ -9,7 +9,7 @@ use super::response::HttpResponse;
 use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::listing;
-use crate::delivery::queue::Status;
+use crate::delivery::queue::{Record, Status};
 use crate::delivery::shard::{self, Cursor};
 use crate::error::{ApiError, ErrorCode};
 
@@ -21,6 +21,13 @@ pub(crate) fn unavailable() -> ApiError {
     let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
     error.retry_after = Some(5);
     error
+}
+
+/// A record as the routes answer it: with `last_event`, the type of its newest event.
+fn answer(record: &Record) -> Value {
+    let mut answer = serde_json::to_value(record).expect("records are plain data");
+    answer["last_event"] = json!(record.last_event().map(|kind| kind.as_str()));
+    answer
 }
 
 /// One message's record.
@@ -42,14 +49,14 @@ pub async fn get<E: Environment>(
         return not_found();
     }
     match env.load_record(id).await {
-        Ok(Some(record)) => HttpResponse::json(200, &record),
+        Ok(Some(record)) => HttpResponse::json(200, &answer(&record)),
         Ok(None) => not_found(),
         Err(_) => HttpResponse::error(&unavailable()),
     }
 }
 
-/// The latest records of every shard, newest first: `?status=` one of queued, sending,
-/// delivered, failed, unknown (all when absent), `?limit=` 1 to 100 (default 50), `?after=` the
+/// The latest records of every shard, newest first: `?status=` one of queued, sending, sent,
+/// delivered, bounced, failed, unknown (all when absent), `?limit=` 1 to 100 (default 50), `?after=` the
 /// `next` of the page before (`null` on the last page).
 pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
     let config = match config {
@@ -71,7 +78,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
         match name.as_ref() {
             "status" => match Status::parse(&value) {
                 Some(s) => status = Some(s),
-                None => return bad("must be queued, sending, delivered, failed or unknown"),
+                None => return bad("must be queued, sending, sent, delivered, bounced, failed or unknown"),
             },
             "limit" => match value.parse::<u32>().ok().filter(|n| (1..=MAX_LIST).contains(n)) {
                 Some(n) => limit = n,
@@ -86,7 +93,8 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
     }
     match listing::newest_first(env, config.ledger_shards, status, after.as_ref(), limit).await {
         Ok((records, next)) => {
-            HttpResponse::json(200, &json!({ "messages": records, "next": next.map(|n| n.to_string()) }))
+            let messages: Vec<Value> = records.iter().map(answer).collect();
+            HttpResponse::json(200, &json!({ "messages": messages, "next": next.map(|n| n.to_string()) }))
         }
         Err(_) => HttpResponse::error(&unavailable()),
     }

@@ -16,6 +16,7 @@ pub mod messages;
 pub mod meta;
 pub mod pages;
 pub mod relay_check;
+pub mod reports;
 pub mod request;
 pub mod resend;
 pub mod response;
@@ -52,6 +53,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/messages"),
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/relay/check"),
+    ("GET", "/v1/reports"),
     ("GET", "/v1/suppressions"),
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/suppressions/{address}"),
@@ -93,6 +95,8 @@ pub async fn serve<P: Platform>(
             boxed(messages::get(&env, config, &head, &path["/v1/messages/".len()..])).await.into()
         }
         path if path.starts_with("/v1/messages") => HttpResponse::error(&method_not_allowed("GET")).into(),
+        "/v1/reports" if method == "GET" => boxed(reports::counts(&env, config, &head)).await.into(),
+        "/v1/reports" => HttpResponse::error(&method_not_allowed("GET")).into(),
         path if path == "/v1/suppressions" || path.starts_with("/v1/suppressions/") => {
             let rest = &path["/v1/suppressions".len()..];
             boxed(suppressions::serve(&env, config, &head, rest, body)).await.into()

@@ -29,7 +29,9 @@ use crate::delivery::env::Environment;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::listing;
 use crate::delivery::queue::{self, Extras, Record, Status};
+use crate::delivery::record::EventType;
 use crate::delivery::shard;
+use crate::delivery::submit::suppressed_keys;
 use crate::error::{ApiError, Details, ErrorCode};
 use crate::time::format_rfc3339;
 
@@ -159,6 +161,9 @@ async fn send<P: Platform>(
             return Err(ApiError::new(ErrorCode::ValidationFailed, problems.summary()));
         }
     }
+    // The suppression list is asked once for every recipient of the batch.
+    let recipients = emails.iter().flatten().flat_map(|e| e.submission.content.envelope_recipients());
+    let found = suppressed_keys(env, recipients).await?;
     let claim = match head.header("idempotency-key") {
         None => None,
         Some(key) => {
@@ -184,7 +189,8 @@ async fn send<P: Platform>(
     for (index, email) in emails.into_iter().enumerate() {
         let accepted = match email {
             Ok(Parsed { submission, tags, send_at }) => {
-                queue::accept(env, config, &submission, Extras { form: None, tags, send_at }).await
+                let extras = Extras { form: None, tags, send_at, screened: Some(&found) };
+                queue::accept(env, config, &submission, extras).await
             }
             Err(error) => Err(error),
         };
@@ -218,17 +224,20 @@ async fn send<P: Platform>(
     Ok(response)
 }
 
-/// What Resend's `last_event` is closest to for a record: `delivered` once the relay
-/// accepted it (edge-mailer sees no further), `sent` when the connection broke after the
-/// message went out (it may have arrived; it is never resent).
+/// Resend's `last_event` for a record: `sent` once the relay accepted it (or the connection
+/// broke after the message went out: it may have arrived, and is never resent), then what the
+/// reports said (`delivered`, `delivery_delayed`, `bounced`, `complained`).
 fn last_event(record: &Record) -> &'static str {
-    match record.status {
-        Status::Queued if record.attempts > 0 => "delivery_delayed",
-        Status::Queued if record.scheduled_at.is_some() => "scheduled",
-        Status::Queued | Status::Sending => "queued",
-        Status::Delivered => "delivered",
-        Status::Failed => "failed",
-        Status::Unknown => "sent",
+    match (record.status, record.last_event()) {
+        (_, Some(EventType::Complained)) => "complained",
+        (Status::Sent, Some(EventType::Delayed)) => "delivery_delayed",
+        (Status::Queued, _) if record.attempts > 0 => "delivery_delayed",
+        (Status::Queued, _) if record.scheduled_at.is_some() => "scheduled",
+        (Status::Queued | Status::Sending, _) => "queued",
+        (Status::Sent | Status::Unknown, _) => "sent",
+        (Status::Delivered, _) => "delivered",
+        (Status::Bounced, _) => "bounced",
+        (Status::Failed, _) => "failed",
     }
 }
 

@@ -5,6 +5,9 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::delivery::env::Environment;
+use crate::delivery::record::Record;
+use crate::delivery::shard;
 use crate::delivery::transaction::Outcome;
 use crate::error::{ApiError, ErrorCode};
 use crate::smtp::client::{Network, Session};
@@ -86,19 +89,44 @@ pub fn wasm_memory_bytes() -> Option<usize> {
     None
 }
 
-/// An answer, and the open SMTP session to close once the answer has gone out.
+/// An answer, the open SMTP session to close once the answer has gone out, and the records
+/// of the messages it sent, to write then.
 pub struct Handled<N: Network> {
     pub response: HttpResponse,
     pub after: Option<Session<N>>,
+    pub records: Vec<Record>,
 }
 
 impl<N: Network> From<HttpResponse> for Handled<N> {
     fn from(response: HttpResponse) -> Self {
-        Handled { response, after: None }
+        Handled { response, after: None, records: Vec::new() }
     }
 }
 
-/// Work that must not delay the answer: the polite end of the SMTP session.
-pub fn after_response<N: Network>(after: Option<Session<N>>) -> Option<impl Future<Output = ()>> {
-    after.map(Session::quit)
+/// Work that must not delay the answer: the polite end of the SMTP session, and the records of
+/// what was sent (one write per ledger shard, all at once). A record that cannot be written is
+/// lost, not the message: it was sent, and the answer said so.
+pub fn after_response<E: Environment>(
+    env: E,
+    after: Option<Session<E>>,
+    records: Vec<Record>,
+) -> Option<impl Future<Output = ()>> {
+    if after.is_none() && records.is_empty() {
+        return None;
+    }
+    Some(async move {
+        let mut by_shard: Vec<(u8, Vec<Record>)> = Vec::new();
+        for record in records {
+            let Some(shard) = shard::shard_of(&record.id) else { continue };
+            match by_shard.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, records)) => records.push(record),
+                None => by_shard.push((shard, vec![record])),
+            }
+        }
+        let saves = crate::join_all(by_shard.iter().map(|(shard, records)| env.save_records(*shard, records)));
+        match after {
+            Some(session) => drop(futures_util::future::join(session.quit(), saves).await),
+            None => drop(saves.await),
+        }
+    })
 }

@@ -52,9 +52,10 @@ pub fn queued_answer(record: &Record) -> HttpResponse {
     response
 }
 
-/// What a send the relay accepted answers: `{"ok": true, "message_id", "accepted", "rejected", "smtp"}`.
-pub fn sent_answer(sent: &Sent) -> Value {
-    json!({"ok": true, "message_id": sent.message_id, "accepted": sent.accepted, "rejected": sent.rejected,
+/// What a send the relay accepted answers: `{"ok": true, "id", "message_id", "accepted",
+/// "rejected", "smtp"}` (`id` names its record: `GET /v1/messages/{id}`).
+pub fn sent_answer(id: &str, sent: &Sent) -> Value {
+    json!({"ok": true, "id": id, "message_id": sent.message_id, "accepted": sent.accepted, "rejected": sent.rejected,
     "smtp": sent.smtp})
 }
 
@@ -102,21 +103,22 @@ pub async fn handle<P: Platform>(
         }
         return response.into();
     }
-    let Submitted { outcome, after } = submit(&env, config, &submission).await;
-    let response = match &outcome.result {
-        Ok(sent) => {
-            let mut answer = sent_answer(sent);
+    let Submitted { outcome, after, record } = submit(&env, config, &submission).await;
+    let response = match (&outcome.result, &record) {
+        (Ok(sent), Some(record)) => {
+            let mut answer = sent_answer(&record.id, sent);
             if debug {
                 add_debug(&mut answer, &outcome);
             }
             HttpResponse::json(200, &answer)
         }
-        Err(error) => HttpResponse::send_failed(error, &outcome, debug),
+        (Err(error), _) => HttpResponse::send_failed(error, &outcome, debug),
+        (Ok(_), None) => unreachable!("a sent message has its record"),
     };
     if let Some(claim) = claim {
         idempotency::finish(&env, claim, response.status, &response.body, outcome.may_have_left()).await;
     }
-    Handled { response, after }
+    Handled { response, after, records: record.into_iter().collect() }
 }
 
 /// `{"filename", "content_type"?, "content", "content_id"?}`. `path` (a URL to fetch, in

@@ -29,9 +29,11 @@ use crate::config::rate::RateLimit;
 use crate::config::Config;
 use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{KeyAnswer, KeyCall};
+use crate::delivery::inbound::{self, Received};
 use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
 use crate::delivery::quota::Token;
 use crate::delivery::ratelimit::Decision;
+use crate::delivery::reports::{Applied, Finding};
 use crate::delivery::shard::{self, Cursor};
 use crate::delivery::suppression::{self, Suppression};
 use crate::delivery::transaction::{Outcome, Transaction};
@@ -319,8 +321,11 @@ impl Environment for Workers {
     }
 
     async fn save_record(&self, record: &Record) -> Result<(), Unavailable> {
-        let shard = shard_of(&record.id)?;
-        self.ask::<bool>(ledger(shard), "save", &[], Some(to_json(record))).await.map(drop)
+        self.save_records(shard_of(&record.id)?, std::slice::from_ref(record)).await
+    }
+
+    async fn save_records(&self, shard: u8, records: &[Record]) -> Result<(), Unavailable> {
+        self.ask::<bool>(ledger(shard), "save", &[], Some(to_json(&records))).await.map(drop)
     }
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
@@ -346,6 +351,20 @@ impl Environment for Workers {
         let (now_ms, lease_ms) = (now_ms.to_string(), lease_ms.to_string());
         self.ask(ledger(shard_of(id)?), "claim", &[("id", id), ("now_ms", &now_ms), ("lease_ms", &lease_ms)], None)
             .await
+    }
+
+    async fn apply_report(&self, id: &str, findings: &[Finding], now_ms: u64) -> Result<Option<Applied>, Unavailable> {
+        let now_ms = now_ms.to_string();
+        let query = [("id", id), ("now_ms", now_ms.as_str())];
+        self.ask(ledger(shard_of(id)?), "report", &query, Some(to_json(&findings))).await
+    }
+
+    async fn count_report(&self, name: &str) -> Result<(), Unavailable> {
+        self.ask::<bool>(ledger(0), "count", &[("name", name)], None).await.map(drop)
+    }
+
+    async fn report_counts(&self) -> Result<Vec<(String, u64)>, Unavailable> {
+        self.ask(ledger(0), "counts", &[], None).await
     }
 
     async fn suppressed(&self, shard: u8, keys: &[String]) -> Result<Vec<Suppression>, Unavailable> {
@@ -499,7 +518,8 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Res
     // Parsed once per isolate and handed down; the body is not touched until a handler asks.
     let config = workers.config();
     let (method, path, ray) = (head.method.clone(), head.path.clone(), head.header("cf-ray").map(String::from));
-    let handled = http::boxed(http::serve(workers, config.as_ref().as_ref(), head, Body::Unread(request))).await;
+    let handled =
+        http::boxed(http::serve(workers.clone(), config.as_ref().as_ref(), head, Body::Unread(request))).await;
     // One line per request, never a body: the answers of failed sends carry addresses.
     let response = &handled.response;
     let code = response.error.map(|c| c.as_str()).unwrap_or("-");
@@ -511,8 +531,8 @@ async fn fetch(request: web_sys::Request, env: Env, ctx: Context) -> worker::Res
         console_log!("{id} {method} {path} {} {code} {took}ms", response.status);
     }
     // QUIT after the answer has gone out.
-    if let Some(quit) = http::after_response(handled.after) {
-        ctx.wait_until(quit);
+    if let Some(after) = http::after_response(workers, handled.after, handled.records) {
+        ctx.wait_until(after);
     }
     to_response(handled.response)
 }
@@ -548,4 +568,51 @@ async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::
     }
     console_log!("queue {}: {} message(s)", batch.queue(), ids.len());
     Ok(())
+}
+
+/// Most bytes of a message at the bounce domain read: a report's machine-readable part comes
+/// before the returned message (`RET=HDRS` asks for its headers only), and mail-parser reads
+/// a cut message as far as it goes.
+const REPORT_MAX_BYTES: usize = 1024 * 1024;
+
+/// The email event (Email Routing hands the Worker mail for `BOUNCE_DOMAIN`): delivery and
+/// feedback reports. Exported by hand rather than with `#[event(email)]`, which turns an
+/// error into a panic and so resets the Wasm instance under every request it serves: here an
+/// error rejects the handler's promise, which Email Routing answers with a temporary failure,
+/// and the reporting MTA sends the report again.
+#[worker::wasm_bindgen::prelude::wasm_bindgen(
+    wasm_bindgen = ::worker::wasm_bindgen,
+    wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+    js_sys = ::worker::js_sys
+)]
+pub async fn email(
+    message: worker::ForwardableEmailMessage,
+    env: Env,
+    _ctx: worker::worker_sys::Context,
+) -> Result<JsValue, JsValue> {
+    let workers = Workers { env };
+    let config = workers.config();
+    let config = config.as_ref().as_ref().map_err(|error| JsValue::from_str(&error.to_string()))?;
+    let to = message.to();
+    let mut raw = Vec::new();
+    let mut stream = message.raw_byte_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| JsValue::from_str("the message could not be read"))?;
+        raw.extend_from_slice(&chunk[..chunk.len().min(REPORT_MAX_BYTES - raw.len())]);
+        if raw.len() >= REPORT_MAX_BYTES {
+            break;
+        }
+    }
+    match inbound::receive(&workers, config, &to, &raw).await {
+        Ok(received) => {
+            // One line, never an address: what kind of report it was.
+            let what = match received {
+                Received::Applied { matched, added } => format!("applied: {matched} matched, {added} new"),
+                other => other.ignored_as().unwrap_or("applied").to_string(),
+            };
+            console_log!("email report ({} bytes): {what}", raw.len());
+            Ok(JsValue::UNDEFINED)
+        }
+        Err(Unavailable) => Err(JsValue::from_str("the ledger or the suppression list is unavailable; try again")),
+    }
 }

@@ -13,6 +13,7 @@ use crate::delivery::queue::{self, Claimed, Record, Status};
 use crate::delivery::quota::Windows;
 use crate::delivery::ratelimit::Window;
 use crate::delivery::record::{next_retention_run, RETENTION_BATCH};
+use crate::delivery::reports::{Applied, Finding};
 use crate::delivery::shard::Cursor;
 use crate::delivery::suppression::Suppression;
 use crate::delivery::transaction::{Outcome, Transaction};
@@ -186,8 +187,9 @@ pub struct DeliveryLedger {
     sql: SqlStorage,
 }
 
-/// The statuses after which nothing more happens to a message, in SQL.
-const FINAL: &str = "status IN ('delivered', 'failed', 'unknown')";
+/// The statuses after which no attempt is made any more, in SQL (reports may still change
+/// a sent message's status, but retention may delete it).
+const FINAL: &str = "status NOT IN ('queued', 'sending')";
 
 impl DeliveryLedger {
     fn load(&self, id: &str) -> Result<Option<Record>> {
@@ -240,6 +242,19 @@ impl DurableObject for DeliveryLedger {
         );
         let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", None);
         let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_time ON records (created_at, id)", None);
+        // Version 2 of the records: a message the relay accepted is `sent` (`delivered` is what
+        // a report says). A record of before reads so by itself; its status column, which the
+        // listing filters on, is brought along once per object.
+        // What arrived at the bounce domain and changed nothing, counted (in shard 0's object).
+        let _ =
+            sql.exec("CREATE TABLE IF NOT EXISTS report_counts (name TEXT PRIMARY KEY, count INTEGER NOT NULL)", None);
+        let _ = sql.exec("CREATE TABLE IF NOT EXISTS form (version INTEGER NOT NULL)", None);
+        let version = texts(&sql, "SELECT CAST(MAX(version) AS TEXT) FROM form", vec![]).ok();
+        if version.as_ref().and_then(|v| v.first()).is_none_or(|v| v != "2") {
+            let _ = sql.exec("UPDATE records SET status = 'sent' WHERE status = 'delivered'", None);
+            let _ = sql.exec("DELETE FROM form", None);
+            let _ = sql.exec("INSERT INTO form (version) VALUES (2)", None);
+        }
         DeliveryLedger { state, workers: Workers { env }, sql }
     }
 
@@ -272,12 +287,13 @@ impl DurableObject for DeliveryLedger {
         let url = request.inner().url();
         match http::request::path_and_query(&url).0 {
             "/save" => {
-                let record: Record = json_request(&mut request).await?;
-                self.save(&record)?;
-                if record.status.is_final() {
-                    if let Ok(config) = self.workers.config().as_ref() {
-                        self.expire_by(record.created_at.saturating_add(config.retention_ms)).await?;
-                    }
+                let records: Vec<Record> = json_request(&mut request).await?;
+                for record in &records {
+                    self.save(record)?;
+                }
+                let ended = records.iter().filter(|r| r.status.is_final()).map(|r| r.created_at).min();
+                if let (Some(created_at), Ok(config)) = (ended, self.workers.config().as_ref()) {
+                    self.expire_by(created_at.saturating_add(config.retention_ms)).await?;
                 }
                 json_response(&true)
             }
@@ -305,6 +321,35 @@ impl DurableObject for DeliveryLedger {
                 let rows = texts(&self.sql, &statement, values)?;
                 let records: Vec<Record> = rows.iter().filter_map(|row| read_stored(row).ok()).collect();
                 json_response(&records)
+            }
+            "/report" => {
+                // Read, apply and write in one step, as a claim: two reports at once each see
+                // the other's events.
+                let (id, now_ms) = (arg("id"), number("now_ms"));
+                let (Some(id), Some(now_ms)) = (id, now_ms) else { return Err(missing()) };
+                let findings: Vec<Finding> = json_request(&mut request).await?;
+                let Some(mut record) = self.load(&id)? else { return json_response(&None::<Applied>) };
+                let applied = record.apply_findings(&findings, now_ms);
+                if applied.added > 0 {
+                    self.save(&record)?;
+                }
+                json_response(&Some(applied))
+            }
+            "/count" => {
+                let name = arg("name").ok_or_else(missing)?;
+                self.sql.exec(
+                    "INSERT INTO report_counts (name, count) VALUES (?, 1) \
+                     ON CONFLICT(name) DO UPDATE SET count = count + 1",
+                    vec![name.as_str().into()],
+                )?;
+                json_response(&true)
+            }
+            "/counts" => {
+                let rows = texts(&self.sql, "SELECT name || ' ' || CAST(count AS TEXT) FROM report_counts", vec![])?;
+                let counts: Vec<(String, u64)> = (rows.iter())
+                    .filter_map(|row| row.split_once(' ').and_then(|(n, c)| Some((n.to_string(), c.parse().ok()?))))
+                    .collect();
+                json_response(&counts)
             }
             "/claim" => {
                 let (id, now_ms, lease_ms) = (arg("id"), number("now_ms"), number("lease_ms"));

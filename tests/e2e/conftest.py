@@ -49,6 +49,15 @@ def pytest_terminal_summary(terminalreporter):
                                     f"(workers-sdk #14641): {', '.join(DROPPED)}")
 
 
+def without_id(answer: dict) -> dict:
+    """A form's answer without the id of its message's record (a UUID, always there: a bot
+    caught by the honeypot gets one too)."""
+    answer = dict(answer)
+    message_id = answer.pop("id", None)
+    assert isinstance(message_id, str) and len(message_id) == 36, answer
+    return answer
+
+
 class Client:
     def __init__(self, stack: "devstack.Stack"):
         self.stack = stack

@@ -56,8 +56,8 @@ def test_a_queued_send_is_delivered_once(queued, client):
     tag = uuid.uuid4().hex
     answer = send(queued, message(tag))
     assert answer["status"] == "queued" and answer["message_id"].startswith("<")
-    record = wait_for_status(queued, answer["id"], {"delivered", "failed", "unknown"})
-    assert record["status"] == "delivered" and record["attempts"] == 1, record
+    record = wait_for_status(queued, answer["id"], {"sent", "failed", "unknown"})
+    assert record["status"] == "sent" and record["attempts"] == 1, record
     assert record["message_id"] == answer["message_id"]
     raw, _ = client.wait_for_message(tag)
     assert answer["message_id"].encode() in raw
@@ -77,15 +77,15 @@ def test_a_relay_outage_delays_the_message_and_loses_nothing(queued, client, sta
 
     restart_relay(stack, while_down)
     answer = answers[0]
-    record = wait_for_status(queued, answer["id"], {"delivered", "failed", "unknown"})
-    assert record["status"] == "delivered" and record["attempts"] >= 2, record
+    record = wait_for_status(queued, answer["id"], {"sent", "failed", "unknown"})
+    assert record["status"] == "sent" and record["attempts"] >= 2, record
     client.wait_for_message(tag)
     client.assert_no_message(tag, within=2, besides=1)
 
 
 def test_a_refused_recipient_fails_at_once_with_the_relays_reply(queued):
     answer = send(queued, message(uuid.uuid4().hex, to="reject-queued@example.org"))
-    record = wait_for_status(queued, answer["id"], {"delivered", "failed", "unknown"})
+    record = wait_for_status(queued, answer["id"], {"sent", "failed", "unknown"})
     assert record["status"] == "failed" and record["attempts"] == 1, record
     assert record["smtp"]["code"] == 550 and record["last_error"]["code"] == "relay_rejected_recipient"
     assert not record.get("dead_lettered")
@@ -93,7 +93,7 @@ def test_a_refused_recipient_fails_at_once_with_the_relays_reply(queued):
 
 def test_a_deferred_recipient_is_retried_then_failed_and_dead_lettered(queued):
     answer = send(queued, message(uuid.uuid4().hex, to="tempfail-queued@example.org"))
-    record = wait_for_status(queued, answer["id"], {"delivered", "failed", "unknown"}, timeout=90)
+    record = wait_for_status(queued, answer["id"], {"sent", "failed", "unknown"}, timeout=90)
     assert record["status"] == "failed" and record["attempts"] == 3, record
     assert record["last_error"]["code"] == "relay_busy" and record["smtp"]["code"] == 450
     assert record["dead_lettered"] is True
@@ -114,8 +114,8 @@ def test_fifty_concurrent_sends_arrive_once_each_over_few_connections(queued, cl
     for thread in threads:
         thread.join(timeout=120)
     assert len({a["message_id"] for a in answers.values()}) == 50
-    records = [wait_for_status(queued, a["id"], {"delivered", "failed", "unknown"}) for a in answers.values()]
-    assert all(r["status"] == "delivered" for r in records), [r for r in records if r["status"] != "delivered"]
+    records = [wait_for_status(queued, a["id"], {"sent", "failed", "unknown"}) for a in answers.values()]
+    assert all(r["status"] == "sent" for r in records), [r for r in records if r["status"] != "sent"]
     for tag in tags:
         client.wait_for_message(tag)
         client.assert_no_message(tag, within=0, besides=1)
@@ -127,8 +127,8 @@ def test_a_five_megabyte_attachment_goes_through_the_queue_intact(queued, client
     data = os.urandom(5 * 1024 * 1024)
     tag = uuid.uuid4().hex
     answer = send(queued, message(tag, attachments=[{"filename": "big.bin", "content": base64.b64encode(data).decode()}]))
-    record = wait_for_status(queued, answer["id"], {"delivered", "failed", "unknown"})
-    assert record["status"] == "delivered", record
+    record = wait_for_status(queued, answer["id"], {"sent", "failed", "unknown"})
+    assert record["status"] == "sent", record
     _, parsed = client.wait_for_message(tag)
     assert next(parsed.iter_attachments()).get_content() == data
 
@@ -163,4 +163,4 @@ def test_a_queued_batch_answers_202_with_an_id_per_message(queued):
     results = json.loads(raw)["data"]
     assert [r["status"] for r in results] == ["queued"] * 3
     for r in results:
-        assert wait_for_status(queued, r["id"], {"delivered", "failed", "unknown"})["status"] == "delivered"
+        assert wait_for_status(queued, r["id"], {"sent", "failed", "unknown"})["status"] == "sent"

@@ -29,7 +29,7 @@ def test_resends_sdk_sends_batches_reads_status_and_gets_errors_in_its_shape(cli
     assert send["error"] is None and len(send["data"]["id"]) == 36, send
     status = results["get"]
     assert status["error"] is None, status
-    assert status["data"]["last_event"] == "delivered", status
+    assert status["data"]["last_event"] == "sent", status
     assert status["data"]["id"] == send["data"]["id"]
     assert status["data"]["subject"] == f"sdk send {tag}" and status["data"]["to"] == ["someone@example.org"]
     assert status["data"]["tags"] == [{"name": "case", "value": "send"}]

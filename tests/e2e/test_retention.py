@@ -64,7 +64,7 @@ def test_a_message_that_ended_is_deleted_with_its_body_and_a_queued_one_is_kept(
     assert status == 200, raw
     queued = json.loads(raw)["id"]
 
-    wait_for(lambda: status_of(worker, ended)[1].get("status"), 30, lambda s: s == "delivered")
+    wait_for(lambda: status_of(worker, ended)[1].get("status"), 30, lambda s: s == "sent")
     client.wait_for_message(tag)
     assert {ended, queued} <= stored_bodies(worker)
     # Past RETENTION_DAYS (8.64 s after it was accepted), the alarm deletes it.

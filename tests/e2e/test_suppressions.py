@@ -86,7 +86,7 @@ def test_a_queued_send_is_refused_or_spares_the_suppressed(client, address):
                                                          "text": "x"}, headers=async_, api_key=client.stack.api_key)
     assert status == 202, raw
     record = queued_record(client, json.loads(raw)["id"])
-    assert record["status"] == "delivered", record
+    assert record["status"] == "sent", record
     assert record["accepted"] == [other]
     assert record["rejected"] == [{"email": address, "code": "recipient_suppressed", "retryable": False}]
     client.wait_for_message(f"q-some {tag}")

@@ -76,7 +76,7 @@ def test_flow_shows_every_step_with_what_can_fail_there(page):
     source_steps = [s["id"] for s in page["source"]["steps"]]
     assert [s["id"] for s in page["steps"]] == source_steps
     assert source_steps[:5] == ["request", "validation", "mime", "queue", "connect"]
-    assert source_steps[-2:] == ["answer", "quit"]
+    assert source_steps[-3:] == ["answer", "quit", "report"]
     by_step = {s["id"]: s["risks"] for s in page["steps"]}
     assert "storage_unavailable" in by_step["queue"]
     assert "relay_tls_failed" in by_step["tls"]
@@ -86,7 +86,7 @@ def test_flow_shows_every_step_with_what_can_fail_there(page):
 
 def test_the_queued_statuses_are_the_workers_own(page):
     assert page["statuses"] == [s["status"] for s in page["source"]["statuses"]]
-    assert page["statuses"] == ["queued", "sending", "delivered", "failed", "unknown"]
+    assert page["statuses"] == ["queued", "sending", "sent", "delivered", "bounced", "failed", "unknown"]
 
 
 def test_error_table_is_the_workers_own(page):

@@ -18,6 +18,7 @@ use edge_mailer::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use edge_mailer::delivery::queue::{self, Claimed, Record, Status};
 use edge_mailer::delivery::quota::{Token, Windows};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
+use edge_mailer::delivery::reports::{Applied, Finding};
 use edge_mailer::delivery::shard::{self, Cursor};
 use edge_mailer::delivery::suppression::{self, Suppression};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
@@ -355,6 +356,8 @@ pub struct ScriptedEnv {
     pub suppression_checks: Rc<RefCell<Vec<u8>>>,
     /// Every call to the suppression list fails.
     pub suppression_list_down: Rc<RefCell<bool>>,
+    /// What arrived at the bounce domain and changed nothing, by name.
+    pub report_counts: Rc<RefCell<HashMap<String, u64>>>,
 }
 
 impl ScriptedEnv {
@@ -379,6 +382,7 @@ impl ScriptedEnv {
             suppressions: Rc::default(),
             suppression_checks: Rc::default(),
             suppression_list_down: Rc::default(),
+            report_counts: Rc::default(),
         }
     }
 }
@@ -484,6 +488,20 @@ impl Environment for ScriptedEnv {
         Ok(())
     }
 
+    /// One call (`save_records`) for records of one shard.
+    async fn save_records(&self, shard: u8, records: &[Record]) -> Result<(), Unavailable> {
+        self.ledger_calls.borrow_mut().push(("save_records", shard));
+        let mut ledger = self.ledger.borrow_mut();
+        for record in records {
+            assert_eq!(shard::shard_of(&record.id), Some(shard), "a record saved in another shard");
+            match ledger.iter_mut().find(|r| r.id == record.id) {
+                Some(existing) => *existing = record.clone(),
+                None => ledger.push(record.clone()),
+            }
+        }
+        Ok(())
+    }
+
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
         self.ledger_call("load", id);
         Ok(self.ledger.borrow().iter().find(|r| r.id == id).cloned())
@@ -544,6 +562,22 @@ impl Environment for ScriptedEnv {
         let token = if reserve { windows.reserve(limits, now) } else { windows.take(limits, now) };
         quotas.insert(account.to_string(), serde_json::to_string(&windows).unwrap());
         Ok(token)
+    }
+
+    /// As the record's shard applies it: in one step, written only when something was added.
+    async fn apply_report(&self, id: &str, findings: &[Finding], now_ms: u64) -> Result<Option<Applied>, Unavailable> {
+        self.ledger_call("report", id);
+        let mut ledger = self.ledger.borrow_mut();
+        Ok(ledger.iter_mut().find(|r| r.id == id).map(|record| record.apply_findings(findings, now_ms)))
+    }
+
+    async fn count_report(&self, name: &str) -> Result<(), Unavailable> {
+        *self.report_counts.borrow_mut().entry(name.to_string()).or_default() += 1;
+        Ok(())
+    }
+
+    async fn report_counts(&self) -> Result<Vec<(String, u64)>, Unavailable> {
+        Ok(self.report_counts.borrow().iter().map(|(k, v)| (k.clone(), *v)).collect())
     }
 
     /// As the object `shard` answers: only entries kept in it (a key asked of the wrong
@@ -689,7 +723,7 @@ pub async fn serve_now(
 ) -> (HttpResponse, serde_json::Value) {
     let config = env.config();
     let handled = serve(env.clone(), config.as_ref(), head, body).await;
-    if let Some(quit) = after_response(handled.after) {
+    if let Some(quit) = after_response(env.clone(), handled.after, handled.records) {
         quit.await;
     }
     let response = handled.response;
@@ -700,6 +734,12 @@ pub async fn serve_now(
 /// A relay's side of opening a session to `example.com` with STARTTLS, PIPELINING and
 /// CHUNKING, and AUTH PLAIN answering `auth` (the line the client must send).
 pub fn chunking_opening(auth: &'static str) -> Vec<Step> {
+    opening_with("250-relay.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 AUTH PLAIN\r\n", auth)
+}
+
+/// A relay's side of opening a session to `example.com`: STARTTLS, then `capabilities` (its
+/// EHLO reply over TLS), then AUTH answering `auth` (the line the client must send).
+pub fn opening_with(capabilities: &'static str, auth: &'static str) -> Vec<Step> {
     vec![
         Step::Say("220 relay.test ESMTP\r\n"),
         Step::Expect("EHLO example.com\r\n"),
@@ -707,10 +747,22 @@ pub fn chunking_opening(auth: &'static str) -> Vec<Step> {
         Step::Expect("STARTTLS\r\n"),
         Step::Say("220 go\r\n"),
         Step::Expect("EHLO example.com\r\n"),
-        Step::Say("250-relay.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 AUTH PLAIN\r\n"),
+        Step::Say(capabilities),
         Step::Expect(auth),
         Step::Say("235 2.7.0 ok\r\n"),
     ]
+}
+
+/// POSTs `body` as JSON to `path` with the API key, and `Prefer: respond-async` when `queued`.
+pub fn post_json(env: &ScriptedEnv, path: &str, body: &serde_json::Value, queued: bool) -> (u16, serde_json::Value) {
+    let mut req = Req::new("POST", path, body.to_string())
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer key-one");
+    if queued {
+        req = req.header("prefer", "respond-async");
+    }
+    let (response, json) = call(env, req);
+    (response.status, json)
 }
 
 /// AUTH PLAIN for user `dev`, password `secret`.

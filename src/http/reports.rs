@@ -1,0 +1,40 @@
+//! `GET /v1/reports`: how many messages that arrived at the bounce domain changed nothing (not
+//! a report, a report for no message of ours, or about none of its recipients). API key
+//! required. What reports did change is in each message's events.
+
+use serde_json::{json, Map, Value};
+
+use super::auth::authorize;
+use super::request::RequestHead;
+use super::response::HttpResponse;
+use crate::config::Config;
+use crate::delivery::env::Environment;
+use crate::error::{ApiError, ErrorCode};
+
+/// The names counted, each answered even at 0.
+const COUNTED: [&str; 4] = ["not_a_report", "unknown_message", "unknown_recipient", "not_ours"];
+
+pub async fn counts<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
+    let config = match config {
+        Ok(config) => config,
+        Err(error) => return HttpResponse::error(error),
+    };
+    if let Err(error) = authorize(config, head) {
+        return HttpResponse::error(&error);
+    }
+    match env.report_counts().await {
+        Ok(counts) => {
+            let mut ignored: Map<String, Value> = COUNTED.iter().map(|name| (name.to_string(), json!(0))).collect();
+            for (name, count) in counts {
+                ignored.insert(name, json!(count));
+            }
+            let bounce_domain = config.bounce_domain.as_deref();
+            HttpResponse::json(200, &json!({"bounce_domain": bounce_domain, "ignored": ignored}))
+        }
+        Err(_) => {
+            let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
+            error.retry_after = Some(5);
+            HttpResponse::error(&error)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Every message has a record: sync sends write theirs once the answer has gone out, and the
+//! answer carries its `id`; each record keeps a timeline (`events`, `last_event`).
+
+use serde_json::{json, Value};
+
+use crate::support::{
+    call, chunking_opening, post_json, relay_vars, run, Req, ScriptedEnv, ScriptedRelay, Step, Step::*, AUTH_DEV_SECRET,
+};
+use edge_mailer::delivery::queue::deliver_batch;
+
+const OK: &str = "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok: queued as Q1\r\n";
+
+fn relay(replies: &[&'static str]) -> Vec<Step> {
+    let mut script = chunking_opening(AUTH_DEV_SECRET);
+    for reply in replies {
+        script.extend([ExpectChunked, Say(reply)]);
+    }
+    script.extend([Expect("QUIT\r\n"), Say("221 Bye\r\n")]);
+    script
+}
+
+fn env(script: Vec<Step>, extra: &[(&'static str, &'static str)]) -> ScriptedEnv {
+    let mut vars =
+        relay_vars(&[("SMTP_SESSIONS", "0"), ("DELIVERY_RETRY_SECONDS", "1"), ("DELIVERY_MAX_ATTEMPTS", "3")]);
+    vars.extend_from_slice(extra);
+    ScriptedEnv::new(ScriptedRelay::new(script), &vars)
+}
+
+fn post(env: &ScriptedEnv, path: &str, body: Value, queued: bool) -> (u16, Value) {
+    post_json(env, path, &body, queued)
+}
+
+fn record(env: &ScriptedEnv, id: &str) -> Value {
+    let req = Req::new("GET", &format!("/v1/messages/{id}"), Vec::new()).header("authorization", "Bearer key-one");
+    let (response, json) = call(env, req);
+    assert_eq!(response.status, 200, "{json}");
+    json
+}
+
+fn kinds(record: &Value) -> Vec<&str> {
+    record["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn a_sync_send_answers_its_id_and_writes_its_record_after_the_answer() {
+    let env = env(relay(&[OK]), &[]);
+    let (status, answer) = post(&env, "/v1/send", json!({"to": "a@example.org", "subject": "Hi", "text": "x"}), false);
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().expect("the answer names its record");
+    let stored = record(&env, id);
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("sent"), Some(1)), "{stored}");
+    assert_eq!(stored["v"], 2);
+    assert_eq!(stored["message_id"], answer["message_id"]);
+    assert_eq!(stored["accepted"], json!(["a@example.org"]));
+    assert_eq!(kinds(&stored), ["accepted", "sent"]);
+    assert_eq!(stored["last_event"], "sent");
+    let sent = &stored["events"][1];
+    assert_eq!((sent["status"].as_str(), sent["diagnostic"].as_str()), (Some("2.0.0"), Some("Ok: queued as Q1")));
+    assert!(sent["took_ms"].is_u64(), "{sent}");
+    // Written after the answer, in one call to its shard.
+    let calls = env.ledger_calls.borrow();
+    assert_eq!(calls.iter().filter(|(c, _)| *c == "save_records").count(), 1, "{calls:?}");
+}
+
+#[test]
+fn a_sync_send_the_relay_refuses_is_recorded_failed_with_its_reply() {
+    let env = env(relay(&["250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n554 5.5.1 No valid recipients\r\n"]), &[]);
+    let (status, answer) = post(&env, "/v1/send", json!({"to": "x@example.org", "subject": "Hi", "text": "x"}), false);
+    assert_eq!((status, answer["error"]["code"].as_str()), (422, Some("relay_rejected_recipient")), "{answer}");
+    let ledger = env.ledger.borrow();
+    assert_eq!(ledger.len(), 1);
+    let stored = serde_json::to_value(&ledger[0]).unwrap();
+    assert_eq!(stored["status"], "failed");
+    assert_eq!(kinds(&stored), ["accepted", "failed"]);
+    assert_eq!(stored["events"][1]["status"], "5.1.1", "{stored}");
+}
+
+#[test]
+fn a_form_submission_is_recorded_with_its_form() {
+    let env = env(relay(&[OK]), &[("FORMS", r#"{"contact": {"to": "owner@example.com"}}"#)]);
+    let req = Req::new("POST", "/v1/forms/contact", "email=v%40example.org&message=hi")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json");
+    let (response, json) = call(&env, req);
+    assert_eq!(response.status, 200, "{json}");
+    let ledger = env.ledger.borrow();
+    assert_eq!((ledger.len(), ledger[0].form.as_deref()), (1, Some("contact")));
+}
+
+#[test]
+fn a_sync_batch_writes_every_record_in_one_call_per_shard() {
+    let env = env(relay(&[OK; 30]), &[]);
+    let messages: Vec<Value> =
+        (0..30).map(|n| json!({"to": "a@example.org", "subject": format!("n{n}"), "text": "x"})).collect();
+    let (status, answer) = post(&env, "/v1/send/batch", json!({ "messages": messages }), false);
+    assert_eq!(status, 200, "{answer}");
+    let ids: Vec<&str> = answer["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 30);
+    assert_eq!(env.ledger.borrow().len(), 30);
+    let calls = env.ledger_calls.borrow();
+    let shards: std::collections::HashSet<u8> = calls.iter().map(|(_, shard)| *shard).collect();
+    assert_eq!(calls.len(), shards.len(), "one call per shard: {calls:?}");
+    // And the suppression list was asked once per object for the whole batch.
+    let asked = env.suppression_checks.borrow();
+    let objects: std::collections::HashSet<&u8> = asked.iter().collect();
+    assert_eq!(asked.len(), objects.len());
+}
+
+#[test]
+fn a_queued_message_keeps_each_attempt_in_its_timeline() {
+    let mut env = env(Vec::new(), &[]);
+    env.relay = ScriptedRelay::per_connection(vec![
+        relay(&["250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n451 4.3.0 Try later\r\n"]),
+        relay(&[OK]),
+    ]);
+    let (status, answer) = post(&env, "/v1/send", json!({"to": "a@example.org", "subject": "Hi", "text": "x"}), true);
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_string();
+    assert_eq!(kinds(&record(&env, &id)), ["accepted"]);
+    let config = env.config().unwrap();
+    for _ in 0..2 {
+        let ids: Vec<String> = env.queue.borrow_mut().drain(..).map(|(id, _)| id).collect();
+        run(deliver_batch(&env, &config, &ids));
+        env.queue.borrow_mut().push((id.clone(), 0));
+    }
+    let stored = record(&env, &id);
+    assert_eq!((stored["status"].as_str(), stored["attempts"].as_u64()), (Some("sent"), Some(2)), "{stored}");
+    assert_eq!(kinds(&stored), ["accepted", "deferred", "sent"]);
+    let deferred = &stored["events"][1];
+    assert_eq!((deferred["status"].as_str(), deferred["diagnostic"].as_str()), (Some("4.3.0"), Some("Try later")));
+    assert_eq!(stored["last_event"], "sent");
+    // The listing answers last_event too.
+    let req = Req::new("GET", "/v1/messages?status=sent", Vec::new()).header("authorization", "Bearer key-one");
+    let (_, list) = call(&env, req);
+    assert_eq!(list["messages"][0]["last_event"], "sent", "{list}");
+}
