@@ -425,6 +425,11 @@ class Stack:
             self.launch()
 
         on_free_ports(lambda: self.wait_ready(timeout), relaunch, self.choose_http_port)
+        # Its delivery reports come back to it: the relay hands its bounce domain's mail to this
+        # Worker's email handler.
+        bounce_domain = (self.extra_vars or {}).get("BOUNCE_DOMAIN")
+        if bounce_domain:
+            local_relay.register_worker(self.relay_dir, bounce_domain, self.base_url)
         if self.keep_warm:
             self.start_keeping_warm()
 
@@ -574,7 +579,10 @@ def main() -> None:
     http_port = int(os.environ.get("PORT", "8787"))
     inbox_port = int(os.environ.get("INBOX_PORT", "8025"))
     lock = hold_dev_lock(state)  # noqa: F841 (held until this process ends)
-    stack = Stack(state, relay_ports, http_port, vars_file=None, pinned_build=False)
+    # Delivery reports come back to the Worker (README "After the relay"): the relay bounces
+    # bounce-* recipients, and hands its reports for this domain to the Worker's email handler.
+    stack = Stack(state, relay_ports, http_port, vars_file=None, pinned_build=False,
+                  extra_vars={"BOUNCE_DOMAIN": local_relay.BOUNCES})
     # No other scripts/dev runs here (the lock), so a relay still running is left over from one
     # that was killed. Then every port is checked before the build: a clash is told at once.
     local_relay.stop(stack.relay_dir)
@@ -683,6 +691,9 @@ def run_dev(stack: "Stack", inbox_port: int, local: dict) -> None:
     while not stack.answers_health():
         check_running()
         time.sleep(0.5)
+    bounce_domain = {**(stack.extra_vars or {}), **local}.get("BOUNCE_DOMAIN")
+    if bounce_domain:
+        local_relay.register_worker(stack.relay_dir, bounce_domain, stack.base_url)
     ready.set()
     key = "$(sed -n \"s/^API_KEYS='\\(.*\\)'$/\\1/p\" .dev.vars)"
     print(f"""

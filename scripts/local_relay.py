@@ -12,7 +12,13 @@ directory of ours, so it never touches the system's mail setup:
 - Every accepted message is kept in the Maildir `<dir>/mail/inbox/new/`; nothing is ever
   relayed onward.
 - Recipients whose local part starts with `reject-` get `550 5.1.1` at RCPT and those
-  starting with `tempfail-` get `450 4.2.1`, so errors can be shown and tested.
+  starting with `tempfail-` get `450 4.2.1`, so errors can be shown and tested. Those starting
+  with `bounce-` are accepted, then bounced by Postfix itself (`5.1.1`, a delivery report to
+  the envelope sender), as a remote server that refuses after the relay took the message.
+- Mail for a Worker's bounce domain (`BOUNCE_DOMAIN`, any domain under `bounces.localhost`:
+  the delivery reports Postfix writes, success ones included when NOTIFY=SUCCESS asks) goes to
+  that Worker's `email` handler through `wrangler dev` (scripts/deliver_to_worker.py, run by
+  Postfix's pipe(8); `register_worker` says which Worker owns which domain).
 
 Besides the STARTTLS port it listens on three more, for the failure modes a Worker must handle:
 - `tls`: implicit TLS from the first byte (like port 465), same certificate;
@@ -85,6 +91,13 @@ smtpd_relay_restrictions = permit_sasl_authenticated, reject
 smtpd_forbid_bare_newline = reject
 smtpd_forbid_bare_newline_exclusions =
 smtpd_recipient_restrictions = check_recipient_access regexp:{dir}/recipient_access, permit_sasl_authenticated, reject
+
+# bounce-* recipients are bounced after acceptance; the Workers' bounce domains go to their
+# email handlers, one message per delivery (each report names one recipient).
+transport_maps = regexp:{dir}/transport
+worker_destination_recipient_limit = 1
+# Accepted at RCPT, whatever their transport says: the bounce comes after, as a report.
+smtpd_reject_unlisted_recipient = no
 """
 
 MASTER_CF = """\
@@ -116,12 +129,22 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+worker    unix  -       n       n       -       -       pipe
+  flags=q user=nobody null_sender=MAILER-DAEMON argv=/usr/bin/python3 {dir}/deliver_to_worker.py {dir}/workers ${{sender}} ${{recipient}}
 """
 
 RECIPIENT_ACCESS = """\
 /^reject-/    550 5.1.1 the local relay refuses reject-* recipients
 /^tempfail-/  450 4.2.1 the local relay defers tempfail-* recipients
 """
+
+TRANSPORT = """\
+/^bounce-[^@]*@/                     error:5.1.1 the local relay bounces bounce-* recipients
+/@([^@.]+\\.)*bounces\\.localhost$/     worker:
+"""
+
+# Bounce domains are under this one (BOUNCE_DOMAIN=bounces.localhost, or <name>.bounces.localhost).
+BOUNCES = "bounces.localhost"
 
 SASL_CONF = """\
 pwcheck_method: auxprop
@@ -196,6 +219,15 @@ def configure(directory: Path, ports: Ports, user: str, password: str) -> None:
     (directory / "master.cf").write_text(MASTER_CF.format(
         dir=d, **{name: f"127.0.0.1:{getattr(ports, name)}" for name in ("starttls", "tls", "untrusted", "plain")}))
     (directory / "recipient_access").write_text(RECIPIENT_ACCESS)
+    (directory / "transport").write_text(TRANSPORT)
+    # Run by Postfix as nobody: a copy beside the configuration, where nobody can read it.
+    deliver = directory / "deliver_to_worker.py"
+    deliver.write_bytes((Path(__file__).parent / "deliver_to_worker.py").read_bytes())
+    deliver.chmod(0o755)
+    workers = directory / "workers"
+    if not workers.exists():
+        workers.write_text("")
+    workers.chmod(0o644)
     (directory / "sasl" / "smtpd.conf").write_text(SASL_CONF.format(dir=d))
     sasldb = directory / "sasldb2"
     subprocess.run(["saslpasswd2", "-p", "-c", "-f", str(sasldb), "-u", HOSTNAME, user],
@@ -207,6 +239,12 @@ def configure(directory: Path, ports: Ports, user: str, password: str) -> None:
     for path in (directory / "mail", directory / "mail/inbox", *[(directory / "mail/inbox" / s) for s in ("new", "cur", "tmp")]):
         os.chown(path, MAILDIR_UID, MAILDIR_GID)
     os.chmod(directory, 0o755)
+
+
+def register_worker(directory: Path, bounce_domain: str, base_url: str) -> None:
+    """Has mail for `bounce_domain` go to the Worker at `base_url` (its email handler)."""
+    with open(directory / "workers", "a", encoding="utf-8") as workers:
+        workers.write(f"{bounce_domain} {base_url}\n")
 
 
 def listening(port: int) -> bool:
