@@ -269,3 +269,70 @@ fn a_report_to_another_address_still_finds_its_message_by_envid() {
     assert_eq!(received, Received::Applied { matched: 1, added: 1 });
     assert_eq!(get(&env, &format!("/v1/messages/{id}"))["status"], "bounced");
 }
+
+#[test]
+fn each_event_an_app_acts_on_is_one_webhook_in_resends_shape() {
+    use edge_mailer::delivery::webhook::{new_webhooks, signature};
+    let env = env_with(dsn_relay(1), true);
+    env.suppressions.borrow_mut().push((
+        edge_mailer::delivery::suppression::shard_of("gone@example.org"),
+        edge_mailer::delivery::suppression::Suppression {
+            address: "gone@example.org".into(),
+            reason: Reason::Manual,
+            detail: None,
+            message_id: None,
+            created_at: 1,
+        },
+    ));
+    let (_, answer) = send(&env, json!(["jane@example.org", "joe@example.org", "gone@example.org"]));
+    let id = answer["id"].as_str().unwrap().to_string();
+    let sent = env.ledger.borrow()[0].clone();
+    arrive(&env, &verp(&id), &sample(POSTFIX_BOUNCE, &id, "jane@example.org"));
+    let bounced = env.ledger.borrow()[0].clone();
+
+    // accepted has none; suppressed, sent; then the bounce alone as new.
+    let first: Vec<Value> = new_webhooks(None, &sent).iter().map(|h| serde_json::from_str(&h.body).unwrap()).collect();
+    let types: Vec<&str> = first.iter().map(|b| b["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["email.suppressed", "email.sent"]);
+    let later = new_webhooks(Some(&sent), &bounced);
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].id, format!("msg_{id}_3"), "the id names the event: the same on every delivery");
+    let body: Value = serde_json::from_str(&later[0].body).unwrap();
+    assert_eq!(body["type"], "email.bounced");
+    let data = &body["data"];
+    assert_eq!((data["email_id"].as_str(), data["subject"].as_str()), (Some(id.as_str()), Some("Hi")));
+    assert_eq!(data["to"], json!(["jane@example.org", "joe@example.org", "gone@example.org"]));
+    assert_eq!(data["bounce"]["type"], "Permanent");
+    assert_eq!(data["bounce"]["recipient"], "jane@example.org");
+    assert!(data["bounce"]["message"].as_str().unwrap().starts_with("5.1.1 550 5.1.1"), "{data}");
+    assert!(body["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(first[0]["data"]["suppressed"]["recipient"], "gone@example.org");
+    // Signed over id, timestamp and body.
+    let key = b"0123456789abcdef";
+    let signed = signature(key, &later[0].id, 1_800_000_000, &later[0].body);
+    assert_ne!(signed, signature(key, &later[0].id, 1_800_000_001, &later[0].body));
+    assert!(signed.starts_with("v1,") && signed.len() == 3 + 44);
+}
+
+#[test]
+fn webhook_settings_come_whole_and_only_over_tls() {
+    let config = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = relay_vars(&[]);
+        vars.extend_from_slice(extra);
+        ScriptedEnv::new(ScriptedRelay::new(vec![]), &vars).config()
+    };
+    let secret = ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let ok = config(&[("WEBHOOK_URL", "https://app.example.com/hooks"), secret]).unwrap();
+    assert_eq!(ok.webhook.unwrap().retry_seconds, [10, 60, 300, 1800, 7200, 21600]);
+    assert!(config(&[("WEBHOOK_URL", "http://127.0.0.1:9000/hooks"), secret]).is_ok());
+    for bad in [
+        vec![("WEBHOOK_URL", "http://app.example.com/hooks"), secret],
+        vec![("WEBHOOK_URL", "https://app.example.com/hooks")],
+        vec![secret],
+        vec![("WEBHOOK_URL", "https://app.example.com/hooks"), ("WEBHOOK_SECRET", "not-whsec")],
+        vec![("WEBHOOK_URL", "https://app.example.com/hooks"), secret, ("WEBHOOK_RETRY_SECONDS", "0")],
+    ] {
+        let error = config(&bad).unwrap_err();
+        assert!(!error.message.contains("MfKQ9r8"), "never the secret: {}", error.message);
+    }
+}

@@ -35,6 +35,8 @@ pub const DEFAULT_RETENTION_DAYS: f64 = 30.0;
 pub const DEFAULT_LEDGER_SHARDS: u64 = 16;
 /// The waits before the retries of a queued message, in seconds; the last one repeats.
 pub const DEFAULT_RETRY_SECONDS: [u32; 5] = [30, 120, 600, 1800, 7200];
+/// `WEBHOOK_RETRY_SECONDS` by default; the last step repeats for about a day.
+pub const DEFAULT_WEBHOOK_RETRY_SECONDS: [u32; 6] = [10, 60, 300, 1800, 7200, 21600];
 /// Attempts before a queued message is `failed`.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 /// Cloudflare's Turnstile verification endpoint; `TURNSTILE_VERIFY_URL` overrides it (tests
@@ -97,6 +99,23 @@ impl Secret {
     }
 }
 
+/// Where webhooks go and how they are signed.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    /// https, or http to this machine only.
+    pub url: String,
+    /// The key of `WEBHOOK_SECRET` (`whsec_` and its base64).
+    pub key: Vec<u8>,
+    /// The wait before each retry; the last one repeats for about a day.
+    pub retry_seconds: Vec<u32>,
+}
+
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookSettings({}, key ***, {:?})", self.url, self.retry_seconds)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -119,6 +138,9 @@ pub struct Config {
     /// domain and it asks the relay for delivery reports, which come back to the Worker's
     /// `email` handler (Email Routing).
     pub bounce_domain: Option<String>,
+    /// `WEBHOOK_URL`, `WEBHOOK_SECRET`, `WEBHOOK_RETRY_SECONDS`: each message's events posted,
+    /// signed, to the owner's app.
+    pub webhook: Option<WebhookSettings>,
     /// `MAX_REQUEST_BYTES`: the largest request body accepted.
     pub max_request_bytes: usize,
     /// `REQUEST_BODY_TIMEOUT_MS`: how long the whole body may take to arrive.
@@ -159,6 +181,14 @@ pub struct Config {
 /// would: `http://127.0.0.1:80@evil.example/` is a URL on evil.example, not on loopback.
 fn is_https_or_loopback(raw: &str) -> bool {
     urls::parse(raw).is_some_and(|url| url.scheme == "https" || url.is_loopback())
+}
+
+/// The key of a `whsec_…` secret (its base64 after the prefix, as Standard Webhooks and Svix
+/// write it); `None` when it is not one.
+pub fn webhook_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.decode(secret.trim().strip_prefix("whsec_")?).ok()?;
+    (!key.is_empty()).then_some(key)
 }
 
 fn misconfigured(variable: &str, why: &str) -> ApiError {
@@ -232,6 +262,31 @@ impl Config {
             None => None,
             Some(domain) if is_host_name(&domain) && domain.contains('.') => Some(domain.to_ascii_lowercase()),
             Some(_) => return Err(misconfigured("BOUNCE_DOMAIN", "is not a domain name")),
+        };
+        let webhook = match (get("WEBHOOK_URL"), get("WEBHOOK_SECRET")) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(misconfigured("WEBHOOK_URL", "is not set (WEBHOOK_SECRET is)")),
+            (Some(_), None) => return Err(misconfigured("WEBHOOK_SECRET", "is not set (WEBHOOK_URL is)")),
+            (Some(url), Some(secret)) => {
+                // Where the events go, to a receiver that is not this machine, only over TLS.
+                if !is_https_or_loopback(&url) {
+                    return Err(misconfigured("WEBHOOK_URL", "must be https (or http to 127.0.0.1/localhost)"));
+                }
+                let key = webhook_key(&secret)
+                    .ok_or_else(|| misconfigured("WEBHOOK_SECRET", "must be whsec_ and base64, as Svix writes it"))?;
+                let retry_seconds = match get("WEBHOOK_RETRY_SECONDS") {
+                    None => DEFAULT_WEBHOOK_RETRY_SECONDS.to_vec(),
+                    Some(list) => list
+                        .split(',')
+                        .map(|s| s.trim().parse::<u32>().ok().filter(|n| (1..=43_200).contains(n)))
+                        .collect::<Option<Vec<u32>>>()
+                        .filter(|l| !l.is_empty())
+                        .ok_or_else(|| {
+                            misconfigured("WEBHOOK_RETRY_SECONDS", "must be comma-separated seconds, 1 to 43200 each")
+                        })?,
+                };
+                Some(WebhookSettings { url, key, retry_seconds })
+            }
         };
         let allowed_from = patterns(&get, "ALLOWED_FROM")?.unwrap_or_default();
         let allowed_recipients = patterns(&get, "ALLOWED_RECIPIENTS")?;
@@ -375,6 +430,7 @@ impl Config {
             api_keys,
             message_id_domain,
             bounce_domain,
+            webhook,
         })
     }
 

@@ -17,3 +17,4 @@ pub mod submit;
 pub mod suppression;
 pub mod transaction;
 pub mod warm;
+pub mod webhook;

@@ -14,7 +14,8 @@ use worker::js_sys;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
     console_log, event, web_sys, ByteStream, Context, Date, Delay, Env, Fetch, File, Headers, MessageBatch,
-    MessageBuilder, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, SecureTransport, Socket, Stub,
+    MessageBuilder, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit, RequestRedirect,
+    SecureTransport, Socket, Stub,
 };
 
 /// The Worker's allocator: talc takes memory from the wasm memory as it needs it (a 10 MB
@@ -26,7 +27,7 @@ mod crypto;
 mod objects;
 
 use crate::config::rate::RateLimit;
-use crate::config::Config;
+use crate::config::{Config, WebhookSettings};
 use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{KeyAnswer, KeyCall};
 use crate::delivery::inbound::{self, Received};
@@ -37,6 +38,7 @@ use crate::delivery::reports::{Applied, Finding};
 use crate::delivery::shard::{self, Cursor};
 use crate::delivery::suppression::{self, Suppression};
 use crate::delivery::transaction::{Outcome, Transaction};
+use crate::delivery::webhook::{self, Webhook};
 use crate::error::ApiError;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use crate::smtp::client::Network;
@@ -255,6 +257,33 @@ async fn fetch_text(request: Request) -> Result<(u16, String), Unavailable> {
     let mut response = Fetch::Request(request).send().await.map_err(|_| Unavailable)?;
     let text = response.text().await.map_err(|_| Unavailable)?;
     Ok((response.status_code(), text))
+}
+
+/// How long a webhook's receiver has to answer.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// POSTs one webhook, signed, to `WEBHOOK_URL`: whether a `2xx` came back in time. A redirect
+/// is an answer like any other that is not a `2xx`, never followed: the events go to the
+/// host the owner named, or nowhere.
+async fn post_webhook(settings: &WebhookSettings, hook: &Webhook) -> bool {
+    let headers = Headers::new();
+    for (name, value) in webhook::headers(&settings.key, hook, now_millis() / 1000) {
+        if headers.set(&name, &value).is_err() {
+            return false;
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
+        .with_body(Some(JsValue::from_str(&hook.body)));
+    let Ok(request) = Request::new_with_init(&settings.url, &init) else { return false };
+    let fetch = Fetch::Request(request);
+    let sent = std::pin::pin!(fetch.send());
+    match futures_util::future::select(sent, Delay::from(WEBHOOK_TIMEOUT)).await {
+        futures_util::future::Either::Left((Ok(response), _)) => (200..300).contains(&response.status_code()),
+        _ => false,
+    }
 }
 
 fn bytes_value(bytes: &[u8]) -> JsValue {

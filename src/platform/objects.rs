@@ -1,13 +1,16 @@
 //! The Worker's Durable Objects. Each answers the Worker's `fetch` with JSON; a failed
 //! call is an error, which the Worker takes as the object being unavailable.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State};
+use worker::{
+    console_log, durable_object, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State,
+};
 
-use super::{from_json, now_millis, to_json, Workers, MESSAGE_BODIES};
+use super::{from_json, now_millis, post_webhook, to_json, Workers, MESSAGE_BODIES};
 use crate::config::rate::RateLimit;
+use crate::config::{Config, WebhookSettings};
 use crate::delivery::idempotency::{self, KeyCall, KeyRecord};
 use crate::delivery::queue::{self, Claimed, Record, Status};
 use crate::delivery::quota::Windows;
@@ -18,6 +21,7 @@ use crate::delivery::shard::Cursor;
 use crate::delivery::suppression::Suppression;
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
+use crate::delivery::webhook::{self, Webhook};
 use crate::http;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -41,6 +45,23 @@ fn query_arg(request: &Request, name: &str) -> Option<String> {
     let (_, query) = http::request::path_and_query(&url);
     form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
+
+/// Every row `statement` gives, each as its columns.
+fn rows(sql: &SqlStorage, statement: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<Vec<SqlStorageValue>>> {
+    sql.exec(statement, bindings)?.raw().collect()
+}
+
+/// A column that holds a number (SQLite hands integers over as whole floats or integers).
+fn number_of(value: &SqlStorageValue) -> u64 {
+    match value {
+        SqlStorageValue::Integer(n) => (*n).max(0) as u64,
+        SqlStorageValue::Float(n) => n.max(0.0) as u64,
+        _ => 0,
+    }
+}
+
+/// Most webhooks one alarm run sends (each waits up to its timeout).
+const WEBHOOKS_PER_RUN: usize = 20;
 
 /// The first column of each row `statement` gives, as text (the records' JSON).
 fn texts(sql: &SqlStorage, statement: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<String>> {
@@ -185,6 +206,9 @@ pub struct DeliveryLedger {
     state: State,
     workers: Workers,
     sql: SqlStorage,
+    /// When the alarm is set to go off, once known: a save that needs it no earlier asks
+    /// storage nothing.
+    alarm_at: Cell<Option<u64>>,
 }
 
 /// The statuses after which no attempt is made any more, in SQL (reports may still change
@@ -199,7 +223,22 @@ impl DeliveryLedger {
         rows.first().map(|row| read_stored(row)).transpose()
     }
 
-    fn save(&self, record: &Record) -> Result<()> {
+    /// Writes `record` whole; with `WEBHOOK_URL` set, the webhooks of the events it has beyond
+    /// the stored one's go into the outbox in the same write (one event, one output gate), so
+    /// no event is stored without its webhook. `true` when there are webhooks to send.
+    fn save(&self, record: &Record) -> Result<bool> {
+        let config = self.workers.config();
+        let mut hooks = Vec::new();
+        if let Ok(Config { webhook: Some(_), .. }) = config.as_ref() {
+            hooks = webhook::new_webhooks(self.load(&record.id)?.as_ref(), record);
+        }
+        let now = now_millis() as f64;
+        for hook in &hooks {
+            self.sql.exec(
+                "INSERT OR IGNORE INTO webhooks (id, body, attempts, next_at) VALUES (?, ?, 0, ?)",
+                vec![hook.id.as_str().into(), hook.body.as_str().into(), now.into()],
+            )?;
+        }
         self.sql.exec(
             "INSERT INTO records (id, status, created_at, record) VALUES (?, ?, ?, ?) \
              ON CONFLICT(id) DO UPDATE SET status = excluded.status, record = excluded.record",
@@ -210,16 +249,55 @@ impl DeliveryLedger {
                 to_json(record).into(),
             ],
         )?;
+        Ok(!hooks.is_empty())
+    }
+
+    /// Has the alarm go off by `at_ms` (an earlier one set stays).
+    async fn wake_by(&self, at_ms: u64) -> Result<()> {
+        if self.alarm_at.get().is_some_and(|set| set <= at_ms) {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        if let Some(set) = storage.get_alarm().await?.map(|set| set as u64).filter(|set| *set <= at_ms) {
+            self.alarm_at.set(Some(set));
+            return Ok(());
+        }
+        storage.set_alarm(Duration::from_millis(at_ms.saturating_sub(now_millis()))).await?;
+        self.alarm_at.set(Some(at_ms));
         Ok(())
     }
 
-    /// Has the retention alarm go off by `at_ms` (an earlier one set stays).
-    async fn expire_by(&self, at_ms: u64) -> Result<()> {
-        let storage = self.state.storage();
-        if storage.get_alarm().await?.is_some_and(|set| set as u64 <= at_ms) {
-            return Ok(());
+    /// Sends the outbox's due webhooks (at most [`WEBHOOKS_PER_RUN`]), then says when the next
+    /// one is due. A `2xx` removes one; anything else (a redirect is never followed) tries it
+    /// again on the schedule, or, once that is spent, keeps it marked failed and says so in
+    /// the log.
+    async fn send_webhooks(&self, settings: &WebhookSettings, now: u64) -> Result<Option<u64>> {
+        let due = rows(
+            &self.sql,
+            "SELECT id, body, attempts FROM webhooks WHERE next_at IS NOT NULL AND next_at <= ? ORDER BY next_at LIMIT ?",
+            vec![(now as f64).into(), (WEBHOOKS_PER_RUN as f64).into()],
+        )?;
+        for row in due {
+            let [SqlStorageValue::String(id), SqlStorageValue::String(body), attempts] = &row[..] else { continue };
+            let attempts = number_of(attempts) as u32 + 1;
+            let hook = Webhook { id: id.clone(), body: body.clone() };
+            if post_webhook(settings, &hook).await {
+                self.sql.exec("DELETE FROM webhooks WHERE id = ?", vec![id.as_str().into()])?;
+                continue;
+            }
+            let next_at = webhook::retry_after(&settings.retry_seconds, attempts)
+                .map(|delay| (now_millis() + u64::from(delay) * 1000) as f64);
+            if next_at.is_none() {
+                console_log!("webhook {id}: no 2xx after {attempts} deliveries; kept in the outbox as failed");
+            }
+            let next_at = next_at.map_or(SqlStorageValue::Null, SqlStorageValue::from);
+            self.sql.exec(
+                "UPDATE webhooks SET attempts = ?, next_at = ? WHERE id = ?",
+                vec![f64::from(attempts).into(), next_at, id.as_str().into()],
+            )?;
         }
-        storage.set_alarm(Duration::from_millis(at_ms.saturating_sub(now_millis()))).await
+        let next = rows(&self.sql, "SELECT MIN(next_at) FROM webhooks WHERE next_at IS NOT NULL", vec![])?;
+        Ok(next.first().and_then(|row| row.first()).map(number_of).filter(|at| *at > 0))
     }
 
     /// When the oldest record that has ended was created.
@@ -242,12 +320,19 @@ impl DurableObject for DeliveryLedger {
         );
         let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_status ON records (status, created_at)", None);
         let _ = sql.exec("CREATE INDEX IF NOT EXISTS records_by_time ON records (created_at, id)", None);
-        // Version 2 of the records: a message the relay accepted is `sent` (`delivered` is what
-        // a report says). A record of before reads so by itself; its status column, which the
-        // listing filters on, is brought along once per object.
         // What arrived at the bounce domain and changed nothing, counted (in shard 0's object).
         let _ =
             sql.exec("CREATE TABLE IF NOT EXISTS report_counts (name TEXT PRIMARY KEY, count INTEGER NOT NULL)", None);
+        // The webhooks of this shard's events until a 2xx takes each (`next_at` null: failed).
+        let _ = sql.exec(
+            "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, body TEXT NOT NULL, \
+             attempts INTEGER NOT NULL, next_at INTEGER)",
+            None,
+        );
+        let _ = sql.exec("CREATE INDEX IF NOT EXISTS webhooks_by_time ON webhooks (next_at)", None);
+        // Version 2 of the records: a message the relay accepted is `sent` (`delivered` is what
+        // a report says). A record of before reads so by itself; its status column, which the
+        // listing filters on, is brought along once per object.
         let _ = sql.exec("CREATE TABLE IF NOT EXISTS form (version INTEGER NOT NULL)", None);
         let version = texts(&sql, "SELECT CAST(MAX(version) AS TEXT) FROM form", vec![]).ok();
         if version.as_ref().and_then(|v| v.first()).is_none_or(|v| v != "2") {
@@ -255,17 +340,23 @@ impl DurableObject for DeliveryLedger {
             let _ = sql.exec("DELETE FROM form", None);
             let _ = sql.exec("INSERT INTO form (version) VALUES (2)", None);
         }
-        DeliveryLedger { state, workers: Workers { env }, sql }
+        DeliveryLedger { state, workers: Workers { env }, sql, alarm_at: Cell::new(None) }
     }
 
-    /// Retention: at most [`RETENTION_BATCH`] records that ended more than `RETENTION_DAYS`
-    /// ago, each body first (a body without its record is garbage the next run does not need;
-    /// a record without its body is a message that can no longer be looked at), then the alarm
-    /// for the next run. A message that has not ended is never touched.
+    /// The outbox's due webhooks ([`DeliveryLedger::send_webhooks`]); then retention: at most
+    /// [`RETENTION_BATCH`] records that ended more than `RETENTION_DAYS` ago, each body first
+    /// (a body without its record is garbage the next run does not need; a record without its
+    /// body is a message that can no longer be looked at); then the alarm for whichever is
+    /// next. A message that has not ended is never touched.
     async fn alarm(&self) -> Result<Response> {
+        self.alarm_at.set(None);
         let config = self.workers.config();
         let Ok(config) = config.as_ref() else { return Response::ok("") };
         let now = now_millis();
+        let next_webhook = match &config.webhook {
+            Some(settings) => self.send_webhooks(settings, now).await?,
+            None => None,
+        };
         let cutoff = now.saturating_sub(config.retention_ms) as f64;
         let statement = format!("SELECT id FROM records WHERE {FINAL} AND created_at < ? ORDER BY created_at LIMIT ?");
         let expired = texts(&self.sql, &statement, vec![cutoff.into(), (RETENTION_BATCH as f64).into()])?;
@@ -274,8 +365,9 @@ impl DurableObject for DeliveryLedger {
             bucket.delete(id).await?;
             self.sql.exec("DELETE FROM records WHERE id = ?", vec![id.as_str().into()])?;
         }
-        if let Some(at) = next_retention_run(now, config.retention_ms, expired.len(), self.oldest_final()?) {
-            self.state.storage().set_alarm(Duration::from_millis(at - now)).await?;
+        let next_retention = next_retention_run(now, config.retention_ms, expired.len(), self.oldest_final()?);
+        if let Some(at) = [next_retention, next_webhook].into_iter().flatten().min() {
+            self.wake_by(at.max(now + 1_000)).await?;
         }
         Response::ok("")
     }
@@ -288,12 +380,16 @@ impl DurableObject for DeliveryLedger {
         match http::request::path_and_query(&url).0 {
             "/save" => {
                 let records: Vec<Record> = json_request(&mut request).await?;
+                let mut hooks = false;
                 for record in &records {
-                    self.save(record)?;
+                    hooks |= self.save(record)?;
+                }
+                if hooks {
+                    self.wake_by(now_millis()).await?;
                 }
                 let ended = records.iter().filter(|r| r.status.is_final()).map(|r| r.created_at).min();
                 if let (Some(created_at), Ok(config)) = (ended, self.workers.config().as_ref()) {
-                    self.expire_by(created_at.saturating_add(config.retention_ms)).await?;
+                    self.wake_by(created_at.saturating_add(config.retention_ms)).await?;
                 }
                 json_response(&true)
             }
@@ -330,8 +426,8 @@ impl DurableObject for DeliveryLedger {
                 let findings: Vec<Finding> = json_request(&mut request).await?;
                 let Some(mut record) = self.load(&id)? else { return json_response(&None::<Applied>) };
                 let applied = record.apply_findings(&findings, now_ms);
-                if applied.added > 0 {
-                    self.save(&record)?;
+                if applied.added > 0 && self.save(&record)? {
+                    self.wake_by(now_millis()).await?;
                 }
                 json_response(&Some(applied))
             }
