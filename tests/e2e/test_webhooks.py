@@ -24,11 +24,13 @@ SECRET = "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
 class Receiver:
     """An app's webhook endpoint on 127.0.0.1: keeps every delivery; answers 500 to the first
-    delivery of each webhook whose body holds one of `fail_first` (a subject's tag)."""
+    delivery of each webhook whose body holds one of `fail_first` (a subject's tag), and a
+    redirect to /elsewhere to the first one holding one of `redirect_first`."""
 
     def __init__(self):
         self.received = []
         self.fail_first = set()
+        self.redirect_first = set()
         self.failed = set()
         self.lock = threading.Lock()
         receiver = self
@@ -42,11 +44,18 @@ class Receiver:
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 with receiver.lock:
                     receiver.received.append({"body": body, "headers": headers, "at": time.monotonic()})
+                    receiver.received[-1]["path"] = self.path
                     hook_id = headers.get("webhook-id")
-                    failing = hook_id not in receiver.failed and any(t in body for t in receiver.fail_first)
-                    if failing:
+                    first = hook_id not in receiver.failed
+                    failing = first and any(t in body for t in receiver.fail_first)
+                    moving = first and any(t in body for t in receiver.redirect_first)
+                    if failing or moving:
                         receiver.failed.add(hook_id)
-                self.send_response(500 if failing else 200)
+                if moving:
+                    self.send_response(307)
+                    self.send_header("location", "/elsewhere")
+                else:
+                    self.send_response(500 if failing else 200)
                 self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -161,3 +170,23 @@ def test_a_webhook_answered_500_comes_again_with_the_same_id(worker, receiver):
     assert first["body"] == second["body"], "the same event, byte for byte"
     assert second["at"] - first["at"] >= 0.9, "after WEBHOOK_RETRY_SECONDS"
     assert all(r["resend"]["ok"] and r["standard"]["ok"] for r in verified(got))
+
+
+def test_a_redirect_is_never_followed_and_the_webhook_comes_again(worker, receiver):
+    tag = uuid.uuid4().hex[:10]
+    with receiver.lock:
+        receiver.redirect_first.add(f"hook moved {tag}")
+    status, _, answer = worker.send({"to": f"moved-{tag}@example.org", "subject": f"hook moved {tag}", "text": "x"})
+    assert status == 200, answer
+    sent_id = f"msg_{answer['id']}_1"
+    deadline = time.monotonic() + 60
+    while True:
+        with receiver.lock:
+            got = [r for r in receiver.received if r["headers"].get("webhook-id") == sent_id]
+        if len(got) >= 2:
+            break
+        assert time.monotonic() < deadline, f"{len(got)} deliveries of {sent_id}"
+        time.sleep(0.3)
+    assert [r["path"] for r in got[:2]] == ["/hooks/edge-mailer"] * 2, "the 307 was not followed to /elsewhere"
+    with receiver.lock:
+        assert not [r for r in receiver.received if r["path"] == "/elsewhere"]
