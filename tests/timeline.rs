@@ -134,3 +134,43 @@ fn a_queued_message_keeps_each_attempt_in_its_timeline() {
     let (_, list) = call(&env, req);
     assert_eq!(list["messages"][0]["last_event"], "sent", "{list}");
 }
+
+#[test]
+fn stats_count_each_hours_messages_by_status_and_the_relays_answer_times() {
+    let mut env = env(Vec::new(), &[]);
+    env.relay = ScriptedRelay::per_connection(vec![
+        relay(&[OK]),
+        relay(&["250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n554 5.5.1 No valid recipients\r\n"]),
+        relay(&[OK]),
+    ]);
+    for to in ["a@example.org", "x@example.org", "b@example.org"] {
+        post(&env, "/v1/send", json!({"to": to, "subject": "Hi", "text": "x"}), false);
+    }
+    let (status, _) = post(&env, "/v1/send", json!({"to": "q@example.org", "subject": "Hi", "text": "x"}), true);
+    assert_eq!(status, 202);
+    let req = Req::new("GET", "/v1/stats?hours=3", Vec::new()).header("authorization", "Bearer key-one");
+    let (response, stats) = call(&env, req);
+    assert_eq!(response.status, 200, "{stats}");
+    assert_eq!(stats["hours"], 3);
+    let totals = &stats["totals"];
+    assert_eq!(
+        (totals["sent"].as_u64(), totals["failed"].as_u64(), totals["queued"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(totals["delivered"], 0, "every status is there, at 0 too: {totals}");
+    assert_eq!(stats["relay_answer_ms"]["attempts"], 3, "{stats}");
+    let hours = stats["per_hour"].as_array().unwrap();
+    assert_eq!(hours.len(), 3, "the hour under way and the two before, empty ones too");
+    assert_eq!(hours[2]["statuses"], *totals);
+    assert_eq!(hours[0]["relay_answer_ms"], json!({"p50": null, "p95": null, "attempts": 0}));
+    assert!(
+        hours[2]["hour"].as_str().unwrap().ends_with(":00:00.000Z")
+            || hours[2]["hour"].as_str().unwrap().ends_with(":00:00Z")
+    );
+
+    for bad in ["hours=0", "hours=169", "hours=x"] {
+        let req = Req::new("GET", &format!("/v1/stats?{bad}"), Vec::new()).header("authorization", "Bearer key-one");
+        assert_eq!(call(&env, req).0.status, 422, "{bad}");
+    }
+    assert_eq!(call(&env, Req::new("GET", "/v1/stats", Vec::new())).0.status, 401);
+}

@@ -10,6 +10,7 @@ use super::ratelimit::Decision;
 use super::record::{Claimed, Record, Status};
 use super::reports::{Applied, Finding};
 use super::shard::Cursor;
+use super::stats::HourCounts;
 use super::suppression::Suppression;
 use super::transaction::{Outcome, Transaction};
 use crate::config::rate::RateLimit;
@@ -117,4 +118,6 @@ pub trait Environment: Network + Clone {
     fn count_report(&self, name: &str) -> impl Future<Output = Result<(), Unavailable>>;
     /// Those counts, by name.
     fn report_counts(&self) -> impl Future<Output = Result<Vec<(String, u64)>, Unavailable>>;
+    /// One ledger shard's hours from `since_ms` on ([`super::stats::count`]).
+    fn hour_stats(&self, shard: u8, since_ms: u64) -> impl Future<Output = Result<Vec<HourCounts>, Unavailable>>;
 }

@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod record;
 pub mod reports;
 pub mod shard;
+pub mod stats;
 pub mod submit;
 pub mod suppression;
 pub mod transaction;

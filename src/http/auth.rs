@@ -28,6 +28,13 @@ pub async fn authorized_body<'a, N: Network>(
     Ok((config, api_key, body))
 }
 
+/// The configuration, for a request with a valid API key; else the answer to give.
+pub fn authorized<'a>(config: Result<&'a Config, &ApiError>, head: &RequestHead) -> Result<&'a Config, HttpResponse> {
+    let config = config.map_err(HttpResponse::error)?;
+    authorize(config, head).map_err(|e| HttpResponse::error(&e))?;
+    Ok(config)
+}
+
 /// Checks the bearer key; returns it when valid.
 pub fn authorize<'h>(config: &Config, head: &'h RequestHead) -> Result<&'h str, ApiError> {
     if config.api_keys.is_empty() {

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::auth::authorize;
+use super::auth::authorized;
 use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
@@ -37,12 +37,8 @@ pub async fn get<E: Environment>(
     head: &RequestHead,
     id: &str,
 ) -> HttpResponse {
-    let config = match config {
-        Ok(config) => config,
-        Err(error) => return HttpResponse::error(error),
-    };
-    if let Err(error) = authorize(config, head) {
-        return HttpResponse::error(&error);
+    if let Err(response) = authorized(config, head) {
+        return response;
     }
     let not_found = || HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "no queued message has that id"));
     if shard::shard_of(id).is_none() {
@@ -59,13 +55,10 @@ pub async fn get<E: Environment>(
 /// delivered, bounced, failed, unknown (all when absent), `?limit=` 1 to 100 (default 50), `?after=` the
 /// `next` of the page before (`null` on the last page).
 pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
-    let config = match config {
+    let config = match authorized(config, head) {
         Ok(config) => config,
-        Err(error) => return HttpResponse::error(error),
+        Err(response) => return response,
     };
-    if let Err(error) = authorize(config, head) {
-        return HttpResponse::error(&error);
-    }
     let mut status = None;
     let mut limit = 50;
     let mut after = None;

@@ -21,6 +21,7 @@ pub mod request;
 pub mod resend;
 pub mod response;
 pub mod send;
+pub mod stats;
 pub mod suppressions;
 
 pub use body::BodySource;
@@ -54,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/relay/check"),
     ("GET", "/v1/reports"),
+    ("GET", "/v1/stats"),
     ("GET", "/v1/suppressions"),
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/suppressions/{address}"),
@@ -97,6 +99,8 @@ pub async fn serve<P: Platform>(
         path if path.starts_with("/v1/messages") => HttpResponse::error(&method_not_allowed("GET")).into(),
         "/v1/reports" if method == "GET" => boxed(reports::counts(&env, config, &head)).await.into(),
         "/v1/reports" => HttpResponse::error(&method_not_allowed("GET")).into(),
+        "/v1/stats" if method == "GET" => boxed(stats::get(&env, config, &head)).await.into(),
+        "/v1/stats" => HttpResponse::error(&method_not_allowed("GET")).into(),
         path if path == "/v1/suppressions" || path.starts_with("/v1/suppressions/") => {
             let rest = &path["/v1/suppressions".len()..];
             boxed(suppressions::serve(&env, config, &head, rest, body)).await.into()

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::auth::authorize;
+use super::auth::authorized;
 use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
@@ -15,13 +15,10 @@ use crate::error::{ApiError, ErrorCode};
 const COUNTED: [&str; 4] = ["not_a_report", "unknown_message", "unknown_recipient", "not_ours"];
 
 pub async fn counts<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
-    let config = match config {
+    let config = match authorized(config, head) {
         Ok(config) => config,
-        Err(error) => return HttpResponse::error(error),
+        Err(response) => return response,
     };
-    if let Err(error) = authorize(config, head) {
-        return HttpResponse::error(&error);
-    }
     match env.report_counts().await {
         Ok(counts) => {
             let mut ignored: Map<String, Value> = COUNTED.iter().map(|name| (name.to_string(), json!(0))).collect();

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{authorize, authorized_body};
+use super::auth::{authorized, authorized_body};
 use super::body::BodySource;
 use super::input::Object;
 use super::request::{Platform, RequestHead};
@@ -55,12 +55,8 @@ pub async fn serve<P: Platform>(
     if rest.is_empty() && method == "POST" {
         return add(env, config, head, &mut source).await;
     }
-    let config = match config {
-        Ok(config) => config,
-        Err(error) => return HttpResponse::error(error),
-    };
-    if let Err(error) = authorize(config, head) {
-        return HttpResponse::error(&error);
+    if let Err(response) = authorized(config, head) {
+        return response;
     }
     match (rest.strip_prefix('/'), method) {
         (None, "GET") if rest.is_empty() => list(env, head).await,

@@ -36,6 +36,7 @@ use crate::delivery::quota::Token;
 use crate::delivery::ratelimit::Decision;
 use crate::delivery::reports::{Applied, Finding};
 use crate::delivery::shard::{self, Cursor};
+use crate::delivery::stats::HourCounts;
 use crate::delivery::suppression::{self, Suppression};
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::webhook::{self, Webhook};
@@ -386,6 +387,11 @@ impl Environment for Workers {
         let now_ms = now_ms.to_string();
         let query = [("id", id), ("now_ms", now_ms.as_str())];
         self.ask(ledger(shard_of(id)?), "report", &query, Some(to_json(&findings))).await
+    }
+
+    async fn hour_stats(&self, shard: u8, since_ms: u64) -> Result<Vec<HourCounts>, Unavailable> {
+        let since = since_ms.to_string();
+        self.ask(ledger(shard), "stats", &[("since", since.as_str())], None).await
     }
 
     async fn count_report(&self, name: &str) -> Result<(), Unavailable> {

@@ -18,6 +18,7 @@ use crate::delivery::ratelimit::Window;
 use crate::delivery::record::{next_retention_run, RETENTION_BATCH};
 use crate::delivery::reports::{Applied, Finding};
 use crate::delivery::shard::Cursor;
+use crate::delivery::stats::{self, HourCounts};
 use crate::delivery::suppression::Suppression;
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
@@ -252,6 +253,40 @@ impl DeliveryLedger {
         Ok(!hooks.is_empty())
     }
 
+    /// This shard's hours from `since` on, as [`crate::delivery::stats::count`] counts them:
+    /// messages by the hour they were accepted and status, and attempts' answer times by the
+    /// hour they ended. Attempts end after their message was accepted, at most a day after for
+    /// the retry schedules allowed, so the records looked into start a day earlier.
+    fn hour_stats(&self, since: u64) -> Result<Vec<HourCounts>> {
+        let mut hours: Vec<HourCounts> = Vec::new();
+        let counted = rows(
+            &self.sql,
+            "SELECT CAST(created_at / 3600000 AS INTEGER), status, COUNT(*) FROM records \
+             WHERE created_at >= ? GROUP BY 1, 2",
+            vec![(since as f64).into()],
+        )?;
+        for row in counted {
+            let [at, SqlStorageValue::String(status), n] = &row[..] else { continue };
+            let Some(status) = Status::parse(status) else { continue };
+            stats::add(&mut stats::hour_of(&mut hours, number_of(at)).statuses, status, number_of(n));
+        }
+        let answered = rows(
+            &self.sql,
+            "SELECT CAST(json_extract(e.value, '$.at') / 3600000 AS INTEGER), json_extract(e.value, '$.took_ms') \
+             FROM records, json_each(records.record, '$.events') AS e \
+             WHERE records.created_at >= ? AND json_extract(e.value, '$.at') >= ? \
+             AND json_extract(e.value, '$.type') IN ('sent', 'deferred', 'failed', 'unknown') \
+             AND json_extract(e.value, '$.took_ms') IS NOT NULL",
+            vec![(since.saturating_sub(86_400_000) as f64).into(), (since as f64).into()],
+        )?;
+        for row in answered {
+            let [at, took] = &row[..] else { continue };
+            let bucket = stats::bucket_of(number_of(took));
+            stats::add(&mut stats::hour_of(&mut hours, number_of(at)).answers, bucket, 1);
+        }
+        Ok(hours)
+    }
+
     /// Has the alarm go off by `at_ms` (an earlier one set stays).
     async fn wake_by(&self, at_ms: u64) -> Result<()> {
         if self.alarm_at.get().is_some_and(|set| set <= at_ms) {
@@ -430,6 +465,10 @@ impl DurableObject for DeliveryLedger {
                     self.wake_by(now_millis()).await?;
                 }
                 json_response(&Some(applied))
+            }
+            "/stats" => {
+                let since = number("since").ok_or_else(missing)?;
+                json_response(&self.hour_stats(since)?)
             }
             "/count" => {
                 let name = arg("name").ok_or_else(missing)?;

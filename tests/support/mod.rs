@@ -20,6 +20,7 @@ use edge_mailer::delivery::quota::{Token, Windows};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
 use edge_mailer::delivery::reports::{Applied, Finding};
 use edge_mailer::delivery::shard::{self, Cursor};
+use edge_mailer::delivery::stats::{self, HourCounts};
 use edge_mailer::delivery::suppression::{self, Suppression};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
@@ -569,6 +570,12 @@ impl Environment for ScriptedEnv {
         self.ledger_call("report", id);
         let mut ledger = self.ledger.borrow_mut();
         Ok(ledger.iter_mut().find(|r| r.id == id).map(|record| record.apply_findings(findings, now_ms)))
+    }
+
+    async fn hour_stats(&self, shard: u8, since_ms: u64) -> Result<Vec<HourCounts>, Unavailable> {
+        let records: Vec<Record> =
+            self.ledger.borrow().iter().filter(|r| shard::shard_of(&r.id) == Some(shard)).cloned().collect();
+        Ok(stats::count(&records, since_ms))
     }
 
     async fn count_report(&self, name: &str) -> Result<(), Unavailable> {
