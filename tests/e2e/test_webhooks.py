@@ -66,6 +66,17 @@ class Receiver:
         with self.lock:
             return [r for r in self.received if json.loads(r["body"])["data"]["email_id"] == email_id]
 
+    def deliveries(self, hook_id, count, timeout=60):
+        """The first `count` deliveries of the webhook `hook_id`, once they came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                got = [r for r in self.received if r["headers"].get("webhook-id") == hook_id]
+            if len(got) >= count:
+                return got
+            assert time.monotonic() < deadline, f"{len(got)} deliveries of {hook_id}"
+            time.sleep(0.3)
+
     def wait_for(self, email_id, types, timeout=60):
         deadline = time.monotonic() + timeout
         while True:
@@ -156,15 +167,7 @@ def test_a_webhook_answered_500_comes_again_with_the_same_id(worker, receiver):
     status, _, answer = worker.send({"to": f"retry-{tag}@example.org", "subject": f"hook retry {tag}", "text": "x"})
     assert status == 200, answer
     # The sent event's id: msg_{email id}_{its place in the timeline}.
-    sent_id = f"msg_{answer['id']}_1"
-    deadline = time.monotonic() + 60
-    while True:
-        with receiver.lock:
-            got = [r for r in receiver.received if r["headers"].get("webhook-id") == sent_id]
-        if len(got) >= 2:
-            break
-        assert time.monotonic() < deadline, f"{len(got)} deliveries of {sent_id}"
-        time.sleep(0.3)
+    got = receiver.deliveries(f"msg_{answer['id']}_1", 2)
     first, second = got[0], got[1]
     assert json.loads(first["body"])["type"] == "email.sent"
     assert first["body"] == second["body"], "the same event, byte for byte"
@@ -178,15 +181,7 @@ def test_a_redirect_is_never_followed_and_the_webhook_comes_again(worker, receiv
         receiver.redirect_first.add(f"hook moved {tag}")
     status, _, answer = worker.send({"to": f"moved-{tag}@example.org", "subject": f"hook moved {tag}", "text": "x"})
     assert status == 200, answer
-    sent_id = f"msg_{answer['id']}_1"
-    deadline = time.monotonic() + 60
-    while True:
-        with receiver.lock:
-            got = [r for r in receiver.received if r["headers"].get("webhook-id") == sent_id]
-        if len(got) >= 2:
-            break
-        assert time.monotonic() < deadline, f"{len(got)} deliveries of {sent_id}"
-        time.sleep(0.3)
+    got = receiver.deliveries(f"msg_{answer['id']}_1", 2)
     assert [r["path"] for r in got[:2]] == ["/hooks/edge-mailer"] * 2, "the 307 was not followed to /elsewhere"
     with receiver.lock:
         assert not [r for r in receiver.received if r["path"] == "/elsewhere"]
