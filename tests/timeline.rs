@@ -174,3 +174,48 @@ fn stats_count_each_hours_messages_by_status_and_the_relays_answer_times() {
     }
     assert_eq!(call(&env, Req::new("GET", "/v1/stats", Vec::new())).0.status, 401);
 }
+
+#[test]
+fn the_listing_finds_a_subject_or_a_recipient_in_any_case_and_pages_through_what_it_finds() {
+    let env = env(relay(&[OK; 6]), &[]);
+    for (to, subject) in [
+        ("alice@example.org", "Invoice 100%"),
+        ("bob@example.org", "Welcome"),
+        ("ALICE.B@example.org", "Hello"),
+        ("carol@example.org", "invoice 2"),
+        ("dave@example.org", "a_b"),
+        ("erin@example.org", "ab"),
+    ] {
+        let (status, json) = post(&env, "/v1/send", json!({"to": to, "subject": subject, "text": "x"}), false);
+        assert_eq!(status, 200, "{json}");
+    }
+    let found = |query: &str| -> Vec<String> {
+        let (mut subjects, mut after) = (Vec::new(), String::new());
+        loop {
+            let path = format!("/v1/messages?limit=1&q={query}{after}");
+            let (response, json) =
+                call(&env, Req::new("GET", &path, Vec::new()).header("authorization", "Bearer key-one"));
+            assert_eq!(response.status, 200, "{json}");
+            subjects.extend(
+                json["messages"].as_array().unwrap().iter().map(|m| m["subject"].as_str().unwrap().to_string()),
+            );
+            match json["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => return subjects,
+            }
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(found("INVOICE")), ["Invoice 100%", "invoice 2"]);
+    assert_eq!(sorted(found("alice")), ["Hello", "Invoice 100%"], "a recipient, in any case");
+    assert_eq!(found("100%25"), ["Invoice 100%"], "% is a letter, not a wildcard");
+    assert_eq!(found("a_b"), ["a_b"], "and so is _");
+    assert!(found("nobody").is_empty());
+    for bad in ["q=", &format!("q={}", "x".repeat(49)), &format!("q={}", "%25".repeat(25))] {
+        let req = Req::new("GET", &format!("/v1/messages?{bad}"), Vec::new()).header("authorization", "Bearer key-one");
+        assert_eq!(call(&env, req).0.status, 422, "{bad}");
+    }
+}

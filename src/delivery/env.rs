@@ -7,7 +7,7 @@ use std::future::Future;
 use super::key::{KeyAnswer, KeyCall};
 use super::quota::Token;
 use super::ratelimit::Decision;
-use super::record::{Claimed, Record, Status};
+use super::record::{Claimed, Filter, Record};
 use super::reports::{Applied, Finding};
 use super::shard::Cursor;
 use super::stats::HourCounts;
@@ -57,12 +57,12 @@ pub trait Environment: Network + Clone {
     /// Writes records of one shard whole, in one call (the records of a request's sends).
     fn save_records(&self, shard: u8, records: &[Record]) -> impl Future<Output = Result<(), Unavailable>>;
     fn load_record(&self, id: &str) -> impl Future<Output = Result<Option<Record>, Unavailable>>;
-    /// One shard's records after the cursor (all when `None`), of one status or all, newest
+    /// One shard's records after the cursor (all when `None`) that `filter` keeps, newest
     /// first (`created_at`, then `id`, descending).
     fn list_records(
         &self,
         shard: u8,
-        status: Option<Status>,
+        filter: &Filter<'_>,
         after: Option<&Cursor>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Record>, Unavailable>>;

@@ -2,7 +2,7 @@
 //! shard asked at once, their pages merged into one ([`super::shard::merge`]).
 
 use super::env::{Environment, Unavailable};
-use super::record::{Record, Status};
+use super::record::{Filter, Record};
 use super::shard::{merge, Cursor};
 use crate::join_all;
 
@@ -11,11 +11,11 @@ use crate::join_all;
 pub async fn newest_first<E: Environment>(
     env: &E,
     shards: u16,
-    status: Option<Status>,
+    filter: &Filter<'_>,
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<(Vec<Record>, Option<Cursor>), Unavailable> {
-    let asked = (0..shards.min(256)).map(|shard| env.list_records(shard as u8, status, after, limit + 1));
+    let asked = (0..shards.min(256)).map(|shard| env.list_records(shard as u8, filter, after, limit + 1));
     let pages = join_all(asked).await.into_iter().collect::<Result<_, _>>()?;
     Ok(merge(pages, limit as usize))
 }

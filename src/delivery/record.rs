@@ -329,6 +329,25 @@ pub struct Tag {
     pub value: String,
 }
 
+/// Which records a listing keeps: of one status, and those whose subject or a recipient
+/// (`to`) holds `search`, ASCII letters compared case-insensitively (as SQLite's `LIKE`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Filter<'a> {
+    pub status: Option<Status>,
+    pub search: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    pub fn matches(&self, record: &Record) -> bool {
+        let holds = |text: &str| {
+            let search = self.search.unwrap_or_default().to_ascii_lowercase();
+            text.to_ascii_lowercase().contains(&search)
+        };
+        self.status.is_none_or(|status| record.status == status)
+            && (self.search.is_none() || holds(&record.subject) || record.to.iter().any(|to| holds(to)))
+    }
+}
+
 /// What a claim comes to: `{"Granted": record}`, `"Done"` or `{"Busy": ms}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Claimed {

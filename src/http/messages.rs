@@ -10,11 +10,14 @@ use crate::config::Config;
 use crate::delivery::env::Environment;
 use crate::delivery::listing;
 use crate::delivery::queue::{Record, Status};
+use crate::delivery::record::Filter;
 use crate::delivery::shard::{self, Cursor};
 use crate::error::{ApiError, ErrorCode};
 
 /// Most records one list answers.
 const MAX_LIST: u32 = 100;
+/// Longest `q` (subject or address search).
+const MAX_SEARCH: usize = 48;
 
 /// The ledger could not be reached (for the status routes here and the Resend API's).
 pub(crate) fn unavailable() -> ApiError {
@@ -52,7 +55,8 @@ pub async fn get<E: Environment>(
 }
 
 /// The latest records of every shard, newest first: `?status=` one of queued, sending, sent,
-/// delivered, bounced, failed, unknown (all when absent), `?limit=` 1 to 100 (default 50), `?after=` the
+/// delivered, bounced, failed, unknown (all when absent), `?q=` text in the subject or a
+/// recipient (1 to 48 bytes, ASCII letters in any case), `?limit=` 1 to 100 (default 50), `?after=` the
 /// `next` of the page before (`null` on the last page).
 pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, head: &RequestHead) -> HttpResponse {
     let config = match authorized(config, head) {
@@ -60,6 +64,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
         Err(response) => return response,
     };
     let mut status = None;
+    let mut search = None;
     let mut limit = 50;
     let mut after = None;
     for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
@@ -73,6 +78,13 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
                 Some(s) => status = Some(s),
                 None => return bad("must be queued, sending, sent, delivered, bounced, failed or unknown"),
             },
+            // The ledger's LIKE patterns hold at most 50 bytes: the text and its wildcards.
+            "q" => match value.len() {
+                1..=MAX_SEARCH if value.len() + value.matches(['%', '_', '\\']).count() <= MAX_SEARCH => {
+                    search = Some(value.into_owned())
+                }
+                _ => return bad("must be 1 to 48 bytes of a subject or an address"),
+            },
             "limit" => match value.parse::<u32>().ok().filter(|n| (1..=MAX_LIST).contains(n)) {
                 Some(n) => limit = n,
                 None => return bad("must be a number from 1 to 100"),
@@ -84,7 +96,8 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
             _ => {}
         }
     }
-    match listing::newest_first(env, config.ledger_shards, status, after.as_ref(), limit).await {
+    let filter = Filter { status, search: search.as_deref() };
+    match listing::newest_first(env, config.ledger_shards, &filter, after.as_ref(), limit).await {
         Ok((records, next)) => {
             let messages: Vec<Value> = records.iter().map(answer).collect();
             HttpResponse::json(200, &json!({ "messages": messages, "next": next.map(|n| n.to_string()) }))

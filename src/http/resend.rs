@@ -29,7 +29,7 @@ use crate::delivery::env::Environment;
 use crate::delivery::idempotency::{self, Lookup};
 use crate::delivery::listing;
 use crate::delivery::queue::{self, Extras, Record, Status};
-use crate::delivery::record::EventType;
+use crate::delivery::record::{EventType, Filter};
 use crate::delivery::shard;
 use crate::delivery::submit::suppressed_keys;
 use crate::error::{ApiError, Details, ErrorCode};
@@ -287,7 +287,8 @@ async fn list<E: Environment>(env: &E, shards: u16, head: &RequestHead) -> Resul
                 })?;
         }
     }
-    let (records, next) = listing::newest_first(env, shards, None, None, limit).await.map_err(|_| unavailable())?;
+    let (records, next) =
+        listing::newest_first(env, shards, &Filter::default(), None, limit).await.map_err(|_| unavailable())?;
     let has_more = next.is_some();
     let data: Vec<Value> = records.iter().map(email_json).collect();
     Ok(HttpResponse::json(200, &json!({"object": "list", "has_more": has_more, "data": data})))

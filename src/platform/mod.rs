@@ -31,9 +31,10 @@ use crate::config::{Config, WebhookSettings};
 use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{KeyAnswer, KeyCall};
 use crate::delivery::inbound::{self, Received};
-use crate::delivery::queue::{self, Claimed, Record, Status, Verdict};
+use crate::delivery::queue::{self, Claimed, Record, Verdict};
 use crate::delivery::quota::Token;
 use crate::delivery::ratelimit::Decision;
+use crate::delivery::record::Filter;
 use crate::delivery::reports::{Applied, Finding};
 use crate::delivery::shard::{self, Cursor};
 use crate::delivery::stats::HourCounts;
@@ -365,14 +366,15 @@ impl Environment for Workers {
     async fn list_records(
         &self,
         shard: u8,
-        status: Option<Status>,
+        filter: &Filter<'_>,
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Record>, Unavailable> {
         let limit = limit.to_string();
         let after = after.map(Cursor::to_string);
         let mut query = vec![("limit", limit.as_str())];
-        query.extend(status.map(|status| ("status", status.as_str())));
+        query.extend(filter.status.map(|status| ("status", status.as_str())));
+        query.extend(filter.search.map(|search| ("q", search)));
         query.extend(after.as_deref().map(|after| ("after", after)));
         self.ask(ledger(shard), "list", &query, None).await
     }

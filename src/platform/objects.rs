@@ -432,20 +432,31 @@ impl DurableObject for DeliveryLedger {
             "/list" => {
                 // The listing's order is (created_at, id), both descending; `after` is the last
                 // record of the page before, so one page starts exactly where that one ended.
-                let status = arg("status").as_deref().and_then(Status::parse);
-                let after = arg("after").as_deref().and_then(Cursor::parse);
+                let mut conditions: Vec<&str> = Vec::new();
                 let mut values: Vec<SqlStorageValue> = Vec::new();
-                values.extend(status.map(|status| status.as_str().into()));
-                if let Some(after) = after.as_ref() {
+                if let Some(status) = arg("status").as_deref().and_then(Status::parse) {
+                    conditions.push("status = ?");
+                    values.push(status.as_str().into());
+                }
+                if let Some(after) = arg("after").as_deref().and_then(Cursor::parse) {
+                    conditions.push("(created_at, id) < (?, ?)");
                     values.push((after.created_at as f64).into());
                     values.push(after.id.as_str().into());
                 }
+                // A subject or a recipient that holds the text (LIKE: ASCII letters in any case).
+                if let Some(search) = arg("q") {
+                    conditions.push(
+                        "(json_extract(record, '$.subject') LIKE ? ESCAPE '\\' OR EXISTS \
+                         (SELECT 1 FROM json_each(record, '$.to') WHERE value LIKE ? ESCAPE '\\'))",
+                    );
+                    let pattern = format!("%{}%", search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                    values.push(pattern.as_str().into());
+                    values.push(pattern.as_str().into());
+                }
                 values.push((number("limit").ok_or_else(missing)? as f64).into());
-                let filter = match (status.is_some(), after.is_some()) {
-                    (false, false) => "",
-                    (true, false) => "WHERE status = ?",
-                    (false, true) => "WHERE (created_at, id) < (?, ?)",
-                    (true, true) => "WHERE status = ? AND (created_at, id) < (?, ?)",
+                let filter = match conditions.is_empty() {
+                    true => String::new(),
+                    false => format!("WHERE {}", conditions.join(" AND ")),
                 };
                 let statement =
                     format!("SELECT record FROM records {filter} ORDER BY created_at DESC, id DESC LIMIT ?");

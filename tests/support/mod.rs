@@ -15,9 +15,10 @@ use edge_mailer::config::rate::RateLimit;
 use edge_mailer::config::Config;
 use edge_mailer::delivery::env::{Environment, Unavailable, WarmUnavailable};
 use edge_mailer::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
-use edge_mailer::delivery::queue::{self, Claimed, Record, Status};
+use edge_mailer::delivery::queue::{self, Claimed, Record};
 use edge_mailer::delivery::quota::{Token, Windows};
 use edge_mailer::delivery::ratelimit::{Decision, Window};
+use edge_mailer::delivery::record::Filter;
 use edge_mailer::delivery::reports::{Applied, Finding};
 use edge_mailer::delivery::shard::{self, Cursor};
 use edge_mailer::delivery::stats::{self, HourCounts};
@@ -512,13 +513,13 @@ impl Environment for ScriptedEnv {
     async fn list_records(
         &self,
         shard: u8,
-        status: Option<Status>,
+        filter: &Filter<'_>,
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<Record>, Unavailable> {
         self.ledger_calls.borrow_mut().push(("list", shard));
         let mut records: Vec<Record> = (self.ledger.borrow().iter())
-            .filter(|r| shard::shard_of(&r.id) == Some(shard) && status.is_none_or(|s| r.status == s))
+            .filter(|r| shard::shard_of(&r.id) == Some(shard) && filter.matches(r))
             .filter(|r| after.is_none_or(|a| (r.created_at, &r.id) < (a.created_at, &a.id)))
             .cloned()
             .collect();
