@@ -219,3 +219,35 @@ fn a_send_asks_each_object_once_for_all_its_recipients() {
         ["a@example.org", "b@example.org", "c@example.org"].iter().map(|a| suppression::shard_of(a)).collect();
     assert_eq!(count, shards.len());
 }
+
+/// `POST /v1/suppressions/delete` with `{"address"}`: the DELETE route's work with the address
+/// out of the URL (the dashboard's button).
+#[test]
+fn an_address_is_removed_by_a_body_that_names_it() {
+    let env = no_relay();
+    assert_eq!(api(&env, "POST", "/v1/suppressions", Some(json!({"address": "Jane@Example.ORG"}))).0, 201);
+    let (status, deleted) = api(&env, "POST", "/v1/suppressions/delete", Some(json!({"address": "Jane@EXAMPLE.org"})));
+    assert_eq!((status, deleted), (200, json!({"address": "Jane@example.org", "deleted": true})));
+    let (status, again) = api(&env, "POST", "/v1/suppressions/delete", Some(json!({"address": "Jane@example.org"})));
+    assert_eq!((status, again["error"]["code"].as_str()), (404, Some("not_found")));
+    for bad in [json!({"address": "nobody"}), json!({"email": "a@b.org"}), json!({})] {
+        let (status, json) = api(&env, "POST", "/v1/suppressions/delete", Some(bad.clone()));
+        assert_eq!((status, json["error"]["code"].as_str()), (422, Some("validation_failed")), "{bad}: {json}");
+    }
+    assert_eq!(api(&env, "GET", "/v1/suppressions/delete", None).0, 405);
+    let (response, _) = call(&env, Req::new("POST", "/v1/suppressions/delete", b"{\"address\":\"a@b.org\"}".to_vec()));
+    assert_eq!(response.status, 401);
+}
+
+#[test]
+fn a_deployment_without_the_list_is_told_its_binding_is_missing() {
+    let env = no_relay();
+    env.unbound.borrow_mut().push(edge_mailer::delivery::env::Store::SuppressionList);
+    let (status, json) = api(&env, "GET", "/v1/suppressions", None);
+    assert_eq!((status, json["error"]["code"].as_str()), (500, Some("misconfigured")), "{json}");
+    assert!(json["error"]["message"].as_str().unwrap().contains("SUPPRESSION_LIST"), "{json}");
+    *env.suppression_list_down.borrow_mut() = true;
+    env.unbound.borrow_mut().clear();
+    let (status, json) = api(&env, "GET", "/v1/suppressions", None);
+    assert_eq!((status, json["error"]["code"].as_str()), (503, Some("storage_unavailable")), "a bound list that fails");
+}

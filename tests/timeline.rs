@@ -55,7 +55,10 @@ fn a_sync_send_answers_its_id_and_writes_its_record_after_the_answer() {
     assert_eq!(kinds(&stored), ["accepted", "sent"]);
     assert_eq!(stored["last_event"], "sent");
     let sent = &stored["events"][1];
-    assert_eq!((sent["status"].as_str(), sent["diagnostic"].as_str()), (Some("2.0.0"), Some("Ok: queued as Q1")));
+    assert_eq!(
+        (sent["code"].as_u64(), sent["status"].as_str(), sent["diagnostic"].as_str()),
+        (Some(250), Some("2.0.0"), Some("Ok: queued as Q1"))
+    );
     assert!(sent["took_ms"].is_u64(), "{sent}");
     // Written after the answer, in one call to its shard.
     let calls = env.ledger_calls.borrow();
@@ -73,6 +76,7 @@ fn a_sync_send_the_relay_refuses_is_recorded_failed_with_its_reply() {
     assert_eq!(stored["status"], "failed");
     assert_eq!(kinds(&stored), ["accepted", "failed"]);
     assert_eq!(stored["events"][1]["status"], "5.1.1", "{stored}");
+    assert_eq!(stored["events"][1]["code"], 550, "the reply code beside the enhanced one: {stored}");
 }
 
 #[test]
@@ -218,4 +222,98 @@ fn the_listing_finds_a_subject_or_a_recipient_in_any_case_and_pages_through_what
         let req = Req::new("GET", &format!("/v1/messages?{bad}"), Vec::new()).header("authorization", "Bearer key-one");
         assert_eq!(call(&env, req).0.status, 422, "{bad}");
     }
+}
+
+/// `POST /v1/messages/search`: the listing with its query in a JSON body, so that an address
+/// or a subject searched for stays out of URLs (the dashboard's search).
+#[test]
+fn the_search_in_a_body_answers_what_the_listing_answers() {
+    let env = env(relay(&[OK; 3]), &[]);
+    for (to, subject) in
+        [("alice@example.org", "Invoice 1"), ("bob@example.org", "Welcome"), ("carol@example.org", "x")]
+    {
+        let (status, json) = post(&env, "/v1/send", json!({"to": to, "subject": subject, "text": "x"}), false);
+        assert_eq!(status, 200, "{json}");
+    }
+    let search = |body: Value| {
+        let req = Req::new("POST", "/v1/messages/search", body.to_string().into_bytes())
+            .header("authorization", "Bearer key-one")
+            .header("content-type", "application/json");
+        let (response, json) = call(&env, req);
+        (response.status, json)
+    };
+    let get = |query: &str| {
+        let req =
+            Req::new("GET", &format!("/v1/messages?{query}"), Vec::new()).header("authorization", "Bearer key-one");
+        call(&env, req).1
+    };
+    let (status, found) = search(json!({"q": "ALICE@"}));
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found, get("q=ALICE%40"));
+    assert_eq!(found["messages"].as_array().unwrap().len(), 1);
+    let (_, first) = search(json!({"status": "sent", "limit": 2}));
+    assert_eq!(first, get("status=sent&limit=2"));
+    let (_, second) = search(json!({"status": "sent", "limit": 2, "after": first["next"]}));
+    assert_eq!(second["messages"].as_array().unwrap().len(), 1, "{second}");
+    for bad in [json!({"q": ""}), json!({"limit": 0}), json!({"status": "lost"}), json!({"after": "x"})] {
+        assert_eq!(search(bad.clone()).0, 422, "{bad}");
+    }
+    let (status, json) = search(json!({"query": "alice"}));
+    assert_eq!((status, json["error"]["code"].as_str()), (422, Some("validation_failed")), "unknown member: {json}");
+    assert_eq!(search(json!([])).0, 422, "not an object");
+    let req = Req::new("POST", "/v1/messages/search", b"{}".to_vec());
+    assert_eq!(call(&env, req).0.status, 401, "the key first");
+    let big = json!({"q": "x".repeat(5000)});
+    assert_eq!(search(big).0, 413, "a body past 4 KiB is not read");
+}
+
+/// A deployment without a ledger binding is told so (`misconfigured`, naming the binding),
+/// not told to retry.
+#[test]
+fn the_routes_that_read_the_ledger_name_its_missing_binding() {
+    let env = env(relay(&[]), &[]);
+    env.unbound.borrow_mut().push(edge_mailer::delivery::env::Store::Ledger);
+    for path in ["/v1/messages", "/v1/messages/0123456789abcdef0123456789abcdef", "/v1/stats"] {
+        let req = Req::new("GET", path, Vec::new()).header("authorization", "Bearer key-one");
+        let (response, json) = call(&env, req);
+        assert_eq!((response.status, json["error"]["code"].as_str()), (500, Some("misconfigured")), "{path}: {json}");
+        assert!(json["error"]["message"].as_str().unwrap().contains("DELIVERY_LEDGER"), "{json}");
+        assert_eq!(json["error"]["retryable"], false);
+    }
+}
+
+/// With webhooks set up, a message's answer says how each of its webhooks fared, beside the
+/// event it tells of.
+#[test]
+fn a_message_answers_how_its_webhooks_fared() {
+    use edge_mailer::delivery::webhook::Delivery;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let env = env(relay(&[OK]), &[("WEBHOOK_URL", "https://hooks.example.org/in"), ("WEBHOOK_SECRET", secret)]);
+    let (status, answer) = post(&env, "/v1/send", json!({"to": "a@example.org", "subject": "Hi", "text": "x"}), false);
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().unwrap();
+    assert_eq!(record(&env, id)["webhooks"], json!([]), "none in the outbox yet");
+    env.webhook_outbox.borrow_mut().extend([
+        Delivery { id: format!("msg_{id}_1"), attempts: 2, delivered_at: Some(5_000), next_at: None },
+        Delivery {
+            id: "msg_ffffffffffffffffffffffffffffffff_1".into(),
+            attempts: 1,
+            delivered_at: None,
+            next_at: None,
+        },
+    ]);
+    let stored = record(&env, id);
+    assert_eq!(
+        stored["webhooks"],
+        json!([{"id": format!("msg_{id}_1"), "event": 1, "type": "email.sent", "status": "delivered",
+                "attempts": 2, "delivered_at": 5_000}])
+    );
+    let without = env_with_no_webhooks_answers_no_webhooks();
+    assert!(without.get("webhooks").is_none(), "{without}");
+}
+
+fn env_with_no_webhooks_answers_no_webhooks() -> Value {
+    let env = env(relay(&[OK]), &[]);
+    let (_, answer) = post(&env, "/v1/send", json!({"to": "a@example.org", "subject": "Hi", "text": "x"}), false);
+    record(&env, answer["id"].as_str().unwrap())
 }

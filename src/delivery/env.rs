@@ -13,6 +13,7 @@ use super::shard::Cursor;
 use super::stats::HourCounts;
 use super::suppression::Suppression;
 use super::transaction::{Outcome, Transaction};
+use super::webhook::Delivery;
 use crate::config::rate::RateLimit;
 use crate::dkim::DkimKey;
 use crate::smtp::client::Network;
@@ -28,7 +29,21 @@ pub struct WarmUnavailable {
     pub handed_over: bool,
 }
 
+/// A store a deployment binds (wrangler.toml), for telling a missing binding from one that
+/// did not answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Ledger,
+    SuppressionList,
+}
+
 pub trait Environment: Network + Clone {
+    /// Whether this deployment binds `store` at all: asked only once a call to it failed, so
+    /// that a missing binding is answered as the owner's to fix, not as a retry's.
+    fn binds(&self, store: Store) -> bool {
+        let _ = store;
+        true
+    }
     /// Applies `call` to the record of one Idempotency-Key in one step ([`super::key::apply`]),
     /// in a strongly consistent store (a Durable Object per key).
     fn idempotency(&self, store_key: &str, call: KeyCall) -> impl Future<Output = Result<KeyAnswer, Unavailable>>;
@@ -57,6 +72,8 @@ pub trait Environment: Network + Clone {
     /// Writes records of one shard whole, in one call (the records of a request's sends).
     fn save_records(&self, shard: u8, records: &[Record]) -> impl Future<Output = Result<(), Unavailable>>;
     fn load_record(&self, id: &str) -> impl Future<Output = Result<Option<Record>, Unavailable>>;
+    /// How the webhooks of record `id` fared, in the order of their events.
+    fn webhook_deliveries(&self, id: &str) -> impl Future<Output = Result<Vec<Delivery>, Unavailable>>;
     /// One shard's records after the cursor (all when `None`) that `filter` keeps, newest
     /// first (`created_at`, then `id`, descending).
     fn list_records(

@@ -75,6 +75,9 @@ pub struct Event {
     /// For a report (or a suppressed recipient): whom it is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipient: Option<String>,
+    /// The relay's reply code (`550`), for an attempt the relay answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
     /// The relay's enhanced status code (`5.1.1`), else its reply code; or a report's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -132,7 +135,7 @@ impl EventType {
 
 impl Event {
     pub fn new(kind: EventType, at: u64) -> Event {
-        Event { kind, at, recipient: None, status: None, diagnostic: None, took_ms: None }
+        Event { kind, at, recipient: None, code: None, status: None, diagnostic: None, took_ms: None }
     }
 
     /// What one attempt came to, started at `started` and ended at `at`: `sent`, `unknown`,
@@ -147,6 +150,7 @@ impl Event {
             Err(error) => (EventType::Failed, error.smtp.as_ref(), Some(&error.message)),
         };
         let mut event = Event::new(kind, at);
+        event.code = smtp.map(|smtp| smtp.code);
         event.status = match (smtp, result) {
             (Some(smtp), _) => Some(smtp.enhanced.clone().unwrap_or_else(|| smtp.code.to_string())),
             (None, Err(error)) => Some(error.code.as_str().to_string()),

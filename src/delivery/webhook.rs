@@ -12,6 +12,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
@@ -31,6 +32,46 @@ pub fn type_of(kind: EventType) -> Option<&'static str> {
         EventType::Suppressed => "email.suppressed",
         EventType::Accepted | EventType::Unknown => return None,
     })
+}
+
+/// How the outbox's webhook `id` fared: delivered (a `2xx` at `delivered_at`), still being
+/// tried (its next try at `next_at`), or failed for good (neither).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<u64>,
+}
+
+/// The outbox ids of `record_id`'s webhooks: `[first, end)` in the ids' order, since they all
+/// start `msg_{id}_` (and `` ` `` follows `_`).
+pub fn id_range(record_id: &str) -> (String, String) {
+    (format!("msg_{record_id}_"), format!("msg_{record_id}`"))
+}
+
+/// A delivery as a message's answer shows it, beside the event it tells of: `{"id",
+/// "event" (its index in `events`), "type", "status": delivered | retrying | failed,
+/// "attempts", "delivered_at"?, "next_at"?}`.
+pub fn describe(record: &Record, delivery: &Delivery) -> Value {
+    let seq = delivery.id.rsplit('_').next().and_then(|seq| seq.parse::<usize>().ok());
+    let kind = seq.and_then(|seq| record.events.get(seq)).and_then(|event| type_of(event.kind));
+    let status = match (delivery.delivered_at, delivery.next_at) {
+        (Some(_), _) => "delivered",
+        (None, Some(_)) => "retrying",
+        (None, None) => "failed",
+    };
+    let mut answer =
+        json!({"id": delivery.id, "event": seq, "type": kind, "status": status, "attempts": delivery.attempts});
+    if let Some(at) = delivery.delivered_at {
+        answer["delivered_at"] = json!(at);
+    }
+    if let Some(at) = delivery.next_at {
+        answer["next_at"] = json!(at);
+    }
+    answer
 }
 
 /// One webhook: its id (the same on every delivery) and its body.

@@ -1,17 +1,23 @@
 //! `GET /v1/messages/{id}` and `GET /v1/messages?status=failed&limit=50&after=…`: what became
 //! of messages (form submissions included, with the form's name). API key required.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::authorized;
+use super::body::{self, BodySource};
+use super::input::Object;
 use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
-use crate::delivery::env::Environment;
+use crate::delivery::env::{Environment, Store};
 use crate::delivery::listing;
 use crate::delivery::queue::{Record, Status};
 use crate::delivery::record::Filter;
 use crate::delivery::shard::{self, Cursor};
+use crate::delivery::webhook;
 use crate::error::{ApiError, ErrorCode};
 
 /// Most records one list answers.
@@ -24,6 +30,26 @@ pub(crate) fn unavailable() -> ApiError {
     let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
     error.retry_after = Some(5);
     error
+}
+
+/// The answer when a ledger call failed: `misconfigured` when this deployment has no
+/// ledger, else `storage_unavailable` (retry).
+pub(crate) fn ledger_failed<E: Environment>(env: &E) -> HttpResponse {
+    store_failed(env, Store::Ledger, unavailable())
+}
+
+/// `misconfigured`, naming the binding, when this deployment does not bind `store`; else `error`.
+pub(crate) fn store_failed<E: Environment>(env: &E, store: Store, error: ApiError) -> HttpResponse {
+    if env.binds(store) {
+        return HttpResponse::error(&error);
+    }
+    let (binding, section) = match store {
+        Store::Ledger => ("DELIVERY_LEDGER", "Queued delivery"),
+        Store::SuppressionList => ("SUPPRESSION_LIST", "Suppressions"),
+    };
+    let message =
+        format!("this deployment has no {binding} binding (README, \"{section}\", shows it in wrangler.toml)");
+    HttpResponse::error(&ApiError::new(ErrorCode::Misconfigured, message))
 }
 
 /// A record as the routes answer it: with `last_event`, the type of its newest event.
@@ -40,17 +66,31 @@ pub async fn get<E: Environment>(
     head: &RequestHead,
     id: &str,
 ) -> HttpResponse {
-    if let Err(response) = authorized(config, head) {
-        return response;
-    }
+    let config = match authorized(config, head) {
+        Ok(config) => config,
+        Err(response) => return response,
+    };
     let not_found = || HttpResponse::error(&ApiError::new(ErrorCode::NotFound, "no queued message has that id"));
     if shard::shard_of(id).is_none() {
         return not_found();
     }
     match env.load_record(id).await {
-        Ok(Some(record)) => HttpResponse::json(200, &answer(&record)),
+        Ok(Some(record)) => {
+            let mut answer = answer(&record);
+            // With webhooks set up: how each of this message's fared, beside its event.
+            if config.webhook.is_some() {
+                match env.webhook_deliveries(id).await {
+                    Ok(deliveries) => {
+                        let described = deliveries.iter().map(|d| webhook::describe(&record, d));
+                        answer["webhooks"] = Value::Array(described.collect());
+                    }
+                    Err(_) => return ledger_failed(env),
+                }
+            }
+            HttpResponse::json(200, &answer)
+        }
         Ok(None) => not_found(),
-        Err(_) => HttpResponse::error(&unavailable()),
+        Err(_) => ledger_failed(env),
     }
 }
 
@@ -63,45 +103,113 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
         Ok(config) => config,
         Err(response) => return response,
     };
-    let mut status = None;
-    let mut search = None;
-    let mut limit = 50;
-    let mut after = None;
-    for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
-        let bad = |why: &str| {
-            let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{name} {why}"));
-            error.details = vec![(name.to_string(), why.to_string())];
-            HttpResponse::error(&error)
-        };
-        match name.as_ref() {
-            "status" => match Status::parse(&value) {
-                Some(s) => status = Some(s),
-                None => return bad("must be queued, sending, sent, delivered, bounced, failed or unknown"),
-            },
-            // The ledger's LIKE patterns hold at most 50 bytes: the text and its wildcards.
-            "q" => match value.len() {
-                1..=MAX_SEARCH if value.len() + value.matches(['%', '_', '\\']).count() <= MAX_SEARCH => {
-                    search = Some(value.into_owned())
-                }
-                _ => return bad("must be 1 to 48 bytes of a subject or an address"),
-            },
-            "limit" => match value.parse::<u32>().ok().filter(|n| (1..=MAX_LIST).contains(n)) {
-                Some(n) => limit = n,
-                None => return bad("must be a number from 1 to 100"),
-            },
-            "after" => match Cursor::parse(&value) {
-                Some(cursor) => after = Some(cursor),
-                None => return bad("must be the next of an earlier page"),
-            },
-            _ => {}
-        }
+    match Listing::parse(form_urlencoded::parse(head.query.as_bytes())) {
+        Ok(listing) => listing.answer(env, config).await,
+        Err(response) => response,
     }
-    let filter = Filter { status, search: search.as_deref() };
-    match listing::newest_first(env, config.ledger_shards, &filter, after.as_ref(), limit).await {
-        Ok((records, next)) => {
-            let messages: Vec<Value> = records.iter().map(answer).collect();
-            HttpResponse::json(200, &json!({ "messages": messages, "next": next.map(|n| n.to_string()) }))
+}
+
+/// The largest body `POST /v1/messages/search` reads: four short members.
+const MAX_SEARCH_BODY: usize = 4096;
+
+/// `POST /v1/messages/search` with `{"status"?, "q"?, "limit"?, "after"?}`: the listing of
+/// [`list`], for a search that should not be in a URL (an address, a subject), where proxies
+/// and logs keep URLs.
+pub async fn search<E: Environment>(
+    env: &E,
+    config: Result<&Config, &ApiError>,
+    head: &RequestHead,
+    mut source: impl BodySource,
+) -> HttpResponse {
+    let config = match authorized(config, head) {
+        Ok(config) => config,
+        Err(response) => return response,
+    };
+    let body = match body::read(env, head, &mut source, MAX_SEARCH_BODY, config.request_body_timeout_ms).await {
+        Ok(body) => body,
+        Err(error) => return HttpResponse::error(&error),
+    };
+    let input: SearchBody = match serde_json::from_slice(&body) {
+        Ok(Object(input)) => input,
+        Err(e) if e.is_data() => return invalid("body", &e.to_string()),
+        Err(e) => return HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}"))),
+    };
+    let limit = input.limit.map(|n| n.to_string());
+    let pairs = [("status", input.status), ("q", input.q), ("limit", limit), ("after", input.after)];
+    let pairs = pairs.into_iter().filter_map(|(name, value)| Some((Cow::Borrowed(name), Cow::Owned(value?))));
+    match Listing::parse(pairs) {
+        Ok(listing) => listing.answer(env, config).await,
+        Err(response) => response,
+    }
+}
+
+/// The body of [`search`]: the query of [`list`] as JSON.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    status: Option<String>,
+    q: Option<String>,
+    limit: Option<u64>,
+    after: Option<String>,
+}
+
+fn invalid(field: &str, why: &str) -> HttpResponse {
+    let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("{field} {why}"));
+    error.details = vec![(field.to_string(), why.to_string())];
+    HttpResponse::error(&error)
+}
+
+/// What one listing asks for, checked.
+struct Listing {
+    status: Option<Status>,
+    search: Option<String>,
+    limit: u32,
+    after: Option<Cursor>,
+}
+
+impl Listing {
+    fn parse<'a>(pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) -> Result<Listing, HttpResponse> {
+        let mut listing = Listing { status: None, search: None, limit: 50, after: None };
+        for (name, value) in pairs {
+            match name.as_ref() {
+                "status" => match Status::parse(&value) {
+                    Some(s) => listing.status = Some(s),
+                    None => {
+                        return Err(invalid(
+                            &name,
+                            "must be queued, sending, sent, delivered, bounced, failed or unknown",
+                        ))
+                    }
+                },
+                // The ledger's LIKE patterns hold at most 50 bytes: the text and its wildcards.
+                "q" => match value.len() {
+                    1..=MAX_SEARCH if value.len() + value.matches(['%', '_', '\\']).count() <= MAX_SEARCH => {
+                        listing.search = Some(value.into_owned())
+                    }
+                    _ => return Err(invalid(&name, "must be 1 to 48 bytes of a subject or an address")),
+                },
+                "limit" => match value.parse::<u32>().ok().filter(|n| (1..=MAX_LIST).contains(n)) {
+                    Some(n) => listing.limit = n,
+                    None => return Err(invalid(&name, "must be a number from 1 to 100")),
+                },
+                "after" => match Cursor::parse(&value) {
+                    Some(cursor) => listing.after = Some(cursor),
+                    None => return Err(invalid(&name, "must be the next of an earlier page")),
+                },
+                _ => {}
+            }
         }
-        Err(_) => HttpResponse::error(&unavailable()),
+        Ok(listing)
+    }
+
+    async fn answer<E: Environment>(&self, env: &E, config: &Config) -> HttpResponse {
+        let filter = Filter { status: self.status, search: self.search.as_deref() };
+        match listing::newest_first(env, config.ledger_shards, &filter, self.after.as_ref(), self.limit).await {
+            Ok((records, next)) => {
+                let messages: Vec<Value> = records.iter().map(answer).collect();
+                HttpResponse::json(200, &json!({ "messages": messages, "next": next.map(|n| n.to_string()) }))
+            }
+            Err(_) => ledger_failed(env),
+        }
     }
 }

@@ -52,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/send"),
     ("POST", "/v1/send/batch"),
     ("GET", "/v1/messages"),
+    ("POST", "/v1/messages/search"),
     ("GET", "/v1/messages/{id}"),
     ("POST", "/v1/relay/check"),
     ("GET", "/v1/reports"),
@@ -60,6 +61,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/suppressions/{address}"),
     ("DELETE", "/v1/suppressions/{address}"),
+    ("POST", "/v1/suppressions/delete"),
     ("POST", "/v1/forms/{form}"),
     ("OPTIONS", "/v1/forms/{form}"),
     ("POST", "/emails"),
@@ -92,6 +94,8 @@ pub async fn serve<P: Platform>(
         "/v1/send/batch" => HttpResponse::error(&method_not_allowed("POST")).into(),
         "/v1/relay/check" if method == "POST" => boxed(relay_check::handle(env, config, &head)).await,
         "/v1/relay/check" => HttpResponse::error(&method_not_allowed("POST")).into(),
+        "/v1/messages/search" if method == "POST" => boxed(messages::search(&env, config, &head, body)).await.into(),
+        "/v1/messages/search" => HttpResponse::error(&method_not_allowed("POST")).into(),
         "/v1/messages" if method == "GET" => boxed(messages::list(&env, config, &head)).await.into(),
         path if path.starts_with("/v1/messages/") && method == "GET" => {
             boxed(messages::get(&env, config, &head, &path["/v1/messages/".len()..])).await.into()

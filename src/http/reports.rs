@@ -5,11 +5,12 @@
 use serde_json::{json, Map, Value};
 
 use super::auth::authorized;
+use super::messages::ledger_failed;
 use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
 use crate::delivery::env::Environment;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 
 /// The names counted, each answered even at 0.
 const COUNTED: [&str; 4] = ["not_a_report", "unknown_message", "unknown_recipient", "not_ours"];
@@ -28,10 +29,6 @@ pub async fn counts<E: Environment>(env: &E, config: Result<&Config, &ApiError>,
             let bounce_domain = config.bounce_domain.as_deref();
             HttpResponse::json(200, &json!({"bounce_domain": bounce_domain, "ignored": ignored}))
         }
-        Err(_) => {
-            let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
-            error.retry_after = Some(5);
-            HttpResponse::error(&error)
-        }
+        Err(_) => ledger_failed(env),
     }
 }

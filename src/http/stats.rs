@@ -5,6 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::auth::authorized;
+use super::messages::ledger_failed;
 use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
@@ -62,9 +63,7 @@ pub async fn get<E: Environment>(env: &E, config: Result<&Config, &ApiError>, he
     let asked = (0..config.ledger_shards.min(256)).map(|shard| env.hour_stats(shard as u8, since));
     let shards: Result<Vec<Vec<HourCounts>>, _> = join_all(asked).await.into_iter().collect();
     let Ok(shards) = shards else {
-        let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the delivery ledger could not be reached");
-        error.retry_after = Some(5);
-        return HttpResponse::error(&error);
+        return ledger_failed(env);
     };
     let per_hour = stats::merge(shards, first_hour, last_hour);
     let mut all_statuses = Vec::new();

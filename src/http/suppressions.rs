@@ -1,21 +1,27 @@
 //! The suppression list, behind the API key: `GET /v1/suppressions?limit=&after=`,
 //! `GET /v1/suppressions/{address}`, `POST /v1/suppressions` (`{"address", "reason"?,
-//! "detail"?}`) and `DELETE /v1/suppressions/{address}`.
+//! "detail"?}`), `DELETE /v1/suppressions/{address}` and `POST /v1/suppressions/delete`
+//! (`{"address"}`).
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{authorized, authorized_body};
-use super::body::BodySource;
+use super::auth::authorized;
+use super::body::{self, BodySource};
 use super::input::Object;
+use super::messages::store_failed;
 use super::request::{Platform, RequestHead};
 use super::response::HttpResponse;
 use crate::config::Config;
-use crate::delivery::env::Environment;
+use crate::delivery::env::{Environment, Store};
 use crate::delivery::shard::{merge, Cursor};
 use crate::delivery::suppression::{self, Reason, Suppression, SHARDS};
 use crate::error::{ApiError, ErrorCode};
 use crate::join_all;
+
+/// The largest body these routes read: an address, a reason and a 500-character detail.
+const MAX_BODY: usize = 8192;
 
 /// Most entries one list answers.
 const MAX_LIST: u32 = 100;
@@ -26,10 +32,10 @@ fn invalid(field: &str, why: &str) -> HttpResponse {
     HttpResponse::error(&error)
 }
 
-fn unavailable() -> HttpResponse {
+fn unavailable<E: Environment>(env: &E) -> HttpResponse {
     let mut error = ApiError::new(ErrorCode::StorageUnavailable, "the suppression list could not be reached");
     error.retry_after = Some(5);
-    HttpResponse::error(&error)
+    store_failed(env, Store::SuppressionList, error)
 }
 
 fn not_on_the_list(address: &str) -> HttpResponse {
@@ -52,8 +58,11 @@ pub async fn serve<P: Platform>(
     mut source: impl BodySource,
 ) -> HttpResponse {
     let method = head.method.as_str();
-    if rest.is_empty() && method == "POST" {
-        return add(env, config, head, &mut source).await;
+    match (rest, method) {
+        ("", "POST") => return add(env, config, head, &mut source).await,
+        ("/delete", "POST") => return delete(env, config, head, &mut source).await,
+        ("/delete", _) => return HttpResponse::error(&super::response::method_not_allowed("POST")),
+        _ => {}
     }
     if let Err(response) = authorized(config, head) {
         return response;
@@ -66,21 +75,76 @@ pub async fn serve<P: Platform>(
                 return invalid("address", "must be an email address");
             };
             if method == "DELETE" {
-                return match env.unsuppress(&address).await {
-                    Ok(Some(entry)) => HttpResponse::json(200, &json!({"address": entry.address, "deleted": true})),
-                    Ok(None) => not_on_the_list(&address),
-                    Err(_) => unavailable(),
-                };
+                return remove(env, &address).await;
             }
             match env.suppressed(suppression::shard_of(&address), std::slice::from_ref(&address)).await {
                 Ok(found) => match found.into_iter().next() {
                     Some(entry) => HttpResponse::json(200, &entry),
                     None => not_on_the_list(&address),
                 },
-                Err(_) => unavailable(),
+                Err(_) => unavailable(env),
             }
         }
         (Some(_), _) => HttpResponse::error(&super::response::method_not_allowed("GET, DELETE")),
+    }
+}
+
+/// Takes `address` (a key) off the list.
+async fn remove<E: Environment>(env: &E, address: &str) -> HttpResponse {
+    match env.unsuppress(address).await {
+        Ok(Some(entry)) => HttpResponse::json(200, &json!({"address": entry.address, "deleted": true})),
+        Ok(None) => not_on_the_list(address),
+        Err(_) => unavailable(env),
+    }
+}
+
+/// `{"address"}`, the body of `POST /v1/suppressions/delete`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    address: String,
+}
+
+/// `POST /v1/suppressions/delete` with `{"address"}`: what `DELETE /v1/suppressions/{address}`
+/// does, with the address out of the URL (which proxies and logs keep), as the dashboard asks.
+async fn delete<P: Platform>(
+    env: &P,
+    config: Result<&Config, &ApiError>,
+    head: &RequestHead,
+    source: &mut impl BodySource,
+) -> HttpResponse {
+    let body = match read_small(env, config, head, source).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let input: DeleteBody = match parse(&body) {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    match suppression::key(&input.address) {
+        Some(address) => remove(env, &address).await,
+        None => invalid("address", "must be an email address"),
+    }
+}
+
+/// The body of a call that holds one address and a few words, after the API key is checked.
+async fn read_small<P: Platform>(
+    env: &P,
+    config: Result<&Config, &ApiError>,
+    head: &RequestHead,
+    source: &mut impl BodySource,
+) -> Result<Vec<u8>, HttpResponse> {
+    let config = authorized(config, head)?;
+    body::read(env, head, source, MAX_BODY, config.request_body_timeout_ms).await.map_err(|e| HttpResponse::error(&e))
+}
+
+/// A flat JSON object: serde_json's own message names the member, so no path is needed (and
+/// none of `from_body`'s second, path-finding reader is built for these types).
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    match serde_json::from_slice(body) {
+        Ok(Object(input)) => Ok(input),
+        Err(e) if e.is_data() => Err(invalid("body", &e.to_string())),
+        Err(e) => Err(HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}")))),
     }
 }
 
@@ -101,16 +165,13 @@ async fn add<P: Platform>(
     head: &RequestHead,
     source: &mut impl BodySource,
 ) -> HttpResponse {
-    let (_, _, body) = match authorized_body(env, config, head, source).await {
-        Ok(ready) => ready,
+    let body = match read_small(env, config, head, source).await {
+        Ok(body) => body,
         Err(response) => return response,
     };
-    // serde_json's own message names the member: the body is flat, so no path is needed
-    // (and none of `from_body`'s second, path-finding reader is built for this type).
-    let input: AddBody = match serde_json::from_slice(&body) {
-        Ok(Object(input)) => input,
-        Err(e) if e.is_data() => return invalid("body", &e.to_string()),
-        Err(e) => return HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}"))),
+    let input: AddBody = match parse(&body) {
+        Ok(input) => input,
+        Err(response) => return response,
     };
     let Some(address) = suppression::key(&input.address) else {
         return invalid("address", "must be an email address");
@@ -129,10 +190,10 @@ async fn add<P: Platform>(
         Ok(false) => {
             match env.suppressed(suppression::shard_of(&entry.address), std::slice::from_ref(&entry.address)).await {
                 Ok(found) => HttpResponse::json(200, &found.first().unwrap_or(&entry)),
-                Err(_) => unavailable(),
+                Err(_) => unavailable(env),
             }
         }
-        Err(_) => unavailable(),
+        Err(_) => unavailable(env),
     }
 }
 
@@ -160,6 +221,6 @@ async fn list<E: Environment>(env: &E, head: &RequestHead) -> HttpResponse {
             let (entries, next) = merge(pages, limit as usize);
             HttpResponse::json(200, &json!({"suppressions": entries, "next": next.map(|n| n.to_string())}))
         }
-        Err(_) => unavailable(),
+        Err(_) => unavailable(env),
     }
 }

@@ -28,7 +28,7 @@ mod objects;
 
 use crate::config::rate::RateLimit;
 use crate::config::{Config, WebhookSettings};
-use crate::delivery::env::{Environment, Unavailable, WarmUnavailable};
+use crate::delivery::env::{Environment, Store, Unavailable, WarmUnavailable};
 use crate::delivery::idempotency::{KeyAnswer, KeyCall};
 use crate::delivery::inbound::{self, Received};
 use crate::delivery::queue::{self, Claimed, Record, Verdict};
@@ -40,6 +40,7 @@ use crate::delivery::shard::{self, Cursor};
 use crate::delivery::stats::HourCounts;
 use crate::delivery::suppression::{self, Suppression};
 use crate::delivery::transaction::{Outcome, Transaction};
+use crate::delivery::webhook::Delivery;
 use crate::delivery::webhook::{self, Webhook};
 use crate::error::ApiError;
 use crate::http::{self, BodySource, Field, FieldValue, HttpResponse, Platform, RequestHead};
@@ -293,6 +294,14 @@ fn bytes_value(bytes: &[u8]) -> JsValue {
 }
 
 impl Environment for Workers {
+    fn binds(&self, store: Store) -> bool {
+        let binding = match store {
+            Store::Ledger => DELIVERY_LEDGER,
+            Store::SuppressionList => SUPPRESSION_LIST,
+        };
+        self.env.durable_object(binding).is_ok()
+    }
+
     async fn dkim_sign(&self, key: &crate::dkim::DkimKey, data: &[u8]) -> Result<Vec<u8>, Unavailable> {
         crypto::sign(key, data).await.map_err(|_| Unavailable)
     }
@@ -361,6 +370,10 @@ impl Environment for Workers {
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
         self.ask(ledger(shard_of(id)?), "load", &[("id", id)], None).await
+    }
+
+    async fn webhook_deliveries(&self, id: &str) -> Result<Vec<Delivery>, Unavailable> {
+        self.ask(ledger(shard_of(id)?), "webhooks", &[("id", id)], None).await
     }
 
     async fn list_records(

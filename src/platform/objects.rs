@@ -22,7 +22,7 @@ use crate::delivery::stats::{self, HourCounts};
 use crate::delivery::suppression::Suppression;
 use crate::delivery::transaction::{Outcome, Transaction};
 use crate::delivery::warm::WarmSession;
-use crate::delivery::webhook::{self, Webhook};
+use crate::delivery::webhook::{self, Delivery, Webhook};
 use crate::http;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -305,7 +305,7 @@ impl DeliveryLedger {
     /// Sends the outbox's due webhooks (at most [`WEBHOOKS_PER_RUN`]), then says when the next
     /// one is due. A `2xx` removes one; anything else (a redirect is never followed) tries it
     /// again on the schedule, or, once that is spent, keeps it marked failed and says so in
-    /// the log.
+    /// the log. A delivered one stays, marked delivered, for the message's timeline.
     async fn send_webhooks(&self, settings: &WebhookSettings, now: u64) -> Result<Option<u64>> {
         let due = rows(
             &self.sql,
@@ -317,7 +317,11 @@ impl DeliveryLedger {
             let attempts = number_of(attempts) as u32 + 1;
             let hook = Webhook { id: id.clone(), body: body.clone() };
             if post_webhook(settings, &hook).await {
-                self.sql.exec("DELETE FROM webhooks WHERE id = ?", vec![id.as_str().into()])?;
+                // Kept, without its body, for the message's timeline until retention takes it.
+                self.sql.exec(
+                    "UPDATE webhooks SET body = '', attempts = ?, next_at = NULL, delivered_at = ? WHERE id = ?",
+                    vec![f64::from(attempts).into(), (now_millis() as f64).into(), id.as_str().into()],
+                )?;
                 continue;
             }
             let next_at = webhook::retry_after(&settings.retry_seconds, attempts)
@@ -358,12 +362,15 @@ impl DurableObject for DeliveryLedger {
         // What arrived at the bounce domain and changed nothing, counted (in shard 0's object).
         let _ =
             sql.exec("CREATE TABLE IF NOT EXISTS report_counts (name TEXT PRIMARY KEY, count INTEGER NOT NULL)", None);
-        // The webhooks of this shard's events until a 2xx takes each (`next_at` null: failed).
+        // The webhooks of this shard's events: due at `next_at` until a 2xx takes one (then
+        // `delivered_at`; neither: failed for good). Kept until their record goes.
         let _ = sql.exec(
             "CREATE TABLE IF NOT EXISTS webhooks (id TEXT PRIMARY KEY, body TEXT NOT NULL, \
-             attempts INTEGER NOT NULL, next_at INTEGER)",
+             attempts INTEGER NOT NULL, next_at INTEGER, delivered_at INTEGER)",
             None,
         );
+        // An outbox made before deliveries were kept (the column exists: an error, ignored).
+        let _ = sql.exec("ALTER TABLE webhooks ADD COLUMN delivered_at INTEGER", None);
         let _ = sql.exec("CREATE INDEX IF NOT EXISTS webhooks_by_time ON webhooks (next_at)", None);
         // Version 2 of the records: a message the relay accepted is `sent` (`delivered` is what
         // a report says). A record of before reads so by itself; its status column, which the
@@ -398,6 +405,11 @@ impl DurableObject for DeliveryLedger {
         let bucket = self.workers.env.bucket(MESSAGE_BODIES)?;
         for id in &expired {
             bucket.delete(id).await?;
+            let (first, end) = webhook::id_range(id);
+            self.sql.exec(
+                "DELETE FROM webhooks WHERE id >= ? AND id < ? AND next_at IS NULL",
+                vec![first.as_str().into(), end.as_str().into()],
+            )?;
             self.sql.exec("DELETE FROM records WHERE id = ?", vec![id.as_str().into()])?;
         }
         let next_retention = next_retention_run(now, config.retention_ms, expired.len(), self.oldest_final()?);
@@ -429,6 +441,29 @@ impl DurableObject for DeliveryLedger {
                 json_response(&true)
             }
             "/load" => json_response(&self.load(&arg("id").ok_or_else(missing)?)?),
+            "/webhooks" => {
+                let (first, end) = webhook::id_range(&arg("id").ok_or_else(missing)?);
+                let rows = rows(
+                    &self.sql,
+                    "SELECT id, attempts, delivered_at, next_at FROM webhooks WHERE id >= ? AND id < ?",
+                    vec![first.as_str().into(), end.as_str().into()],
+                )?;
+                let at = |value: &SqlStorageValue| Some(number_of(value)).filter(|at| *at > 0);
+                let mut deliveries: Vec<Delivery> = (rows.iter())
+                    .filter_map(|row| match &row[..] {
+                        [SqlStorageValue::String(id), attempts, delivered_at, next_at] => Some(Delivery {
+                            id: id.clone(),
+                            attempts: number_of(attempts) as u32,
+                            delivered_at: at(delivered_at),
+                            next_at: at(next_at),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                // In the order of their events (`_10` after `_9`).
+                deliveries.sort_by_key(|d| d.id.rsplit('_').next().and_then(|seq| seq.parse::<u32>().ok()));
+                json_response(&deliveries)
+            }
             "/list" => {
                 // The listing's order is (created_at, id), both descending; `after` is the last
                 // record of the page before, so one page starts exactly where that one ended.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use edge_mailer::config::rate::RateLimit;
 use edge_mailer::config::Config;
-use edge_mailer::delivery::env::{Environment, Unavailable, WarmUnavailable};
+use edge_mailer::delivery::env::{Environment, Store, Unavailable, WarmUnavailable};
 use edge_mailer::delivery::idempotency::{self, KeyAnswer, KeyCall, KeyRecord};
 use edge_mailer::delivery::queue::{self, Claimed, Record};
 use edge_mailer::delivery::quota::{Token, Windows};
@@ -25,6 +25,7 @@ use edge_mailer::delivery::stats::{self, HourCounts};
 use edge_mailer::delivery::suppression::{self, Suppression};
 use edge_mailer::delivery::transaction::{Outcome, Transaction};
 use edge_mailer::delivery::warm::WarmSession;
+use edge_mailer::delivery::webhook::{self, Delivery};
 use edge_mailer::http::body::{BodySource, WholeBody};
 use edge_mailer::http::{after_response, serve, Field, FieldValue, HttpResponse, Platform, RequestHead};
 use edge_mailer::smtp::client::Network;
@@ -360,6 +361,10 @@ pub struct ScriptedEnv {
     pub suppression_list_down: Rc<RefCell<bool>>,
     /// What arrived at the bounce domain and changed nothing, by name.
     pub report_counts: Rc<RefCell<HashMap<String, u64>>>,
+    /// The webhooks' outbox, as the ledger's objects keep it.
+    pub webhook_outbox: Rc<RefCell<Vec<Delivery>>>,
+    /// The stores this deployment does not bind: every call to them fails.
+    pub unbound: Rc<RefCell<Vec<Store>>>,
 }
 
 impl ScriptedEnv {
@@ -385,16 +390,23 @@ impl ScriptedEnv {
             suppression_checks: Rc::default(),
             suppression_list_down: Rc::default(),
             report_counts: Rc::default(),
+            webhook_outbox: Rc::default(),
+            unbound: Rc::default(),
         }
     }
 }
 
 impl ScriptedEnv {
     fn suppression_list(&self) -> Result<std::cell::RefMut<'_, Vec<(u8, Suppression)>>, Unavailable> {
-        match *self.suppression_list_down.borrow() {
+        match *self.suppression_list_down.borrow() || !self.binds(Store::SuppressionList) {
             true => Err(Unavailable),
             false => Ok(self.suppressions.borrow_mut()),
         }
+    }
+
+    /// The ledger's reads fail where it is not bound.
+    fn ledger_bound(&self) -> Result<(), Unavailable> {
+        self.binds(Store::Ledger).then_some(()).ok_or(Unavailable)
     }
 
     fn ledger_call(&self, call: &'static str, id: &str) {
@@ -432,6 +444,10 @@ impl ScriptedEnv {
 }
 
 impl Environment for ScriptedEnv {
+    fn binds(&self, store: Store) -> bool {
+        !self.unbound.borrow().contains(&store)
+    }
+
     /// Not a real signature (the e2e suite verifies real ones with dkimpy): the SHA-256 of
     /// what would be signed, so a test can tell what the signature covers.
     async fn dkim_sign(&self, _key: &edge_mailer::dkim::DkimKey, data: &[u8]) -> Result<Vec<u8>, Unavailable> {
@@ -506,7 +522,14 @@ impl Environment for ScriptedEnv {
 
     async fn load_record(&self, id: &str) -> Result<Option<Record>, Unavailable> {
         self.ledger_call("load", id);
+        self.ledger_bound()?;
         Ok(self.ledger.borrow().iter().find(|r| r.id == id).cloned())
+    }
+
+    async fn webhook_deliveries(&self, id: &str) -> Result<Vec<Delivery>, Unavailable> {
+        let (first, end) = webhook::id_range(id);
+        let outbox = self.webhook_outbox.borrow();
+        Ok(outbox.iter().filter(|d| d.id >= first && d.id < end).cloned().collect())
     }
 
     /// As a shard's object answers: its records in the listing's order, after the cursor.
@@ -518,6 +541,7 @@ impl Environment for ScriptedEnv {
         limit: u32,
     ) -> Result<Vec<Record>, Unavailable> {
         self.ledger_calls.borrow_mut().push(("list", shard));
+        self.ledger_bound()?;
         let mut records: Vec<Record> = (self.ledger.borrow().iter())
             .filter(|r| shard::shard_of(&r.id) == Some(shard) && filter.matches(r))
             .filter(|r| after.is_none_or(|a| (r.created_at, &r.id) < (a.created_at, &a.id)))
@@ -574,6 +598,7 @@ impl Environment for ScriptedEnv {
     }
 
     async fn hour_stats(&self, shard: u8, since_ms: u64) -> Result<Vec<HourCounts>, Unavailable> {
+        self.ledger_bound()?;
         let records: Vec<Record> =
             self.ledger.borrow().iter().filter(|r| shard::shard_of(&r.id) == Some(shard)).cloned().collect();
         Ok(stats::count(&records, since_ms))
