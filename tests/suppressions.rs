@@ -125,6 +125,9 @@ fn the_list_pages_newest_first_over_every_object() {
             }
             let (status, page) = api(&env, "GET", &path, None);
             assert_eq!(status, 200, "{page}");
+            // The same page, asked with the cursor (an address) in a body instead.
+            let body = json!({"limit": limit, "after": after});
+            assert_eq!(api(&env, "POST", "/v1/suppressions/list", Some(body)), (200, page.clone()));
             let entries = page["suppressions"].as_array().unwrap();
             assert!(entries.len() <= limit);
             seen.extend(
@@ -235,6 +238,11 @@ fn an_address_is_removed_by_a_body_that_names_it() {
         assert_eq!((status, json["error"]["code"].as_str()), (422, Some("validation_failed")), "{bad}: {json}");
     }
     assert_eq!(api(&env, "GET", "/v1/suppressions/delete", None).0, 405);
+    assert_eq!(api(&env, "GET", "/v1/suppressions/list", None).0, 405);
+    for bad in [json!({"limit": 0}), json!({"after": "nobody"}), json!({"next": "x"})] {
+        let (status, json) = api(&env, "POST", "/v1/suppressions/list", Some(bad.clone()));
+        assert_eq!((status, json["error"]["code"].as_str()), (422, Some("validation_failed")), "{bad}: {json}");
+    }
     let (response, _) = call(&env, Req::new("POST", "/v1/suppressions/delete", b"{\"address\":\"a@b.org\"}".to_vec()));
     assert_eq!(response.status, 401);
 }

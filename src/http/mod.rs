@@ -61,6 +61,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/suppressions/{address}"),
     ("DELETE", "/v1/suppressions/{address}"),
+    ("POST", "/v1/suppressions/list"),
     ("POST", "/v1/suppressions/delete"),
     ("POST", "/v1/forms/{form}"),
     ("OPTIONS", "/v1/forms/{form}"),

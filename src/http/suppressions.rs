@@ -3,6 +3,8 @@
 //! "detail"?}`), `DELETE /v1/suppressions/{address}` and `POST /v1/suppressions/delete`
 //! (`{"address"}`).
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -61,7 +63,8 @@ pub async fn serve<P: Platform>(
     match (rest, method) {
         ("", "POST") => return add(env, config, head, &mut source).await,
         ("/delete", "POST") => return delete(env, config, head, &mut source).await,
-        ("/delete", _) => return HttpResponse::error(&super::response::method_not_allowed("POST")),
+        ("/list", "POST") => return list_by_body(env, config, head, &mut source).await,
+        ("/delete" | "/list", _) => return HttpResponse::error(&super::response::method_not_allowed("POST")),
         _ => {}
     }
     if let Err(response) = authorized(config, head) {
@@ -199,28 +202,79 @@ async fn add<P: Platform>(
 
 /// `GET /v1/suppressions?limit=1..100&after=`: newest first, every object asked at once.
 async fn list<E: Environment>(env: &E, head: &RequestHead) -> HttpResponse {
-    let mut limit = 50;
-    let mut after = None;
-    for (name, value) in form_urlencoded::parse(head.query.as_bytes()) {
-        match name.as_ref() {
-            "limit" => match value.parse::<u32>().ok().filter(|n| (1..=MAX_LIST).contains(n)) {
-                Some(n) => limit = n,
-                None => return invalid("limit", "must be a number from 1 to 100"),
-            },
-            "after" => match Cursor::parse_with(&value, |a| suppression::key(a).is_some()) {
-                Some(cursor) => after = Some(cursor),
-                None => return invalid("after", "must be the next of an earlier page"),
-            },
-            _ => {}
-        }
+    match Page::parse(form_urlencoded::parse(head.query.as_bytes())) {
+        Ok(page) => page.answer(env).await,
+        Err(response) => response,
     }
-    let asked = (0..SHARDS).map(|shard| env.list_suppressions(shard, after.as_ref(), limit + 1));
-    let pages: Result<Vec<_>, _> = join_all(asked).await.into_iter().collect();
-    match pages {
-        Ok(pages) => {
-            let (entries, next) = merge(pages, limit as usize);
-            HttpResponse::json(200, &json!({"suppressions": entries, "next": next.map(|n| n.to_string())}))
+}
+
+/// `{"limit"?, "after"?}`, the body of `POST /v1/suppressions/list`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListBody {
+    limit: Option<u64>,
+    after: Option<String>,
+}
+
+/// `POST /v1/suppressions/list` with `{"limit"?, "after"?}`: the listing of [`list`] with its
+/// cursor (which holds an address) out of the URL, as the dashboard asks.
+async fn list_by_body<P: Platform>(
+    env: &P,
+    config: Result<&Config, &ApiError>,
+    head: &RequestHead,
+    source: &mut impl BodySource,
+) -> HttpResponse {
+    let body = match read_small(env, config, head, source).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let input: ListBody = match parse(&body) {
+        Ok(input) => input,
+        Err(response) => return response,
+    };
+    let limit = input.limit.map(|n| n.to_string());
+    let pairs = [("limit", limit), ("after", input.after)];
+    let pairs = pairs.into_iter().filter_map(|(name, value)| Some((Cow::Borrowed(name), Cow::Owned(value?))));
+    match Page::parse(pairs) {
+        Ok(page) => page.answer(env).await,
+        Err(response) => response,
+    }
+}
+
+/// One page of the list, as asked.
+struct Page {
+    limit: u32,
+    after: Option<Cursor>,
+}
+
+impl Page {
+    fn parse<'a>(pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) -> Result<Page, HttpResponse> {
+        let mut page = Page { limit: 50, after: None };
+        for (name, value) in pairs {
+            match name.as_ref() {
+                "limit" => match value.parse::<u32>().ok().filter(|n| (1..=MAX_LIST).contains(n)) {
+                    Some(n) => page.limit = n,
+                    None => return Err(invalid("limit", "must be a number from 1 to 100")),
+                },
+                "after" => match Cursor::parse_with(&value, |a| suppression::key(a).is_some()) {
+                    Some(cursor) => page.after = Some(cursor),
+                    None => return Err(invalid("after", "must be the next of an earlier page")),
+                },
+                _ => {}
+            }
         }
-        Err(_) => unavailable(env),
+        Ok(page)
+    }
+
+    async fn answer<E: Environment>(&self, env: &E) -> HttpResponse {
+        let asked = (0..SHARDS).map(|shard| env.list_suppressions(shard, self.after.as_ref(), self.limit + 1));
+        let pages: Result<Vec<_>, _> = join_all(asked).await.into_iter().collect();
+        match pages {
+            Ok(pages) => {
+                let (entries, next) = merge(pages, self.limit as usize);
+                HttpResponse::json(200, &json!({"suppressions": entries, "next": next.map(|n| n.to_string())}))
+            }
+            Err(_) => unavailable(env),
+        }
     }
 }
