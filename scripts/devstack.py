@@ -302,7 +302,7 @@ class Stack:
 
     def __init__(self, state: Path, relay_ports: "local_relay.Ports | None" = None, http_port: int | None = None,
                  vars_file: Path | None = None, extra_vars: dict | None = None, name: str = "worker",
-                 pinned_build: bool = True, keep_warm: bool = False):
+                 pinned_build: bool = True, keep_warm: bool = False, without_bindings: tuple = ()):
         self.state = state
         self.relay_dir = state / "relay"
         self.choose_relay_ports = relay_ports is None
@@ -328,6 +328,8 @@ class Stack:
         # since the extra requests would count in the CPU they measure.
         self.keep_warm = keep_warm
         self.warm_stop = None
+        # Bindings of wrangler.toml this Worker runs without (a deployment that has no ledger).
+        self.without_bindings = without_bindings
 
     @property
     def api_key(self) -> str:
@@ -375,7 +377,27 @@ class Stack:
                    "--show-interactive-dev-session=false"]
         if self.vars_file:
             command += ["--env-file", str(self.vars_file)]
+        if self.without_bindings:
+            command += ["--config", str(self.config_without(self.without_bindings))]
         return command
+
+    def config_without(self, bindings: tuple) -> Path:
+        """wrangler.toml without the Durable Object bindings named, written beside this Worker's
+        state; its paths made absolute, since wrangler reads them from the file's directory."""
+        text = (ROOT / "wrangler.toml").read_text()
+        blocks = text.split("\n\n")
+        kept = [b for b in blocks if not ("[[durable_objects.bindings]]" in b
+                                          and any(f'name = "{name}"' in b for name in bindings))]
+        assert len(blocks) - len(kept) == len(bindings), f"not every binding of {bindings} is in wrangler.toml"
+        text = "\n\n".join(kept)
+        for old, new in [('main = "build/worker/shim.mjs"', f'main = "{ROOT / "build/worker/shim.mjs"}"'),
+                         ('directory = "www"', f'directory = "{ROOT / "www"}"'),
+                         ('command = "bash scripts/build-worker"', f'command = "bash scripts/build-worker"\ncwd = "{ROOT}"')]:
+            assert old in text, old
+            text = text.replace(old, new)
+        path = self.state / f"{self.name}.wrangler.toml"
+        path.write_text(text)
+        return path
 
     def wrangler_env(self) -> dict:
         env = build_env()
@@ -400,14 +422,15 @@ class Stack:
                                              stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              start_new_session=True)
 
-    def start_workers(self, settings: dict, timeout: float = 180) -> dict:
-        """More Workers on the same relay, one per name, each with its own variable overrides;
-        started in parallel. Returns name → Stack (use its base_url)."""
+    def start_workers(self, settings: dict, timeout: float = 180, without_bindings: dict | None = None) -> dict:
+        """More Workers on the same relay, one per name, each with its own variable overrides
+        (and without the bindings `without_bindings` names for it); started in parallel. Returns
+        name → Stack (use its base_url)."""
         workers = {}
         for name, overrides in settings.items():
             worker = Stack(self.state, self.relay_ports, vars_file=self.state / f"{name}.vars",
                            extra_vars=overrides, name=name, pinned_build=self.pinned_build,
-                           keep_warm=self.keep_warm)
+                           keep_warm=self.keep_warm, without_bindings=(without_bindings or {}).get(name, ()))
             worker.launch()
             self.others.append(worker)
             workers[name] = worker

@@ -1,20 +1,10 @@
 // The edge-mailer page: the flow and the error table come from the Worker's own definitions
 // (GET /v1/errors); the demo posts to this deployment's demo form and plays back the SMTP
-// transcript. No external scripts, styles or fonts.
+// transcript. No external scripts, styles or fonts; `el` is dom.js's.
 "use strict";
 
 const LANES = ["client", "worker", "relay"];
 let table = { errors: [], steps: [] };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : String(child));
-  return node;
-}
 
 function codeList(codes) {
   const span = el("span");

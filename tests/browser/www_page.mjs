@@ -1,20 +1,8 @@
 // The www/ page in a real browser: the flow, the error table, a demo send with its
 // transcript, a refused send with its explanation; screenshots at desktop and phone widths.
 // Usage: node www_page.mjs <worker base URL> <screenshot dir> <name>. Prints JSON.
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { launch } from "./browser.mjs";
-
-// axe-core, the accessibility checker, from npm. The page's CSP allows no injected script, so
-// the audit runs in pages opened with bypassCSP; the other checks run under the real CSP.
-const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
-
-async function audit(page) {
-  await page.evaluate(axeSource);
-  const results = await page.evaluate(() => axe.run(document, { resultTypes: ["violations"] }));
-  return results.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length,
-    targets: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
-}
+import { mkdirSync } from "node:fs";
+import { audit, launch } from "./browser.mjs";
 
 // Where the demo sits in the first screen, before any scrolling: the bottom of each of its
 // buttons and the viewport's height, in CSS pixels.

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 import devstack  # noqa: E402
 from site_fixture import Site  # noqa: E402
+from webhook_receiver import Receiver  # noqa: E402
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -212,6 +213,14 @@ def stack(site):
             if log.is_file():
                 shutil.copy(log, logs / log.name)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    """An app's webhook endpoint on 127.0.0.1, one per test module that asks for it."""
+    receiver = Receiver()
+    yield receiver
+    receiver.server.shutdown()
 
 
 @pytest.fixture(scope="session")

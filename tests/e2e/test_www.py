@@ -66,7 +66,10 @@ def test_page_is_served_with_a_strict_csp_and_no_outside_resources(stack):
     assert '<link rel="icon" href="/favicon.svg"' in html
     with urllib.request.urlopen(stack.base_url + "/favicon.svg") as response:
         assert response.status == 200 and "svg" in response.headers["content-type"]
-    for asset in ("/app.js", "/style.css"):
+    with urllib.request.urlopen(stack.base_url + "/dashboard") as response:
+        assert response.headers["content-security-policy"] == csp
+        assert "://" not in response.read().decode(), "the dashboard refers to another host"
+    for asset in ("/app.js", "/dom.js", "/dashboard.js", "/style.css"):
         with urllib.request.urlopen(stack.base_url + asset) as response:
             text = response.read().decode()
         assert "://" not in text.replace('"://"', ""), f"{asset} refers to another host"
