@@ -1,12 +1,17 @@
 //! Reading JSON request bodies with serde: where a syntax error is, which field does not fit,
 //! and lists whose length is bounded while they are read.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize as DeriveDeserialize;
 use serde_json::error::Category;
+
+use super::response::HttpResponse;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON list of which at most `N` items are built; the rest are read past without being
 /// built, and counted. A hostile `[0,0,0,…]` of millions of items costs a pass over its
@@ -200,5 +205,61 @@ mod tests {
         assert_eq!(error("\n [1]"), "not an object");
         assert_eq!(error("\n [1"), "syntax: EOF while parsing a list at line 2 column 3");
         assert_eq!(error(r#"{"a": 1}"#), "ok");
+    }
+}
+
+/// The small JSON bodies that carry a listing's query or one address instead of the URL
+/// (`POST /v1/messages/search`, `/v1/suppressions/list`, `/v1/suppressions/delete`): one type
+/// for the three, each route taking only its own members.
+#[derive(DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueryBody {
+    status: Option<String>,
+    q: Option<String>,
+    limit: Option<u64>,
+    after: Option<String>,
+    address: Option<String>,
+}
+
+impl QueryBody {
+    /// Reads `body` as a flat object of `members` (any other is refused, as an unknown one).
+    pub fn read(body: &[u8], members: &[&str]) -> Result<QueryBody, HttpResponse> {
+        let invalid = |why: String| {
+            let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("body {why}"));
+            error.details = vec![("body".to_string(), why)];
+            HttpResponse::error(&error)
+        };
+        let input: QueryBody = match serde_json::from_slice(body) {
+            Ok(Object(input)) => input,
+            Err(e) if e.is_data() => return Err(invalid(e.to_string())),
+            Err(e) => {
+                return Err(HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}"))))
+            }
+        };
+        let unknown = input.pairs().map(|(name, _)| name).find(|name| !members.contains(name));
+        match unknown {
+            Some(name) => Err(invalid(format!("unknown field `{name}`, expected one of {}", members.join(", ")))),
+            None => Ok(input),
+        }
+    }
+
+    /// The members given, as a query's name and value (`limit` as its digits).
+    pub fn pairs(&self) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
+        fn text(value: &Option<String>) -> Option<Cow<'_, str>> {
+            value.as_deref().map(Cow::Borrowed)
+        }
+        [
+            ("status", text(&self.status)),
+            ("q", text(&self.q)),
+            ("limit", self.limit.map(|n| Cow::Owned(n.to_string()))),
+            ("after", text(&self.after)),
+            ("address", text(&self.address)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+    }
+
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
     }
 }

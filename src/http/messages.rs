@@ -3,12 +3,11 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::authorized;
 use super::body::{self, BodySource};
-use super::input::Object;
+use super::input::QueryBody;
 use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
@@ -129,28 +128,14 @@ pub async fn search<E: Environment>(
         Ok(body) => body,
         Err(error) => return HttpResponse::error(&error),
     };
-    let input: SearchBody = match serde_json::from_slice(&body) {
-        Ok(Object(input)) => input,
-        Err(e) if e.is_data() => return invalid("body", &e.to_string()),
-        Err(e) => return HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}"))),
+    let input = match QueryBody::read(&body, &["status", "q", "limit", "after"]) {
+        Ok(input) => input,
+        Err(response) => return response,
     };
-    let limit = input.limit.map(|n| n.to_string());
-    let pairs = [("status", input.status), ("q", input.q), ("limit", limit), ("after", input.after)];
-    let pairs = pairs.into_iter().filter_map(|(name, value)| Some((Cow::Borrowed(name), Cow::Owned(value?))));
-    match Listing::parse(pairs) {
+    match Listing::parse(input.pairs().map(|(name, value)| (Cow::Borrowed(name), value))) {
         Ok(listing) => listing.answer(env, config).await,
         Err(response) => response,
     }
-}
-
-/// The body of [`search`]: the query of [`list`] as JSON.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SearchBody {
-    status: Option<String>,
-    q: Option<String>,
-    limit: Option<u64>,
-    after: Option<String>,
 }
 
 fn invalid(field: &str, why: &str) -> HttpResponse {

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::auth::authorized;
 use super::body::{self, BodySource};
-use super::input::Object;
+use super::input::{Object, QueryBody};
 use super::messages::store_failed;
 use super::request::{Platform, RequestHead};
 use super::response::HttpResponse;
@@ -101,13 +101,6 @@ async fn remove<E: Environment>(env: &E, address: &str) -> HttpResponse {
     }
 }
 
-/// `{"address"}`, the body of `POST /v1/suppressions/delete`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteBody {
-    address: String,
-}
-
 /// `POST /v1/suppressions/delete` with `{"address"}`: what `DELETE /v1/suppressions/{address}`
 /// does, with the address out of the URL (which proxies and logs keep), as the dashboard asks.
 async fn delete<P: Platform>(
@@ -120,11 +113,11 @@ async fn delete<P: Platform>(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let input: DeleteBody = match parse(&body) {
+    let input = match QueryBody::read(&body, &["address"]) {
         Ok(input) => input,
         Err(response) => return response,
     };
-    match suppression::key(&input.address) {
+    match input.address().and_then(suppression::key) {
         Some(address) => remove(env, &address).await,
         None => invalid("address", "must be an email address"),
     }
@@ -208,14 +201,6 @@ async fn list<E: Environment>(env: &E, head: &RequestHead) -> HttpResponse {
     }
 }
 
-/// `{"limit"?, "after"?}`, the body of `POST /v1/suppressions/list`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListBody {
-    limit: Option<u64>,
-    after: Option<String>,
-}
-
 /// `POST /v1/suppressions/list` with `{"limit"?, "after"?}`: the listing of [`list`] with its
 /// cursor (which holds an address) out of the URL, as the dashboard asks.
 async fn list_by_body<P: Platform>(
@@ -228,14 +213,11 @@ async fn list_by_body<P: Platform>(
         Ok(body) => body,
         Err(response) => return response,
     };
-    let input: ListBody = match parse(&body) {
+    let input = match QueryBody::read(&body, &["limit", "after"]) {
         Ok(input) => input,
         Err(response) => return response,
     };
-    let limit = input.limit.map(|n| n.to_string());
-    let pairs = [("limit", limit), ("after", input.after)];
-    let pairs = pairs.into_iter().filter_map(|(name, value)| Some((Cow::Borrowed(name), Cow::Owned(value?))));
-    match Page::parse(pairs) {
+    match Page::parse(input.pairs().map(|(name, value)| (Cow::Borrowed(name), value))) {
         Ok(page) => page.answer(env).await,
         Err(response) => response,
     }
