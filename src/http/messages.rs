@@ -102,7 +102,7 @@ pub async fn list<E: Environment>(env: &E, config: Result<&Config, &ApiError>, h
         Ok(config) => config,
         Err(response) => return response,
     };
-    match Listing::parse(form_urlencoded::parse(head.query.as_bytes())) {
+    match Listing::parse(&mut form_urlencoded::parse(head.query.as_bytes())) {
         Ok(listing) => listing.answer(env, config).await,
         Err(response) => response,
     }
@@ -132,7 +132,8 @@ pub async fn search<E: Environment>(
         Ok(input) => input,
         Err(response) => return response,
     };
-    match Listing::parse(input.pairs().map(|(name, value)| (Cow::Borrowed(name), value))) {
+    let asked = Listing::parse(&mut input.pairs().map(|(name, value)| (Cow::Borrowed(name), value)));
+    match asked {
         Ok(listing) => listing.answer(env, config).await,
         Err(response) => response,
     }
@@ -153,7 +154,8 @@ struct Listing {
 }
 
 impl Listing {
-    fn parse<'a>(pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) -> Result<Listing, HttpResponse> {
+    /// From a query's pairs or a body's members (one reader for both, behind a pointer).
+    fn parse<'a>(pairs: &mut dyn Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) -> Result<Listing, HttpResponse> {
         let mut listing = Listing { status: None, search: None, limit: 50, after: None };
         for (name, value) in pairs {
             match name.as_ref() {

@@ -195,7 +195,7 @@ async fn add<P: Platform>(
 
 /// `GET /v1/suppressions?limit=1..100&after=`: newest first, every object asked at once.
 async fn list<E: Environment>(env: &E, head: &RequestHead) -> HttpResponse {
-    match Page::parse(form_urlencoded::parse(head.query.as_bytes())) {
+    match Page::parse(&mut form_urlencoded::parse(head.query.as_bytes())) {
         Ok(page) => page.answer(env).await,
         Err(response) => response,
     }
@@ -217,7 +217,8 @@ async fn list_by_body<P: Platform>(
         Ok(input) => input,
         Err(response) => return response,
     };
-    match Page::parse(input.pairs().map(|(name, value)| (Cow::Borrowed(name), value))) {
+    let asked = Page::parse(&mut input.pairs().map(|(name, value)| (Cow::Borrowed(name), value)));
+    match asked {
         Ok(page) => page.answer(env).await,
         Err(response) => response,
     }
@@ -230,7 +231,8 @@ struct Page {
 }
 
 impl Page {
-    fn parse<'a>(pairs: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) -> Result<Page, HttpResponse> {
+    /// From a query's pairs or a body's members (one reader for both, behind a pointer).
+    fn parse<'a>(pairs: &mut dyn Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>) -> Result<Page, HttpResponse> {
         let mut page = Page { limit: 50, after: None };
         for (name, value) in pairs {
             match name.as_ref() {
