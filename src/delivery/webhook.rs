@@ -52,11 +52,18 @@ pub fn id_range(record_id: &str) -> (String, String) {
     (format!("msg_{record_id}_"), format!("msg_{record_id}`"))
 }
 
+impl Delivery {
+    /// The place in its record's `events` of the event it tells of (its id ends `_{seq}`).
+    pub fn seq(&self) -> Option<usize> {
+        self.id.rsplit('_').next().and_then(|seq| seq.parse().ok())
+    }
+}
+
 /// A delivery as a message's answer shows it, beside the event it tells of: `{"id",
 /// "event" (its index in `events`), "type", "status": delivered | retrying | failed,
 /// "attempts", "delivered_at"?, "next_at"?}`.
 pub fn describe(record: &Record, delivery: &Delivery) -> Value {
-    let seq = delivery.id.rsplit('_').next().and_then(|seq| seq.parse::<usize>().ok());
+    let seq = delivery.seq();
     let kind = seq.and_then(|seq| record.events.get(seq)).and_then(|event| type_of(event.kind));
     let status = match (delivery.delivered_at, delivery.next_at) {
         (Some(_), _) => "delivered",

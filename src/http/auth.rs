@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::body::{self, BodySource};
+use super::input::QueryBody;
 use super::request::RequestHead;
 use super::response::HttpResponse;
 use crate::config::Config;
@@ -26,6 +27,34 @@ pub async fn authorized_body<'a, N: Network>(
         .await
         .map_err(|e| HttpResponse::error(&e))?;
     Ok((config, api_key, body))
+}
+
+/// [`authorized_body`] with a limit of the route's own: a small body (a query, an address).
+pub(crate) async fn authorized_small_body<'a, N: Network>(
+    net: &N,
+    config: Result<&'a Config, &ApiError>,
+    head: &RequestHead,
+    source: &mut impl BodySource,
+    limit: usize,
+) -> Result<(&'a Config, Vec<u8>), HttpResponse> {
+    let config = authorized(config, head)?;
+    let body = body::read(net, head, source, limit, config.request_body_timeout_ms)
+        .await
+        .map_err(|e| HttpResponse::error(&e))?;
+    Ok((config, body))
+}
+
+/// A [`QueryBody`] of `members`, read within `limit` once the key is checked.
+pub(crate) async fn authorized_query<'a, N: Network>(
+    net: &N,
+    config: Result<&'a Config, &ApiError>,
+    head: &RequestHead,
+    source: &mut impl BodySource,
+    limit: usize,
+    members: &[&str],
+) -> Result<(&'a Config, QueryBody), HttpResponse> {
+    let (config, body) = authorized_small_body(net, config, head, source, limit).await?;
+    Ok((config, QueryBody::read(&body, members)?))
 }
 
 /// The configuration, for a request with a valid API key; else the answer to give.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize as DeriveDeserialize;
 use serde_json::error::Category;
 
@@ -208,6 +208,23 @@ mod tests {
     }
 }
 
+/// `validation_failed` for the body as a whole.
+fn invalid_body(why: String) -> HttpResponse {
+    let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("body {why}"));
+    error.details = vec![("body".to_string(), why)];
+    HttpResponse::error(&error)
+}
+
+/// A flat JSON object: serde_json's own message names the member, so no path is needed (and
+/// none of [`from_body`]'s second, path-finding reader is built for these types).
+pub(crate) fn flat_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    match serde_json::from_slice(body) {
+        Ok(Object(input)) => Ok(input),
+        Err(e) if e.is_data() => Err(invalid_body(e.to_string())),
+        Err(e) => Err(HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}")))),
+    }
+}
+
 /// The small JSON bodies that carry a listing's query or one address instead of the URL
 /// (`POST /v1/messages/search`, `/v1/suppressions/list`, `/v1/suppressions/delete`): one type
 /// for the three, each route taking only its own members.
@@ -224,21 +241,10 @@ pub(crate) struct QueryBody {
 impl QueryBody {
     /// Reads `body` as a flat object of `members` (any other is refused, as an unknown one).
     pub fn read(body: &[u8], members: &[&str]) -> Result<QueryBody, HttpResponse> {
-        let invalid = |why: String| {
-            let mut error = ApiError::new(ErrorCode::ValidationFailed, format!("body {why}"));
-            error.details = vec![("body".to_string(), why)];
-            HttpResponse::error(&error)
-        };
-        let input: QueryBody = match serde_json::from_slice(body) {
-            Ok(Object(input)) => input,
-            Err(e) if e.is_data() => return Err(invalid(e.to_string())),
-            Err(e) => {
-                return Err(HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}"))))
-            }
-        };
+        let input: QueryBody = flat_object(body)?;
         let unknown = input.pairs().map(|(name, _)| name).find(|name| !members.contains(name));
         match unknown {
-            Some(name) => Err(invalid(format!("unknown field `{name}`, expected one of {}", members.join(", ")))),
+            Some(name) => Err(invalid_body(format!("unknown field `{name}`, expected one of {}", members.join(", ")))),
             None => Ok(input),
         }
     }

@@ -5,10 +5,10 @@ use std::borrow::Cow;
 
 use serde_json::{json, Value};
 
-use super::auth::authorized;
-use super::body::{self, BodySource};
-use super::input::QueryBody;
+use super::auth::{authorized, authorized_query};
+use super::body::BodySource;
 use super::request::RequestHead;
+use super::response::store_failed;
 use super::response::HttpResponse;
 use crate::config::Config;
 use crate::delivery::env::{Environment, Store};
@@ -35,20 +35,6 @@ pub(crate) fn unavailable() -> ApiError {
 /// ledger, else `storage_unavailable` (retry).
 pub(crate) fn ledger_failed<E: Environment>(env: &E) -> HttpResponse {
     store_failed(env, Store::Ledger, unavailable())
-}
-
-/// `misconfigured`, naming the binding, when this deployment does not bind `store`; else `error`.
-pub(crate) fn store_failed<E: Environment>(env: &E, store: Store, error: ApiError) -> HttpResponse {
-    if env.binds(store) {
-        return HttpResponse::error(&error);
-    }
-    let (binding, section) = match store {
-        Store::Ledger => ("DELIVERY_LEDGER", "Queued delivery"),
-        Store::SuppressionList => ("SUPPRESSION_LIST", "Suppressions"),
-    };
-    let message =
-        format!("this deployment has no {binding} binding (README, \"{section}\", shows it in wrangler.toml)");
-    HttpResponse::error(&ApiError::new(ErrorCode::Misconfigured, message))
 }
 
 /// A record as the routes answer it: with `last_event`, the type of its newest event.
@@ -120,16 +106,9 @@ pub async fn search<E: Environment>(
     head: &RequestHead,
     mut source: impl BodySource,
 ) -> HttpResponse {
-    let config = match authorized(config, head) {
-        Ok(config) => config,
-        Err(response) => return response,
-    };
-    let body = match body::read(env, head, &mut source, MAX_SEARCH_BODY, config.request_body_timeout_ms).await {
-        Ok(body) => body,
-        Err(error) => return HttpResponse::error(&error),
-    };
-    let input = match QueryBody::read(&body, &["status", "q", "limit", "after"]) {
-        Ok(input) => input,
+    let members = ["status", "q", "limit", "after"];
+    let (config, input) = match authorized_query(env, config, head, &mut source, MAX_SEARCH_BODY, &members).await {
+        Ok(ready) => ready,
         Err(response) => return response,
     };
     let asked = Listing::parse(&mut input.pairs().map(|(name, value)| (Cow::Borrowed(name), value)));

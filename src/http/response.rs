@@ -5,7 +5,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::delivery::env::Environment;
+use crate::delivery::env::{Environment, Store};
 use crate::delivery::record::Record;
 use crate::delivery::shard;
 use crate::delivery::transaction::Outcome;
@@ -129,4 +129,18 @@ pub fn after_response<E: Environment>(
             None => drop(saves.await),
         }
     })
+}
+
+/// `misconfigured`, naming the binding, when this deployment does not bind `store`; else `error`.
+pub fn store_failed<E: Environment>(env: &E, store: Store, error: ApiError) -> HttpResponse {
+    if env.binds(store) {
+        return HttpResponse::error(&error);
+    }
+    let (binding, section) = match store {
+        Store::Ledger => ("DELIVERY_LEDGER", "Queued delivery"),
+        Store::SuppressionList => ("SUPPRESSION_LIST", "Suppressions"),
+    };
+    let message =
+        format!("this deployment has no {binding} binding (README, \"{section}\", shows it in wrangler.toml)");
+    HttpResponse::error(&ApiError::new(ErrorCode::Misconfigured, message))
 }

@@ -5,16 +5,14 @@
 
 use std::borrow::Cow;
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::authorized;
-use super::body::{self, BodySource};
-use super::input::{Object, QueryBody};
-use super::messages::store_failed;
+use super::auth::{authorized, authorized_query, authorized_small_body};
+use super::body::BodySource;
+use super::input::flat_object;
 use super::request::{Platform, RequestHead};
-use super::response::HttpResponse;
+use super::response::{store_failed, HttpResponse};
 use crate::config::Config;
 use crate::delivery::env::{Environment, Store};
 use crate::delivery::shard::{merge, Cursor};
@@ -109,38 +107,13 @@ async fn delete<P: Platform>(
     head: &RequestHead,
     source: &mut impl BodySource,
 ) -> HttpResponse {
-    let body = match read_small(env, config, head, source).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let input = match QueryBody::read(&body, &["address"]) {
-        Ok(input) => input,
+    let input = match authorized_query(env, config, head, source, MAX_BODY, &["address"]).await {
+        Ok((_, input)) => input,
         Err(response) => return response,
     };
     match input.address().and_then(suppression::key) {
         Some(address) => remove(env, &address).await,
         None => invalid("address", "must be an email address"),
-    }
-}
-
-/// The body of a call that holds one address and a few words, after the API key is checked.
-async fn read_small<P: Platform>(
-    env: &P,
-    config: Result<&Config, &ApiError>,
-    head: &RequestHead,
-    source: &mut impl BodySource,
-) -> Result<Vec<u8>, HttpResponse> {
-    let config = authorized(config, head)?;
-    body::read(env, head, source, MAX_BODY, config.request_body_timeout_ms).await.map_err(|e| HttpResponse::error(&e))
-}
-
-/// A flat JSON object: serde_json's own message names the member, so no path is needed (and
-/// none of `from_body`'s second, path-finding reader is built for these types).
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
-    match serde_json::from_slice(body) {
-        Ok(Object(input)) => Ok(input),
-        Err(e) if e.is_data() => Err(invalid("body", &e.to_string())),
-        Err(e) => Err(HttpResponse::error(&ApiError::new(ErrorCode::InvalidRequest, format!("not JSON: {e}")))),
     }
 }
 
@@ -161,11 +134,11 @@ async fn add<P: Platform>(
     head: &RequestHead,
     source: &mut impl BodySource,
 ) -> HttpResponse {
-    let body = match read_small(env, config, head, source).await {
-        Ok(body) => body,
+    let body = match authorized_small_body(env, config, head, source, MAX_BODY).await {
+        Ok((_, body)) => body,
         Err(response) => return response,
     };
-    let input: AddBody = match parse(&body) {
+    let input: AddBody = match flat_object(&body) {
         Ok(input) => input,
         Err(response) => return response,
     };
@@ -209,12 +182,8 @@ async fn list_by_body<P: Platform>(
     head: &RequestHead,
     source: &mut impl BodySource,
 ) -> HttpResponse {
-    let body = match read_small(env, config, head, source).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let input = match QueryBody::read(&body, &["limit", "after"]) {
-        Ok(input) => input,
+    let input = match authorized_query(env, config, head, source, MAX_BODY, &["limit", "after"]).await {
+        Ok((_, input)) => input,
         Err(response) => return response,
     };
     let asked = Page::parse(&mut input.pairs().map(|(name, value)| (Cow::Borrowed(name), value)));

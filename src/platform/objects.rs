@@ -461,7 +461,7 @@ impl DurableObject for DeliveryLedger {
                     })
                     .collect();
                 // In the order of their events (`_10` after `_9`).
-                deliveries.sort_by_key(|d| d.id.rsplit('_').next().and_then(|seq| seq.parse::<u32>().ok()));
+                deliveries.sort_by_key(Delivery::seq);
                 json_response(&deliveries)
             }
             "/list" => {
