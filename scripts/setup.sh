@@ -5,9 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-# cargo's own bin directory first, as cargo finds installed tools ($CARGO_HOME/bin, ~/.cargo/bin
-# only when CARGO_HOME is unset); `cargo install` puts them there.
-export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# cargo's own bin directory first: where `cargo install` puts the tools.
+source scripts/cargo-path.sh
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 

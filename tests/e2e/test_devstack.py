@@ -84,7 +84,8 @@ def fake_build_tree(root: Path) -> Path:
     what the script decides, without a real build. The tools are in a CARGO_HOME of their own
     (returned), outside HOME and off PATH, as in the official `rust` image."""
     (root / "scripts").mkdir(parents=True)
-    shutil.copy(devstack.ROOT / "scripts" / "build-worker", root / "scripts" / "build-worker")
+    for script in ("build-worker", "cargo-path.sh"):
+        shutil.copy(devstack.ROOT / "scripts" / script, root / "scripts" / script)
     (root / "src").mkdir()
     (root / "src" / "lib.rs").write_text("// the Worker\n")
     (root / "Cargo.toml").write_text("[package]\n")
@@ -176,9 +177,8 @@ def test_build_worker_finds_the_real_tools_through_cargo_home(tmp_path):
     """The installed wasm-bindgen and worker-build, linked into a CARGO_HOME in a temporary
     directory: the script runs the ones it finds there (worker-build is asked its version only)."""
     cargo_home = fake_build_tree(tmp_path)
-    real_bin = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo") / "bin"
     for tool in ("wasm-bindgen", "worker-build"):
-        real = shutil.which(tool, path=f"{real_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+        real = shutil.which(tool)  # scripts/test puts cargo's bin directory on PATH
         assert real, f"{tool} is not installed (scripts/setup.sh)"
         (cargo_home / "bin" / tool).unlink()
         (cargo_home / "bin" / tool).symlink_to(real)
